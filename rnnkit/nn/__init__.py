@@ -1,0 +1,14 @@
+"""``torch.nn``-compatible recurrent modules on rnnkit's fused kernels.
+
+``rnnkit.nn.RNN`` / ``GRU`` / ``LSTM`` take the same arguments, hold the same parameters
+(``state_dict`` loads both ways with ``torch.nn``) and return the same values as their
+``torch.nn`` namesakes, and also accept ``lengths=`` / ``mask=`` for padded variable-length
+batches without packing.
+"""
+
+from __future__ import annotations
+
+from .cells import GRUCell, LSTMCell, RNNCell
+from .rnn import GRU, LSTM, RNN
+
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell"]

@@ -1,0 +1,384 @@
+"""``torch.nn``-compatible multi-layer RNN, GRU and LSTM modules on rnnkit's fused kernels.
+
+Same constructor, parameter names and shapes, ``state_dict``, ``forward(input, hx)`` contract and
+return values as ``torch.nn.RNN`` / ``GRU`` / ``LSTM`` (``load_state_dict`` works both ways),
+plus variable-length batches without packing: ``forward(input, hx, lengths=...)`` or
+``mask=...``.
+
+Named dimensions (as in ``torch.nn``)::
+
+    N = batch size           L = sequence length       D = 2 if bidirectional else 1
+    H_in = input_size        H_out = proj_size or hidden_size
+
+Shapes: input (L, N, H_in), or (N, L, H_in) with ``batch_first=True``, or (L, H_in) unbatched;
+``h_0``/``h_n`` (D * num_layers, N, H_out) (the batch dimension stays second even with
+``batch_first``); output (L, N, D * H_out).
+
+Variable length: ``lengths`` is a 1-D integer tensor (N,), in any order, no sorting needed;
+``mask`` is a (N, L) bool tensor of real steps. Output steps past a sequence's end are zero (as
+``pad_packed_sequence`` gives), ``h_n`` holds each sequence's state at its last real step, and
+the reverse direction of a bidirectional layer runs over each sequence's real steps only: the
+same values as ``torch.nn`` on the equivalent ``PackedSequence``. A mask may also have holes;
+at a masked step every layer holds its state and outputs zero.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from .. import _kernels
+from ._checks import check_input, check_mask, check_state, lengths_to_mask
+
+State = tuple[Tensor, ...]
+
+
+class _RecurrentBase(torch.nn.Module):
+    """Parameters, shape handling and layer stacking shared by RNN, GRU and LSTM."""
+
+    gates: int = 1
+    state_count: int = 1  # LSTM carries (h, c)
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+        *,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        for label, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{label} must be a positive integer, got {value!r}")
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"num_layers must be an integer >= 1, got {num_layers!r}")
+        if isinstance(dropout, bool) or not 0 <= float(dropout) <= 1:
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        if not isinstance(proj_size, int) or proj_size < 0 or proj_size >= hidden_size and proj_size:
+            raise ValueError(
+                f"proj_size must be an integer in [0, hidden_size={hidden_size}), got {proj_size!r}"
+            )
+        if backend not in _kernels.BACKENDS:
+            raise ValueError(f"backend must be one of {_kernels.BACKENDS}, got {backend!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so non-zero "
+                f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
+                f"num_layers={num_layers}",
+                stacklevel=2,
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = proj_size
+        self.backend = backend
+        factory = {"device": device, "dtype": dtype}
+        directions = 2 if bidirectional else 1
+        out_size = proj_size or hidden_size
+        self._flat_weights_names: list[str] = []
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else out_size * directions
+            for direction in range(directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                shapes = {
+                    "weight_ih": (self.gates * hidden_size, layer_input),
+                    "weight_hh": (self.gates * hidden_size, out_size),
+                }
+                if bias:
+                    shapes["bias_ih"] = (self.gates * hidden_size,)
+                    shapes["bias_hh"] = (self.gates * hidden_size,)
+                if proj_size:
+                    shapes["weight_hr"] = (proj_size, hidden_size)
+                for kind, shape in shapes.items():
+                    name = kind + suffix
+                    self.register_parameter(name, torch.nn.Parameter(torch.empty(shape, **factory)))
+                    self._flat_weights_names.append(name)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Uniform(-1/sqrt(hidden_size), 1/sqrt(hidden_size)) for every parameter, as torch.nn."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            torch.nn.init.uniform_(weight, -bound, bound)
+
+    def flatten_parameters(self) -> None:
+        """No-op, kept so code written for ``torch.nn`` (cuDNN weight flattening) runs unchanged."""
+
+    @property
+    def all_weights(self) -> list[list[torch.nn.Parameter]]:
+        per_direction = len(self._flat_weights_names) // (self.num_layers * self._directions)
+        names = self._flat_weights_names
+        return [
+            [getattr(self, n) for n in names[i : i + per_direction]]
+            for i in range(0, len(names), per_direction)
+        ]
+
+    @property
+    def _directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _weights(self, layer: int, direction: int) -> dict[str, Tensor | None]:
+        suffix = f"_l{layer}" + ("_reverse" if direction else "")
+        return {
+            kind: getattr(self, kind + suffix, None)
+            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+        }
+
+    def _run(
+        self, x: Tensor, state: State, weights: dict[str, Tensor | None], mask: Tensor | None,
+        reverse: bool,
+    ) -> tuple[Tensor, State]:
+        raise NotImplementedError
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: Tensor | tuple[Tensor, Tensor] | None = None,
+        *,
+        lengths: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> tuple[Any, Any]:
+        name = type(self).__name__
+        packed = input if isinstance(input, PackedSequence) else None
+        if packed is not None:
+            if lengths is not None or mask is not None:
+                raise ValueError(f"{name}: pass lengths/mask with padded input, not a PackedSequence")
+            input, lengths = pad_packed_sequence(packed, batch_first=self.batch_first)
+        weight = getattr(self, self._flat_weights_names[0])
+        check_input(input, self.input_size, weight.dtype, name)
+        batched = input.dim() == 3
+        if not batched:
+            if lengths is not None or mask is not None:
+                raise ValueError(f"{name}: lengths/mask need batched 3-D input")
+            input = input.unsqueeze(0 if self.batch_first else 1)
+        x = input.transpose(0, 1) if self.batch_first else input  # (T, B, H_in)
+        steps, batch = x.shape[0], x.shape[1]
+        if lengths is not None and mask is not None:
+            raise ValueError(f"{name}: pass either lengths or mask, not both")
+        step_mask = None
+        if lengths is not None:
+            step_mask = lengths_to_mask(lengths, batch, steps, x.device)  # (T, B)
+        elif mask is not None:
+            step_mask = check_mask(mask, batch, steps, x.device)
+        states = self._initial_states(hx, batch, batched, x)
+
+        finals: list[State] = []
+        layer_input = x
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self._directions):
+                index = layer * self._directions + direction
+                out, final = self._run(
+                    layer_input,
+                    tuple(s[index] for s in states),
+                    self._weights(layer, direction),
+                    step_mask,
+                    bool(direction),
+                )
+                outputs.append(out)
+                finals.append(final)
+            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+            if step_mask is not None:  # torch.nn's padding: zeros past each sequence's end
+                layer_input = torch.where(step_mask.unsqueeze(-1), layer_input, 0.0)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                layer_input = F.dropout(layer_input, self.dropout, training=True)
+
+        output = layer_input.transpose(0, 1) if self.batch_first else layer_input
+        final_states = [torch.stack([f[i] for f in finals]) for i in range(self.state_count)]
+        if not batched:
+            output = output.squeeze(0 if self.batch_first else 1)
+            final_states = [s.squeeze(1) for s in final_states]
+        if packed is not None:
+            output = _repack(output, packed, lengths, self.batch_first)
+        hidden = final_states[0] if self.state_count == 1 else tuple(final_states)
+        return output, hidden
+
+    def _state_shapes(self, batch: int) -> list[tuple[int, ...]]:
+        layers = self.num_layers * self._directions
+        return [(layers, batch, self.proj_size or self.hidden_size)]
+
+    def _initial_states(self, hx: Any, batch: int, batched: bool, x: Tensor) -> list[Tensor]:
+        shapes = self._state_shapes(batch)
+        if hx is None:
+            return [x.new_zeros(shape) for shape in shapes]
+        given = list(hx) if isinstance(hx, (tuple, list)) else [hx]
+        if len(given) != len(shapes):
+            raise ValueError(
+                f"{type(self).__name__} expects hx as {'a tuple (h_0, c_0)' if len(shapes) == 2 else 'one tensor'}, "
+                f"got {len(given)} tensor(s)"
+            )
+        states = []
+        for label, state, shape in zip(("h_0", "c_0"), given, shapes):
+            expected = shape if batched else (shape[0], shape[2])
+            check_state(state, expected, label, batched)
+            states.append(state if batched else state.unsqueeze(1))
+        return states
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            text += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            text += f", num_layers={self.num_layers}"
+        if getattr(self, "nonlinearity", "tanh") != "tanh":
+            text += f", nonlinearity={self.nonlinearity!r}"
+        if not self.bias:
+            text += ", bias=False"
+        if self.batch_first:
+            text += ", batch_first=True"
+        if self.dropout:
+            text += f", dropout={self.dropout}"
+        if self.bidirectional:
+            text += ", bidirectional=True"
+        if self.backend != "auto":
+            text += f", backend={self.backend!r}"
+        return text
+
+
+def _repack(output: Tensor, packed: PackedSequence, lengths: Tensor, batch_first: bool) -> PackedSequence:
+    """Pack the padded output with the input's own batch order, as torch.nn returns it."""
+    order = packed.sorted_indices
+    if order is not None:
+        output = output.index_select(0 if batch_first else 1, order.to(output.device))
+        lengths = lengths.index_select(0, order.cpu())
+    repacked = pack_padded_sequence(output, lengths, batch_first=batch_first, enforce_sorted=True)
+    return PackedSequence(
+        repacked.data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
+    )
+
+
+class RNN(_RecurrentBase):
+    r"""Multi-layer Elman RNN, a drop-in for :class:`torch.nn.RNN`.
+
+    .. math:: h_t = \tanh(x_t W_{ih}^T + b_{ih} + h_{t-1} W_{hh}^T + b_{hh})
+
+    (``nonlinearity="relu"`` uses ReLU). See the module docstring for shapes, ``lengths`` and
+    ``mask``.
+
+    Example::
+
+        >>> rnn = RNN(4, 2, batch_first=True)
+        >>> out, h_n = rnn(torch.randn(3, 5, 4), lengths=torch.tensor([5, 2, 3]))
+        >>> out.shape, h_n.shape
+        (torch.Size([3, 5, 2]), torch.Size([1, 3, 2]))
+    """
+
+    gates = 1
+
+    def __init__(self, *args: Any, nonlinearity: str = "tanh", **kwargs: Any) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        if "proj_size" in kwargs:
+            raise ValueError("proj_size is only supported by LSTM")
+        self.nonlinearity = nonlinearity
+        super().__init__(*args, **kwargs)
+
+    def _run(self, x, state, weights, mask, reverse):  # type: ignore[no-untyped-def]
+        out, h_n = _kernels.elman(
+            x, state[0], weights["weight_ih"], weights["weight_hh"], weights["bias_ih"],
+            weights["bias_hh"], nonlinearity=self.nonlinearity, mask=mask, reverse=reverse,
+            backend=self.backend,
+        )
+        return out, (h_n,)
+
+
+class GRU(_RecurrentBase):
+    r"""Multi-layer GRU, a drop-in for :class:`torch.nn.GRU` (gates ordered r, z, n).
+
+    .. math::
+        r_t = \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\
+        z_t = \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\
+        n_t = \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
+        h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+
+    Example::
+
+        >>> gru = GRU(4, 8, num_layers=2, bidirectional=True)
+        >>> out, h_n = gru(torch.randn(5, 3, 4))
+        >>> out.shape, h_n.shape
+        (torch.Size([5, 3, 16]), torch.Size([4, 3, 8]))
+    """
+
+    gates = 3
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if "proj_size" in kwargs:
+            raise ValueError("proj_size is only supported by LSTM")
+        super().__init__(*args, **kwargs)
+
+    def _run(self, x, state, weights, mask, reverse):  # type: ignore[no-untyped-def]
+        out, h_n = _kernels.gru(
+            x, state[0], weights["weight_ih"], weights["weight_hh"], weights["bias_ih"],
+            weights["bias_hh"], mask=mask, reverse=reverse, backend=self.backend,
+        )
+        return out, (h_n,)
+
+
+class LSTM(_RecurrentBase):
+    r"""Multi-layer LSTM, a drop-in for :class:`torch.nn.LSTM` (gates ordered i, f, g, o).
+
+    .. math::
+        i_t, f_t, o_t = \sigma(\cdot), \quad g_t = \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) \\
+        c_t = f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o_t \odot \tanh(c_t)
+
+    With ``proj_size > 0``, :math:`h_t = W_{hr}(o_t \odot \tanh(c_t))` (runs on the looped path).
+    ``hx`` and the returned state are ``(h, c)``.
+
+    Example::
+
+        >>> lstm = LSTM(4, 8, batch_first=True)
+        >>> out, (h_n, c_n) = lstm(torch.randn(3, 5, 4))
+        >>> out.shape, h_n.shape, c_n.shape
+        (torch.Size([3, 5, 8]), torch.Size([1, 3, 8]), torch.Size([1, 3, 8]))
+    """
+
+    gates = 4
+    state_count = 2
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.proj_size and self.backend == "fused":
+            raise ValueError(
+                "backend='fused' has no LSTM projection (proj_size > 0); "
+                "use backend='auto' or 'loop'"
+            )
+
+    def _state_shapes(self, batch: int) -> list[tuple[int, ...]]:
+        layers = self.num_layers * self._directions
+        return [(layers, batch, self.proj_size or self.hidden_size), (layers, batch, self.hidden_size)]
+
+    def _run(self, x, state, weights, mask, reverse):  # type: ignore[no-untyped-def]
+        args = (weights["weight_ih"], weights["weight_hh"], weights["bias_ih"], weights["bias_hh"])
+        if weights["weight_hr"] is not None:
+            step = partial(_projected_lstm_step, weights=args, w_hr=weights["weight_hr"])
+            out, final = _kernels.scan(step, x, state, mask, reverse)
+            return out, final
+        out, h_n, c_n = _kernels.lstm(
+            x, state[0], state[1], *args, mask=mask, reverse=reverse, backend=self.backend
+        )
+        return out, (h_n, c_n)
+
+
+def _projected_lstm_step(x: Tensor, state: State, *, weights: tuple, w_hr: Tensor) -> State:
+    h, c = _kernels.lstm_cell(x, state[0], state[1], *weights)
+    return h @ w_hr.t(), c
