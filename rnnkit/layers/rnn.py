@@ -1,0 +1,773 @@
+"""The generic recurrent layer: ``RNN(cell)`` runs any cell over a sequence, as Keras 3 does.
+
+A *cell* is one time step. Its contract is Keras' (and the seeds' ``BasicRNNCell``):
+
+- ``state_size``: an int (one state) or a list of ints (LSTM: ``[units, units]``);
+- ``call(inputs, states)`` (or, for a ``torch.nn.Module``, ``forward(inputs, states)``) takes the
+  step's input (B, D) and the list of states, each (B, size), and returns
+  ``(output, new_states)``; ``new_states`` may be a list or, for one state, a tensor;
+- optionally ``output_size`` (default ``state_size[0]``) and ``get_initial_state(batch_size)``.
+
+``RNN`` owns the loop, the direction, masking and statefulness (the seeds' ``dynamic_rnn``: a
+Python loop over time, never a graph unrolled per step). With x of shape (B, T, D) and the
+time steps taken in processing order t = 0..T-1 (T-1..0 with ``go_backwards``)::
+
+    y_t, s_t = cell(x_t, s_{t-1})                            where mask[:, t] is True
+    s_t = s_{t-1};  y_t = y_{t-1} (0 before the first real step), or 0 with zero_output_for_mask
+                                                             where mask[:, t] is False
+
+These are Keras 3's semantics (TensorFlow and torch backends): a masked step is skipped, the
+state is carried over unchanged, and the output repeats the previous step's output. The output
+sequence is in processing order, so with ``go_backwards=True`` it comes out reversed (Keras'
+``Bidirectional`` flips it back). ``return_state`` appends the final states.
+
+``SimpleRNN``, ``GRU`` and ``LSTM`` are ``RNN`` subclasses whose default configurations run the
+fused kernels of ``rnnkit._kernels`` instead of the loop (same numbers; see
+:meth:`RNN._fused_states`). ``backend="loop"`` forces the loop, ``backend="fused"`` demands the
+kernels and raises an error saying why when the configuration cannot use them.
+
+Example::
+
+    >>> import torch
+    >>> from rnnkit.layers import RNN, SimpleRNNCell
+    >>> layer = RNN(SimpleRNNCell(4), return_sequences=True, return_state=True)
+    >>> outputs, state = layer(torch.randn(2, 5, 3))
+    >>> tuple(outputs.shape), tuple(state.shape)
+    ((2, 5, 4), (2, 4))
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import activations, initializers
+from ._base import Layer, Shape, as_mask, as_tensor
+
+BACKENDS = ("auto", "fused", "loop")
+
+# Keras arguments rnnkit does not implement. Their default (None) is accepted so that Keras
+# configs load; any other value is an error rather than being silently ignored.
+UNSUPPORTED_OPTIONS = (
+    "kernel_regularizer",
+    "recurrent_regularizer",
+    "bias_regularizer",
+    "activity_regularizer",
+    "kernel_constraint",
+    "recurrent_constraint",
+    "bias_constraint",
+)
+
+States = list[Tensor]
+
+
+def reject_unsupported(owner: str, options: dict[str, Any]) -> None:
+    """Raise if a regularizer or constraint was given (rnnkit does not implement them)."""
+    given = sorted(name for name, value in options.items() if value is not None)
+    if given:
+        raise ValueError(
+            f"{owner} does not support regularizers or constraints; got {', '.join(given)}. "
+            "Remove them (or add the penalty to your loss yourself)."
+        )
+
+
+def check_rate(owner: str, name: str, rate: Any) -> float:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        raise ValueError(f"{owner}: {name} must be a number in [0, 1), got {rate!r}")
+    return float(rate)
+
+
+def check_units(owner: str, units: Any) -> int:
+    if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+        raise ValueError(f"{owner}: units must be a positive integer, got {units!r}")
+    return int(units)
+
+
+def backend_from_use_cudnn(owner: str, use_cudnn: Any, backend: str) -> str:
+    """Keras' ``use_cudnn`` ("auto", True, False) as rnnkit's ``backend``."""
+    if use_cudnn not in ("auto", True, False):
+        raise ValueError(f"{owner}: use_cudnn must be 'auto', True or False, got {use_cudnn!r}")
+    if use_cudnn == "auto":
+        return backend
+    wanted = "fused" if use_cudnn else "loop"
+    if backend not in ("auto", wanted):
+        raise ValueError(f"{owner}: use_cudnn={use_cudnn} contradicts backend={backend!r}")
+    return wanted
+
+
+# -- serialisation of nested layers (Bidirectional's inner layer, RNN's cell) ----------------
+def serialize_layer(layer: Any) -> dict[str, Any]:
+    """``{"class_name": ..., "config": ...}`` for an rnnkit layer or cell, as Keras nests them."""
+    from . import __all__ as public_names
+
+    name = type(layer).__name__
+    if not isinstance(layer, Layer) or name not in public_names:
+        raise TypeError(
+            f"Only rnnkit.layers objects can be written as a config; got {name}. A custom "
+            "cell cannot be saved as a config: rebuild the layer in code and load its weights."
+        )
+    return {"class_name": name, "config": layer.get_config()}
+
+
+def deserialize_layer(spec: dict[str, Any]) -> Layer:
+    """The inverse of :func:`serialize_layer`: only rnnkit.layers' public classes are built."""
+    from . import __all__ as public_names
+    from . import __getattr__ as load
+
+    if not isinstance(spec, dict) or "class_name" not in spec or "config" not in spec:
+        raise ValueError(f"A layer config must be {{'class_name': ..., 'config': ...}}, got {spec!r}")
+    name = spec["class_name"]
+    if name not in public_names or name == "Layer":
+        raise ValueError(f"Unknown layer class {name!r} in config; expected one of rnnkit.layers")
+    return load(name).from_config(dict(spec["config"]))
+
+
+# -- dropout shared by the built-in cells ------------------------------------------------------
+class DropoutRNNCell:
+    """Keras' dropout for cells: one mask per call, the same for every time step.
+
+    The layer asks for the masks before the loop (only when ``training``) and clears them after,
+    so a mask is drawn once per call. Values are 0 or 1 / (1 - rate), as Keras' dropout.
+    A cell with ``dropout_mask_count = n`` gets n independent masks (one per gate), as Keras'
+    GRU/LSTM do when ``recurrent_dropout`` is used.
+    """
+
+    dropout: float
+    recurrent_dropout: float
+    seed: int | None
+    dropout_mask_count: int | None = None
+
+    def _draw_masks(self, like: Tensor, rate: float) -> Tensor | list[Tensor]:
+        generators = self.__dict__.setdefault("_dropout_generators", {})
+        generator = None
+        if self.seed is not None:
+            if like.device not in generators:
+                generators[like.device] = torch.Generator(like.device).manual_seed(self.seed)
+            generator = generators[like.device]
+
+        def one() -> Tensor:
+            noise = torch.rand(like.shape, generator=generator, device=like.device)
+            return (noise >= rate).to(like.dtype) / (1.0 - rate)
+
+        if self.dropout_mask_count is None:
+            return one()
+        return [one() for _ in range(self.dropout_mask_count)]
+
+    def get_dropout_mask(self, step_input: Tensor) -> Tensor | list[Tensor] | None:
+        if self.__dict__.get("_dropout_mask") is None and self.dropout > 0:
+            self.__dict__["_dropout_mask"] = self._draw_masks(step_input, self.dropout)
+        return self.__dict__.get("_dropout_mask")
+
+    def get_recurrent_dropout_mask(self, state: Tensor) -> Tensor | list[Tensor] | None:
+        if self.__dict__.get("_recurrent_dropout_mask") is None and self.recurrent_dropout > 0:
+            masks = self._draw_masks(state, self.recurrent_dropout)
+            self.__dict__["_recurrent_dropout_mask"] = masks
+        return self.__dict__.get("_recurrent_dropout_mask")
+
+    def reset_dropout_mask(self) -> None:
+        self.__dict__["_dropout_mask"] = None
+
+    def reset_recurrent_dropout_mask(self) -> None:
+        self.__dict__["_recurrent_dropout_mask"] = None
+
+
+def _expand(keep: Tensor, like: Tensor) -> Tensor:
+    """A (B,) bool mask broadcastable against ``like`` (B, ...)."""
+    return keep.view(keep.shape[0], *([1] * (like.dim() - 1)))
+
+
+def _state_list(states: Any) -> States:
+    if isinstance(states, Tensor):
+        return [states]
+    return list(states)
+
+
+def _has_own_forward(cell: Any) -> bool:
+    return isinstance(cell, torch.nn.Module) and type(cell).forward is not torch.nn.Module.forward
+
+
+class RNN(Layer):
+    """Runs a cell over the time axis of batch-first input (B, T, D); Keras' ``RNN`` layer.
+
+    Args:
+        cell: the step (see the module docstring); its parameters become this layer's weights.
+        return_sequences: return every step's output (B, T, units), not only the last (B, units).
+        return_state: also return the final states: ``[output, *states]``.
+        go_backwards: process time from the end; the output sequence is in processing order.
+        stateful: the final states of a call are the initial states of the next call (fixed
+            batch size) until :meth:`reset_states`.
+        unroll: accepted for Keras compatibility; the numbers are the same either way.
+        zero_output_for_mask: masked steps output zeros instead of the previous output.
+        backend: ``"auto"`` (fused kernels when the configuration allows, else the loop),
+            ``"fused"`` (kernels or an error saying why not) or ``"loop"``.
+
+    Call: ``layer(x, initial_state=None, mask=None, training=None)`` with x (B, T, D) as a
+    tensor or NumPy array, ``initial_state`` a list of (B, size) tensors (one per state) and
+    ``mask`` a (B, T) bool tensor (True = real step).
+    """
+
+    supports_masking = True
+
+    def __init__(
+        self,
+        cell: Any,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        stateful: bool = False,
+        unroll: bool = False,
+        zero_output_for_mask: bool = False,
+        *,
+        backend: str = "auto",
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(cell, (list, tuple)):
+            raise TypeError(
+                "RNN takes one cell; stacks of cells are not supported. Stack RNN layers instead "
+                "(return_sequences=True on all but the last)."
+            )
+        if not (callable(getattr(cell, "call", None)) or _has_own_forward(cell)):
+            raise TypeError(
+                "The RNN cell must have a call(inputs, states) method (or, as a torch.nn.Module, "
+                f"forward(inputs, states)); got {type(cell).__name__}"
+            )
+        state_size = getattr(cell, "state_size", None)
+        sizes = [state_size] if not isinstance(state_size, (list, tuple)) else list(state_size)
+        if not sizes or any(
+            isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s <= 0 for s in sizes
+        ):
+            raise ValueError(
+                "The RNN cell needs a state_size attribute: a positive int or a list of positive "
+                f"ints (one per state); got state_size={state_size!r} on {type(cell).__name__}"
+            )
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        super().__init__(**kwargs)
+        self.cell = cell
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self.unroll = bool(unroll)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.backend = backend
+        self.state_size: list[int] = [int(s) for s in sizes]
+        self.states: States | None = None
+        self._input_features: int | None = None
+        self._state_batch: int | None = None
+
+    @property
+    def output_size(self) -> int:
+        size = getattr(self.cell, "output_size", None)
+        return self.state_size[0] if size is None else int(size)
+
+    # -- building -------------------------------------------------------------------------
+    def build(self, input_shape: Shape) -> None:
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' expects inputs of shape (batch, time, "
+                f"features) with a known feature size, got {input_shape}"
+            )
+        step_shape = (input_shape[0], input_shape[-1])
+        if isinstance(self.cell, Layer):
+            self.cell.maybe_build(step_shape)
+        elif callable(getattr(self.cell, "build", None)) and not getattr(self.cell, "built", False):
+            self.cell.build(step_shape)
+            try:
+                self.cell.built = True
+            except AttributeError:  # a cell with a read-only `built` keeps its own
+                pass
+        self._input_features = int(input_shape[-1])
+        if self.stateful and input_shape[0] is not None:
+            self._state_batch = int(input_shape[0])
+        super().build(input_shape)
+
+    def convert_inputs(self, inputs: Any) -> Tensor:
+        tensor = super().convert_inputs(inputs)
+        if not tensor.is_floating_point():
+            params = list(self.parameters())
+            tensor = tensor.to(params[0].dtype if params else torch.get_default_dtype())
+        return tensor
+
+    def forward(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        inputs = self.convert_inputs(inputs)
+        if inputs.dim() != 3:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' expects a 3-D input (batch, time, "
+                f"features), got shape {tuple(inputs.shape)}"
+            )
+        build_here(self, inputs)
+        return super().forward(inputs, *args, **kwargs)
+
+    # -- states ---------------------------------------------------------------------------
+    def get_initial_state(self, batch_size: int) -> States:
+        """The states a call starts from when none are given: the cell's, or zeros."""
+        make = getattr(self.cell, "get_initial_state", None)
+        if callable(make):
+            return _state_list(make(batch_size=batch_size))
+        params = list(self.parameters())
+        like = params[0] if params else torch.empty(0)
+        return [like.new_zeros(batch_size, size) for size in self.state_size]
+
+    def reset_states(self, states: Sequence[Any] | None = None) -> None:
+        """Zero a stateful layer's states (or set them to ``states``); no-op when not stateful."""
+        if not self.stateful:
+            return
+        if states is None:
+            if self.states is not None:
+                self.states = [torch.zeros_like(s) for s in self.states]
+            return
+        batch = self._state_batch
+        if batch is None:
+            first = states if isinstance(states, (Tensor, np.ndarray)) else states[0]
+            batch = int(np.shape(first)[0])
+        self.states = [s.detach() for s in self._check_states(states, batch, None, "states")]
+        self._state_batch = batch
+
+    def reset_state(self, states: Sequence[Any] | None = None) -> None:
+        """Keras 3's name for :meth:`reset_states`."""
+        self.reset_states(states)
+
+    def _check_states(
+        self, states: Any, batch: int, like: Tensor | None, what: str
+    ) -> States:
+        given = [states] if isinstance(states, (Tensor, np.ndarray)) else list(states)
+        if len(given) != len(self.state_size):
+            raise ValueError(
+                f"Layer '{self.name}' has {len(self.state_size)} state(s) of sizes "
+                f"{self.state_size}, but {what} has {len(given)} element(s)"
+            )
+        params = list(self.parameters())
+        dtype = like.dtype if like is not None else (params[0].dtype if params else None)
+        device = like.device if like is not None else (params[0].device if params else None)
+        out = []
+        for index, (value, size) in enumerate(zip(given, self.state_size)):
+            tensor = as_tensor(value).to(dtype=dtype, device=device)
+            if tuple(tensor.shape) != (batch, size):
+                raise ValueError(
+                    f"Layer '{self.name}': {what}[{index}] must have shape (batch, {size}) = "
+                    f"({batch}, {size}), got {tuple(tensor.shape)}"
+                )
+            out.append(tensor)
+        return out
+
+    def _initial_states(self, inputs: Tensor, initial_state: Any) -> States:
+        batch = inputs.shape[0]
+        if self.stateful:
+            if self._state_batch is None:
+                self._state_batch = batch
+            if batch != self._state_batch:
+                raise ValueError(
+                    f"Stateful layer '{self.name}' keeps states for a batch of "
+                    f"{self._state_batch} sequences, got a batch of {batch}. A stateful RNN "
+                    "needs the same batch size on every call (sample i continues sample i)."
+                )
+        if initial_state is not None:
+            return self._check_states(initial_state, batch, inputs, "initial_state")
+        if self.stateful and self.states is not None:
+            return [s.to(inputs) for s in self.states]
+        return [s.to(inputs) for s in self.get_initial_state(batch)]
+
+    # -- calling --------------------------------------------------------------------------
+    def call(
+        self,
+        inputs: Tensor,
+        initial_state: Any = None,
+        mask: Tensor | None = None,
+        training: bool = False,
+    ) -> Tensor | list[Tensor]:
+        batch, steps, features = inputs.shape
+        if features != self._input_features:
+            raise ValueError(
+                f"Layer '{self.name}' was built for {self._input_features} input features, "
+                f"got an input of shape {tuple(inputs.shape)}"
+            )
+        if steps == 0:
+            raise ValueError(f"Layer '{self.name}' needs at least one time step, got shape "
+                             f"{tuple(inputs.shape)}")
+        if mask is not None:
+            mask = as_mask(mask, batch, steps).to(inputs.device)
+        states = self._initial_states(inputs, initial_state)
+        training = bool(training)
+        if self._use_fused(training):
+            last, sequence, final = self._run_fused(inputs, states, mask, training)
+        else:
+            last, sequence, final = self._run_loop(inputs, states, mask, training)
+        if self.stateful:
+            self.states = [s.detach() for s in final]
+        output = sequence if self.return_sequences else last
+        return [output, *final] if self.return_state else output
+
+    def _fast_path_blocker(self, training: bool) -> str | None:
+        """Why the fused kernels cannot run this call (None: they can). Subclasses refine."""
+        return "only SimpleRNN, GRU and LSTM have fused kernels; a generic cell runs the loop"
+
+    def _use_fused(self, training: bool) -> bool:
+        if self.backend == "loop":
+            return False
+        reason = self._fast_path_blocker(training)
+        if reason is not None and self.backend == "fused":
+            raise ValueError(
+                f"Layer '{self.name}' was created with backend='fused', but the fused kernels "
+                f"cannot run it: {reason}. Pass backend='auto' to fall back to the loop."
+            )
+        return reason is None
+
+    def _cell_step(self, training: bool) -> Callable[[Tensor, States], tuple[Tensor, Any]]:
+        cell = self.cell
+        if isinstance(cell, Layer):
+            function = cell.call
+        elif _has_own_forward(cell):
+            function = cell
+        else:
+            function = cell.call
+        target = cell.forward if function is cell else function
+        try:
+            takes_training = "training" in inspect.signature(target).parameters
+        except (TypeError, ValueError):
+            takes_training = False
+        if takes_training:
+            return lambda x, states: function(x, states, training=training)
+        return lambda x, states: function(x, states)
+
+    def _run_loop(
+        self, inputs: Tensor, states: States, mask: Tensor | None, training: bool
+    ) -> tuple[Tensor, Tensor | None, States]:
+        """Keras' ``backend.rnn``: the cell stepped in a Python loop over time."""
+        self._prepare_dropout(inputs, states, training)
+        try:
+            step = self._cell_step(training)
+            steps = inputs.shape[1]
+            order = range(steps - 1, -1, -1) if self.go_backwards else range(steps)
+            outputs: list[Tensor] = []
+            previous: Tensor | None = None
+            for t in order:
+                output, new = step(inputs[:, t], states)
+                new = _state_list(new)
+                if len(new) != len(states):
+                    raise ValueError(
+                        f"The cell of layer '{self.name}' returned {len(new)} state(s), but its "
+                        f"state_size {self.state_size} declares {len(states)}"
+                    )
+                if mask is not None:
+                    keep = mask[:, t]
+                    if self.zero_output_for_mask or previous is None:
+                        fill = torch.zeros_like(output)
+                    else:
+                        fill = previous
+                    output = torch.where(_expand(keep, output), output, fill)
+                    new = [torch.where(_expand(keep, n), n, s) for n, s in zip(new, states)]
+                previous, states = output, new
+                if self.return_sequences:
+                    outputs.append(output)
+        finally:
+            self._clear_dropout()
+        assert previous is not None  # at least one step (checked in call)
+        sequence = torch.stack(outputs, dim=1) if self.return_sequences else None
+        return previous, sequence, states
+
+    def _run_fused(
+        self, inputs: Tensor, states: States, mask: Tensor | None, training: bool
+    ) -> tuple[Tensor, Tensor | None, States]:
+        """The fused kernels, then Keras' output semantics on top of the held states."""
+        cell = self.cell
+        x = inputs
+        if training and getattr(cell, "dropout", 0.0) > 0:
+            try:
+                drop = cell.get_dropout_mask(inputs[:, 0])  # (B, D), the same at every step
+            finally:
+                cell.reset_dropout_mask()
+            x = x * drop.unsqueeze(1)
+        mask_tm = None if mask is None else mask.t().contiguous()  # (T, B)
+        held, final = self._fused_states(x.transpose(0, 1), states, mask_tm)  # (T, B, U)
+        if self.go_backwards:  # processing order, as Keras returns it
+            held = held.flip(0)
+            mask_tm = None if mask_tm is None else mask_tm.flip(0)
+        # The built-in cells output their first state, so the held state is the output at every
+        # real step; Keras repeats the previous output at masked steps, which is the held state
+        # once a real step has been seen and zero before that (or zero at every masked step).
+        if mask_tm is None:
+            last, sequence = final[0], held if self.return_sequences else None
+        else:
+            shown = mask_tm if self.zero_output_for_mask else mask_tm.cumsum(0) > 0  # (T, B)
+            last = torch.where(shown[-1].unsqueeze(-1), final[0], torch.zeros_like(final[0]))
+            sequence = None
+            if self.return_sequences:
+                sequence = torch.where(shown.unsqueeze(-1), held, torch.zeros_like(held))
+        if sequence is not None:
+            sequence = sequence.transpose(0, 1)
+        return last, sequence, final
+
+    def _fused_states(
+        self, x: Tensor, states: States, mask: Tensor | None
+    ) -> tuple[Tensor, States]:
+        """Subclasses: run the kernel over time-major x (T, B, D) with ``reverse=go_backwards``;
+        return the first state after every step in time order (T, B, U), held at masked steps,
+        and the final states."""
+        raise NotImplementedError
+
+    # -- dropout --------------------------------------------------------------------------
+    def _prepare_dropout(self, inputs: Tensor, states: States, training: bool) -> None:
+        cell = self.cell
+        if training and isinstance(cell, DropoutRNNCell):
+            cell.get_dropout_mask(inputs[:, 0])
+            cell.get_recurrent_dropout_mask(states[0])
+
+    def _clear_dropout(self) -> None:
+        if isinstance(self.cell, DropoutRNNCell):
+            self.cell.reset_dropout_mask()
+            self.cell.reset_recurrent_dropout_mask()
+
+    # -- shapes, masks, weights, config -----------------------------------------------------
+    def compute_output_shape(self, input_shape: Shape) -> Shape | list[Shape]:
+        batch = input_shape[0]
+        if self.return_sequences:
+            output: Shape = (batch, input_shape[1], self.output_size)
+        else:
+            output = (batch, self.output_size)
+        if self.return_state:
+            return [output, *[(batch, size) for size in self.state_size]]
+        return output
+
+    def compute_mask(self, inputs: Tensor, mask: Tensor | None = None) -> Any:
+        output_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask] + [None] * len(self.state_size)
+        return output_mask
+
+    def keras_weights(self) -> list[torch.nn.Parameter]:
+        if isinstance(self.cell, Layer):
+            return self.cell.keras_weights()
+        if isinstance(self.cell, torch.nn.Module):
+            return list(self.cell.parameters())
+        return []
+
+    def _rnn_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            return_sequences=self.return_sequences,
+            return_state=self.return_state,
+            go_backwards=self.go_backwards,
+            stateful=self.stateful,
+            unroll=self.unroll,
+            zero_output_for_mask=self.zero_output_for_mask,
+            backend=self.backend,
+        )
+        return config
+
+    def get_config(self) -> dict[str, Any]:
+        return {**self._rnn_config(), "cell": serialize_layer(self.cell)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        config = dict(config)
+        cell = deserialize_layer(config.pop("cell"))
+        return cls(cell, **config)
+
+    def extra_repr(self) -> str:
+        flags = [f"name={self.name!r}"]
+        for flag in ("return_sequences", "return_state", "go_backwards", "stateful"):
+            if getattr(self, flag):
+                flags.append(f"{flag}=True")
+        return ", ".join(flags)
+
+
+def build_here(layer: Layer, inputs: Tensor) -> None:
+    """Build ``layer`` for ``inputs`` on first call, with its parameters on the input's device."""
+    if not layer.built:
+        layer.maybe_build(tuple(inputs.shape))
+        if inputs.device != torch.device("cpu"):
+            layer.to(inputs.device)
+
+
+def fresh_copy(layer: Layer, **changes: Any) -> Layer:
+    """An unbuilt copy of ``layer`` with new weights and some constructor arguments changed
+    (how Keras' ``Bidirectional`` makes its forward and backward layers)."""
+    try:
+        config = layer.get_config()
+    except TypeError:  # a generic RNN over a user's cell: copy it and re-initialise the cell
+        clone = copy.deepcopy(layer)
+        for key, value in changes.items():
+            setattr(clone, key, value)
+        reset = getattr(getattr(clone, "cell", None), "reset_parameters", None)
+        if callable(reset):
+            reset()
+        clone.states = None
+        return clone
+    config.update(changes)
+    return type(layer).from_config(config)
+
+
+# -- machinery shared by SimpleRNN, GRU and LSTM ----------------------------------------------
+def activation_name(function: Any) -> str | None:
+    """"tanh", "sigmoid" or "relu" when ``function`` is one of those (the kernels' set)."""
+    for name in ("tanh", "sigmoid", "relu"):
+        if function is activations.get(name):
+            return name
+    builtin = {torch.tanh: "tanh", torch.sigmoid: "sigmoid", torch.relu: "relu"}
+    return builtin.get(function)
+
+
+def _serialize_option(module: Any, given: Any, resolved: Any) -> Any:
+    """A constructor option as JSON: the name the user gave, else the module's serialisation."""
+    if given is None or isinstance(given, (str, dict)):
+        return given
+    if module is activations and activation_name(resolved) is not None:
+        return activation_name(resolved)
+    serialize = getattr(module, "serialize", None)
+    if callable(serialize):
+        return serialize(given)
+    raise TypeError(f"Cannot write {given!r} into a config; pass it by name instead")
+
+
+class RecurrentCell(Layer, DropoutRNNCell):
+    """What the built-in cells share: Keras' arguments, their ``kernel`` (D, G*U),
+    ``recurrent_kernel`` (U, G*U) and ``bias`` parameters (G gates), and dropout."""
+
+    gates = 1
+
+    def __init__(
+        self,
+        units: int,
+        activation: Any = "tanh",
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        owner = type(self).__name__
+        reject_unsupported(owner, {k: kwargs.pop(k, None) for k in UNSUPPORTED_OPTIONS})
+        super().__init__(**kwargs)
+        self.units = check_units(owner, units)
+        self._given = {
+            "activation": activation,
+            "kernel_initializer": kernel_initializer,
+            "recurrent_initializer": recurrent_initializer,
+            "bias_initializer": bias_initializer,
+        }
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.dropout = check_rate(owner, "dropout", dropout)
+        self.recurrent_dropout = check_rate(owner, "recurrent_dropout", recurrent_dropout)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"{owner}: seed must be an int or None, got {seed!r}")
+        self.seed = seed
+        self.state_size: int | list[int] = self.units
+        self.output_size = self.units
+        # Registered now so that get_weights() follows Keras' order whatever build assigns first.
+        self.register_parameter("kernel", None)
+        self.register_parameter("recurrent_kernel", None)
+        self.register_parameter("bias", None)
+
+    def build(self, input_shape: Shape) -> None:
+        features = input_shape[-1]
+        if features is None:
+            raise ValueError(f"{type(self).__name__} needs a known feature size, got {input_shape}")
+        width = self.gates * self.units
+        dtype = torch.get_default_dtype()
+        self.kernel = torch.nn.Parameter(self.kernel_initializer((features, width), dtype=dtype))
+        self.recurrent_kernel = torch.nn.Parameter(
+            self.recurrent_initializer((self.units, width), dtype=dtype)
+        )
+        if self.use_bias:
+            self.bias = torch.nn.Parameter(self._initial_bias(dtype))
+        super().build(input_shape)
+
+    def _initial_bias(self, dtype: torch.dtype) -> Tensor:
+        return self.bias_initializer((self.gates * self.units,), dtype=dtype)
+
+    def get_initial_state(self, batch_size: int) -> States:
+        sizes = self.state_size if isinstance(self.state_size, list) else [self.state_size]
+        like = self.kernel if self.kernel is not None else torch.empty(0)
+        return [like.new_zeros(batch_size, size) for size in sizes]
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            activation=_serialize_option(
+                activations, self._given["activation"], self.activation
+            ),
+            use_bias=self.use_bias,
+            kernel_initializer=_serialize_option(
+                initializers, self._given["kernel_initializer"], self.kernel_initializer
+            ),
+            recurrent_initializer=_serialize_option(
+                initializers, self._given["recurrent_initializer"], self.recurrent_initializer
+            ),
+            bias_initializer=_serialize_option(
+                initializers, self._given["bias_initializer"], self.bias_initializer
+            ),
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            seed=self.seed,
+        )
+        return config
+
+    def extra_repr(self) -> str:
+        return f"units={self.units}, name={self.name!r}"
+
+
+class KerasRNN(RNN):
+    """What SimpleRNN, GRU and LSTM share: their cell's options as layer attributes and config
+    entries, and the conditions for the fused kernels."""
+
+    cell: RecurrentCell
+    # activations the fused kernel implements, per role
+    fused_activations: dict[str, tuple[str, ...]] = {"activation": ("tanh",)}
+
+    def __getattr__(self, name: str) -> Any:
+        # Keras exposes the cell's options on the layer (layer.units, layer.dropout, ...).
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            cell = self._modules.get("cell")
+            if cell is not None and name in _CELL_OPTIONS:
+                return getattr(cell, name)
+            raise
+
+    def _fast_path_blocker(self, training: bool) -> str | None:
+        cell = self.cell
+        for role, allowed in self.fused_activations.items():
+            name = activation_name(getattr(cell, role))
+            if name not in allowed:
+                return f"{role} must be one of {allowed} (got {cell._given.get(role, name)!r})"
+        if training and cell.recurrent_dropout > 0:
+            return "recurrent_dropout is applied inside the step, which only the loop does"
+        return None
+
+    def get_config(self) -> dict[str, Any]:
+        config = self._rnn_config()
+        cell_config = self.cell.get_config()
+        for key in ("name", "trainable", "batch_input_shape"):
+            cell_config.pop(key, None)
+        return {**config, **cell_config}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        return cls(**config)
+
+    def extra_repr(self) -> str:
+        return f"units={self.cell.units}, " + super().extra_repr()
+
+
+_CELL_OPTIONS = frozenset(
+    {
+        "units", "activation", "recurrent_activation", "use_bias", "kernel_initializer",
+        "recurrent_initializer", "bias_initializer", "dropout", "recurrent_dropout", "seed",
+        "reset_after", "unit_forget_bias",
+    }
+)
