@@ -289,11 +289,13 @@ class RNN(Layer):
         super().build(input_shape)
 
     def convert_inputs(self, inputs: Any) -> Tensor:
-        tensor = super().convert_inputs(inputs)
-        if not tensor.is_floating_point():
-            params = list(self.parameters())
-            tensor = tensor.to(params[0].dtype if params else torch.get_default_dtype())
-        return tensor
+        """Tensors keep their values; NumPy data goes straight to the weights' dtype (float32
+        before the layer is built, as in Keras), integers included (one-hot lists)."""
+        params = list(self.parameters())
+        dtype = params[0].dtype if params else torch.get_default_dtype()
+        if not isinstance(inputs, Tensor):
+            return as_tensor(inputs, dtype=dtype)
+        return inputs if inputs.dtype == dtype else inputs.to(dtype)
 
     def forward(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         inputs = self.convert_inputs(inputs)
