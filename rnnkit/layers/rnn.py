@@ -177,6 +177,16 @@ class DropoutRNNCell:
         self.__dict__["_recurrent_dropout_mask"] = None
 
 
+def to_weights_dtype(layer: torch.nn.Module, inputs: Any) -> Tensor:
+    """Inputs as a tensor of the weights' dtype (float32 before the layer is built, as Keras).
+    NumPy data is converted once, straight to that dtype; integer data (one-hot lists) too."""
+    params = list(layer.parameters())
+    dtype = params[0].dtype if params else torch.get_default_dtype()
+    if not isinstance(inputs, Tensor):
+        return as_tensor(inputs, dtype=dtype)
+    return inputs if inputs.dtype == dtype else inputs.to(dtype)
+
+
 def _expand(keep: Tensor, like: Tensor) -> Tensor:
     """A (B,) bool mask broadcastable against ``like`` (B, ...)."""
     return keep.view(keep.shape[0], *([1] * (like.dim() - 1)))
@@ -289,13 +299,7 @@ class RNN(Layer):
         super().build(input_shape)
 
     def convert_inputs(self, inputs: Any) -> Tensor:
-        """Tensors keep their values; NumPy data goes straight to the weights' dtype (float32
-        before the layer is built, as in Keras), integers included (one-hot lists)."""
-        params = list(self.parameters())
-        dtype = params[0].dtype if params else torch.get_default_dtype()
-        if not isinstance(inputs, Tensor):
-            return as_tensor(inputs, dtype=dtype)
-        return inputs if inputs.dtype == dtype else inputs.to(dtype)
+        return to_weights_dtype(self, inputs)
 
     def forward(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         inputs = self.convert_inputs(inputs)
@@ -350,7 +354,7 @@ class RNN(Layer):
         device = like.device if like is not None else (params[0].device if params else None)
         out = []
         for index, (value, size) in enumerate(zip(given, self.state_size)):
-            tensor = as_tensor(value).to(dtype=dtype, device=device)
+            tensor = as_tensor(value, dtype=dtype).to(device=device)
             if tuple(tensor.shape) != (batch, size):
                 raise ValueError(
                     f"Layer '{self.name}': {what}[{index}] must have shape (batch, {size}) = "
@@ -690,6 +694,9 @@ class RecurrentCell(Layer, DropoutRNNCell):
 
     def _initial_bias(self, dtype: torch.dtype) -> Tensor:
         return self.bias_initializer((self.gates * self.units,), dtype=dtype)
+
+    def convert_inputs(self, inputs: Any) -> Tensor:
+        return to_weights_dtype(self, inputs)
 
     def get_initial_state(self, batch_size: int) -> States:
         sizes = self.state_size if isinstance(self.state_size, list) else [self.state_size]
