@@ -178,13 +178,16 @@ class DropoutRNNCell:
 
 
 def to_weights_dtype(layer: torch.nn.Module, inputs: Any) -> Tensor:
-    """Inputs as a tensor of the weights' dtype (float32 before the layer is built, as Keras).
-    NumPy data is converted once, straight to that dtype; integer data (one-hot lists) too."""
+    """Inputs as a tensor of the weights' dtype (float32 without weights, as Keras; floating
+    tensors then keep theirs). NumPy data is converted once, straight to that dtype; integer
+    data (one-hot lists) too."""
     params = list(layer.parameters())
     dtype = params[0].dtype if params else torch.get_default_dtype()
     if not isinstance(inputs, Tensor):
         return as_tensor(inputs, dtype=dtype)
-    return inputs if inputs.dtype == dtype else inputs.to(dtype)
+    if inputs.dtype == dtype or (not params and inputs.is_floating_point()):
+        return inputs
+    return inputs.to(dtype)
 
 
 def _expand(keep: Tensor, like: Tensor) -> Tensor:
@@ -294,8 +297,10 @@ class RNN(Layer):
             except AttributeError:  # a cell with a read-only `built` keeps its own
                 pass
         self._input_features = int(input_shape[-1])
-        if self.stateful and input_shape[0] is not None:
-            self._state_batch = int(input_shape[0])
+        declared = None if self.batch_input_shape is None else self.batch_input_shape[0]
+        batch = declared if declared is not None else input_shape[0]
+        if self.stateful and batch is not None:
+            self._state_batch = int(batch)
         super().build(input_shape)
 
     def convert_inputs(self, inputs: Any) -> Tensor:
