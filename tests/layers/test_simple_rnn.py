@@ -115,12 +115,12 @@ def test_fused_and_loop_gradients_agree(mask_kind, go_backwards):
     rng = np.random.default_rng(3)
     weights = _weights(rng)
     mask = None if MASKS[mask_kind] is None else torch.tensor(MASKS[mask_kind])
+    x_np = rng.normal(size=(B, T, D))
     grads = []
     for backend in ("fused", "loop"):
         layer = _layer(weights, return_sequences=True, return_state=True,
                        go_backwards=go_backwards, backend=backend)
-        x = torch.tensor(rng.normal(size=(B, T, D)) if not grads else x_np, requires_grad=True)
-        x_np = x.detach().numpy()
+        x = torch.tensor(x_np, requires_grad=True)
         h0 = torch.linspace(-0.5, 0.5, B * U, dtype=torch.float64).view(B, U).requires_grad_()
         outputs, state = layer(x, initial_state=[h0], mask=mask)
         loss = (outputs * torch.arange(1.0, U + 1, dtype=torch.float64)).sum() + state.pow(2).sum()
