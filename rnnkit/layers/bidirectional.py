@@ -81,8 +81,10 @@ class Bidirectional(Layer):
         super().__init__(**kwargs)
         self.forward_layer = fresh_copy(layer, name=_prefixed("forward_", layer.name))
         if backward_layer is None:
+            # Keras sets go_backwards=True (not "the opposite"): a wrapped layer that already
+            # goes backwards is an error below, as in Keras.
             self.backward_layer = fresh_copy(
-                layer, name=_prefixed("backward_", layer.name), go_backwards=not layer.go_backwards
+                layer, name=_prefixed("backward_", layer.name), go_backwards=True
             )
         else:
             self.backward_layer = backward_layer

@@ -206,6 +206,7 @@ def test_config_round_trip():
         (lambda: Bidirectional(torch.nn.Linear(2, 2)), "wraps a recurrent rnnkit layer"),
         (lambda: Bidirectional(SimpleRNN(2), backward_layer=SimpleRNN(2)),
          "different go_backwards"),
+        (lambda: Bidirectional(SimpleRNN(2, go_backwards=True)), "different go_backwards"),
         (lambda: Bidirectional(SimpleRNN(2), backward_layer=SimpleRNN(
             2, go_backwards=True, return_sequences=True)), "same return_sequences"),
         (lambda: Bidirectional(SimpleRNN(2), backward_layer="lstm"), "backward_layer must be"),
