@@ -1,0 +1,409 @@
+"""Saving and loading models: one safetensors file, JSON metadata, no pickle, atomic writes.
+
+File layout (``model.save(path)``; any file name works, e.g. ``model.rnnkit``)::
+
+    safetensors header
+      __metadata__:
+        format          "rnnkit.model" (save) or "rnnkit.weights" (save_weights)
+        format_version  "1"
+        rnnkit_version  the writing version
+        model_config    JSON: {"class_name": "Sequential", "config": {name, layers, ...}}
+        layers          JSON: [{"name", "class_name", "shapes"}] (to explain mismatches)
+        compile_config  JSON: {"optimizer", "loss", "metrics"} when compiled (model files)
+        sha256          digest of every tensor's name, dtype, shape and bytes
+    tensors
+      layers/<i>/<j>    weight j of layer i, in Keras' get_weights() order
+      optimizer/...     the optimizer's state (iterations, moments) when saved with it
+
+Layers are rebuilt from their configs by class name, looked up in ``rnnkit.layers`` only.
+A write goes to a temporary file in the same directory, is flushed to disk, then renamed over
+the target (``os.replace``): a crash mid-save leaves the previous file untouched. Reading
+checks the header, the format and version, the tensor data and the digest, and reports any
+problem as a ``ValueError`` naming the file.
+
+Example::
+
+    >>> model.save("regressor.rnnkit")                          # doctest: +SKIP
+    >>> same = rnnkit.models.load_model("regressor.rnnkit")      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import struct
+import tempfile
+import warnings
+from typing import Any, BinaryIO
+
+import numpy as np
+import safetensors.torch
+import torch
+from torch import Tensor
+
+from .. import layers as layers_module
+from ..layers import Layer
+from . import losses, metrics as metrics_module, optimizers
+
+FORMAT_VERSION = 1
+MODEL_FORMAT = "rnnkit.model"
+WEIGHTS_FORMAT = "rnnkit.weights"
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+# -- layer configs ------------------------------------------------------------------------------
+def _public_layer_classes() -> list[str]:
+    return [name for name in layers_module.__all__ if name not in ("Layer", "Input")]
+
+
+def serialize_layer(layer: Layer) -> dict[str, Any]:
+    """``{"class_name", "config"}`` for a layer of ``rnnkit.layers``."""
+    name = type(layer).__name__
+    if name not in _public_layer_classes():
+        raise TypeError(
+            f"Layer '{layer.name}' is a {name}, which is not an rnnkit.layers class; only "
+            "those can be saved as a config. Rebuild the model in code and use "
+            "save_weights()/load_weights()."
+        )
+    return {"class_name": name, "config": layer.get_config()}
+
+
+def deserialize_layer(spec: Any) -> Layer:
+    """A layer from ``{"class_name", "config"}``; the class is looked up in ``rnnkit.layers``
+    by name only (nothing else is ever imported)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
+        raise ValueError(f"A layer config must be {{'class_name': ..., 'config': {{...}}}}, "
+                         f"got {spec!r}")
+    name = spec.get("class_name")
+    if name not in _public_layer_classes():
+        raise ValueError(f"Unknown layer class {name!r}; expected one of "
+                         f"{_public_layer_classes()}")
+    cls = getattr(layers_module, name)
+    return cls.from_config(dict(spec["config"]))
+
+
+# -- writing ------------------------------------------------------------------------------------
+def _json(value: Any) -> str:
+    def default(obj: Any) -> Any:
+        if isinstance(obj, (np.ndarray, np.generic, Tensor)):
+            return obj.tolist()
+        raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+    try:
+        return json.dumps(value, default=default, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"The model's configuration cannot be written as JSON: {error}") from None
+
+
+def _write_all(handle: BinaryIO, data: bytes) -> None:
+    handle.write(data)
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and
+    ``os.replace``: readers see the old file or the new one, never a partial one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"Cannot save to {path!r}: directory {directory!r} does not exist")
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                                     suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            _write_all(handle, data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, _file_mode())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable where supported
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _digest(tensors: dict[str, Tensor]) -> str:
+    sha = hashlib.sha256()
+    for key in sorted(tensors):
+        tensor = tensors[key].contiguous()
+        sha.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        sha.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return sha.hexdigest()
+
+
+def _target(filepath: str | os.PathLike[str], overwrite: bool) -> str:
+    path = os.fspath(filepath)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Cannot save to {path!r}: it is a directory; give a file path")
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path!r} already exists; pass overwrite=True to replace it")
+    return path
+
+
+def _weight_tensors(model: Any) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
+    tensors: dict[str, Tensor] = {}
+    layers = []
+    for i, layer in enumerate(model.layers):
+        weights = layer.keras_weights() if layer.built else []
+        for j, weight in enumerate(weights):
+            tensors[f"layers/{i}/{j}"] = weight.detach().cpu().contiguous().clone()
+        layers.append({"name": layer.name, "class_name": type(layer).__name__,
+                       "shapes": [list(w.shape) for w in weights]})
+    return tensors, layers
+
+
+def _serialize_loss(loss: Any) -> Any:
+    if loss is None or isinstance(loss, str):
+        return loss
+    if isinstance(loss, losses.Loss):
+        return losses.serialize(loss)
+    for name in ("mean_squared_error", "mean_absolute_error", "binary_crossentropy",
+                 "categorical_crossentropy", "sparse_categorical_crossentropy"):
+        if loss is getattr(losses, name):
+            return name
+    if isinstance(loss, type) and issubclass(loss, losses.Loss):
+        return losses.serialize(loss())
+    raise TypeError(f"a user-defined loss ({loss!r})")
+
+
+def _serialize_metric(spec: Any) -> Any:
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, type) and issubclass(spec, metrics_module.Metric):
+        spec = spec()
+    if callable(spec) and not isinstance(spec, metrics_module.Metric):
+        for name in ("binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy"):
+            if spec is getattr(metrics_module, name):
+                return name
+        raise TypeError(f"a user-defined metric ({spec!r})")
+    return metrics_module.serialize(spec)
+
+
+def _compile_config(model: Any) -> tuple[dict[str, Any] | None, str | None]:
+    if not getattr(model, "compiled", False):
+        return None, None
+    try:
+        return {
+            "optimizer": optimizers.serialize(model.optimizer),
+            "loss": _serialize_loss(model.loss),
+            "metrics": [_serialize_metric(m) for m in model._metric_specs],
+        }, None
+    except TypeError as error:
+        return None, f"the compile settings were not saved: they use {error}"
+
+
+def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = True,
+               include_optimizer: bool = True) -> None:
+    """Write ``model`` (architecture, weights, compile settings, optimizer state) atomically."""
+    path = _target(filepath, overwrite)
+    tensors, layers = _weight_tensors(model)
+    metadata = {
+        "format": MODEL_FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "rnnkit_version": _version(),
+        "model_config": _json({"class_name": type(model).__name__, "config": model.get_config()}),
+        "layers": _json(layers),
+    }
+    compile_config, note = _compile_config(model)
+    if compile_config is not None:
+        metadata["compile_config"] = _json(compile_config)
+        optimizer = model.optimizer
+        if include_optimizer and optimizer is not None and optimizer.built:
+            for key, value in optimizer.state_tensors().items():
+                tensors[f"optimizer/{key}"] = value.detach().cpu().contiguous().clone()
+    if note is not None:
+        metadata["compile_note"] = note
+    metadata["sha256"] = _digest(tensors)
+    atomic_write(path, safetensors.torch.save(tensors, metadata=metadata))
+
+
+def save_weights(model: Any, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
+    """Write the model's weights (Keras order) atomically."""
+    path = _target(filepath, overwrite)
+    model._require_built("save_weights()")
+    tensors, layers = _weight_tensors(model)
+    metadata = {
+        "format": WEIGHTS_FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "rnnkit_version": _version(),
+        "layers": _json(layers),
+        "sha256": _digest(tensors),
+    }
+    atomic_write(path, safetensors.torch.save(tensors, metadata=metadata))
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+# -- reading ------------------------------------------------------------------------------------
+def _read(filepath: str | os.PathLike[str]) -> tuple[str, dict[str, str], dict[str, Tensor]]:
+    """The file's metadata and tensors, every problem a ValueError naming the file."""
+    path = os.fspath(filepath)
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a directory, not an rnnkit model file")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such file: {path!r}")
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if len(data) < 8:
+        raise ValueError(f"{path!r} is not an rnnkit file: it is empty or truncated "
+                         f"({len(data)} bytes)")
+    (header_size,) = struct.unpack("<Q", data[:8])
+    if header_size > _MAX_HEADER:
+        raise ValueError(f"{path!r} is not an rnnkit file (not safetensors: its first 8 bytes "
+                         "do not give a plausible header size)")
+    if 8 + header_size > len(data):
+        raise ValueError(f"{path!r} is truncated: its header needs {header_size} bytes but only "
+                         f"{len(data) - 8} follow")
+    try:
+        header = json.loads(data[8:8 + header_size].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path!r} is corrupt or not an rnnkit file: its header is not valid "
+                         f"JSON ({error})") from None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or "format" not in metadata:
+        raise ValueError(f"{path!r} is not an rnnkit file: it has no rnnkit metadata (a "
+                         "safetensors file written by something else?)")
+    if metadata["format"] not in (MODEL_FORMAT, WEIGHTS_FORMAT):
+        raise ValueError(f"{path!r} has format {metadata['format']!r}, not an rnnkit model or "
+                         "weights file")
+    try:
+        version = int(metadata.get("format_version", ""))
+    except ValueError:
+        raise ValueError(f"{path!r} has an invalid format_version "
+                         f"{metadata.get('format_version')!r}") from None
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{path!r} uses rnnkit file format version {version} (written by rnnkit "
+            f"{metadata.get('rnnkit_version', '?')}); this rnnkit ({_version()}) reads version "
+            f"{FORMAT_VERSION}"
+        )
+    try:
+        tensors = safetensors.torch.load(data)
+    except Exception as error:  # safetensors raises its own error type for bad data
+        raise ValueError(f"{path!r} is corrupt or truncated: {error}") from None
+    if metadata.get("sha256") != _digest(tensors):
+        raise ValueError(f"{path!r} is corrupt: its tensor data do not match the stored "
+                         "checksum")
+    return path, metadata, tensors
+
+
+def _metadata_json(path: str, metadata: dict[str, str], key: str) -> Any:
+    try:
+        return json.loads(metadata[key])
+    except KeyError:
+        raise ValueError(f"{path!r} is missing its {key!r} entry") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path!r} is corrupt: its {key!r} entry is not valid JSON "
+                         f"({error})") from None
+
+
+def _assign_weights(model: Any, path: str, metadata: dict[str, str],
+                    tensors: dict[str, Tensor]) -> None:
+    saved = _metadata_json(path, metadata, "layers")
+    layers = model.layers
+    if len(saved) != len(layers):
+        raise ValueError(
+            f"{path!r} holds weights for {len(saved)} layers "
+            f"({[s.get('name') for s in saved]}), but the model has {len(layers)} "
+            f"({[layer.name for layer in layers]})"
+        )
+    values = []
+    for i, (entry, layer) in enumerate(zip(saved, layers)):
+        if entry.get("class_name") != type(layer).__name__:
+            raise ValueError(f"{path!r}: layer {i} was a {entry.get('class_name')} "
+                             f"('{entry.get('name')}') but the model's layer {i} is a "
+                             f"{type(layer).__name__} ('{layer.name}')")
+        params = layer.keras_weights() if layer.built else []
+        if len(entry.get("shapes", [])) != len(params):
+            raise ValueError(f"{path!r}: layer '{entry.get('name')}' has "
+                             f"{len(entry.get('shapes', []))} weights in the file but layer "
+                             f"'{layer.name}' has {len(params)}"
+                             + ("" if layer.built else " (it is not built)"))
+        for j, param in enumerate(params):
+            key = f"layers/{i}/{j}"
+            if key not in tensors:
+                raise ValueError(f"{path!r} is missing tensor {key!r}")
+            if tuple(tensors[key].shape) != tuple(param.shape):
+                raise ValueError(f"{path!r}: weight {j} of layer '{layer.name}' has shape "
+                                 f"{tuple(tensors[key].shape)} in the file but "
+                                 f"{tuple(param.shape)} in the model")
+            values.append((param, tensors[key]))
+    with torch.no_grad():
+        for param, value in values:
+            param.copy_(value.to(dtype=param.dtype, device=param.device))
+
+
+def load_weights(model: Any, filepath: str | os.PathLike[str]) -> None:
+    """Load weights from a weights or model file into ``model`` (same layers, same shapes)."""
+    path, metadata, tensors = _read(filepath)
+    model._require_built("load_weights()")
+    _assign_weights(model, path, metadata, tensors)
+
+
+def load_model(filepath: str | os.PathLike[str], compile: bool = True) -> Any:
+    """Rebuild a model written by ``model.save``: architecture, weights and, with
+    ``compile=True``, its compile settings and optimizer state."""
+    from .sequential import Sequential
+
+    path, metadata, tensors = _read(filepath)
+    if metadata["format"] != MODEL_FORMAT:
+        raise ValueError(f"{path!r} holds weights only (written by save_weights); build the "
+                         "model in code and call model.load_weights(path)")
+    spec = _metadata_json(path, metadata, "model_config")
+    if not isinstance(spec, dict) or spec.get("class_name") != "Sequential":
+        raise ValueError(f"{path!r}: unknown model class "
+                         f"{spec.get('class_name') if isinstance(spec, dict) else spec!r}")
+    try:
+        model = Sequential.from_config(spec.get("config", {}))
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise ValueError(f"{path!r}: the model could not be rebuilt from its config: "
+                         f"{error}") from None
+    _assign_weights(model, path, metadata, tensors)
+    if compile and "compile_note" in metadata:
+        warnings.warn(f"{path!r}: {metadata['compile_note']}; call compile() on the loaded "
+                      "model before training it", stacklevel=2)
+    if compile and "compile_config" in metadata:
+        _restore_compile(model, path, _metadata_json(path, metadata, "compile_config"), tensors)
+    return model
+
+
+def _restore_compile(model: Any, path: str, config: dict[str, Any],
+                     tensors: dict[str, Tensor]) -> None:
+    loss = config.get("loss")
+    if isinstance(loss, dict):
+        loss = losses.deserialize(loss)
+    metrics = [m if isinstance(m, str) else metrics_module.deserialize(m)
+               for m in config.get("metrics") or []]
+    try:
+        optimizer = optimizers.deserialize(config["optimizer"])
+    except (KeyError, ValueError, TypeError) as error:
+        raise ValueError(f"{path!r}: its optimizer could not be restored: {error}") from None
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    state = {key.removeprefix("optimizer/"): value for key, value in tensors.items()
+             if key.startswith("optimizer/")}
+    if state and model.built:
+        optimizer.build([p for p in model.parameters() if p.requires_grad])
+        try:
+            optimizer.load_state_tensors(state)
+        except ValueError as error:
+            raise ValueError(f"{path!r}: {error}") from None
+
+
+__all__ = ["save_model", "load_model", "save_weights", "load_weights", "atomic_write",
+           "serialize_layer", "deserialize_layer", "FORMAT_VERSION"]

@@ -1,0 +1,407 @@
+"""``Sequential``: a stack of rnnkit layers, each feeding the next, with Keras 3's model API.
+
+Calling the model runs the layers in order and threads the mask: a layer whose ``call`` takes
+``mask`` receives ``previous_layer.compute_mask(inputs, mask)`` (so ``Embedding(mask_zero=True)``
+or ``Masking`` reach the recurrent layers after them)::
+
+    h_0 = x,  m_0 = mask
+    h_i = layer_i(h_{i-1}, mask=m_{i-1}),   m_i = layer_i.compute_mask(h_{i-1}, m_{i-1})
+
+The model is built as soon as its input shape is known: from the first layer's
+``input_shape`` / ``batch_input_shape``, a first ``rnnkit.Input(...)`` / ``InputLayer``, or
+``model.build(shape)``; otherwise on the first call or ``fit``. It is a ``torch.nn.Module``
+(``parameters()``, ``to()``, ``state_dict()`` work); note that ``compile`` is Keras' (not
+``torch.nn.Module.compile``) and that the model starts in eval mode, as Keras models run in
+inference mode outside ``fit``.
+
+Example::
+
+    >>> import numpy as np
+    >>> from rnnkit.layers import SimpleRNN, Dense
+    >>> from rnnkit.models import Sequential
+    >>> model = Sequential([SimpleRNN(10, input_shape=(4, 1)), Dense(1)])
+    >>> model.count_params()
+    131
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> history = model.fit(np.zeros((6, 4, 1)), np.zeros(6), epochs=2, verbose=0)
+    >>> sorted(history.history)
+    ['loss']
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..layers._base import Layer, Shape, as_mask, as_tensor, unique_name
+from . import saving, summary
+from .training import Trainer
+
+
+def is_input_spec(obj: Any) -> bool:
+    """An ``Input(...)`` / ``InputLayer`` marker: it carries ``batch_input_shape`` and is not a
+    computing layer (duck-typed, so any input marker of rnnkit.layers works)."""
+    if getattr(obj, "batch_input_shape", None) is None:
+        return False
+    return not isinstance(obj, Layer) or type(obj).__name__ == "InputLayer" or bool(
+        getattr(obj, "is_input", False)
+    )
+
+
+class Sequential(Trainer, torch.nn.Module):
+    """A linear stack of layers with ``compile``/``fit``/``evaluate``/``predict``/``summary``.
+
+    Args:
+        layers: the layers (an ``rnnkit.Input(shape)`` may come first to declare the input).
+        name: the model's name (default ``"sequential"``, ``"sequential_1"``, ...).
+        trainable: whether the layers' weights are trained.
+    """
+
+    def __init__(self, layers: Iterable[Any] | None = None, name: str | None = None,
+                 trainable: bool = True) -> None:
+        torch.nn.Module.__init__(self)
+        if layers is not None and not isinstance(layers, (list, tuple)):
+            layers = [layers] if isinstance(layers, Layer) or is_input_spec(layers) else layers
+        self.name = name if name is not None else unique_name("sequential")
+        self._layers = torch.nn.ModuleList()
+        self._input_shape: Shape | None = None  # batch first, None for unknown sizes
+        self._input_declared = False  # given by the user (checked strictly) or seen in data
+        self._output_shapes: list[Any] | None = None
+        self._init_trainer()
+        self.train(False)
+        for layer in layers or []:
+            self.add(layer)
+        if not trainable:
+            self.trainable = False
+
+    # -- layers ----------------------------------------------------------------------------
+    @property
+    def layers(self) -> list[Layer]:
+        """The layers, in order (a copy: use ``add``/``pop`` to change them)."""
+        return list(self._layers)
+
+    def add(self, layer: Any) -> None:
+        """Append a layer; the first element may instead declare the input shape."""
+        if is_input_spec(layer):
+            if len(self._layers) or self._input_declared:
+                raise ValueError(
+                    f"Sequential model '{self.name}' already has an input shape or layers; an "
+                    "Input/InputLayer can only be its first element"
+                )
+            self._set_input_shape(tuple(layer.batch_input_shape), declared=True)
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(
+                "Only rnnkit.layers.Layer instances can be added to a Sequential model, got "
+                f"{layer!r} of type {type(layer).__name__}"
+            )
+        if any(existing.name == layer.name for existing in self._layers):
+            raise ValueError(
+                f"All layers added to a Sequential model should have unique names. Name "
+                f"'{layer.name}' is already the name of a layer in this model. Pass a unique "
+                "name= to the layer."
+            )
+        if any(existing is layer for existing in self._layers):
+            raise ValueError(f"Layer '{layer.name}' is already in this model")
+        if not len(self._layers) and self._input_shape is None and (
+            layer.batch_input_shape is not None
+        ):
+            self._input_shape = tuple(layer.batch_input_shape)
+            self._input_declared = True
+        self._layers.append(layer)
+        layer.train(self.training)
+        self._rebuild()
+
+    def pop(self) -> Layer:
+        """Remove and return the last layer."""
+        if not len(self._layers):
+            raise TypeError("There are no layers in the model.")
+        layer = self._layers[-1]
+        del self._layers[-1]
+        self._rebuild()
+        return layer
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """A layer by name or by index."""
+        if (name is None) == (index is None):
+            raise ValueError("Provide exactly one of name= or index=")
+        if index is not None:
+            if not -len(self._layers) <= index < len(self._layers):
+                raise ValueError(f"index {index} is out of range for a model of "
+                                 f"{len(self._layers)} layers")
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No layer named {name!r}; the layers are "
+                         f"{[layer.name for layer in self._layers]}")
+
+    # -- building --------------------------------------------------------------------------
+    def _set_input_shape(self, shape: Sequence[int | None], declared: bool) -> None:
+        self._input_shape = tuple(None if d is None else int(d) for d in shape)
+        self._input_declared = declared
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Build the layers and work out their output shapes once the input shape is known."""
+        self._output_shapes = None
+        if self._input_shape is None or not len(self._layers):
+            return
+        shapes: list[Any] = []
+        shape: Any = self._input_shape
+        for index, layer in enumerate(self._layers):
+            if index:
+                _single_output(self._layers[index - 1], shape)
+            layer.maybe_build(shape)
+            shape = layer.compute_output_shape(shape)
+            shapes.append(_as_shape(shape))
+        self._output_shapes = shapes
+
+    def build(self, input_shape: Sequence[int | None] | None = None) -> None:
+        """Build every layer for inputs of ``input_shape`` (batch first, e.g. ``(None, 4, 1)``)."""
+        if not len(self._layers):
+            raise ValueError(f"Sequential model '{self.name}' cannot be built because it has no "
+                             "layers. Call model.add(layer) first.")
+        if input_shape is None:
+            if self._input_shape is None:
+                raise ValueError("build() needs input_shape, e.g. (None, timesteps, features)")
+            self._rebuild()
+            return
+        self._set_input_shape(tuple(input_shape), declared=True)
+
+    @property
+    def built(self) -> bool:
+        return bool(len(self._layers)) and self._output_shapes is not None and all(
+            layer.built for layer in self._layers
+        )
+
+    def layer_output_shapes(self) -> list[Any] | None:
+        """Each layer's output shape (batch first), once the model is built."""
+        return None if self._output_shapes is None else list(self._output_shapes)
+
+    @property
+    def input_shape(self) -> Shape:
+        if self._input_shape is None:
+            raise ValueError(f"Sequential model '{self.name}' has no input shape yet: give the "
+                             "first layer input_shape=, call build(), or call it on data")
+        return self._input_shape
+
+    @property
+    def output_shape(self) -> Any:
+        if self._output_shapes is None:
+            raise ValueError(f"Sequential model '{self.name}' is not built yet")
+        return self._output_shapes[-1]
+
+    def _check_input_shape(self, shape: tuple[int, ...], what: str) -> None:
+        """Inputs must match the declared input shape (every known axis after the batch), or,
+        for a model built from data, its rank and feature (last) axis."""
+        expected = self._input_shape
+        if expected is None:
+            return
+        if len(shape) != len(expected):
+            raise ValueError(
+                f"{what} has shape {shape} (rank {len(shape)}), but the model expects inputs "
+                f"of shape {_show(expected)} (rank {len(expected)}, batch first)"
+            )
+        axes = range(1, len(shape)) if self._input_declared else [len(shape) - 1]
+        for axis in axes:
+            if expected[axis] is not None and shape[axis] != expected[axis]:
+                role = " (features)" if axis == len(shape) - 1 and len(shape) >= 3 else ""
+                raise ValueError(
+                    f"{what} has shape {shape}, but the model expects inputs of shape "
+                    f"{_show(expected)}: axis {axis}{role} has size {shape[axis]}, expected "
+                    f"{expected[axis]}"
+                )
+
+    # -- calling ---------------------------------------------------------------------------
+    def forward(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
+        """Run the layers in order (see the module docstring); ``training=None`` follows each
+        layer's mode."""
+        outputs, _ = self._call_with_mask(inputs, training=training, mask=mask)
+        return outputs
+
+    def _call_with_mask(self, inputs: Any, training: bool | None = None,
+                        mask: Any = None) -> tuple[Any, Tensor | None]:
+        if not len(self._layers):
+            raise ValueError(f"Sequential model '{self.name}' has no layers; add some with "
+                             "model.add(layer) first")
+        x: Any = inputs if isinstance(inputs, Tensor) else as_tensor(inputs)
+        first_shape = tuple(x.shape)
+        mask = as_mask(mask)
+        last = len(self._layers) - 1
+        for index, layer in enumerate(self._layers):
+            arguments = layer._call_arguments()
+            kwargs: dict[str, Any] = {}
+            if mask is not None and "mask" in arguments:
+                kwargs["mask"] = mask
+            if training is not None and "training" in arguments:
+                kwargs["training"] = training
+            outputs = layer(x, **kwargs)
+            if index < last and isinstance(outputs, (list, tuple)):
+                _single_output(layer, [None] * len(outputs))
+            mask = layer.compute_mask(x if isinstance(x, Tensor) else as_tensor(x), mask)
+            x = outputs
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        if self._input_shape is None:
+            self._set_input_shape((None, *first_shape[1:]), declared=False)
+        elif self._output_shapes is None:
+            self._rebuild()
+        return x, mask
+
+    # -- weights ---------------------------------------------------------------------------
+    def _require_built(self, what: str) -> None:
+        unbuilt = [layer.name for layer in self._layers if not layer.built]
+        if not len(self._layers) or unbuilt:
+            raise ValueError(
+                f"You tried to call {what} on model '{self.name}', but it isn't built"
+                + (f" (unbuilt layers: {unbuilt})" if unbuilt else " (it has no layers)")
+                + ". Give the first layer input_shape=, call model.build(input_shape), or call "
+                "the model on data first."
+            )
+
+    @property
+    def weights(self) -> list[torch.nn.Parameter]:
+        """All weights in Keras' order (layer by layer, each in its Keras order)."""
+        return [w for layer in self._layers if layer.built for w in layer.keras_weights()]
+
+    @property
+    def trainable_weights(self) -> list[torch.nn.Parameter]:
+        return [w for w in self.weights if w.requires_grad]
+
+    @property
+    def non_trainable_weights(self) -> list[torch.nn.Parameter]:
+        return [w for w in self.weights if not w.requires_grad]
+
+    @property
+    def trainable(self) -> bool:
+        return all(layer.trainable for layer in self._layers)
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        for layer in self._layers:
+            layer.trainable = value
+
+    def count_params(self) -> int:
+        """The number of weights (Keras' count)."""
+        self._require_built("count_params()")
+        return sum(layer.count_params() for layer in self._layers)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Every layer's ``get_weights()``, concatenated in layer order."""
+        return [w for layer in self._layers for w in layer.get_weights()]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Set all weights from a list in :meth:`get_weights` order; every shape is checked
+        before anything changes."""
+        self._require_built("set_weights()")
+        weights = list(weights)
+        expected = [(layer, j, p) for layer in self._layers
+                    for j, p in enumerate(layer.keras_weights())]
+        if len(weights) != len(expected):
+            raise ValueError(
+                f"You called set_weights(weights) on model '{self.name}' with a list of "
+                f"{len(weights)} weights, but the model expects {len(expected)}: "
+                + ", ".join(f"{layer.name}: {len(layer.keras_weights())}"
+                            for layer in self._layers)
+            )
+        for position, (value, (layer, j, param)) in enumerate(zip(weights, expected)):
+            shape = tuple(np.shape(value))
+            if shape != tuple(param.shape):
+                raise ValueError(
+                    f"Layer '{layer.name}' weight {j} (entry {position} of the list) has shape "
+                    f"{tuple(param.shape)}, but the value given has shape {shape}"
+                )
+        start = 0
+        for layer in self._layers:
+            count = len(layer.keras_weights())
+            layer.set_weights(weights[start:start + count])
+            start += count
+
+    # -- description -----------------------------------------------------------------------
+    def summary(
+        self,
+        line_length: int | None = None,
+        positions: Sequence[float] | None = None,
+        print_fn: Callable[..., Any] | None = None,
+        expand_nested: bool = False,
+        show_trainable: bool = False,
+        layer_range: Sequence[str] | None = None,
+    ) -> None:
+        """Print Keras' summary table (see :mod:`rnnkit.models.summary`). ``print_fn`` gets
+        the whole text as one string. ``expand_nested`` is accepted for Keras compatibility:
+        no rnnkit layer nests a model, so there is nothing to expand."""
+        summary.print_summary(self, line_length=line_length, positions=positions,
+                              print_fn=print_fn, show_trainable=show_trainable,
+                              layer_range=layer_range)
+
+    def get_config(self) -> dict[str, Any]:
+        """The architecture as JSON-ready values: name, layer configs and the input shape."""
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "layers": [saving.serialize_layer(layer) for layer in self._layers],
+            "build_input_shape": None if self._input_shape is None else list(self._input_shape),
+            "input_declared": self._input_declared,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        """Rebuild a model from :meth:`get_config` (layers come from rnnkit.layers only)."""
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("A Sequential config must be a dict with a 'layers' list")
+        model = cls(name=config.get("name"))
+        for spec in config["layers"]:
+            model.add(saving.deserialize_layer(spec))
+        shape = config.get("build_input_shape")
+        if shape is not None and model._output_shapes is None and len(model._layers):
+            model._set_input_shape(tuple(shape), declared=bool(config.get("input_declared")))
+        if config.get("trainable") is False:
+            model.trainable = False
+        return model
+
+    # -- saving ------------------------------------------------------------------------------
+    def save(self, filepath: str | os.PathLike[str], overwrite: bool = True,
+             include_optimizer: bool = True) -> None:
+        """Write the model (architecture, weights, compile settings, optimizer state) to one
+        file, atomically; see :mod:`rnnkit.models.saving`."""
+        saving.save_model(self, filepath, overwrite=overwrite,
+                          include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
+        """Write the weights only (safetensors), atomically."""
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath: str | os.PathLike[str]) -> None:
+        """Load weights written by :meth:`save_weights` or :meth:`save` into this model."""
+        saving.load_weights(self, filepath)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"
+
+
+def _as_shape(shape: Any) -> Any:
+    if isinstance(shape, list):
+        return [_as_shape(s) for s in shape]
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def _show(shape: Shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def _single_output(layer: Layer, output: Any) -> None:
+    if isinstance(output, list):
+        raise ValueError(
+            f"Layer '{layer.name}' ({type(layer).__name__}) returns a list of {len(output)} "
+            "tensors (return_state=True, or merge_mode=None), so it cannot feed the next layer of "
+            "a Sequential model. Put it last, or drop return_state."
+        )
+
+
+__all__ = ["Sequential", "is_input_spec"]

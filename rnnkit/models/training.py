@@ -1,0 +1,461 @@
+"""``compile``, ``fit``, ``evaluate``, ``predict`` and the ``*_on_batch`` steps, as in Keras 3.
+
+One training step on a batch ``(x, y)`` of ``b`` samples::
+
+    y_pred, mask = model(x, training=True)          # the model's output and output mask
+    loss = compiled_loss(y, y_pred, sample_weight, mask=mask)
+    loss.backward(); optimizer.step()               # the trainable parameters only
+    loss tracker += loss weighted by b; metrics += (y, y_pred, mask)
+
+The logged ``loss`` and metrics are running means over the epoch's samples (Keras' float32
+``Mean``), reset at each epoch. The model is in train mode (dropout active) during ``fit`` and
+``train_on_batch``, and in eval mode afterwards and in ``evaluate``/``predict``.
+
+Data are checked before any step: sample counts of x, y and sample_weight, an empty x, NaN or
+inf values, the feature size the model was built for, y missing when a loss needs it. Each is a
+``ValueError`` naming the problem.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import _data, losses, metrics as metrics_module, optimizers
+from .callbacks import Callback, CallbackList, History
+
+# Keras compile() arguments that change how Keras runs, not what it computes.
+_ACCEPTED_COMPILE_FLAGS = ("run_eagerly", "jit_compile", "steps_per_execution", "auto_scale_loss")
+
+
+class Trainer:
+    """The Keras training API for a model that provides ``_call_with_mask(x, training)`` and
+    ``_check_input_shape(shape, what)`` (see :class:`rnnkit.models.Sequential`)."""
+
+    def _init_trainer(self) -> None:
+        self.optimizer: optimizers.Optimizer | None = None
+        self.loss: Any = None
+        self.compiled_loss: losses.Loss | None = None
+        self.compiled_metrics: list[metrics_module.Metric] = []
+        self.compiled = False
+        self.stop_training = False
+        self.history: History | None = None
+        self._metric_specs: list[Any] = []
+        self._metrics_built = False
+        self._loss_tracker = metrics_module.Mean(name="loss")
+
+    # -- compile -----------------------------------------------------------------------------
+    def compile(
+        self,
+        optimizer: Any = "rmsprop",
+        loss: Any = None,
+        metrics: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Configure training.
+
+        Args:
+            optimizer: ``"adam"``, ``"sgd"``, ``"rmsprop"``, ``"adamw"`` (Keras' defaults), an
+                ``rnnkit.optimizers`` object, or a ``torch.optim`` class (created with the
+                model's trainable parameters) or instance.
+            loss: a name (``"mse"``, ``"mae"``, ``"binary_crossentropy"``,
+                ``"categorical_crossentropy"``, ``"sparse_categorical_crossentropy"``, or
+                ``"crossentropy"`` resolved from the data), an ``rnnkit.losses`` object or class,
+                or a function ``(y_true, y_pred) -> per-sample values``.
+            metrics: a list of names (``"accuracy"`` resolved from the data as Keras does,
+                ``"mae"``, ``"mse"``, ...), ``rnnkit.metrics`` objects or functions.
+            run_eagerly, jit_compile, steps_per_execution, auto_scale_loss: accepted for Keras
+                compatibility; they do not change the results.
+        """
+        unknown = sorted(set(kwargs) - set(_ACCEPTED_COMPILE_FLAGS))
+        if unknown:
+            raise TypeError(f"compile() got unexpected keyword argument(s) {unknown}")
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise ValueError(f"Expected `metrics` to be a list or tuple, got metrics={metrics!r} "
+                             f"of type {type(metrics).__name__}")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = loss
+        resolved_later = isinstance(loss, str) and loss.lower() in ("crossentropy", "ce")
+        self.compiled_loss = None if resolved_later else losses.get(loss)
+        self._metric_specs = [m for m in (metrics or []) if m is not None]
+        for spec in self._metric_specs:  # fail now on unknown names, not at the first batch
+            if not (isinstance(spec, str) and spec.lower() in ("accuracy", "acc")):
+                metrics_module.get(spec)
+        self.compiled_metrics = []
+        self._metrics_built = False
+        self._loss_tracker = metrics_module.Mean(name="loss")
+        self.compiled = True
+
+    def _assert_compiled(self, method: str) -> None:
+        if not self.compiled:
+            raise ValueError(f"You must call compile() before using the model in {method}().")
+
+    def _assert_has_loss(self, method: str) -> None:
+        if self.compiled_loss is None and not isinstance(self.loss, str):
+            raise ValueError(f"{method}() needs a loss, but the model was compiled without one; "
+                             "call compile(loss=...) first")
+
+    def _build_compiled(self, y: Tensor, y_pred: Tensor) -> None:
+        """Resolve "crossentropy" and "accuracy" from the first batch, as Keras does."""
+        if self.compiled_loss is None and isinstance(self.loss, str):
+            binary, sparse = metrics_module.is_binary_or_sparse(y, y_pred)
+            name = ("binary_crossentropy" if binary else "sparse_categorical_crossentropy"
+                    if sparse else "categorical_crossentropy")
+            self.compiled_loss = losses.get(name)
+            self.compiled_loss.name = self.loss
+        if not self._metrics_built:
+            built = []
+            for spec in self._metric_specs:
+                metric = metrics_module.get(spec, y, y_pred)
+                if isinstance(spec, str):
+                    metric.name = spec
+                built.append(metric)
+            self.compiled_metrics = built
+            self._metrics_built = True
+
+    # -- metrics --------------------------------------------------------------------------------
+    @property
+    def metrics(self) -> list[metrics_module.Metric]:
+        """The loss tracker then the compiled metrics (built at the first batch)."""
+        return [self._loss_tracker, *self.compiled_metrics] if self.compiled else []
+
+    @property
+    def metrics_names(self) -> list[str]:
+        return list(self._metrics_result())
+
+    def reset_metrics(self) -> None:
+        for metric in self.metrics:
+            metric.reset_state()
+
+    def _metrics_result(self) -> dict[str, float]:
+        logs = {"loss": self._loss_tracker.result()} if self.compiled else {}
+        counts: dict[str, int] = {}
+        for metric in self.compiled_metrics:
+            name = metric.name
+            if name in logs or name in counts:
+                counts[name] = counts.get(name, 0) + 1
+                name = f"{name}_{counts[name]}"
+            else:
+                counts[name] = 0
+            logs[name] = metric.result()
+        return logs
+
+    def _update_metrics(self, y: Tensor, y_pred: Tensor, mask: Tensor | None) -> None:
+        y_pred = y_pred.detach()
+        for metric in self.compiled_metrics:
+            if isinstance(metric, metrics_module.MeanMetricWrapper):
+                metric.update_state(y, y_pred, mask=mask)
+            else:
+                metric.update_state(y, y_pred)
+
+    # -- data --------------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        for param in self.parameters():  # type: ignore[attr-defined]
+            return param.device
+        return torch.device("cpu")
+
+    def _prepare(self, x: Any, y: Any, sample_weight: Any, method: str, prefix: str = "",
+                 need_y: bool = True) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        names = (f"{prefix}x", f"{prefix}y", f"{prefix}sample_weight")
+        if x is None:
+            raise ValueError(f"{method}() needs input data {names[0]}, got None")
+        x_t = _data.to_data_tensor(x, names[0])
+        _data.check_not_empty(x_t, names[0])
+        _data.check_finite(x_t, names[0])
+        self._check_input_shape(tuple(x_t.shape), names[0])  # type: ignore[attr-defined]
+        y_t = None
+        if y is None:
+            if need_y and (self.compiled_loss is not None or self.loss is not None):
+                raise ValueError(
+                    f"{method}() needs targets {names[1]}: the model was compiled with loss "
+                    f"{self.loss!r}, which compares predictions with targets"
+                )
+        else:
+            y_t = _data.to_data_tensor(y, names[1])
+            _data.check_same_samples(x_t, y_t, names[0], names[1])
+            _data.check_finite(y_t, names[1])
+        w_t = None
+        if sample_weight is not None:
+            w_t = _data.check_sample_weight(_data.to_data_tensor(sample_weight, names[2]),
+                                            x_t.shape[0], names[2])
+        return x_t, y_t, w_t
+
+    def _model_output(self, x: Tensor, training: bool) -> tuple[Tensor, Tensor | None]:
+        y_pred, mask = self._call_with_mask(x, training=training)  # type: ignore[attr-defined]
+        if not isinstance(y_pred, Tensor):
+            raise ValueError(
+                "The model returns a list of tensors (its last layer returns states: "
+                "return_state=True); training and evaluation need a single output tensor"
+            )
+        return y_pred, mask
+
+    # -- steps -------------------------------------------------------------------------------
+    def _train_step(self, x: Tensor, y: Tensor | None, weight: Tensor | None) -> dict[str, float]:
+        device = self._device()
+        x = x.to(device)
+        y = None if y is None else y.to(device)
+        y_pred, mask = self._model_output(x, training=True)
+        if y is None:
+            raise ValueError("training needs targets y")
+        self._build_compiled(y, y_pred)
+        assert self.compiled_loss is not None
+        loss = self.compiled_loss(y, y_pred, None if weight is None else weight.to(device),
+                                  mask=mask)
+        self._loss_tracker.update_state(loss.detach(), sample_weight=x.shape[0])
+        trainable = [p for p in self.parameters() if p.requires_grad]  # type: ignore[attr-defined]
+        if not trainable:
+            warnings.warn("The model does not have any trainable weights.", stacklevel=3)
+        elif not loss.requires_grad:
+            raise ValueError("The loss does not depend on any trainable weight of the model "
+                             "(was the output detached?), so there is nothing to train")
+        else:
+            assert self.optimizer is not None
+            if not self.optimizer.built:
+                self.optimizer.build(trainable)
+            self.zero_grad(set_to_none=True)  # type: ignore[attr-defined]
+            loss.backward()
+            self.optimizer.step()
+        self._update_metrics(y, y_pred, mask)
+        return self._metrics_result()
+
+    def _test_step(self, x: Tensor, y: Tensor | None, weight: Tensor | None) -> dict[str, float]:
+        device = self._device()
+        x = x.to(device)
+        y = None if y is None else y.to(device)
+        y_pred, mask = self._model_output(x, training=False)
+        if y is None:
+            raise ValueError("evaluate() needs targets y")
+        self._build_compiled(y, y_pred)
+        assert self.compiled_loss is not None
+        loss = self.compiled_loss(y, y_pred, None if weight is None else weight.to(device),
+                                  mask=mask)
+        self._loss_tracker.update_state(loss, sample_weight=x.shape[0])
+        self._update_metrics(y, y_pred, mask)
+        return self._metrics_result()
+
+    def _predict_step(self, x: Tensor) -> Any:
+        outputs, _ = self._call_with_mask(x.to(self._device()), training=False)  # type: ignore
+        return outputs
+
+    # -- fit ---------------------------------------------------------------------------------
+    def fit(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose: str | int = "auto",
+        callbacks: Sequence[Callback] | None = None,
+        validation_split: float = 0.0,
+        validation_data: Any = None,
+        shuffle: bool = True,
+        *,
+        sample_weight: Any = None,
+        initial_epoch: int = 0,
+        validation_batch_size: int | None = None,
+        validation_freq: int = 1,
+    ) -> History:
+        """Train for ``epochs`` epochs (from ``initial_epoch``) on ``x``, ``y``.
+
+        ``validation_split`` holds out the LAST fraction of the samples (before shuffling) as
+        validation data; ``validation_data`` = ``(x_val, y_val)`` or ``(x_val, y_val,
+        sample_weight_val)`` takes precedence. ``shuffle`` reorders the training samples every
+        epoch with torch's global generator (``torch.manual_seed`` makes fits repeatable).
+        Returns a :class:`History` whose ``history`` maps ``loss``, each metric and their
+        ``val_`` versions to per-epoch lists.
+
+        Example::
+
+            >>> model.compile(optimizer="adam", loss="mse")           # doctest: +SKIP
+            >>> history = model.fit(x, y, epochs=100, verbose=0)      # doctest: +SKIP
+            >>> history.history["loss"][-1] < history.history["loss"][0]  # doctest: +SKIP
+            True
+        """
+        self._assert_compiled("fit")
+        self._assert_has_loss("fit")
+        _data.check_validation_split(validation_split)
+        verbose = _data.check_verbose(verbose)
+        batch_size = _data.check_batch_size(batch_size)
+        epochs = _check_count("epochs", epochs)
+        initial_epoch = _check_count("initial_epoch", initial_epoch)
+        validation_freq = _check_count("validation_freq", validation_freq, minimum=1)
+        x_t, y_t, w_t = self._prepare(x, y, sample_weight, "fit")
+        validation = None
+        if validation_data is not None:
+            validation = self._unpack_validation(validation_data)
+        elif validation_split:
+            (x_t, y_t, w_t), validation = _data.train_validation_split(
+                (x_t, y_t, w_t), validation_split)
+        samples = x_t.shape[0]
+        steps = _data.num_batches(samples, batch_size)
+        callback_list = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
+                                     model=self, verbose=verbose, epochs=epochs, steps=steps)
+        self.stop_training = False
+        callback_list.on_train_begin()
+        training_logs: dict[str, float] = {}
+        try:
+            for epoch in range(initial_epoch, epochs):
+                self.reset_metrics()
+                callback_list.on_epoch_begin(epoch)
+                self.train()  # type: ignore[attr-defined]
+                for step, index in enumerate(_data.batch_indices(samples, batch_size, shuffle)):
+                    callback_list.on_train_batch_begin(step)
+                    logs = self._train_step(x_t[index], None if y_t is None else y_t[index],
+                                            None if w_t is None else w_t[index])
+                    callback_list.on_train_batch_end(step, logs)
+                    if self.stop_training:
+                        break
+                epoch_logs = self._metrics_result()
+                self.eval()  # type: ignore[attr-defined]
+                if validation is not None and (epoch + 1) % validation_freq == 0:
+                    val_logs = self._evaluate_tensors(
+                        *validation, validation_batch_size or batch_size, callback_list)
+                    epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
+                callback_list.on_epoch_end(epoch, epoch_logs)
+                training_logs = epoch_logs
+                if self.stop_training:
+                    break
+        finally:
+            self.eval()  # type: ignore[attr-defined]
+        callback_list.on_train_end(training_logs)
+        assert callback_list.history is not None
+        self.history = callback_list.history
+        return callback_list.history
+
+    def _unpack_validation(self, data: Any) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+            raise ValueError(
+                "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
+                f"sample_weight_val), got {type(data).__name__}"
+                + (f" of length {len(data)}" if isinstance(data, (tuple, list)) else "")
+            )
+        weight = data[2] if len(data) == 3 else None
+        return self._prepare(data[0], data[1], weight, "fit", prefix="validation_data ")
+
+    # -- evaluate ----------------------------------------------------------------------------
+    def _evaluate_tensors(self, x: Tensor, y: Tensor | None, weight: Tensor | None,
+                          batch_size: int, callback_list: CallbackList) -> dict[str, float]:
+        self.eval()  # type: ignore[attr-defined]
+        self.reset_metrics()
+        callback_list.on_test_begin()
+        logs: dict[str, float] = {}
+        with torch.no_grad():
+            for step, index in enumerate(_data.batch_indices(x.shape[0], batch_size, False)):
+                callback_list.on_test_batch_begin(step)
+                logs = self._test_step(x[index], None if y is None else y[index],
+                                       None if weight is None else weight[index])
+                callback_list.on_test_batch_end(step, logs)
+        logs = self._metrics_result()
+        callback_list.on_test_end(logs)
+        return logs
+
+    def evaluate(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        verbose: str | int = "auto",
+        sample_weight: Any = None,
+        callbacks: Sequence[Callback] | None = None,
+        return_dict: bool = False,
+    ) -> float | list[float] | dict[str, float]:
+        """The loss and metrics on ``x``, ``y`` (eval mode, no updates): a float when there are
+        no metrics, else ``[loss, *metrics]``; a dict with ``return_dict=True``."""
+        self._assert_compiled("evaluate")
+        self._assert_has_loss("evaluate")
+        verbose = _data.check_verbose(verbose)
+        batch_size = _data.check_batch_size(batch_size)
+        x_t, y_t, w_t = self._prepare(x, y, sample_weight, "evaluate")
+        callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
+                                     verbose=verbose, epochs=1,
+                                     steps=_data.num_batches(x_t.shape[0], batch_size))
+        logs = self._evaluate_tensors(x_t, y_t, w_t, batch_size, callback_list)
+        return _flatten_logs(logs, return_dict)
+
+    # -- predict -----------------------------------------------------------------------------
+    def predict(
+        self,
+        x: Any,
+        batch_size: int | None = None,
+        verbose: str | int = "auto",
+        callbacks: Sequence[Callback] | None = None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """The model's outputs for ``x`` in batches, in eval mode, as NumPy (a list of arrays
+        when the last layer returns states)."""
+        verbose = _data.check_verbose(verbose)
+        batch_size = _data.check_batch_size(batch_size)
+        x_t, _, _ = self._prepare(x, None, None, "predict", need_y=False)
+        callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
+                                     verbose=verbose, epochs=1,
+                                     steps=_data.num_batches(x_t.shape[0], batch_size))
+        self.eval()  # type: ignore[attr-defined]
+        callback_list.on_predict_begin()
+        pieces: list[Any] = []
+        with torch.no_grad():
+            for step, index in enumerate(_data.batch_indices(x_t.shape[0], batch_size, False)):
+                callback_list.on_predict_batch_begin(step)
+                output = self._predict_step(x_t[index])
+                pieces.append(output)
+                callback_list.on_predict_batch_end(step, {"outputs": output})
+        callback_list.on_predict_end()
+        return _concat_outputs(pieces)
+
+    # -- single batches ------------------------------------------------------------------------
+    def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
+                       return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """One optimizer step on one batch. As in Keras 3 the returned loss and metrics are
+        running means since the last ``reset_metrics()`` (or fit/evaluate)."""
+        self._assert_compiled("train_on_batch")
+        self._assert_has_loss("train_on_batch")
+        x_t, y_t, w_t = self._prepare(x, y, sample_weight, "train_on_batch")
+        self.train()  # type: ignore[attr-defined]
+        try:
+            logs = self._train_step(x_t, y_t, w_t)
+        finally:
+            self.eval()  # type: ignore[attr-defined]
+        return _flatten_logs(logs, return_dict)
+
+    def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
+                      return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """Loss and metrics on one batch, no update (running means, as ``train_on_batch``)."""
+        self._assert_compiled("test_on_batch")
+        self._assert_has_loss("test_on_batch")
+        x_t, y_t, w_t = self._prepare(x, y, sample_weight, "test_on_batch")
+        self.eval()  # type: ignore[attr-defined]
+        with torch.no_grad():
+            logs = self._test_step(x_t, y_t, w_t)
+        return _flatten_logs(logs, return_dict)
+
+    def predict_on_batch(self, x: Any) -> np.ndarray | list[np.ndarray]:
+        """The model's outputs for one batch, in eval mode, as NumPy."""
+        x_t, _, _ = self._prepare(x, None, None, "predict_on_batch", need_y=False)
+        self.eval()  # type: ignore[attr-defined]
+        with torch.no_grad():
+            return _concat_outputs([self._predict_step(x_t)])
+
+
+def _check_count(name: str, value: Any, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _flatten_logs(logs: dict[str, float], return_dict: bool) -> Any:
+    if return_dict:
+        return dict(logs)
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
+
+
+def _concat_outputs(pieces: list[Any]) -> np.ndarray | list[np.ndarray]:
+    first = pieces[0]
+    if isinstance(first, Tensor):
+        return torch.cat([p.detach().cpu() for p in pieces]).numpy()
+    return [
+        torch.cat([p[i].detach().cpu() for p in pieces]).numpy() for i in range(len(first))
+    ]
