@@ -308,6 +308,7 @@ class Loss:
         y_pred = to_tensor(y_pred)
         if not y_pred.is_floating_point():
             y_pred = y_pred.to(torch.get_default_dtype())
+        y_true = to_tensor(y_true, like=y_pred, dtype=y_pred.dtype)  # as Keras: in the loss dtype
         values = self.call(y_true, y_pred)
         own = self.values_mask(y_true, y_pred)
         if mask is not None and own is not None:

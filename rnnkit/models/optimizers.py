@@ -41,7 +41,7 @@ Example::
     >>> opt.build([w])
     >>> w.grad = torch.tensor([2.0])
     >>> opt.step()
-    >>> round(float(w), 6)
+    >>> round(float(w.detach()), 6)
     0.8
 """
 
