@@ -94,6 +94,21 @@ class BackupAndRestore(Callback):
     def path(self) -> Path:
         return self.backup_dir / FILENAME
 
+    @property
+    def epochs_completed(self) -> int:
+        """Epochs completed so far in this run, restored ones included."""
+        return self._epochs_done
+
+    def restore_weights(self) -> None:
+        """Load the backed-up weights (the end of the last completed epoch) into the model,
+        e.g. after an interrupted ``fit`` left it mid-epoch."""
+        from safetensors.torch import load_file
+
+        _read_state(self.path)
+        tensors = load_file(str(self.path))
+        self.model.load_state_dict(
+            {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+
     @staticmethod
     def completed_epochs(backup_dir: str | os.PathLike[str]) -> int:
         """Epochs completed by the backup in ``backup_dir`` (0 when there is none)."""

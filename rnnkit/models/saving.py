@@ -61,7 +61,7 @@ def _public_layer_classes() -> list[str]:
 def serialize_layer(layer: Layer) -> dict[str, Any]:
     """``{"class_name", "config"}`` for a layer of ``rnnkit.layers``."""
     name = type(layer).__name__
-    if name not in _public_layer_classes():
+    if name not in _public_layer_classes() or getattr(layers_module, name) is not type(layer):
         raise TypeError(
             f"Layer '{layer.name}' is a {name}, which is not an rnnkit.layers class; only "
             "those can be saved as a config. Rebuild the model in code and use "

@@ -48,6 +48,8 @@ class Trainer:
         self._metric_specs: list[Any] = []
         self._metrics_built = False
         self._loss_tracker = metrics_module.Mean(name="loss")
+        # Set by a callback in on_train_begin (BackupAndRestore) to resume an interrupted fit.
+        self._initial_epoch: int | None = None
 
     # -- compile -----------------------------------------------------------------------------
     def compile(
@@ -296,7 +298,10 @@ class Trainer:
         callback_list = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
                                      model=self, verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
+        self._initial_epoch = None
         callback_list.on_train_begin()
+        initial_epoch = self._initial_epoch or initial_epoch
+        self._initial_epoch = None
         training_logs: dict[str, float] = {}
         try:
             for epoch in range(initial_epoch, epochs):
