@@ -1,0 +1,224 @@
+"""The ``rnnkit`` command: train, evaluate, predict and generate on real sequence data.
+
+    rnnkit train                              LSTM forecast of Mauna Loa CO2 vs naive baselines
+    rnnkit train --task forecast --csv F --target COL --window N --horizon N
+    rnnkit train --task classify              digits read row by row (or --npy / --csv)
+    rnnkit train --task text [--text FILE]    character-level language model
+    rnnkit predict RUN_DIR [--csv F]          forecasts or classes as CSV
+    rnnkit evaluate RUN_DIR                   test metrics of a finished run
+    rnnkit summary RUN_DIR                    the model's table, settings and metrics
+    rnnkit generate RUN_DIR --prime "def "    sample text from a text run
+    rnnkit bench                              the project's benchmark (bench/speed.py)
+
+The commands are thin: they call ``fit``/``predict``/``save`` of the Python API. Bad input
+gives ``error: <what is wrong>`` on stderr and exit code 1; Ctrl-C gives exit code 130.
+Heavy imports (torch, matplotlib) happen inside the commands, so ``--help`` is quick.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import guarded
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="rnnkit",
+    help="Train, evaluate and use recurrent networks (RNN, GRU, LSTM) on sequence data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class TaskName(str, Enum):
+    forecast = "forecast"
+    classify = "classify"
+    text = "text"
+
+
+class Cell(str, Enum):
+    rnn = "rnn"
+    gru = "gru"
+    lstm = "lstm"
+
+
+_DATA = "Data"
+_MODEL = "Model"
+_TRAINING = "Training"
+_RUN = "Run folder"
+
+Opt = typer.Option
+
+
+@app.command(no_args_is_help=False)
+@guarded
+def train(
+    task: Annotated[TaskName | None, Opt(help="forecast (default), classify or text",
+                                         rich_help_panel=_DATA)] = None,
+    dataset: Annotated[str | None, Opt(help="built-in data when no file is given: co2 "
+                                       "(default), sunspots | digits | stdlib",
+                                       rich_help_panel=_DATA)] = None,
+    csv: Annotated[Path | None, Opt(help="CSV file: a series (forecast) or one sample per row "
+                                    "(classify)", rich_help_panel=_DATA)] = None,
+    target: Annotated[str | None, Opt(help="column to forecast / label column",
+                                      rich_help_panel=_DATA)] = None,
+    features: Annotated[list[str] | None, Opt("--features", help="extra input columns "
+                                              "(repeat the option)", rich_help_panel=_DATA)
+                        ] = None,
+    date_column: Annotated[str | None, Opt(help="column of ISO dates (forecast)",
+                                           rich_help_panel=_DATA)] = None,
+    window: Annotated[int | None, Opt(min=1, help="input steps per sample (forecast, text)",
+                                      rich_help_panel=_DATA)] = None,
+    horizon: Annotated[int | None, Opt(min=1, help="steps to forecast (default 1)",
+                                       rich_help_panel=_DATA)] = None,
+    season: Annotated[int | None, Opt(min=1, help="season length for the seasonal-naive "
+                                      "baseline (default: from the dates)",
+                                      rich_help_panel=_DATA)] = None,
+    relative: Annotated[bool | None, Opt("--relative/--no-relative",
+                                         help="model each window relative to its last value "
+                                         "(default; for trending series) or as levels",
+                                         rich_help_panel=_DATA)] = None,
+    npy: Annotated[Path | None, Opt(help="classify: X as .npy, (samples, steps[, features])",
+                                    rich_help_panel=_DATA)] = None,
+    labels: Annotated[Path | None, Opt(help="classify: labels as .npy, one per sample",
+                                       rich_help_panel=_DATA)] = None,
+    timesteps: Annotated[int | None, Opt(min=1, help="classify --csv: steps per row "
+                                         "(default: one column per step)",
+                                         rich_help_panel=_DATA)] = None,
+    text: Annotated[Path | None, Opt(help="text: UTF-8 file to learn from",
+                                     rich_help_panel=_DATA)] = None,
+    max_chars: Annotated[int | None, Opt(min=1, help="text: use at most this many characters",
+                                         rich_help_panel=_DATA)] = None,
+    cell: Annotated[Cell | None, Opt(help="recurrent cell (default lstm)",
+                                     rich_help_panel=_MODEL)] = None,
+    units: Annotated[int | None, Opt(min=1, help="units per recurrent layer",
+                                     rich_help_panel=_MODEL)] = None,
+    layers: Annotated[int | None, Opt(min=1, help="stacked recurrent layers (default 1)",
+                                      rich_help_panel=_MODEL)] = None,
+    bidirectional: Annotated[bool | None, Opt("--bidirectional", help="read sequences both "
+                                              "ways", rich_help_panel=_MODEL)] = None,
+    dropout: Annotated[float | None, Opt(min=0.0, max=0.99, help="dropout after each recurrent "
+                                         "layer", rich_help_panel=_MODEL)] = None,
+    embedding_dim: Annotated[int | None, Opt(min=1, help="text: embedding size",
+                                             rich_help_panel=_MODEL)] = None,
+    epochs: Annotated[int | None, Opt(min=1, help="epochs to train (with --resume: the new "
+                                      "total)", rich_help_panel=_TRAINING)] = None,
+    batch_size: Annotated[int | None, Opt(min=1, rich_help_panel=_TRAINING)] = None,
+    lr: Annotated[float | None, Opt(min=0.0, help="Adam learning rate",
+                                    rich_help_panel=_TRAINING)] = None,
+    seed: Annotated[int | None, Opt(min=0, help="random seed (default 0): same seed, same "
+                                    "run", rich_help_panel=_TRAINING)] = None,
+    device: Annotated[str | None, Opt(help="cpu (default) or cuda",
+                                      rich_help_panel=_TRAINING)] = None,
+    out: Annotated[Path | None, Opt(help="RUN_DIR to write (default runs/<task>-<time>)",
+                                    rich_help_panel=_RUN)] = None,
+    overwrite: Annotated[bool, Opt("--overwrite", help="replace an existing run in --out",
+                                   rich_help_panel=_RUN)] = False,
+    resume: Annotated[Path | None, Opt(help="continue the run in RUN_DIR from its last "
+                                       "completed epoch", rich_help_panel=_RUN)] = None,
+    tensorboard: Annotated[bool, Opt("--tensorboard", help="log to RUN_DIR/tensorboard "
+                                     "(needs the tensorboard package)",
+                                     rich_help_panel=_RUN)] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="no progress bars",
+                               rich_help_panel=_RUN)] = False,
+) -> None:
+    """Train a model and write everything about the run to RUN_DIR.
+
+    With no options: an LSTM forecasts the monthly Mauna Loa CO2 series (shipped with
+    statsmodels) and is compared with the naive and seasonal-naive forecasts.
+    """
+    from .train import TrainOptions, train as run_train
+
+    run_train(TrainOptions(
+        task=task.value if task else None, dataset=dataset, csv=csv, target=target,
+        features=list(features or []), date_column=date_column, window=window, horizon=horizon,
+        season=season, relative=relative, npy=npy, labels=labels, timesteps=timesteps,
+        text=text, max_chars=max_chars, cell=cell.value if cell else None, units=units,
+        layers=layers, bidirectional=bidirectional, dropout=dropout,
+        embedding_dim=embedding_dim, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+        device=device, out=out, overwrite=overwrite, resume=resume, tensorboard=tensorboard,
+        quiet=quiet))
+
+
+RunDirArg = Annotated[Path, typer.Argument(metavar="RUN_DIR", help="folder written by "
+                                           "rnnkit train")]
+DeviceOpt = Annotated[str | None, Opt(help="cpu (default) or cuda")]
+
+
+@app.command()
+@guarded
+def predict(
+    run_dir: RunDirArg,
+    csv: Annotated[Path | None, Opt(help="new data (default for forecasts: the run's own "
+                                    "series)")] = None,
+    npy: Annotated[Path | None, Opt(help="classify: sequences as .npy")] = None,
+    output: Annotated[Path | None, Opt("--output", "-o", help="CSV file to write (default: "
+                                       "stdout)")] = None,
+    all_windows: Annotated[bool, Opt("--all-windows", help="forecast: one row per window, not "
+                                     "only from the end of the data")] = False,
+    device: DeviceOpt = None,
+) -> None:
+    """Forecasts (forecast runs) or classes (classify runs) for new data, as CSV."""
+    from . import commands
+
+    commands.predict(run_dir, csv, npy, output, all_windows, device)
+
+
+@app.command()
+@guarded
+def evaluate(run_dir: RunDirArg, device: DeviceOpt = None) -> None:
+    """Test metrics of a finished run, next to its baselines."""
+    from . import commands
+
+    commands.evaluate(run_dir, device)
+
+
+@app.command()
+@guarded
+def summary(run_dir: RunDirArg) -> None:
+    """The model's layer table, the run's settings and its final metrics."""
+    from . import commands
+
+    commands.summary(run_dir)
+
+
+@app.command()
+@guarded
+def generate(
+    run_dir: RunDirArg,
+    prime: Annotated[str, Opt(help="text to start from")] = "def ",
+    length: Annotated[int, Opt(min=0, help="characters to generate")] = 300,
+    temperature: Annotated[float, Opt(min=0.0, help="sampling temperature; 0 = most likely "
+                                      "character")] = 0.8,
+    seed: Annotated[int | None, Opt(min=0, help="seed for repeatable samples")] = None,
+    output: Annotated[Path | None, Opt("--output", "-o", help="file to write (default: "
+                                       "stdout)")] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Sample text from a character-level model (a run of --task text)."""
+    from . import commands
+
+    commands.generate(run_dir, prime, length, temperature, seed, output, device)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@guarded
+def bench(ctx: typer.Context) -> None:
+    """Run the project's benchmark (bench/speed.py); extra arguments are passed to it."""
+    from . import commands
+
+    code = commands.bench(list(ctx.args))
+    if isinstance(code, int) and code:
+        raise typer.Exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: ``rnnkit = "rnnkit.cli:main"``."""
+    app(args=argv, prog_name="rnnkit")

@@ -1,0 +1,138 @@
+"""The small commands: ``evaluate``, ``summary``, ``predict``, ``generate`` and ``bench``.
+
+Each opens a RUN_DIR written by ``rnnkit train`` and calls the same library code the Python
+API does (``load_model``, ``predict``, ``summary``, the task's ``evaluate``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._common import console, load_trained, print_report, say
+from .config import file_digest
+from .run_dir import atomic_write_text
+
+__all__ = ["bench", "evaluate", "generate", "predict", "summary"]
+
+
+def evaluate(run_dir: Path, device: str | None = None) -> None:
+    """Recompute the test metrics of a finished run from its data and saved model."""
+    from .tasks import TASKS
+
+    run, config, model, _ = load_trained(run_dir, device)
+    changed = [name for name, digest in config.data_digests.items()
+               if not Path(name).is_file() or file_digest(Path(name)) != digest]
+    if changed:
+        raise ValueError(f"the data of this run changed or disappeared since training: "
+                         f"{', '.join(changed)}")
+    from ._common import seed_everything
+
+    seed_everything(config.seed)
+    task = TASKS[config.task]
+    data = task.prepare(config)
+    model.compile(**task.compile_args(config, data))
+    report = task.evaluate(model, config, data, plot_dir=None)
+    print_report(report, f"Test results ({task.name}, {run.path})")
+
+
+def summary(run_dir: Path) -> None:
+    """The model's Keras-style table, the run's settings and its final metrics."""
+    from rich.table import Table
+
+    run, config, model, _ = load_trained(run_dir)
+    out = console()
+    model.summary(print_fn=lambda text, *args, **kwargs: out.print(text, markup=False))
+    settings = Table(title=f"Run {run.path}", title_justify="left", show_header=False)
+    settings.add_column("option")
+    settings.add_column("value")
+    for key, value in config.to_dict().items():
+        if value not in (None, [], {}) and key not in ("format", "version", "data_digests"):
+            settings.add_row(key, str(value))
+    out.print(settings)
+    if run.metrics.is_file():
+        metrics = run.read_json(run.metrics)
+        shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+        table = Table(title="Final metrics (metrics.json)", title_justify="left",
+                      show_header=False)
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key, value in shown.items():
+            table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+        out.print(table)
+
+
+def predict(run_dir: Path, csv_path: Path | None, npy_path: Path | None, output: Path | None,
+            all_windows: bool, device: str | None = None) -> None:
+    """Forecasts or classes for new data: CSV on stdout or into ``output``."""
+    from .predict import predict_rows, to_csv
+
+    _, config, model, preprocessing = load_trained(run_dir, device)
+    header, rows = predict_rows(config, model, preprocessing, csv_path, npy_path, all_windows)
+    text = to_csv(header, rows)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(output, text)
+        say(f"Wrote {len(rows)} row(s) to {output}")
+
+
+def generate(run_dir: Path, prime: str, length: int, temperature: float, seed: int | None,
+             output: Path | None, device: str | None = None) -> None:
+    """Text sampled from a ``--task text`` run, starting with ``prime``."""
+    from ..data import Vocabulary
+    from .generate import sample_text
+
+    _, config, model, preprocessing = load_trained(run_dir, device)
+    if preprocessing.get("task") != "text":
+        raise ValueError(f"{run_dir} is a {preprocessing.get('task')} run: generate needs a run "
+                         "trained with --task text")
+    vocabulary = Vocabulary.from_dict(preprocessing["vocabulary"])
+    text = sample_text(model, vocabulary, prime, length, temperature,
+                       window=int(preprocessing["window"]), seed=seed)
+    if output is None:
+        sys.stdout.write(text + "\n")
+    else:
+        atomic_write_text(output, text)
+        say(f"Wrote {len(text)} characters to {output}")
+
+
+def bench(args: list[str]) -> Any:
+    """Run ``bench/speed.py``'s ``main`` (the project's benchmark), passing ``args`` on."""
+    module = _bench_module()
+    main = getattr(module, "main", None)
+    if main is None:
+        raise ImportError(f"{module.__file__} has no main() function to run")
+    parameters = inspect.signature(main).parameters
+    if parameters:
+        return main(args)
+    saved = sys.argv
+    sys.argv = ["rnnkit bench", *args]
+    try:
+        return main()
+    finally:
+        sys.argv = saved
+
+
+def _bench_module() -> Any:
+    """``bench.speed`` when importable (a source checkout on sys.path), else ``bench/speed.py``
+    next to the installed package (an editable install of a checkout)."""
+    try:
+        return importlib.import_module("bench.speed")
+    except ModuleNotFoundError as e:
+        if e.name not in ("bench", "bench.speed"):
+            raise
+    path = Path(__file__).resolve().parents[2] / "bench" / "speed.py"
+    if not path.is_file():
+        raise ImportError("rnnkit bench runs the benchmark in bench/speed.py of rnnkit's source "
+                          "checkout, which is not available here: run it from a clone of the "
+                          "repository (pip install -e .)")
+    spec = importlib.util.spec_from_file_location("rnnkit_bench_speed", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

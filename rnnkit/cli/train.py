@@ -1,0 +1,220 @@
+"""``rnnkit train``: options -> RunConfig -> data -> model -> ``fit`` -> RUN_DIR and a report.
+
+The training itself is ``model.fit`` of the Python API, with two callbacks: ``BackupAndRestore``
+(a checkpoint after every epoch, which ``--resume`` restores) and, when asked, TensorBoard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._common import EXIT_INTERRUPTED, Fail, console, say, seed_everything, select_device
+from .config import RunConfig, file_digest
+from .run_dir import RunDir, default_run_dir
+from .tasks import TASKS, Task
+
+__all__ = ["TrainOptions", "train"]
+
+# Options that --resume may change: everything else comes from the run's run.json.
+RESUME_OPTIONS = ("epochs", "device", "tensorboard", "quiet")
+
+
+@dataclass
+class TrainOptions:
+    """``rnnkit train``'s options as given; None means "not given" (the task's default)."""
+
+    task: str | None = None
+    dataset: str | None = None
+    csv: Path | None = None
+    target: str | None = None
+    features: list[str] = field(default_factory=list)
+    date_column: str | None = None
+    window: int | None = None
+    horizon: int | None = None
+    season: int | None = None
+    relative: bool | None = None
+    npy: Path | None = None
+    labels: Path | None = None
+    timesteps: int | None = None
+    text: Path | None = None
+    max_chars: int | None = None
+    cell: str | None = None
+    units: int | None = None
+    layers: int | None = None
+    bidirectional: bool | None = None
+    dropout: float | None = None
+    embedding_dim: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    seed: int | None = None
+    device: str | None = None
+    out: Path | None = None
+    overwrite: bool = False
+    resume: Path | None = None
+    tensorboard: bool = False
+    quiet: bool = False
+
+
+def _given(options: TrainOptions) -> list[str]:
+    """Names of the options the user gave (not None / not False / not empty)."""
+    return [f.name for f in dataclasses.fields(options)
+            if getattr(options, f.name) not in (None, False, [])]
+
+
+def make_config(options: TrainOptions) -> tuple[RunConfig, Task]:
+    """A new run's configuration: the user's options over the task's defaults."""
+    task_name = options.task or ("classify" if options.npy else "text" if options.text
+                                 else "forecast")
+    if task_name not in TASKS:
+        raise ValueError(f"--task must be one of {', '.join(TASKS)}, got {task_name!r}")
+    task = TASKS[task_name]
+    values: dict[str, Any] = {"task": task_name}
+    for f in dataclasses.fields(RunConfig):
+        value = getattr(options, f.name, None)
+        if value is None or f.name == "task":
+            continue
+        values[f.name] = str(Path(value).resolve()) if isinstance(value, Path) else value
+    if options.features:
+        values["features"] = list(options.features)
+    for key, default in task.defaults.items():
+        values.setdefault(key, default)
+    if task_name == "forecast" and "window" not in values:
+        values["window"] = task.window_default(RunConfig(**values))  # type: ignore[attr-defined]
+    config = RunConfig(**values)
+    task.check(config)
+    return config, task
+
+
+def _digests(task: Task, config: RunConfig) -> dict[str, str]:
+    digests = {}
+    for name in task.data_files(config):
+        path = Path(name)
+        if path.is_file():
+            digests[name] = file_digest(path)
+    return digests
+
+
+def _open_for_resume(options: TrainOptions) -> tuple[RunDir, RunConfig, Task]:
+    assert options.resume is not None
+    extra = [n for n in _given(options) if n not in (*RESUME_OPTIONS, "resume")]
+    if extra:
+        flags = ", ".join("--" + n.replace("_", "-") for n in extra)
+        raise ValueError(f"--resume continues a run with the settings in its run.json; only "
+                         f"--epochs, --device, --tensorboard and --quiet may change ({flags} "
+                         "given)")
+    run = RunDir.open(options.resume)
+    config = RunConfig.load(run.config)
+    task = TASKS[config.task]
+    changed = [name for name, digest in config.data_digests.items()
+               if not Path(name).is_file() or file_digest(Path(name)) != digest]
+    if changed:
+        raise ValueError(f"the data of this run changed or disappeared since it started: "
+                         f"{', '.join(changed)}; resuming would not reproduce the run")
+    changes: dict[str, Any] = {}
+    if options.epochs is not None:
+        changes["epochs"] = options.epochs
+    if options.device is not None:
+        changes["device"] = options.device
+    return run, config.replace(**changes), task
+
+
+def train(options: TrainOptions) -> RunDir:
+    """Run one ``rnnkit train``; returns the RUN_DIR written."""
+    from ..models.backup import BackupAndRestore
+
+    if options.tensorboard:
+        from .tensorboard import TensorBoardLogger
+
+        TensorBoardLogger.check_available()
+    if options.resume is not None:
+        if options.out is not None or options.overwrite:
+            raise ValueError("--resume RUN_DIR continues that run in place: do not combine it "
+                             "with --out or --overwrite")
+        run, config, task = _open_for_resume(options)
+        start = BackupAndRestore.completed_epochs(run.checkpoint)
+        if start >= config.epochs:
+            raise ValueError(f"RUN_DIR {run.path} has already completed {start} epochs (asked "
+                             f"for {config.epochs}): pass --epochs N with N > {start} to train "
+                             "further")
+        say(f"Resuming {run.path} at epoch {start + 1} of {config.epochs}")
+    else:
+        config, task = make_config(options)
+        out = options.out or default_run_dir(task.name)
+        RunDir.check_new(out, options.overwrite)
+        config = config.replace(data_digests=_digests(task, config))
+        start = 0
+    device = select_device(config.device)
+
+    seed_everything(config.seed)
+    data = task.prepare(config)
+    model = task.build_model(config, data)
+    model.to(device)
+    model.compile(**task.compile_args(config, data))
+
+    if options.resume is None:
+        run = RunDir.create(out, options.overwrite)
+        run.write_json(run.config, config.to_dict())
+        run.write_json(run.preprocessing, data.preprocessing)
+        say(f"Run folder: {run.path}")
+    elif options.epochs is not None or options.device is not None:
+        run.write_json(run.config, config.to_dict())
+    say(f"Data: {data.description}")
+    say(f"Model: {config.layers} x {'bidirectional ' if config.bidirectional else ''}"
+        f"{config.cell.upper()}({config.units}), {model.count_params():,} parameters, "
+        f"{config.epochs} epochs on {device}")
+
+    backup = BackupAndRestore(run.checkpoint, delete_checkpoint=False)
+    callbacks: list[Any] = [backup]
+    if options.tensorboard:
+        callbacks.append(TensorBoardLogger(run.tensorboard))
+    began = time.perf_counter()
+    try:
+        model.fit(data.x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs,
+                  initial_epoch=start, validation_data=(data.x_val, data.y_val), shuffle=True,
+                  verbose=0 if options.quiet else 1, callbacks=callbacks)
+    except KeyboardInterrupt:
+        _save_interrupted(run, model, backup)
+    finally:
+        for callback in callbacks[1:]:
+            callback.close()
+    seconds = time.perf_counter() - began
+
+    history = backup.history
+    run.write_history(history)
+    from .plots import learning_curves_plot
+
+    learning_curves_plot(history, run.plot("learning_curves"),
+                         title=f"{task.name}: {config.cell.upper()} learning curves")
+    model.save(run.model)
+    report = task.evaluate(model, config, data, run.path)
+    epochs_done = len(history.get("loss", []))
+    run.write_json(run.metrics, {**report.metrics, "epochs": epochs_done,
+                                 "final": {k: v[-1] for k, v in history.items() if v},
+                                 "train_seconds_this_session": round(seconds, 3)})
+
+    from ._common import print_report
+
+    print_report(report, f"Test results ({task.name}, {epochs_done} epochs, {seconds:.1f} s)")
+    files = sorted(p.name for p in run.path.iterdir() if not p.name.startswith("."))
+    console().print(f"Saved to {run.path}: {', '.join(files)}", markup=False)
+    return run
+
+
+def _save_interrupted(run: RunDir, model: Any, backup: Any) -> None:
+    """Ctrl-C during fit: keep the last completed epoch (already in the checkpoint), write its
+    model and history, and stop with the shell's interrupt code."""
+    if not backup.path.is_file():
+        raise Fail(f"Interrupted before the first epoch finished: nothing to save. Start again "
+                   f"with: rnnkit train --resume {run.path}", EXIT_INTERRUPTED)
+    done = backup.completed_epochs(backup.backup_dir)
+    backup.restore_weights()  # the weights at the end of the last completed epoch
+    model.save(run.model)
+    run.write_history(backup.history)
+    raise Fail(f"Interrupted: kept the {done} completed epoch(s) in {run.path} (model and "
+               f"checkpoint). Continue with: rnnkit train --resume {run.path}", EXIT_INTERRUPTED)
+
