@@ -1,0 +1,55 @@
+// The Python module: one function per recurrence. Undefined tensors arrive as None.
+#include <torch/extension.h>
+
+#include "common.h"
+
+namespace rnnkit {
+std::vector<Tensor> elman(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
+                          const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh,
+                          const Tensor& mask, bool reverse, bool relu);
+std::vector<Tensor> gru(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
+                        const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh,
+                        const Tensor& mask, bool reverse);
+std::vector<Tensor> lstm(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                         const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih,
+                         const Tensor& b_hh, const Tensor& mask, bool reverse);
+}  // namespace rnnkit
+
+namespace {
+
+using OptionalTensor = std::optional<at::Tensor>;
+
+at::Tensor or_undefined(const OptionalTensor& t) { return t.has_value() ? *t : at::Tensor(); }
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "rnnkit's compiled CPU recurrences (Elman, GRU, LSTM) with fused backward passes";
+  m.def(
+      "elman",
+      [](const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih,
+         const at::Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
+         const OptionalTensor& mask, bool reverse, bool relu) {
+        return rnnkit::elman(x, h0, w_ih, w_hh, or_undefined(b_ih), or_undefined(b_hh),
+                             or_undefined(mask), reverse, relu);
+      },
+      "Elman recurrence: returns [states (T, B, H), h_n (B, H)]");
+  m.def(
+      "gru",
+      [](const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih,
+         const at::Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
+         const OptionalTensor& mask, bool reverse) {
+        return rnnkit::gru(x, h0, w_ih, w_hh, or_undefined(b_ih), or_undefined(b_hh),
+                           or_undefined(mask), reverse);
+      },
+      "GRU recurrence: returns [states (T, B, H), h_n (B, H)]");
+  m.def(
+      "lstm",
+      [](const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0,
+         const at::Tensor& w_ih, const at::Tensor& w_hh, const OptionalTensor& b_ih,
+         const OptionalTensor& b_hh, const OptionalTensor& mask, bool reverse) {
+        return rnnkit::lstm(x, h0, c0, w_ih, w_hh, or_undefined(b_ih), or_undefined(b_hh),
+                            or_undefined(mask), reverse);
+      },
+      "LSTM recurrence: returns [states (T, B, H), h_n (B, H), c_n (B, H)]");
+}

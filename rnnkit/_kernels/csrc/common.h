@@ -1,0 +1,153 @@
+// Shared pieces of rnnkit's compiled recurrences: activations that vectorise, a row-major
+// matrix product that calls the BLAS torch ships with, and the batch split across threads.
+//
+// Every recurrence here has the same shape: a time loop whose step is one small matrix product
+// (state times the recurrent weights) and one loop over the B*H elements of the step. Batch
+// rows never talk to each other, so the batch is split into one chunk per thread for the whole
+// time loop: no synchronisation per step, and each thread's matrix products run single-threaded.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstdint>
+
+namespace rnnkit {
+
+using at::Tensor;
+
+// ---------------------------------------------------------------------------------------------
+// Activations. The float versions are branch-free polynomials the compiler turns into SIMD code
+// (std::tanh / std::exp stay scalar); they are within a few ulp of torch's. Double keeps the
+// C library's functions: float64 is for checking, where the last ulp matters more than speed.
+
+// exp(x) for float: x = n ln2 + r with |r| <= ln2/2, exp(r) by its degree-7 Taylor polynomial
+// (truncation error below 1e-8 relative), 2^n written into the exponent bits. n is rounded
+// with the 1.5 * 2^23 trick, which the compiler keeps (no fast-math) and vectorises.
+static inline float exp_fast(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  constexpr float kRound = 12582912.0f;
+  const float n = (x * 1.44269504088896341f + kRound) - kRound;
+  const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
+  float p = 1.0f / 5040;
+  p = p * r + 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  __builtin_memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
+static inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+// tanh for float: an odd polynomial near zero (where 1 - 2/(e^2x + 1) would cancel), the
+// exponential form elsewhere; both are computed and one is selected, which keeps it branch-free.
+static inline float tanh_fast(float x) {
+  const float a = std::fabs(x);
+  const float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  const float small = x + x * z * p;
+  const float big = 1.0f - 2.0f / (exp_fast(2.0f * a) + 1.0f);
+  const float signed_big = x < 0 ? -big : big;
+  return a < 0.625f ? small : signed_big;
+}
+
+static inline float tanh_(float x) { return tanh_fast(x); }
+static inline double tanh_(double x) { return std::tanh(x); }
+
+// ---------------------------------------------------------------------------------------------
+// C = alpha * op(A) @ op(B) + beta * C, all row-major with leading dimensions. Calls the
+// Fortran BLAS symbols of the library torch links (MKL on x86 wheels) directly, skipping the
+// dispatcher; if the symbol is missing it falls back to at::addmm_out on views.
+
+enum class Op { N, T };
+
+void gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+void gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+          int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc);
+
+// ---------------------------------------------------------------------------------------------
+// Run f(begin, end) over [0, batch) in one chunk per thread when the work is big enough to pay
+// for waking a second thread, else in one call on this thread.
+template <typename F>
+void over_batch(int64_t batch, double flops, const F& f) {
+  constexpr double kParallelFlops = 2e6;  // below this, a thread wake-up costs more than it saves
+  const int64_t threads = at::get_num_threads();
+  if (threads <= 1 || batch < 2 || flops < kParallelFlops || at::in_parallel_region()) {
+    f(int64_t{0}, batch);
+    return;
+  }
+  const int64_t chunks = std::min(threads, batch);
+  const int64_t grain = (batch + chunks - 1) / chunks;
+  at::parallel_for(0, batch, grain, f);
+}
+
+// Pointer to row `row` of time step `t` in a (T, B, width) contiguous buffer.
+template <typename T>
+inline T* at_step(T* base, int64_t t, int64_t batch, int64_t row, int64_t width) {
+  return base + (t * batch + row) * width;
+}
+
+// A tensor that may be undefined (Python None), as contiguous or undefined.
+inline Tensor contiguous_or_empty(const Tensor& t) { return t.defined() ? t.contiguous() : t; }
+
+// torch::autograd::Function cannot take undefined tensors, so an absent optional tensor (a
+// bias, the mask) crosses into it as an empty one and is turned back on the other side.
+inline Tensor absent_as_empty(const Tensor& t) {
+  return t.defined() ? t : at::empty({0}, at::TensorOptions().dtype(at::kFloat));
+}
+inline Tensor empty_as_absent(const Tensor& t) { return t.numel() == 0 ? Tensor() : t; }
+
+}  // namespace rnnkit
+
+// ---------------------------------------------------------------------------------------------
+// Pieces every cell's forward and backward pass shares (defined in shared.cpp).
+namespace rnnkit {
+
+// (T*B, G) = x (T*B, D) @ w^T (D, G) + bias: the input projection of all steps at once.
+Tensor project_inputs(const Tensor& x, const Tensor& w, const Tensor& bias);
+
+// dW (G, H) = sum_t d_t^T h_{t-1}: the recurrent weight gradient as two matrix products, with
+// h_{t-1} taken from the saved states (T, B, H) shifted one step, and h0 for the first step.
+// d is (T, B, G) with row stride ld (a column block of a wider buffer is allowed).
+Tensor recurrent_weight_grad(const Tensor& d, int64_t ld_offset, int64_t gates_width,
+                             const Tensor& states, const Tensor& h0, bool reverse);
+
+// The state step t started from: h0 for the first processed step, else the neighbouring state.
+template <typename T>
+inline const T* previous_state(const T* states, const T* h0, int64_t t, int64_t steps,
+                               int64_t batch, int64_t row, int64_t hidden, bool reverse) {
+  const bool first = reverse ? t == steps - 1 : t == 0;
+  if (first) return h0 + row * hidden;
+  return at_step(states, reverse ? t + 1 : t - 1, batch, row, hidden);
+}
+
+// b_ih + b_hh, either of which may be undefined (then the other, or undefined).
+Tensor summed_bias(const Tensor& b_ih, const Tensor& b_hh);
+
+// The state after the last processed step (a copy), or h0 when there are no steps.
+Tensor last_state(const Tensor& out, const Tensor& h0, bool reverse);
+
+// Either the bias as a contiguous tensor or zeros of `size`, so loops never branch on it.
+Tensor bias_or_zeros(const Tensor& bias, int64_t size, const Tensor& like);
+
+// An error unless every tensor is a CPU tensor of x's dtype (float32 or float64) and of the
+// shape its role requires: x (T, B, D), each state (B, H), w_ih (G*H, D), w_hh (G*H, H),
+// biases (G*H), mask (T, B) bool. The loops index raw memory, so this is not optional.
+void check_inputs(const char* name, int64_t gates, const Tensor& x,
+                  std::initializer_list<Tensor> states, const Tensor& w_ih, const Tensor& w_hh,
+                  const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask);
+
+}  // namespace rnnkit

@@ -1,0 +1,166 @@
+// Elman recurrence, compiled: h_t = act(x_t W_ih^T + b_ih + b_hh + h_{t-1} W_hh^T).
+//
+// Forward: the input projection of all steps is written straight into the output buffer
+// (T, B, H); each step then adds h_{t-1} W_hh^T onto its slice (one small matrix product) and
+// applies the activation in place. Backward: one loop back over time forms d pre_t for every
+// step (its elementwise part fused into one pass), and every weight gradient is one matrix
+// product after the loop.
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "common.h"
+
+namespace rnnkit {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Copy the previous state into the rows whose mask is False: those sequences hold their state.
+template <typename T>
+void hold_rows(T* state, const T* previous, const bool* keep, int64_t rows, int64_t width) {
+  for (int64_t i = 0; i < rows; ++i) {
+    if (!keep[i]) std::copy(previous + i * width, previous + (i + 1) * width, state + i * width);
+  }
+}
+
+// out holds the input projections on entry and the states on return.
+template <typename T>
+void forward_loop(T* out, const T* h0, const T* w_hh, const bool* mask, int64_t steps,
+                  int64_t batch, int64_t hidden, bool reverse, bool relu) {
+  const double flops = 2.0 * steps * batch * hidden * hidden;
+  over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
+    const int64_t rows = b1 - b0, n = rows * hidden;
+    const T* h = h0 + b0 * hidden;
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t t = reverse ? steps - 1 - s : s;
+      T* o = at_step(out, t, batch, b0, hidden);  // (rows, H)
+      gemm(Op::N, Op::T, rows, hidden, hidden, T(1), h, hidden, w_hh, hidden, T(1), o, hidden);
+      if (relu) {
+        for (int64_t k = 0; k < n; ++k) o[k] = o[k] > T(0) ? o[k] : T(0);
+      } else {
+        for (int64_t k = 0; k < n; ++k) o[k] = tanh_(o[k]);
+      }
+      if (mask != nullptr) hold_rows(o, h, mask + t * batch + b0, rows, hidden);
+      h = o;
+    }
+  });
+}
+
+// dh enters as d h_n and leaves as d h0; d_pre (T, B, H) receives d pre_t of every step.
+template <typename T>
+void backward_loop(const T* d_out, T* dh, const T* out, const T* w_hh, const bool* mask,
+                   T* d_pre, int64_t steps, int64_t batch, int64_t hidden, bool reverse,
+                   bool relu) {
+  const double flops = 2.0 * steps * batch * hidden * hidden;
+  over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
+    const int64_t rows = b1 - b0, n = rows * hidden;
+    T* g = dh + b0 * hidden;  // (rows, H): d loss / d h_t, carried back through time
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t t = reverse ? s : steps - 1 - s;
+      const T* h = at_step(out, t, batch, b0, hidden);
+      const T* go = at_step(d_out, t, batch, b0, hidden);
+      T* dp = at_step(d_pre, t, batch, b0, hidden);
+      for (int64_t k = 0; k < n; ++k) {
+        const T total = g[k] + go[k];
+        const T slope = relu ? (h[k] > T(0) ? T(1) : T(0)) : T(1) - h[k] * h[k];
+        dp[k] = total * slope;
+        g[k] = total;
+      }
+      T beta = T(0);
+      if (mask != nullptr) {  // held rows: no gradient into pre_t, d h passes through unchanged
+        const bool* keep = mask + t * batch + b0;
+        for (int64_t i = 0; i < rows; ++i) {
+          T* zeroed = keep[i] ? g + i * hidden : dp + i * hidden;
+          std::fill(zeroed, zeroed + hidden, T(0));
+        }
+        beta = T(1);
+      }
+      gemm(Op::N, Op::N, rows, hidden, hidden, T(1), dp, hidden, w_hh, hidden, beta, g, hidden);
+    }
+  });
+}
+
+Tensor run_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                   const Tensor& bias, const Tensor& mask, bool reverse, bool relu) {
+  const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(0);
+  Tensor out = project_inputs(x, w_ih, bias);  // (T, B, H)
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "elman_forward", [&] {
+    forward_loop(out.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
+                 mask.defined() ? mask.data_ptr<bool>() : nullptr, steps, batch, hidden,
+                 reverse, relu);
+  });
+  return out;
+}
+
+struct ElmanFunction : public torch::autograd::Function<ElmanFunction> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& h0,
+                               const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih_in,
+                               const Tensor& b_hh_in, const Tensor& mask_in, bool reverse, bool relu) {
+    const Tensor b_ih = empty_as_absent(b_ih_in), b_hh = empty_as_absent(b_hh_in);
+    const Tensor mask = empty_as_absent(mask_in);
+    Tensor out = run_forward(x, h0, w_ih, w_hh, summed_bias(b_ih, b_hh), mask, reverse, relu);
+    ctx->save_for_backward({x, h0, w_ih, w_hh, out, mask_in});
+    ctx->saved_data["reverse"] = reverse;
+    ctx->saved_data["relu"] = relu;
+    ctx->saved_data["bias"] = std::vector<bool>{b_ih.defined(), b_hh.defined()};
+    return {out, last_state(out, h0, reverse)};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    TORCH_CHECK(!at::GradMode::is_enabled(),
+                "rnnkit backend 'cpp' has no double backward; use backend='fused'");
+    const auto saved = ctx->get_saved_variables();
+    const Tensor &x = saved[0], &h0 = saved[1], &w_ih = saved[2], &w_hh = saved[3];
+    const Tensor& out = saved[4];
+    const Tensor mask = empty_as_absent(saved[5]);
+    const bool reverse = ctx->saved_data["reverse"].toBool();
+    const bool relu = ctx->saved_data["relu"].toBool();
+    const auto has_bias = ctx->saved_data["bias"].toBoolList();
+    const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
+    const int64_t hidden = w_hh.size(0);
+    const Tensor d_out = grads[0].contiguous();
+    Tensor dh = grads[1].contiguous().clone();
+    Tensor d_pre = at::empty_like(out);
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "elman_backward", [&] {
+      backward_loop(d_out.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
+                    out.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
+                    mask.defined() ? mask.data_ptr<bool>() : nullptr,
+                    d_pre.data_ptr<scalar_t>(), steps, batch, hidden, reverse, relu);
+    });
+    const Tensor flat = d_pre.view({steps * batch, hidden});
+    Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
+    if (ctx->needs_input_grad(0)) dx = flat.mm(w_ih).view({steps, batch, features});
+    if (ctx->needs_input_grad(2)) dw_ih = flat.t().mm(x.view({steps * batch, features}));
+    if (ctx->needs_input_grad(3)) dw_hh = recurrent_weight_grad(d_pre, 0, hidden, out, h0, reverse);
+    if (ctx->needs_input_grad(4) || ctx->needs_input_grad(5)) {
+      const Tensor db = flat.sum(0);
+      if (has_bias[0] && ctx->needs_input_grad(4)) db_ih = db;
+      if (has_bias[1] && ctx->needs_input_grad(5)) db_hh = has_bias[0] ? db.clone() : db;
+    }
+    return {dx, dh, dw_ih, dw_hh, db_ih, db_hh, Tensor(), Tensor(), Tensor()};
+  }
+};
+
+}  // namespace
+
+std::vector<Tensor> elman(const Tensor& x_in, const Tensor& h0_in, const Tensor& w_ih_in,
+                          const Tensor& w_hh_in, const Tensor& b_ih, const Tensor& b_hh,
+                          const Tensor& mask_in, bool reverse, bool relu) {
+  check_inputs("elman", 1, x_in, {h0_in}, w_ih_in, w_hh_in, b_ih, b_hh, mask_in);
+  const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous();
+  const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
+  const Tensor mask = contiguous_or_empty(mask_in);
+  bool grad = false;
+  for (const Tensor* t : {&x, &h0, &w_ih, &w_hh, &b_ih, &b_hh}) {
+    grad = grad || (t->defined() && t->requires_grad());
+  }
+  if (grad && at::GradMode::is_enabled()) {
+    return ElmanFunction::apply(x, h0, w_ih, w_hh, absent_as_empty(b_ih), absent_as_empty(b_hh),
+                                absent_as_empty(mask), reverse, relu);
+  }
+  at::NoGradGuard no_grad;
+  Tensor out = run_forward(x, h0, w_ih, w_hh, summed_bias(b_ih, b_hh), mask, reverse, relu);
+  return {out, last_state(out, h0, reverse)};
+}
+
+}  // namespace rnnkit

@@ -1,0 +1,82 @@
+// Row-major matrix products on the BLAS that torch links, called without the dispatcher.
+//
+// A row-major (m, n) matrix is the column-major (n, m) matrix of the same memory, so
+// C = op(A) op(B) in row-major is C^T = op(B)^T op(A)^T in column-major: swap the operands.
+#include "common.h"
+
+extern "C" {
+// The Fortran BLAS interface (32-bit integers, as torch's own CPUBlas declares it). Weak: when
+// torch's BLAS does not export them the pointers are null and at::addmm_out is used instead.
+void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+            const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+            const float* beta, float* c, const int* ldc) __attribute__((weak));
+void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+            const double* alpha, const double* a, const int* lda, const double* b,
+            const int* ldb, const double* beta, double* c, const int* ldc) __attribute__((weak));
+}
+
+namespace rnnkit {
+namespace {
+
+template <typename T>
+void gemm_aten(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+               int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  // A view of a row-major (rows, cols) block with leading dimension ld; op T is its transpose.
+  auto view = [&](const T* p, Op op, int64_t rows, int64_t cols, int64_t ld) {
+    const int64_t r = op == Op::N ? rows : cols, c = op == Op::N ? cols : rows;
+    Tensor t = at::from_blob(const_cast<T*>(p), {r, c}, {ld, 1}, options);
+    return op == Op::N ? t : t.t();
+  };
+  Tensor out = at::from_blob(c, {m, n}, {ldc, 1}, options);
+  const Tensor lhs = view(a, op_a, m, k, lda), rhs = view(b, op_b, k, n, ldb);
+  if (beta == T(0)) {  // BLAS semantics: C is not read
+    at::mm_out(out, lhs, rhs);
+    if (alpha != T(1)) out.mul_(alpha);
+  } else {
+    out.addmm_(lhs, rhs, beta, alpha);
+  }
+}
+
+template <typename T, typename Blas>
+void gemm_blas(Blas blas, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, T alpha,
+               const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // BLAS would scale C by beta; make that explicit (beta is 0 or 1 here)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+    return;
+  }
+  const char ta = op_a == Op::N ? 'N' : 'T', tb = op_b == Op::N ? 'N' : 'T';
+  const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
+  const int ilda = static_cast<int>(lda), ildb = static_cast<int>(ldb);
+  const int ildc = static_cast<int>(ldc);
+  blas(&tb, &ta, &in, &im, &ik, &alpha, b, &ildb, a, &ilda, &beta, c, &ildc);
+}
+
+bool fits_int(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
+  constexpr int64_t kMax = 0x7fffffff;
+  return m <= kMax && n <= kMax && k <= kMax && lda <= kMax && ldb <= kMax && ldc <= kMax;
+}
+
+}  // namespace
+
+void gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (sgemm_ != nullptr && fits_int(m, n, k, lda, ldb, ldc)) {
+    gemm_blas(sgemm_, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  } else {
+    gemm_aten(op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+}
+
+void gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+          int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  if (dgemm_ != nullptr && fits_int(m, n, k, lda, ldb, ldc)) {
+    gemm_blas(dgemm_, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  } else {
+    gemm_aten(op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+}
+
+}  // namespace rnnkit

@@ -1,0 +1,215 @@
+// GRU recurrence (PyTorch's formulation), compiled.
+//
+// With gi = x W_ih^T + b_ih for all steps (one matrix product) and gh = h W_hh^T + b_hh:
+//     r = sigmoid(gi_r + gh_r);  z = sigmoid(gi_z + gh_z)
+//     n = tanh(gi_n + r * gh_n);  h' = n + z * (h - n)
+// Each step is one small matrix product and one pass over the B*H elements. The forward pass
+// overwrites gi in place with (r, z, n) and keeps gh_n, which is all the backward pass needs.
+// The backward pass's elementwise gate gradients are one fused pass per step.
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "common.h"
+
+namespace rnnkit {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// gates (T, B, 3H) holds gi on entry and (r, z, n) on return; out (T, B, H) the states;
+// hn_all (T, B, H), when not null, receives gh_n of every step.
+template <typename T>
+void forward_loop(T* gates, T* out, T* hn_all, const T* h0, const T* w_hh, const T* b_hh,
+                  const bool* mask, int64_t steps, int64_t batch, int64_t hidden, bool reverse) {
+  const int64_t width = 3 * hidden;
+  const double flops = 2.0 * steps * batch * width * hidden;
+  over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
+    const int64_t rows = b1 - b0;
+    std::vector<T> gh_buffer(rows * width);
+    T* gh = gh_buffer.data();  // (rows, 3H)
+    const T* h = h0 + b0 * hidden;
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t t = reverse ? steps - 1 - s : s;
+      gemm(Op::N, Op::T, rows, width, hidden, T(1), h, hidden, w_hh, hidden, T(0), gh, width);
+      T* o = at_step(out, t, batch, b0, hidden);
+      for (int64_t i = 0; i < rows; ++i) {
+        T* g = at_step(gates, t, batch, b0 + i, width);
+        const T* a = gh + i * width;
+        const T* hp = h + i * hidden;
+        T* oi = o + i * hidden;
+        T* hn_out = hn_all == nullptr ? nullptr : at_step(hn_all, t, batch, b0 + i, hidden);
+        if (mask != nullptr && !mask[t * batch + b0 + i]) {
+          std::copy(hp, hp + hidden, oi);  // held
+          if (hn_out != nullptr) std::fill(hn_out, hn_out + hidden, T(0));
+          continue;
+        }
+        for (int64_t j = 0; j < hidden; ++j) {
+          const T r = sigmoid(g[j] + a[j] + b_hh[j]);
+          const T z = sigmoid(g[hidden + j] + a[hidden + j] + b_hh[hidden + j]);
+          const T hn = a[2 * hidden + j] + b_hh[2 * hidden + j];
+          const T n = tanh_(g[2 * hidden + j] + r * hn);
+          g[j] = r;
+          g[hidden + j] = z;
+          g[2 * hidden + j] = n;
+          oi[j] = n + z * (hp[j] - n);
+        }
+        if (hn_out != nullptr) {
+          for (int64_t j = 0; j < hidden; ++j) hn_out[j] = a[2 * hidden + j] + b_hh[2 * hidden + j];
+        }
+      }
+      h = o;
+    }
+  });
+}
+
+// dh enters as d h_n and leaves as d h0. d_gi (T, B, 3H) receives the gradient of gi; d_ghn
+// (T, B, H) that of gh_n (the r and z parts of d gh equal those of d gi).
+template <typename T>
+void backward_loop(const T* d_out, T* dh, const T* out, const T* h0, const T* gates,
+                   const T* hn_all, const T* w_hh, const bool* mask, T* d_gi, T* d_ghn,
+                   int64_t steps, int64_t batch, int64_t hidden, bool reverse) {
+  const int64_t width = 3 * hidden;
+  const double flops = 2.0 * steps * batch * width * hidden;
+  over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
+    const int64_t rows = b1 - b0;
+    std::vector<T> dgh_buffer(rows * width);
+    T* dgh = dgh_buffer.data();  // (rows, 3H): d gh of this step, the left factor of d h
+    T* carry = dh + b0 * hidden;   // (rows, H)
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t t = reverse ? s : steps - 1 - s;
+      const T* hp_rows = previous_state(out, h0, t, steps, batch, b0, hidden, reverse);
+      for (int64_t i = 0; i < rows; ++i) {
+        const T* g = at_step(gates, t, batch, b0 + i, width);
+        const T* hn = at_step(hn_all, t, batch, b0 + i, hidden);
+        const T* go = at_step(d_out, t, batch, b0 + i, hidden);
+        const T* hp = hp_rows + i * hidden;
+        T* dgi = at_step(d_gi, t, batch, b0 + i, width);
+        T* dn = at_step(d_ghn, t, batch, b0 + i, hidden);
+        T* dg = dgh + i * width;
+        T* c = carry + i * hidden;
+        if (mask != nullptr && !mask[t * batch + b0 + i]) {  // held: d h passes through
+          for (int64_t j = 0; j < hidden; ++j) c[j] += go[j];
+          std::fill(dgi, dgi + width, T(0));
+          std::fill(dg, dg + width, T(0));
+          std::fill(dn, dn + hidden, T(0));
+          continue;
+        }
+        for (int64_t j = 0; j < hidden; ++j) {
+          const T r = g[j], z = g[hidden + j], n = g[2 * hidden + j];
+          const T total = c[j] + go[j];
+          const T d_an = total * (T(1) - z) * (T(1) - n * n);
+          const T d_ar = d_an * hn[j] * r * (T(1) - r);
+          const T d_az = total * (hp[j] - n) * z * (T(1) - z);
+          dgi[j] = dg[j] = d_ar;
+          dgi[hidden + j] = dg[hidden + j] = d_az;
+          dgi[2 * hidden + j] = d_an;
+          dn[j] = dg[2 * hidden + j] = d_an * r;
+          c[j] = total * z;
+        }
+      }
+      gemm(Op::N, Op::N, rows, hidden, width, T(1), dgh, width, w_hh, hidden, T(1), carry,
+           hidden);
+    }
+  });
+}
+
+struct Forward {
+  Tensor out, gates, hn_all;
+};
+
+Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                    const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask, bool reverse,
+                    bool keep_for_backward) {
+  const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(1);
+  Forward f;
+  f.gates = project_inputs(x, w_ih, b_ih);  // (T, B, 3H)
+  f.out = at::empty({steps, batch, hidden}, x.options());
+  if (keep_for_backward) f.hn_all = at::empty({steps, batch, hidden}, x.options());
+  const Tensor bias = bias_or_zeros(b_hh, 3 * hidden, x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_forward", [&] {
+    forward_loop(f.gates.data_ptr<scalar_t>(), f.out.data_ptr<scalar_t>(),
+                 keep_for_backward ? f.hn_all.data_ptr<scalar_t>() : nullptr,
+                 h0.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(),
+                 mask.defined() ? mask.data_ptr<bool>() : nullptr, steps, batch, hidden,
+                 reverse);
+  });
+  return f;
+}
+
+struct GRUFunction : public torch::autograd::Function<GRUFunction> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& h0,
+                               const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih_in,
+                               const Tensor& b_hh_in, const Tensor& mask_in, bool reverse) {
+    const Tensor b_ih = empty_as_absent(b_ih_in), b_hh = empty_as_absent(b_hh_in);
+    const Tensor mask = empty_as_absent(mask_in);
+    Forward f = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, true);
+    ctx->save_for_backward({x, h0, w_ih, w_hh, f.out, f.gates, f.hn_all, mask_in});
+    ctx->saved_data["reverse"] = reverse;
+    ctx->saved_data["bias"] = std::vector<bool>{b_ih.defined(), b_hh.defined()};
+    return {f.out, last_state(f.out, h0, reverse)};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    TORCH_CHECK(!at::GradMode::is_enabled(),
+                "rnnkit backend 'cpp' has no double backward; use backend='fused'");
+    const auto saved = ctx->get_saved_variables();
+    const Tensor &x = saved[0], &h0 = saved[1], &w_ih = saved[2], &w_hh = saved[3];
+    const Tensor &out = saved[4], &gates = saved[5], &hn_all = saved[6];
+    const Tensor mask = empty_as_absent(saved[7]);
+    const bool reverse = ctx->saved_data["reverse"].toBool();
+    const auto has_bias = ctx->saved_data["bias"].toBoolList();
+    const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
+    const int64_t hidden = w_hh.size(1);
+    const Tensor d_out = grads[0].contiguous();
+    Tensor dh = grads[1].contiguous().clone();
+    Tensor d_gi = at::empty_like(gates);   // (T, B, 3H)
+    Tensor d_ghn = at::empty_like(out);    // (T, B, H)
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_backward", [&] {
+      backward_loop(d_out.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
+                    out.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(),
+                    gates.data_ptr<scalar_t>(), hn_all.data_ptr<scalar_t>(),
+                    w_hh.data_ptr<scalar_t>(), mask.defined() ? mask.data_ptr<bool>() : nullptr,
+                    d_gi.data_ptr<scalar_t>(), d_ghn.data_ptr<scalar_t>(), steps, batch, hidden,
+                    reverse);
+    });
+    const Tensor flat_gi = d_gi.view({steps * batch, 3 * hidden});
+    Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
+    if (ctx->needs_input_grad(0)) dx = flat_gi.mm(w_ih).view({steps, batch, features});
+    if (ctx->needs_input_grad(2)) dw_ih = flat_gi.t().mm(x.view({steps * batch, features}));
+    if (ctx->needs_input_grad(3)) {
+      dw_hh = at::cat({recurrent_weight_grad(d_gi, 0, 2 * hidden, out, h0, reverse),
+                       recurrent_weight_grad(d_ghn, 0, hidden, out, h0, reverse)});
+    }
+    if (has_bias[0] && ctx->needs_input_grad(4)) db_ih = flat_gi.sum(0);
+    if (has_bias[1] && ctx->needs_input_grad(5)) {
+      db_hh = at::cat({flat_gi.narrow(1, 0, 2 * hidden).sum(0),
+                       d_ghn.view({steps * batch, hidden}).sum(0)});
+    }
+    return {dx, dh, dw_ih, dw_hh, db_ih, db_hh, Tensor(), Tensor()};
+  }
+};
+
+}  // namespace
+
+std::vector<Tensor> gru(const Tensor& x_in, const Tensor& h0_in, const Tensor& w_ih_in,
+                        const Tensor& w_hh_in, const Tensor& b_ih_in, const Tensor& b_hh_in,
+                        const Tensor& mask_in, bool reverse) {
+  check_inputs("gru", 3, x_in, {h0_in}, w_ih_in, w_hh_in, b_ih_in, b_hh_in, mask_in);
+  const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous();
+  const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
+  const Tensor b_ih = contiguous_or_empty(b_ih_in), b_hh = contiguous_or_empty(b_hh_in);
+  const Tensor mask = contiguous_or_empty(mask_in);
+  bool grad = false;
+  for (const Tensor* t : {&x, &h0, &w_ih, &w_hh, &b_ih, &b_hh}) {
+    grad = grad || (t->defined() && t->requires_grad());
+  }
+  if (grad && at::GradMode::is_enabled()) {
+    return GRUFunction::apply(x, h0, w_ih, w_hh, absent_as_empty(b_ih), absent_as_empty(b_hh),
+                                absent_as_empty(mask), reverse);
+  }
+  at::NoGradGuard no_grad;
+  Forward f = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, false);
+  return {f.out, last_state(f.out, h0, reverse)};
+}
+
+}  // namespace rnnkit

@@ -1,0 +1,215 @@
+// LSTM recurrence (gates i, f, g, o), compiled.
+//
+// With gx = x W_ih^T + b_ih + b_hh for all steps (one matrix product), per step:
+//     i, f, g, o = sigmoid, sigmoid, tanh, sigmoid of (gx + h W_hh^T)
+//     c' = f * c + i * g;  h' = o * tanh(c')
+// The projections are written into the gates buffer (T, B, 4H); each step adds h W_hh^T onto
+// its slice (one small matrix product) and replaces it by the activated gates in the same pass
+// that updates c and h. The backward pass's gate gradients are one fused pass per step.
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "common.h"
+
+namespace rnnkit {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// gates (T, B, 4H): projections on entry, activated gates on return. out (T, B, H): states h.
+// c_all (T, B, H) receives c of every step when not null; else c lives in a per-thread buffer.
+// c_n (B, H) receives the final cell state.
+template <typename T>
+void forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0, const T* w_hh,
+                  const bool* mask, int64_t steps, int64_t batch, int64_t hidden, bool reverse) {
+  const int64_t width = 4 * hidden;
+  const double flops = 2.0 * steps * batch * width * hidden;
+  over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
+    const int64_t rows = b1 - b0;
+    std::vector<T> c_buffer(c_all == nullptr ? rows * hidden : 0);
+    const T* h = h0 + b0 * hidden;
+    const T* c = c0 + b0 * hidden;
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t t = reverse ? steps - 1 - s : s;
+      T* a = at_step(gates, t, batch, b0, width);  // (rows, 4H)
+      gemm(Op::N, Op::T, rows, width, hidden, T(1), h, hidden, w_hh, hidden, T(1), a, width);
+      T* o = at_step(out, t, batch, b0, hidden);
+      T* c_new = c_all == nullptr ? c_buffer.data() : at_step(c_all, t, batch, b0, hidden);
+      for (int64_t r = 0; r < rows; ++r) {
+        T* ar = a + r * width;
+        const T* cp = c + r * hidden;
+        const T* hp = h + r * hidden;
+        T* cr = c_new + r * hidden;
+        T* hr = o + r * hidden;
+        if (mask != nullptr && !mask[t * batch + b0 + r]) {  // held
+          if (cr != cp) std::copy(cp, cp + hidden, cr);  // equal when c lives in c_buffer
+          std::copy(hp, hp + hidden, hr);
+          continue;
+        }
+        for (int64_t j = 0; j < hidden; ++j) {
+          const T ig = sigmoid(ar[j]);
+          const T fg = sigmoid(ar[hidden + j]);
+          const T gg = tanh_(ar[2 * hidden + j]);
+          const T og = sigmoid(ar[3 * hidden + j]);
+          const T cj = fg * cp[j] + ig * gg;
+          ar[j] = ig;
+          ar[hidden + j] = fg;
+          ar[2 * hidden + j] = gg;
+          ar[3 * hidden + j] = og;
+          cr[j] = cj;
+          hr[j] = og * tanh_(cj);
+        }
+      }
+      h = o;
+      c = c_new;
+    }
+    std::copy(c, c + rows * hidden, c_n + b0 * hidden);
+  });
+}
+
+// dh, dc enter as d h_n, d c_n and leave as d h0, d c0; d_gates (T, B, 4H) receives the
+// gradients of the pre-activation gates of every step.
+template <typename T>
+void backward_loop(const T* d_out, T* dh, T* dc, const T* c_all, const T* c0, const T* gates,
+                   const T* w_hh, const bool* mask, T* d_gates, int64_t steps, int64_t batch,
+                   int64_t hidden, bool reverse) {
+  const int64_t width = 4 * hidden;
+  const double flops = 2.0 * steps * batch * width * hidden;
+  over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
+    const int64_t rows = b1 - b0;
+    T* carry_h = dh + b0 * hidden;  // (rows, H)
+    T* carry_c = dc + b0 * hidden;
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t t = reverse ? s : steps - 1 - s;
+      const T* cp_rows = previous_state(c_all, c0, t, steps, batch, b0, hidden, reverse);
+      T* da = at_step(d_gates, t, batch, b0, width);
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* g = at_step(gates, t, batch, b0 + r, width);
+        const T* ct = at_step(c_all, t, batch, b0 + r, hidden);
+        const T* go = at_step(d_out, t, batch, b0 + r, hidden);
+        const T* cp = cp_rows + r * hidden;
+        T* dar = da + r * width;
+        T* gh = carry_h + r * hidden;
+        T* gc = carry_c + r * hidden;
+        if (mask != nullptr && !mask[t * batch + b0 + r]) {  // held: gradients pass through
+          for (int64_t j = 0; j < hidden; ++j) gh[j] += go[j];
+          std::fill(dar, dar + width, T(0));
+          continue;
+        }
+        for (int64_t j = 0; j < hidden; ++j) {
+          const T ig = g[j], fg = g[hidden + j], gg = g[2 * hidden + j], og = g[3 * hidden + j];
+          const T total = gh[j] + go[j];
+          const T tc = tanh_(ct[j]);
+          const T dct = gc[j] + total * og * (T(1) - tc * tc);
+          dar[j] = dct * gg * ig * (T(1) - ig);
+          dar[hidden + j] = dct * cp[j] * fg * (T(1) - fg);
+          dar[2 * hidden + j] = dct * ig * (T(1) - gg * gg);
+          dar[3 * hidden + j] = total * tc * og * (T(1) - og);
+          gc[j] = dct * fg;
+          gh[j] = T(0);
+        }
+      }
+      gemm(Op::N, Op::N, rows, hidden, width, T(1), da, width, w_hh, hidden, T(1), carry_h,
+           hidden);
+    }
+  });
+}
+
+struct Forward {
+  Tensor out, gates, c_all, c_n;
+};
+
+Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                    const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh,
+                    const Tensor& mask, bool reverse, bool keep_for_backward) {
+  const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(1);
+  Forward f;
+  f.gates = project_inputs(x, w_ih, summed_bias(b_ih, b_hh));  // (T, B, 4H)
+  f.out = at::empty({steps, batch, hidden}, x.options());
+  if (keep_for_backward) f.c_all = at::empty({steps, batch, hidden}, x.options());
+  f.c_n = at::empty({batch, hidden}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward", [&] {
+    forward_loop(f.gates.data_ptr<scalar_t>(), f.out.data_ptr<scalar_t>(),
+                 keep_for_backward ? f.c_all.data_ptr<scalar_t>() : nullptr,
+                 f.c_n.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(),
+                 w_hh.data_ptr<scalar_t>(), mask.defined() ? mask.data_ptr<bool>() : nullptr,
+                 steps, batch, hidden, reverse);
+  });
+  return f;
+}
+
+struct LSTMFunction : public torch::autograd::Function<LSTMFunction> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& h0,
+                               const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+                               const Tensor& b_ih_in, const Tensor& b_hh_in, const Tensor& mask_in,
+                               bool reverse) {
+    const Tensor b_ih = empty_as_absent(b_ih_in), b_hh = empty_as_absent(b_hh_in);
+    const Tensor mask = empty_as_absent(mask_in);
+    Forward f = run_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, true);
+    ctx->save_for_backward({x, h0, c0, w_ih, w_hh, f.out, f.c_all, f.gates, mask_in});
+    ctx->saved_data["reverse"] = reverse;
+    ctx->saved_data["bias"] = std::vector<bool>{b_ih.defined(), b_hh.defined()};
+    return {f.out, last_state(f.out, h0, reverse), f.c_n};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    TORCH_CHECK(!at::GradMode::is_enabled(),
+                "rnnkit backend 'cpp' has no double backward; use backend='fused'");
+    const auto saved = ctx->get_saved_variables();
+    const Tensor &x = saved[0], &h0 = saved[1], &c0 = saved[2], &w_ih = saved[3];
+    const Tensor &w_hh = saved[4], &out = saved[5], &c_all = saved[6], &gates = saved[7];
+    const Tensor mask = empty_as_absent(saved[8]);
+    const bool reverse = ctx->saved_data["reverse"].toBool();
+    const auto has_bias = ctx->saved_data["bias"].toBoolList();
+    const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
+    const int64_t hidden = w_hh.size(1);
+    const Tensor d_out = grads[0].contiguous();
+    Tensor dh = grads[1].contiguous().clone();
+    Tensor dc = grads[2].contiguous().clone();
+    Tensor d_gates = at::empty_like(gates);  // (T, B, 4H)
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_backward", [&] {
+      backward_loop(d_out.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(), dc.data_ptr<scalar_t>(),
+                    c_all.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(),
+                    gates.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
+                    mask.defined() ? mask.data_ptr<bool>() : nullptr,
+                    d_gates.data_ptr<scalar_t>(), steps, batch, hidden, reverse);
+    });
+    const Tensor flat = d_gates.view({steps * batch, 4 * hidden});
+    Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
+    if (ctx->needs_input_grad(0)) dx = flat.mm(w_ih).view({steps, batch, features});
+    if (ctx->needs_input_grad(3)) dw_ih = flat.t().mm(x.view({steps * batch, features}));
+    if (ctx->needs_input_grad(4)) {
+      dw_hh = recurrent_weight_grad(d_gates, 0, 4 * hidden, out, h0, reverse);
+    }
+    if (ctx->needs_input_grad(5) || ctx->needs_input_grad(6)) {
+      const Tensor db = flat.sum(0);
+      if (has_bias[0] && ctx->needs_input_grad(5)) db_ih = db;
+      if (has_bias[1] && ctx->needs_input_grad(6)) db_hh = has_bias[0] ? db.clone() : db;
+    }
+    return {dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, Tensor(), Tensor()};
+  }
+};
+
+}  // namespace
+
+std::vector<Tensor> lstm(const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in,
+                         const Tensor& w_ih_in, const Tensor& w_hh_in, const Tensor& b_ih,
+                         const Tensor& b_hh, const Tensor& mask_in, bool reverse) {
+  check_inputs("lstm", 4, x_in, {h0_in, c0_in}, w_ih_in, w_hh_in, b_ih, b_hh, mask_in);
+  const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
+  const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
+  const Tensor mask = contiguous_or_empty(mask_in);
+  bool grad = false;
+  for (const Tensor* t : {&x, &h0, &c0, &w_ih, &w_hh, &b_ih, &b_hh}) {
+    grad = grad || (t->defined() && t->requires_grad());
+  }
+  if (grad && at::GradMode::is_enabled()) {
+    return LSTMFunction::apply(x, h0, c0, w_ih, w_hh, absent_as_empty(b_ih), absent_as_empty(b_hh),
+                                absent_as_empty(mask), reverse);
+  }
+  at::NoGradGuard no_grad;
+  Forward f = run_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, false);
+  return {f.out, last_state(f.out, h0, reverse), f.c_n};
+}
+
+}  // namespace rnnkit

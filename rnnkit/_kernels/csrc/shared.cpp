@@ -1,0 +1,102 @@
+// Helpers shared by the compiled Elman, GRU and LSTM passes.
+#include "common.h"
+
+namespace rnnkit {
+
+Tensor project_inputs(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  const int64_t rows = x.size(0) * x.size(1), features = x.size(2), width = w.size(0);
+  Tensor out = at::empty({x.size(0), x.size(1), width}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "project_inputs", [&] {
+    scalar_t* o = out.data_ptr<scalar_t>();
+    scalar_t beta = 0;
+    if (bias.defined()) {
+      const scalar_t* b = bias.data_ptr<scalar_t>();
+      for (int64_t r = 0; r < rows; ++r) std::copy(b, b + width, o + r * width);
+      beta = 1;
+    }
+    gemm(Op::N, Op::T, rows, width, features, scalar_t(1), x.data_ptr<scalar_t>(), features,
+         w.data_ptr<scalar_t>(), features, beta, o, width);
+  });
+  return out;
+}
+
+Tensor recurrent_weight_grad(const Tensor& d, int64_t ld_offset, int64_t gates_width,
+                             const Tensor& states, const Tensor& h0, bool reverse) {
+  const int64_t steps = states.size(0), batch = states.size(1), hidden = states.size(2);
+  const int64_t ld = d.size(2);
+  Tensor dw = at::empty({gates_width, hidden}, states.options());
+  AT_DISPATCH_FLOATING_TYPES(states.scalar_type(), "recurrent_weight_grad", [&] {
+    const scalar_t* g = d.data_ptr<scalar_t>() + ld_offset;
+    const scalar_t* h = states.data_ptr<scalar_t>();
+    scalar_t* w = dw.data_ptr<scalar_t>();
+    const int64_t shifted = (steps - 1) * batch;  // rows whose previous state is in `states`
+    // forward: step t >= 1 started from states[t-1]; reversed: step t < T-1 from states[t+1]
+    const scalar_t* g_shifted = reverse ? g : g + batch * ld;
+    const scalar_t* h_shifted = reverse ? h + batch * hidden : h;
+    const scalar_t* g_first = reverse ? g + shifted * ld : g;
+    gemm(Op::T, Op::N, gates_width, hidden, shifted, scalar_t(1), g_shifted, ld, h_shifted,
+         hidden, scalar_t(0), w, hidden);
+    gemm(Op::T, Op::N, gates_width, hidden, batch, scalar_t(1), g_first, ld,
+         h0.data_ptr<scalar_t>(), hidden, scalar_t(1), w, hidden);
+  });
+  return dw;
+}
+
+Tensor summed_bias(const Tensor& b_ih, const Tensor& b_hh) {
+  if (!b_ih.defined()) return contiguous_or_empty(b_hh);
+  if (!b_hh.defined()) return b_ih.contiguous();
+  return b_ih + b_hh;
+}
+
+Tensor last_state(const Tensor& out, const Tensor& h0, bool reverse) {
+  if (out.size(0) == 0) return h0.clone();
+  return out[reverse ? 0 : out.size(0) - 1].clone();
+}
+
+Tensor bias_or_zeros(const Tensor& bias, int64_t size, const Tensor& like) {
+  return bias.defined() ? bias.contiguous() : at::zeros({size}, like.options());
+}
+
+namespace {
+
+void check_shape(const char* name, const char* role, const Tensor& t,
+                 std::vector<int64_t> expected) {
+  TORCH_CHECK(t.sizes() == at::IntArrayRef(expected), name, ": ", role, " must have shape ",
+              at::IntArrayRef(expected), ", got ", t.sizes());
+}
+
+}  // namespace
+
+void check_inputs(const char* name, int64_t gates, const Tensor& x,
+                  std::initializer_list<Tensor> states, const Tensor& w_ih, const Tensor& w_hh,
+                  const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, name,
+              ": backend 'cpp' runs float32 and float64, got ", x.scalar_type());
+  TORCH_CHECK(x.dim() == 3, name, ": x must be (T, B, D), got shape ", x.sizes());
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) % gates == 0, name, ": w_hh must be (",
+              gates, "*H, H), got shape ", w_hh.sizes());
+  const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(0) / gates;
+  check_shape(name, "w_hh", w_hh, {gates * hidden, hidden});
+  check_shape(name, "w_ih", w_ih, {gates * hidden, x.size(2)});
+  for (const Tensor& s : states) check_shape(name, "the initial state", s, {batch, hidden});
+  if (b_ih.defined()) check_shape(name, "b_ih", b_ih, {gates * hidden});
+  if (b_hh.defined()) check_shape(name, "b_hh", b_hh, {gates * hidden});
+  std::vector<Tensor> all{x, w_ih, w_hh, b_ih, b_hh};
+  all.insert(all.end(), states.begin(), states.end());
+  for (const Tensor& t : all) {
+    if (!t.defined()) continue;
+    TORCH_CHECK(t.device().is_cpu(), name, ": backend 'cpp' runs on CPU tensors, got ",
+                t.device());
+    TORCH_CHECK(t.scalar_type() == x.scalar_type(), name,
+                ": every tensor must have the input's dtype ", x.scalar_type(), ", got ",
+                t.scalar_type());
+  }
+  if (mask.defined()) {
+    TORCH_CHECK(mask.scalar_type() == at::kBool && mask.device().is_cpu(), name,
+                ": mask must be a CPU bool tensor, got ", mask.scalar_type(), " on ",
+                mask.device());
+    check_shape(name, "mask", mask, {steps, batch});
+  }
+}
+
+}  // namespace rnnkit
