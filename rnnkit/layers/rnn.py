@@ -118,14 +118,15 @@ def serialize_layer(layer: Any) -> dict[str, Any]:
 def deserialize_layer(spec: dict[str, Any]) -> Layer:
     """The inverse of :func:`serialize_layer`: only rnnkit.layers' public classes are built."""
     from . import __all__ as public_names
-    from . import __getattr__ as load
 
     if not isinstance(spec, dict) or "class_name" not in spec or "config" not in spec:
         raise ValueError(f"A layer config must be {{'class_name': ..., 'config': ...}}, got {spec!r}")
     name = spec["class_name"]
     if name not in public_names or name == "Layer":
         raise ValueError(f"Unknown layer class {name!r} in config; expected one of rnnkit.layers")
-    return load(name).from_config(dict(spec["config"]))
+    from .. import layers
+
+    return getattr(layers, name).from_config(dict(spec["config"]))
 
 
 # -- dropout shared by the built-in cells ------------------------------------------------------

@@ -1,0 +1,57 @@
+"""``Dropout``: zeroes a fraction ``rate`` of the inputs during training and scales the rest by
+1 / (1 - rate) (inverted dropout, as Keras); the identity at inference.
+
+``noise_shape`` broadcasts one draw across axes, e.g. ``(batch, 1, features)`` drops the same
+features at every time step. A mask passes through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ._base import Layer
+from .rnn import check_rate
+
+
+class Dropout(Layer):
+    supports_masking = True
+
+    def __init__(self, rate: float, noise_shape: Sequence[int | None] | None = None,
+                 seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rate = check_rate("Dropout", "rate", rate)
+        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"Dropout: seed must be an int or None, got {seed!r}")
+        self.seed = seed
+        self._generator: torch.Generator | None = None
+
+    def call(self, inputs: Tensor, training: bool = False) -> Tensor:
+        if not training or self.rate == 0.0:
+            return inputs
+        shape = inputs.shape
+        if self.noise_shape is not None:
+            if len(self.noise_shape) != inputs.dim():
+                raise ValueError(
+                    f"Dropout '{self.name}': noise_shape {self.noise_shape} must have the "
+                    f"input's rank {inputs.dim()}"
+                )
+            shape = torch.Size(s if n is None else n for s, n in zip(inputs.shape,
+                                                                      self.noise_shape))
+        if self.seed is not None and self._generator is None:
+            self._generator = torch.Generator(inputs.device).manual_seed(self.seed)
+        noise = torch.rand(shape, generator=self._generator, device=inputs.device)
+        keep = (noise >= self.rate).to(inputs.dtype)
+        return inputs * keep / (1.0 - self.rate)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate": self.rate,
+                "noise_shape": None if self.noise_shape is None else list(self.noise_shape),
+                "seed": self.seed}
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate}, name={self.name!r}"
