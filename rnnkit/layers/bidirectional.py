@@ -215,12 +215,10 @@ class Bidirectional(Layer):
         return output
 
     def compute_mask(self, inputs: Tensor, mask: Tensor | None = None) -> Any:
+        # Keras 3 lists no masks for the returned states (its Bidirectional keeps no `states`
+        # unless stateful), so with return_state the mask list is the outputs' only.
         output_mask = mask if self.return_sequences else None
-        masks: list[Any] = [output_mask, output_mask] if self.merge_mode is None else [output_mask]
-        if self.return_state:
-            count = len(self.forward_layer.state_size) + len(self.backward_layer.state_size)
-            return masks + [None] * count
-        return masks if self.merge_mode is None else output_mask
+        return [output_mask, output_mask] if self.merge_mode is None else output_mask
 
     def keras_weights(self) -> list[torch.nn.Parameter]:
         return [*self.forward_layer.keras_weights(), *self.backward_layer.keras_weights()]
