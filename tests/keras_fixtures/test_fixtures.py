@@ -83,7 +83,11 @@ def _run_rnn(cls, kw, w, x, mask, init):
         np.zeros((bsz, units)) for _ in range(n_states)
     ]
     order = range(steps - 1, -1, -1) if kw.get("go_backwards") else range(steps)
-    prev_out = np.zeros((bsz, units))
+    # The fixtures come from Keras' JAX backend, whose loop shows the carried state at a masked
+    # step: before the first real step that is the initial state (zero without one). The
+    # TensorFlow/torch backends (and rnnkit) show zero there; see
+    # tests/layers/test_keras_parity_recurrent.py.
+    prev_out = states[0].copy()
     seq = []
     for t in order:
         out, new = _step(cls, kw, w, x[:, t].astype(np.float64), states)
@@ -165,6 +169,8 @@ def test_stateful_calls_continue_and_reset() -> None:
 def test_masked_steps_carry_previous_output_unless_zeroed() -> None:
     rules = {}
     for case in RNN_CASES:
+        if case.calls[0].initial_state is not None:  # JAX shows the initial state (see above)
+            continue
         for key, rule in (case.calls[0].masked_output_steps or {}).items():
             rules.setdefault((case.cls, bool(case.kwargs.get("zero_output_for_mask"))), set()).add(rule)
     assert rules[("LSTM", False)] <= {"carry_previous", "both"}
@@ -233,8 +239,9 @@ def test_losses_optimizers_training_and_data_load() -> None:
     losses = {e["name"]: e for e in load_losses()["losses"]}
     mse = losses["mse"]
     np.testing.assert_allclose(mse["value"], np.mean((mse["y_true"] - mse["y_pred"]) ** 2), rtol=1e-6)
-    bce = losses["bce"]  # probabilities clipped to [eps, 1 - eps], eps = 1e-7
-    p = np.clip(bce["y_pred"].astype(np.float64), 1e-7, 1 - 1e-7)
+    bce = losses["bce"]  # probabilities clipped to [eps, 1 - eps] in float32, eps = 1e-7
+    eps = np.float32(1e-7)
+    p = np.clip(bce["y_pred"].astype(np.float32), eps, np.float32(1) - eps).astype(np.float64)
     t = bce["y_true"]
     np.testing.assert_allclose(bce["value"], np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p))),
                                rtol=1e-4)
