@@ -10,33 +10,63 @@ sequence's own last real step, the same as ``torch.nn`` on a ``PackedSequence``.
 at masked steps are the held state; callers zero them when they want ``torch.nn``'s padding.
 
 ``backend`` picks the implementation:
-  - ``"fused"``: the input projection of all steps in one matrix product, a tight loop, and a
-    hand-written backward pass whose weight gradients are one matrix product each;
+  - ``"compiled"``: the same algorithm with the time loop and its backward pass in C++
+    (``csrc/``, built on first use, see :mod:`.compiled`); CPU float32/float64 only. An error
+    says why when it cannot run (no compiler, ``RNNKIT_NO_EXTENSION=1``, a GPU tensor);
+  - ``"fused"``: the input projection of all steps in one matrix product, a tight loop in
+    Python, and a hand-written backward pass whose weight gradients are one matrix product each;
   - ``"loop"``: the cell stepped in a Python loop with autograd: the ground truth;
-  - ``"auto"``: the fastest available, currently ``"fused"``.
+  - ``"auto"``: ``"compiled"`` where it can run and measured faster (:func:`_choose`), else
+    ``"fused"``.
 """
 
 from __future__ import annotations
 
 from functools import partial
 
+import torch
 from torch import Tensor
 
+from . import compiled as _compiled
 from .cells import elman_cell, gru_cell, lstm_cell
 from .elman import elman_fused
 from .gru import gru_fused
 from .loop import scan
 from .lstm import lstm_fused
 
-BACKENDS = ("auto", "fused", "loop")
+BACKENDS = ("auto", "compiled", "fused", "loop")
 
 __all__ = ["BACKENDS", "elman", "elman_cell", "gru", "gru_cell", "lstm", "lstm_cell", "scan"]
 
 
-def _check_backend(backend: str) -> str:
+def _choose(backend: str, x: Tensor, *tensors: Tensor | None) -> str:
+    """The path a call takes: ``backend`` itself, or for ``"auto"`` the fastest that can run."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    return "fused" if backend == "auto" else backend
+    if backend == "compiled":
+        reason = _compiled_refuses(x, tensors)
+        if reason is not None:
+            raise ValueError(f"backend='compiled' cannot run this call: {reason}; "
+                             "use backend='auto' or 'fused'")
+        _compiled.load()  # raises ExtensionUnavailable saying why
+        return "compiled"
+    if backend != "auto":
+        return backend
+    if torch.compiler.is_compiling() or _compiled_refuses(x, tensors) is not None:
+        return "fused"
+    return "compiled" if _compiled.available() else "fused"
+
+
+def _compiled_refuses(x: Tensor, tensors: tuple[Tensor | None, ...]) -> str | None:
+    """Why the compiled kernels cannot take these tensors, or None when they can."""
+    if x.device.type != "cpu":
+        return f"it runs on CPU tensors, got {x.device}"
+    if x.dtype not in (torch.float32, torch.float64):
+        return f"it runs float32 and float64, got {x.dtype}"
+    for t in tensors:
+        if t is not None and (t.dtype != x.dtype or t.device != x.device):
+            return f"every tensor must be {x.dtype} on the CPU like x, got {t.dtype} on {t.device}"
+    return None
 
 
 def elman(
@@ -55,7 +85,13 @@ def elman(
     """Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh). Returns (states, h_n)."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    if _check_backend(backend) == "fused":
+    path = _choose(backend, x, h0, w_ih, w_hh, b_ih, b_hh)
+    if path == "compiled":
+        out, h_n = _compiled.load().elman(
+            x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, nonlinearity == "relu"
+        )
+        return out, h_n
+    if path == "fused":
         return elman_fused(
             x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity=nonlinearity, mask=mask, reverse=reverse
         )
@@ -77,7 +113,11 @@ def gru(
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     """GRU in PyTorch's formulation (gates r, z, n). Returns (states, h_n)."""
-    if _check_backend(backend) == "fused":
+    path = _choose(backend, x, h0, w_ih, w_hh, b_ih, b_hh)
+    if path == "compiled":
+        out, h_n = _compiled.load().gru(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse)
+        return out, h_n
+    if path == "fused":
         return gru_fused(x, h0, w_ih, w_hh, b_ih, b_hh, mask=mask, reverse=reverse)
     step = partial(_gru_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
     out, (h_n,) = scan(step, x, (h0,), mask, reverse)
@@ -98,7 +138,11 @@ def lstm(
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """LSTM (gates i, f, g, o). Returns (states h, h_n, c_n)."""
-    if _check_backend(backend) == "fused":
+    path = _choose(backend, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    if path == "compiled":
+        out, h_n, c_n = _compiled.load().lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse)
+        return out, h_n, c_n
+    if path == "fused":
         return lstm_fused(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask=mask, reverse=reverse)
     step = partial(_lstm_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
     out, (h_n, c_n) = scan(step, x, (h0, c0), mask, reverse)

@@ -1,0 +1,1 @@
+"""rnnkit's benchmarks (``python -m bench.speed``, or ``rnnkit bench``)."""

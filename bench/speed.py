@@ -1,0 +1,465 @@
+"""Speed of rnnkit's recurrences against ``torch.nn`` (and JAX / Keras when installed).
+
+For each cell (tanh RNN, GRU, LSTM) and size (batch, time, features, hidden), in inference
+(forward under ``no_grad``) and training (forward + backward of the sum of the outputs):
+
+- milliseconds per call of every contender, measured *interleaved* in the same process (one call
+  of each in turn, repeated, the median kept), so that a slow moment of a shared machine hits
+  all of them alike; the ratio to ``torch.nn`` (> 1: rnnkit is faster);
+- achieved GFLOP/s of the matrix products (2 T B G H (D + H) per forward pass, three times that
+  for training) and its fraction of this machine's matrix-multiply peak, measured in the same
+  run as the median speed of a large float32 ``torch.mm``: the physical limit;
+- peak memory of training: the highest total of tensor bytes alive at once during one forward +
+  backward that were allocated inside it, from the allocator events ``torch.profiler`` records
+  with ``profile_memory=True`` (weights, inputs and anything allocated before are not counted;
+  the compiled kernels' small per-thread scratch vectors are not torch allocations and are not
+  counted either, at most a (B, 3H) row block);
+- a variable-length case (the small and long sizes, random lengths in [1, T]): rnnkit with
+  ``lengths=`` against the same dense batch (the overhead of masking) and against ``torch.nn``
+  on a ``PackedSequence`` (packing and unpacking included, as a user pays them).
+
+Contenders: ``torch.nn`` (the baseline), ``rnnkit.nn`` (``backend="auto"``), ``rnnkit.layers``
+(the Keras-style front end), ``rnnkit.nn`` forced onto each kernel path (``fused``: the
+pure-PyTorch loop, ``compiled``: the C++ loop), and ``jax`` (``lax.scan``) / ``keras``
+(TensorFlow) when importable.
+
+Usage: ``python -m bench.speed [--quick] [--json PATH] [--cells rnn,gru] [--sizes small,long]``
+(also ``rnnkit bench ...``). ``--quick`` runs the tiny and small sizes in about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import rnnkit.layers
+import rnnkit.nn
+from rnnkit._kernels import compiled
+
+__all__ = ["SIZES", "Size", "main", "run"]
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    batch: int
+    steps: int
+    features: int
+    hidden: int
+
+
+SIZES = {
+    size.name: size
+    for size in (
+        Size("tiny", 6, 4, 1, 10),
+        Size("small", 32, 100, 32, 64),
+        Size("medium", 64, 256, 128, 256),
+        Size("long", 16, 1000, 64, 128),
+        Size("large", 128, 128, 256, 512),
+    )
+}
+VARIABLE_SIZES = ("small", "long")
+CELLS = ("rnn", "gru", "lstm")
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+BASELINE = "torch.nn"
+TORCH_CLASSES = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}
+RNNKIT_CLASSES = {"rnn": rnnkit.nn.RNN, "gru": rnnkit.nn.GRU, "lstm": rnnkit.nn.LSTM}
+LAYER_CLASSES = {"rnn": rnnkit.layers.SimpleRNN, "gru": rnnkit.layers.GRU,
+                 "lstm": rnnkit.layers.LSTM}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How long to measure: per-row time budget and bounds on the number of repeats."""
+
+    budget_s: float
+    min_repeats: int
+    max_repeats: int
+    mm_size: int
+    memory: bool
+
+
+QUICK = Settings(budget_s=0.6, min_repeats=3, max_repeats=15, mm_size=1024, memory=True)
+FULL = Settings(budget_s=4.0, min_repeats=5, max_repeats=40, mm_size=2048, memory=True)
+
+Call = Callable[[], Any]
+
+
+# -- timing ----------------------------------------------------------------------------------
+def _once(fn: Call) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def time_interleaved(calls: dict[str, Call], settings: Settings) -> dict[str, float]:
+    """Median seconds per call of each function, measured round-robin (rotating the order)."""
+    for fn in calls.values():  # warm-up: first-call allocations, extension loading, caches
+        fn()
+    estimate = sum(_once(fn) for fn in calls.values())
+    repeats = int(min(settings.max_repeats,
+                      max(settings.min_repeats, settings.budget_s / max(estimate, 1e-9))))
+    names = list(calls)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            samples[name].append(_once(calls[name]))
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def matmul_peak_gflops(n: int, repeats: int = 5) -> float:
+    """GFLOP/s of a float32 (n, n) @ (n, n) ``torch.mm`` on this machine, median of repeats."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    torch.mm(a, b, out=out)
+    seconds = statistics.median(_once(lambda: torch.mm(a, b, out=out)) for _ in range(repeats))
+    return 2 * n**3 / seconds / 1e9
+
+
+def peak_memory_bytes(fn: Call) -> int:
+    """Highest total of tensor bytes alive at once among those allocated during ``fn()``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    events.sort(key=lambda e: e.start_ns())
+    return max(itertools.accumulate((e.nbytes() for e in events), initial=0))
+
+
+def matmul_flops(cell: str, size: Size, training: bool) -> float:
+    """Floating-point operations of the matrix products of one call (elementwise work left out)."""
+    s = size
+    forward = 2.0 * s.steps * s.batch * GATES[cell] * s.hidden * (s.features + s.hidden)
+    return 3 * forward if training else forward
+
+
+# -- contenders ------------------------------------------------------------------------------
+def _inference(model: Callable[..., Any], *args: Any, **kwargs: Any) -> Call:
+    def call() -> None:
+        with torch.no_grad():
+            model(*args, **kwargs)
+    return call
+
+
+def _training(model: torch.nn.Module, output: Callable[[], torch.Tensor]) -> Call:
+    params = list(model.parameters())
+    def call() -> None:
+        for p in params:
+            p.grad = None
+        output().sum().backward()
+    return call
+
+
+def _first(result: Any) -> torch.Tensor:
+    return result[0] if isinstance(result, (tuple, list)) else result
+
+
+def _torch_call(module: torch.nn.Module, x: torch.Tensor, training: bool, **kw: Any) -> Call:
+    if training:
+        return _training(module, lambda: _first(module(x, **kw)))
+    return _inference(module, x, **kw)
+
+
+def torch_contenders(cell: str, size: Size, training: bool) -> dict[str, Call]:
+    """torch.nn and rnnkit on the same weights and input, dense batch."""
+    x = torch.randn(size.steps, size.batch, size.features)
+    reference = TORCH_CLASSES[cell](size.features, size.hidden)
+    calls = {BASELINE: _torch_call(reference, x, training)}
+    for name, backend in (("rnnkit.nn", "auto"), ("rnnkit.nn[fused]", "fused"),
+                          ("rnnkit.nn[compiled]", "compiled")):
+        if backend == "compiled" and not _compiled_available():
+            continue
+        model = RNNKIT_CLASSES[cell](size.features, size.hidden, backend=backend)
+        model.load_state_dict(reference.state_dict())
+        calls[name] = _torch_call(model, x, training)
+    layer = LAYER_CLASSES[cell](size.hidden, return_sequences=True)
+    batch_major = x.transpose(0, 1).contiguous()
+    layer(batch_major[:, :1])  # build
+    calls["rnnkit.layers"] = (_training(layer, lambda: layer(batch_major, training=True))
+                              if training else _inference(layer, batch_major))
+    return calls
+
+
+def variable_contenders(cell: str, size: Size, training: bool, seed: int = 0) -> dict[str, Call]:
+    """torch.nn on a PackedSequence against rnnkit with lengths= and on the same dense batch."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(size.steps, size.batch, size.features, generator=g)
+    lengths = torch.randint(1, size.steps + 1, (size.batch,), generator=g)
+    lengths[0] = size.steps
+    reference = TORCH_CLASSES[cell](size.features, size.hidden)
+
+    def packed() -> torch.Tensor:
+        seq = pack_padded_sequence(x, lengths, enforce_sorted=False)
+        return pad_packed_sequence(reference(seq)[0])[0]
+
+    calls = {BASELINE + " (packed)": (_training(reference, packed) if training
+                                      else _inference(packed))}
+    model = RNNKIT_CLASSES[cell](size.features, size.hidden)
+    model.load_state_dict(reference.state_dict())
+    calls["rnnkit.nn (lengths)"] = _torch_call(model, x, training, lengths=lengths)
+    calls["rnnkit.nn (dense)"] = _torch_call(model, x, training)
+    layer = LAYER_CLASSES[cell](size.hidden, return_sequences=True)
+    batch_major = x.transpose(0, 1).contiguous()
+    mask = torch.arange(size.steps).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+    layer(batch_major[:, :1])
+    calls["rnnkit.layers (mask)"] = (
+        _training(layer, lambda: layer(batch_major, mask=mask, training=True)) if training
+        else _inference(layer, batch_major, mask=mask)
+    )
+    return calls
+
+
+def optional_contenders(cell: str, size: Size, training: bool) -> dict[str, Call]:
+    """JAX (lax.scan) and Keras (TensorFlow) versions, when those are installed."""
+    calls: dict[str, Call] = {}
+    for name, builder in (("jax", _jax_call), ("keras", _keras_call)):
+        module = "jax" if name == "jax" else "tensorflow"
+        if importlib.util.find_spec(module) is None:
+            continue
+        try:
+            calls[name] = builder(cell, size, training)
+        except Exception as e:  # an optional extra must never break the benchmark
+            print(f"skipping {name}: {type(e).__name__}: {e}", file=sys.stderr)
+    return calls
+
+
+def _jax_call(cell: str, size: Size, training: bool) -> Call:
+    import jax
+    import jax.numpy as jnp
+
+    key = jax.random.PRNGKey(0)
+    g, s = GATES[cell], size
+    k1, k2, k3 = jax.random.split(key, 3)
+    params = {"w_ih": jax.random.normal(k1, (s.features, g * s.hidden)) * 0.1,
+              "w_hh": jax.random.normal(k2, (s.hidden, g * s.hidden)) * 0.1,
+              "b": jnp.zeros(g * s.hidden)}
+    x = jax.random.normal(k3, (s.steps, s.batch, s.features))
+    h = s.hidden
+
+    def run(p: dict, x: Any) -> Any:
+        gx = x @ p["w_ih"] + p["b"]  # (T, B, G H): the input projection hoisted, as rnnkit does
+        zeros = jnp.zeros((s.batch, h))
+
+        def step(carry: Any, gx_t: Any) -> Any:
+            if cell == "rnn":
+                new = jnp.tanh(gx_t + carry @ p["w_hh"])
+                return new, new
+            if cell == "gru":
+                gh = carry @ p["w_hh"]
+                r = jax.nn.sigmoid(gx_t[:, :h] + gh[:, :h])
+                z = jax.nn.sigmoid(gx_t[:, h:2 * h] + gh[:, h:2 * h])
+                n = jnp.tanh(gx_t[:, 2 * h:] + r * gh[:, 2 * h:])
+                new = n + z * (carry - n)
+                return new, new
+            hp, cp = carry
+            a = gx_t + hp @ p["w_hh"]
+            i, f = jax.nn.sigmoid(a[:, :h]), jax.nn.sigmoid(a[:, h:2 * h])
+            gg, o = jnp.tanh(a[:, 2 * h:3 * h]), jax.nn.sigmoid(a[:, 3 * h:])
+            c = f * cp + i * gg
+            new = o * jnp.tanh(c)
+            return (new, c), new
+
+        carry = (zeros, zeros) if cell == "lstm" else zeros
+        return jax.lax.scan(step, carry, gx)[1]
+
+    fn = jax.jit(jax.grad(lambda p, x: run(p, x).sum())) if training else jax.jit(run)
+    return lambda: jax.block_until_ready(fn(params, x))
+
+
+def _keras_call(cell: str, size: Size, training: bool) -> Call:
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    import tensorflow as tf
+
+    layer_class = {"rnn": keras.layers.SimpleRNN, "gru": keras.layers.GRU,
+                   "lstm": keras.layers.LSTM}[cell]
+    layer = layer_class(size.hidden, return_sequences=True)
+    x = tf.random.normal((size.batch, size.steps, size.features))
+    layer(x[:, :1])
+
+    @tf.function
+    def forward() -> Any:
+        return layer(x)
+
+    @tf.function
+    def train() -> Any:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x))
+        return tape.gradient(loss, layer.trainable_weights)
+
+    return (lambda: train()) if training else (lambda: forward())
+
+
+def _compiled_available() -> bool:
+    try:
+        compiled.load()
+    except compiled.ExtensionUnavailable:
+        return False
+    return True
+
+
+# -- one row ---------------------------------------------------------------------------------
+def measure_row(cell: str, size: Size, training: bool, variable: bool, settings: Settings,
+                peak: float) -> dict[str, Any]:
+    torch.manual_seed(0)
+    if variable:
+        calls = variable_contenders(cell, size, training)
+    else:
+        calls = {**torch_contenders(cell, size, training),
+                 **optional_contenders(cell, size, training)}
+    seconds = time_interleaved(calls, settings)
+    baseline = BASELINE + " (packed)" if variable else BASELINE
+    flops = matmul_flops(cell, size, training)
+    row: dict[str, Any] = {
+        "cell": cell, "size": size.name, **{k: v for k, v in asdict(size).items() if k != "name"},
+        "mode": "training" if training else "inference", "variable_length": variable,
+        "ms": {name: s * 1e3 for name, s in seconds.items()},
+        "speedup_vs_torch": {name: seconds[baseline] / s for name, s in seconds.items()},
+        "gflops": {name: flops / s / 1e9 for name, s in seconds.items()},
+        "peak_fraction": {name: flops / s / 1e9 / peak for name, s in seconds.items()},
+    }
+    if variable:
+        row["masking_overhead"] = seconds["rnnkit.nn (lengths)"] / seconds["rnnkit.nn (dense)"] - 1
+    if training and settings.memory:
+        rnnkit_name = "rnnkit.nn (lengths)" if variable else "rnnkit.nn"
+        row["peak_memory_mb"] = {name: peak_memory_bytes(calls[name]) / 2**20
+                                 for name in (baseline, rnnkit_name)}
+    return row
+
+
+def run(cells: list[str], sizes: list[str], variable_sizes: list[str], modes: list[bool],
+        settings: Settings, progress: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    """Measure every requested row; returns the JSON-ready report."""
+    peak = matmul_peak_gflops(settings.mm_size)
+    progress(f"matrix-multiply peak: {peak:.1f} GFLOP/s ({settings.mm_size}^2 float32 torch.mm)")
+    extension = "available"
+    try:
+        compiled.load()
+    except compiled.ExtensionUnavailable as e:
+        extension = f"unavailable: {e}"
+    rows = []
+    plan = [(c, SIZES[s], m, False) for c in cells for s in sizes for m in modes]
+    plan += [(c, SIZES[s], m, True) for c in cells for s in variable_sizes for m in modes]
+    for cell, size, training, variable in plan:
+        row = measure_row(cell, size, training, variable, settings, peak)
+        rows.append(row)
+        progress(_row_summary(row))
+    return {
+        "machine": {
+            "platform": platform.platform(), "processor": platform.processor(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "matmul_peak_gflops": peak,
+            "matmul_size": settings.mm_size, "compiled_extension": extension,
+        },
+        "settings": asdict(settings),
+        "rows": rows,
+    }
+
+
+def _row_summary(row: dict[str, Any]) -> str:
+    label = f"{row['cell']} {row['size']}{' var' if row['variable_length'] else ''} {row['mode']}"
+    ratios = ", ".join(f"{k} {v:.2f}x" for k, v in row["speedup_vs_torch"].items()
+                       if not k.startswith(BASELINE))
+    return f"{label}: {ratios}"
+
+
+# -- output ----------------------------------------------------------------------------------
+def print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    machine = report["machine"]
+    table = Table(title=f"rnnkit vs torch.nn: ms per call and speed-up (x, > 1 is faster); "
+                        f"{machine['threads']} threads, mm peak "
+                        f"{machine['matmul_peak_gflops']:.0f} GFLOP/s", title_justify="left")
+    for column in ("cell", "size", "mode", "torch.nn ms", "rnnkit.nn ms", "nn x",
+                   "layers x", "fused x", "compiled x", "other x", "GFLOP/s", "% peak",
+                   "mem MB torch/rnnkit"):
+        table.add_column(column, justify="left" if column in ("cell", "size", "mode") else "right")
+    for row in report["rows"]:
+        ms, up = row["ms"], row["speedup_vs_torch"]
+        var = row["variable_length"]
+        base = BASELINE + " (packed)" if var else BASELINE
+        nn = "rnnkit.nn (lengths)" if var else "rnnkit.nn"
+        layers = "rnnkit.layers (mask)" if var else "rnnkit.layers"
+        other = ", ".join(f"{k} {up[k]:.2f}" for k in ("jax", "keras") if k in up)
+        if var:
+            other = f"dense +{100 * row['masking_overhead']:.0f}%"
+        memory = row.get("peak_memory_mb")
+        table.add_row(
+            row["cell"], row["size"] + (" var" if var else ""), row["mode"],
+            f"{ms[base]:.2f}", f"{ms[nn]:.2f}", f"{up[nn]:.2f}",
+            f"{up[layers]:.2f}", _fmt(up.get("rnnkit.nn[fused]")),
+            _fmt(up.get("rnnkit.nn[compiled]")), other,
+            f"{row['gflops'][nn]:.1f}", f"{100 * row['peak_fraction'][nn]:.0f}",
+            f"{memory[base]:.1f}/{memory[nn]:.1f}" if memory else "",
+        )
+    Console(width=200).print(table)
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def _names(text: str, allowed: Any, what: str) -> list[str]:
+    names = [n for n in text.split(",") if n]
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (choose from {', '.join(allowed)})")
+    return names
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="rnnkit bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny and small sizes, short timings (about a minute)")
+    parser.add_argument("--json", type=Path, help="write the report to this JSON file")
+    parser.add_argument("--cells", default=",".join(CELLS), help="comma-separated: rnn,gru,lstm")
+    parser.add_argument("--sizes", default=None,
+                        help=f"comma-separated from {', '.join(SIZES)} (default: all; quick: "
+                             "tiny,small)")
+    parser.add_argument("--variable", default=None,
+                        help="sizes of the variable-length case (default: small,long; quick: "
+                             "small; 'none' to skip)")
+    parser.add_argument("--modes", default="inference,training")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds of timing per row (default 0.6 quick, 4 full)")
+    args = parser.parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    if args.budget is not None:
+        settings = Settings(args.budget, settings.min_repeats, settings.max_repeats,
+                            settings.mm_size, settings.memory)
+    cells = _names(args.cells, CELLS, "cells")
+    sizes = _names(args.sizes or ("tiny,small" if args.quick else ",".join(SIZES)), SIZES, "sizes")
+    variable = args.variable or ("small" if args.quick else ",".join(VARIABLE_SIZES))
+    variable_sizes = [] if variable == "none" else _names(variable, SIZES, "sizes")
+    modes = [m == "training" for m in _names(args.modes, ("inference", "training"), "modes")]
+    report = run(cells, sizes, variable_sizes, modes, settings,
+                 progress=lambda text: print(text, file=sys.stderr, flush=True))
+    print_table(report)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2, allow_nan=False))
+    return report
+
+
+if __name__ == "__main__":
+    main()
