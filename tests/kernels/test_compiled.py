@@ -1,0 +1,207 @@
+"""The compiled C++ kernels vs the pure-PyTorch fused path and the looped reference, gradcheck
+in float64, and the loading rules: automatic fallback, RNNKIT_NO_EXTENSION, backend='compiled'.
+
+Tolerances: float64 to rounding (the three paths sum in different orders); float32 within a
+few ulp of the activations (the compiled float32 tanh/sigmoid are polynomials, see common.h).
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import pytest
+import torch
+from torch.autograd import gradcheck
+
+from rnnkit import _kernels as K
+from rnnkit._kernels import compiled
+
+TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=2e-5, atol=2e-6)}
+CELLS = {
+    "tanh": (1, lambda *a, **k: K.elman(*a, nonlinearity="tanh", **k)),
+    "relu": (1, lambda *a, **k: K.elman(*a, nonlinearity="relu", **k)),
+    "gru": (3, K.gru),
+    "lstm": (4, K.lstm),
+}
+
+
+@pytest.fixture(scope="module")
+def extension() -> None:
+    try:
+        compiled.load()
+    except compiled.ExtensionUnavailable as e:
+        pytest.skip(str(e))
+
+
+def _inputs(cell: str, dtype: torch.dtype, shape: tuple[int, int, int, int] = (6, 4, 3, 5),
+            bias: bool = True) -> list[torch.Tensor | None]:
+    steps, batch, features, hidden = shape
+    gates = CELLS[cell][0]
+    g = torch.Generator().manual_seed(1)
+
+    def rnd(*size: int, scale: float = 1.0) -> torch.Tensor:
+        return (torch.randn(*size, generator=g, dtype=dtype) * scale).requires_grad_()
+
+    states = [rnd(batch, hidden)] + ([rnd(batch, hidden)] if cell == "lstm" else [])
+    # w_hh ~ 1/sqrt(H): a contracting recurrence, so rounding differences do not grow with T
+    weights = [rnd(gates * hidden, features, scale=0.5),
+               rnd(gates * hidden, hidden, scale=min(0.5, 1.5 / hidden**0.5))]
+    biases = [rnd(gates * hidden), rnd(gates * hidden)] if bias else [None, None]
+    return [rnd(steps, batch, features), *states, *weights, *biases]
+
+
+def _mask(kind: str, steps: int, batch: int) -> torch.Tensor | None:
+    if kind == "none":
+        return None
+    g = torch.Generator().manual_seed(3)
+    if kind == "lengths":
+        lengths = torch.randint(1, steps + 1, (batch,), generator=g)
+        return torch.arange(steps).unsqueeze(1) < lengths.unsqueeze(0)
+    return torch.rand(steps, batch, generator=g) > 0.3  # holes anywhere
+
+
+def _run(cell: str, args: list, mask: torch.Tensor | None, reverse: bool, backend: str):
+    results = CELLS[cell][1](*args, mask=mask, reverse=reverse, backend=backend)
+    g = torch.Generator().manual_seed(7)
+    loss = sum((r * torch.randn(r.shape, generator=g, dtype=r.dtype)).sum() for r in results)
+    leaves = [a for a in args if a is not None]
+    return results, torch.autograd.grad(loss, leaves)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    "cell,mask_kind,reverse,bias",
+    list(itertools.product(CELLS, ["none", "lengths", "holes"], [False, True], [True, False])),
+)
+def test_compiled_matches_fused_and_loop(extension: None, cell: str, mask_kind: str,
+                                         reverse: bool, bias: bool, dtype: torch.dtype) -> None:
+    args = _inputs(cell, dtype, bias=bias)
+    mask = _mask(mask_kind, 6, 4)
+    values, grads = _run(cell, args, mask, reverse, "compiled")
+    for other in ("fused", "loop"):
+        other_values, other_grads = _run(cell, args, mask, reverse, other)
+        for a, b in zip((*values, *grads), (*other_values, *other_grads)):
+            torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("mask_kind", ["none", "lengths"])
+def test_compiled_threads_match_fused(extension: None, cell: str, mask_kind: str) -> None:
+    """A batch big enough to be split across threads gives the same numbers."""
+    shape = (40, 24, 8, 48)
+    args = _inputs(cell, torch.float64, shape)
+    mask = _mask(mask_kind, 40, 24)
+    values, grads = _run(cell, args, mask, True, "compiled")
+    fused_values, fused_grads = _run(cell, args, mask, True, "fused")
+    for a, b in zip((*values, *grads), (*fused_values, *fused_grads)):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("cell,mask_kind,reverse",
+                         list(itertools.product(CELLS, ["none", "holes"], [False, True])))
+def test_compiled_gradcheck(extension: None, cell: str, mask_kind: str, reverse: bool) -> None:
+    args = _inputs(cell, torch.float64, (4, 3, 2, 3))
+    mask = _mask(mask_kind, 4, 3)
+    fn = CELLS[cell][1]
+    assert gradcheck(lambda *a: fn(*a, mask=mask, reverse=reverse, backend="compiled"), args)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_compiled_inference_matches_training_forward(extension: None, cell: str) -> None:
+    """Under no_grad the compiled kernels skip the saved buffers; the values must not change."""
+    args = _inputs(cell, torch.float32)
+    mask = _mask("lengths", 6, 4)
+    with_grad = CELLS[cell][1](*args, mask=mask, backend="compiled")
+    with torch.no_grad():
+        without = CELLS[cell][1](*args, mask=mask, backend="compiled")
+    for a, b in zip(with_grad, without):
+        torch.testing.assert_close(a.detach(), b, rtol=0, atol=0)
+
+
+def test_compiled_weight_grads_only(extension: None) -> None:
+    """Inputs that need no gradient (data, initial state) get none; weights still do."""
+    x, h0, w_ih, w_hh, b_ih, b_hh = _inputs("gru", torch.float64)
+    x, h0 = x.detach(), h0.detach()
+    out, _ = K.gru(x, h0, w_ih, w_hh, b_ih, b_hh, backend="compiled")
+    ref, _ = K.gru(x, h0, w_ih, w_hh, b_ih, b_hh, backend="fused")
+    got = torch.autograd.grad(out.sum(), [w_ih, w_hh, b_ih, b_hh])
+    want = torch.autograd.grad(ref.sum(), [w_ih, w_hh, b_ih, b_hh])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
+def test_compiled_refuses_what_it_cannot_run(extension: None) -> None:
+    args = _inputs("tanh", torch.float64)
+    half = [a.detach().half() for a in args]
+    with pytest.raises(ValueError, match="backend='compiled' cannot run this call: it runs "
+                                         "float32 and float64"):
+        K.elman(*half, backend="compiled")
+    mixed = [args[0].float(), *args[1:]]
+    with pytest.raises(ValueError, match="every tensor must be torch.float32"):
+        K.elman(*mixed, backend="compiled")
+    assert K.elman(*half, backend="auto")[0].dtype == torch.float16  # auto: the fused path
+
+
+# -- loading rules ---------------------------------------------------------------------------
+@pytest.fixture
+def fresh_loader(monkeypatch: pytest.MonkeyPatch):
+    """Run a test against a loader that has not tried to load yet; put the real state back."""
+    saved = (compiled._module, compiled._error, compiled._warned)
+    compiled._reset_for_tests()
+    yield monkeypatch
+    compiled._module, compiled._error, compiled._warned = saved
+
+
+def test_env_var_switches_it_off_silently(fresh_loader: pytest.MonkeyPatch) -> None:
+    fresh_loader.setenv(compiled.ENV_DISABLE, "1")
+    fresh_loader.setattr(compiled, "_build", _must_not_build)
+    args = _inputs("lstm", torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        auto = K.lstm(*args, backend="auto")
+    fused = K.lstm(*args, backend="fused")
+    for a, b in zip(auto, fused):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(compiled.ExtensionUnavailable, match="switched off by RNNKIT_NO_EXTENSION"):
+        K.lstm(*args, backend="compiled")
+
+
+def test_failed_build_falls_back_with_one_warning(fresh_loader: pytest.MonkeyPatch) -> None:
+    fresh_loader.delenv(compiled.ENV_DISABLE, raising=False)
+    calls = []
+
+    def broken() -> None:
+        calls.append(1)
+        raise RuntimeError("Error building extension 'rnnkit_cpu': c++: not found")
+
+    fresh_loader.setattr(compiled, "_build", broken)
+    args = _inputs("gru", torch.float64)
+    with pytest.warns(compiled.ExtensionWarning, match="could not be built .*c\\+\\+: not found"):
+        first = K.gru(*args, backend="auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = K.gru(*args, backend="auto")  # no second warning, no second build attempt
+    assert len(calls) == 1
+    fused = K.gru(*args, backend="fused")
+    for a, b, c in zip(first, second, fused):
+        torch.testing.assert_close(a, c, rtol=0, atol=0)
+        torch.testing.assert_close(b, c, rtol=0, atol=0)
+    with pytest.raises(compiled.ExtensionUnavailable, match="pip install ninja"):
+        K.gru(*args, backend="compiled")
+
+
+def test_fallback_path_matches_loop(fresh_loader: pytest.MonkeyPatch) -> None:
+    """What CI runs without a compiler: 'auto' on the pure-PyTorch path, against the loop."""
+    fresh_loader.setenv(compiled.ENV_DISABLE, "1")
+    for cell in CELLS:
+        args = _inputs(cell, torch.float64)
+        mask = _mask("lengths", 6, 4)
+        values, grads = _run(cell, args, mask, True, "auto")
+        loop_values, loop_grads = _run(cell, args, mask, True, "loop")
+        for a, b in zip((*values, *grads), (*loop_values, *loop_grads)):
+            torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
+def _must_not_build() -> None:
+    raise AssertionError("the extension must not be built when switched off")
