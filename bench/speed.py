@@ -27,8 +27,8 @@ Usage: ``python -m bench.speed [--quick] [--json PATH] [--cells rnn,gru] [--size
 (also ``rnnkit bench ...``). ``--quick`` runs the tiny and small sizes in about a minute.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: ``rnnkit bench`` may load this file by path without
+# registering it in sys.modules, and dataclasses resolve string annotations through sys.modules.
 import argparse
 import importlib.util
 import itertools
