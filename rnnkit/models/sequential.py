@@ -361,7 +361,13 @@ class Sequential(Trainer, torch.nn.Module):
         shape = config.get("build_input_shape")
         if shape is not None and model._output_shapes is None and len(model._layers):
             model._set_input_shape(tuple(shape), declared=bool(config.get("input_declared")))
-        if config.get("trainable") is False:
+        # The model-level flag is all(layer.trainable): a model with one frozen layer (the
+        # seeds' frozen Embedding) saves False, and its layers' own configs already restore
+        # each flag. Freeze everything only for a config whose layers do not say otherwise.
+        if config.get("trainable") is False and not any(
+            isinstance(spec, dict) and (spec.get("config") or {}).get("trainable") is True
+            for spec in config["layers"]
+        ):
             model.trainable = False
         return model
 
