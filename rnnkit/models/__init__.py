@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from . import callbacks, losses, metrics, optimizers
 from .callbacks import History
+from .keras_format import load_keras
 from .saving import load_model
 from .sequential import Sequential
 
 __all__ = [
     "Sequential",
     "load_model",
+    "load_keras",
     "History",
     "callbacks",
     "losses",
