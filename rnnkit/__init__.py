@@ -24,6 +24,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "activations": (".activations", None),
     "callbacks": (".models.callbacks", None),
     "data": (".data", None),
+    "export": (".export", None),
     "initializers": (".initializers", None),
     "layers": (".layers", None),
     "losses": (".models.losses", None),

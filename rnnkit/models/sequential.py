@@ -387,6 +387,12 @@ class Sequential(Trainer, torch.nn.Module):
         """Load weights written by :meth:`save_weights` or :meth:`save` into this model."""
         saving.load_weights(self, filepath)
 
+    def export_onnx(self, path: str | os.PathLike[str], **kwargs: Any) -> str:
+        """Write the model as ONNX; see :func:`rnnkit.export.onnx` (same keyword arguments)."""
+        from ..export import onnx
+
+        return onnx(self, path, **kwargs)
+
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
 
