@@ -25,14 +25,18 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch._higher_order_ops.scan import scan as _scan_op  # prototype API, pinned by tests
 
-__all__ = ["FALLBACK_MESSAGE", "eager_only", "elman", "gru", "lstm", "select", "use_traceable"]
+__all__ = [
+    "FALLBACK_MESSAGE", "dispatch", "eager_only", "elman", "gru", "lstm", "select", "use_traceable",
+]
 
 FALLBACK_MESSAGE = "rnnkit: fused kernel is not traceable; using the scan path under torch.export/compile"
 
@@ -63,9 +67,9 @@ def select(backend: str) -> str:
     if backend == "auto":
         warn_fallback()
         return "traceable"
-    if backend == "fused":
+    if backend in ("fused", "compiled"):
         raise ValueError(
-            "backend='fused' cannot be traced by torch.export (its time loop would fix the "
+            f"backend={backend!r} cannot be traced by torch.export (its time loop would fix the "
             "sequence length); use backend='auto', which exports the traceable scan path"
         )
     return backend
@@ -89,6 +93,41 @@ def eager_only(fn: Callable) -> Callable:
     microsecond per call.
     """
     return torch.compiler.disable(fn, recursive=True)
+
+
+def dispatch(traced: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator for a kernel dispatch function (``elman``/``gru``/``lstm`` of ``rnnkit._kernels``).
+
+    Outside tracing the call goes straight to the kernel. While ``torch.export`` traces, the
+    user's ``backend`` goes through :func:`select`: ``"auto"`` runs ``traced`` (this module's scan
+    path, warning once), ``"loop"`` stays the autograd loop, ``"fused"``/``"compiled"`` are
+    refused. Under ``torch.compile`` every backend but ``"loop"`` runs behind a graph break
+    (:func:`eager_only`), so compiled models get exactly eager's values and gradients.
+
+    Example::
+
+        >>> @dispatch(gru)
+        ... def gru_kernel(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, mask=None,
+        ...                reverse=False, backend="auto"): ...
+    """
+
+    def wrap(kernel: Callable[..., Any]) -> Callable[..., Any]:
+        eager = eager_only(kernel)
+
+        @functools.wraps(kernel)
+        def dispatched(*args: Any, backend: str = "auto", **kwargs: Any) -> Any:
+            if not torch.compiler.is_compiling():
+                return kernel(*args, backend=backend, **kwargs)
+            path = select(backend)
+            if path == "traceable":
+                return traced(*args, **kwargs)
+            if path == "loop" or use_traceable():
+                return kernel(*args, backend=path, **kwargs)
+            return eager(*args, backend=backend, **kwargs)
+
+        return dispatched
+
+    return wrap
 
 
 def _run(step: Callable[[State, Tensor], State], x_proj: Tensor, state: State,
@@ -130,6 +169,8 @@ def elman(
     reverse: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh). Returns (states (T, B, H), h_n)."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     gi = _project(x, w_ih, b_ih)  # (T, B, H)
 
     def step(state: State, gi_t: Tensor) -> State:

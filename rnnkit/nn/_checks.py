@@ -50,6 +50,11 @@ def lengths_to_mask(lengths: object, batch: int, steps: int, device: torch.devic
             f"lengths must be a 1-D tensor with one entry per sequence (batch size {batch}), "
             f"got shape {tuple(lengths.shape)}"
         )
+    if torch.compiler.is_compiling():
+        # A traced graph (torch.export/compile) cannot branch on values; check them as it runs.
+        in_range = ((lengths >= 0) & (lengths <= steps)).all()
+        torch._assert_async(in_range, "lengths must lie in [0, T] (the padded sequence length)")
+        return torch.arange(steps, device=device).unsqueeze(1) < lengths.to(device).unsqueeze(0)
     low, high = int(lengths.min()), int(lengths.max())
     if low < 0 or high > steps:
         raise ValueError(

@@ -96,25 +96,6 @@ def test_select_under_export_routes_auto_and_refuses_fused(monkeypatch: pytest.M
         traceable.select("fused")
 
 
-def _dispatch_routes_to_scan() -> bool:
-    """Whether rnnkit._kernels' dispatch sends "auto" to the scan path under torch.export."""
-    called = []
-    original, probe = traceable.gru, lambda *a, **k: called.append(1) or (a[0], a[1])
-    exporting, warned = torch.compiler.is_exporting, traceable._warned
-    try:
-        traceable.gru, torch.compiler.is_exporting, traceable._warned = probe, lambda: True, True
-        K.gru(torch.zeros(1, 1, 1), torch.zeros(1, 1), torch.zeros(3, 1), torch.zeros(3, 1))
-    finally:
-        traceable.gru, torch.compiler.is_exporting, traceable._warned = original, exporting, warned
-    return bool(called)
-
-
-needs_dispatch = pytest.mark.skipif(
-    not _dispatch_routes_to_scan(),
-    reason="rnnkit._kernels dispatch does not call traceable.select() yet (patch in issue 6 report)",
-)
-
-
 class _WithLengths(torch.nn.Module):
     """Exposes (x, lengths) -> (output, final states) as a plain forward for torch.export."""
 
@@ -130,7 +111,6 @@ def _flat(result: object) -> list[torch.Tensor]:
     return [t for t in torch.utils._pytree.tree_leaves(result) if isinstance(t, torch.Tensor)]
 
 
-@needs_dispatch
 @pytest.mark.parametrize(
     "kind,layers,bidirectional", [("RNN", 2, True), ("GRU", 1, True), ("LSTM", 2, False)]
 )
@@ -161,7 +141,6 @@ def test_export_with_dynamic_length_equals_eager(kind: str, layers: int, bidirec
     assert len(scans) == layers * (2 if bidirectional else 1)
 
 
-@needs_dispatch
 def test_export_warns_once_and_fused_is_refused() -> None:
     gru = rnn.GRU(D, H)
     x = torch.randn(T, 2, D)
@@ -175,7 +154,6 @@ def test_export_warns_once_and_fused_is_refused() -> None:
         torch.export.export(fused, (x,), dynamic_shapes=({0: steps},))
 
 
-@needs_dispatch
 def test_compile_equals_eager_values_and_grads() -> None:
     torch._dynamo.reset()
     module = rnn.LSTM(D, H, num_layers=2, bidirectional=True, batch_first=True)
