@@ -8,7 +8,7 @@ For each cell (tanh RNN, GRU, LSTM) and size (batch, time, features, hidden), in
   all of them alike; the ratio to ``torch.nn`` (> 1: rnnkit is faster);
 - achieved GFLOP/s of the matrix products (2 T B G H (D + H) per forward pass, three times that
   for training) and its fraction of this machine's matrix-multiply peak, measured in the same
-  run as the median speed of a large float32 ``torch.mm``: the physical limit;
+  run as the best speed of a large float32 ``torch.mm``: the physical limit;
 - peak memory of training: the highest total of tensor bytes alive at once during one forward +
   backward that were allocated inside it, from the allocator events ``torch.profiler`` records
   with ``profile_memory=True`` (weights, inputs and anything allocated before are not counted;
@@ -121,11 +121,12 @@ def time_interleaved(calls: dict[str, Call], settings: Settings) -> dict[str, fl
 
 
 def matmul_peak_gflops(n: int, repeats: int = 5) -> float:
-    """GFLOP/s of a float32 (n, n) @ (n, n) ``torch.mm`` on this machine, median of repeats."""
+    """GFLOP/s of a float32 (n, n) @ (n, n) ``torch.mm`` on this machine: the fastest of a few
+    runs, since a limit is what the machine can reach, not what it reaches on average."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     out = torch.empty(n, n)
     torch.mm(a, b, out=out)
-    seconds = statistics.median(_once(lambda: torch.mm(a, b, out=out)) for _ in range(repeats))
+    seconds = min(_once(lambda: torch.mm(a, b, out=out)) for _ in range(repeats))
     return 2 * n**3 / seconds / 1e9
 
 

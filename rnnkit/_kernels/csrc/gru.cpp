@@ -151,7 +151,7 @@ struct GRUFunction : public torch::autograd::Function<GRUFunction> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     TORCH_CHECK(!at::GradMode::is_enabled(),
-                "rnnkit backend 'cpp' has no double backward; use backend='fused'");
+                "rnnkit backend 'compiled' has no double backward; use backend='fused'");
     const auto saved = ctx->get_saved_variables();
     const Tensor &x = saved[0], &h0 = saved[1], &w_ih = saved[2], &w_hh = saved[3];
     const Tensor &out = saved[4], &gates = saved[5], &hn_all = saved[6];

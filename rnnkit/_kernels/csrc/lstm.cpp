@@ -26,7 +26,9 @@ void forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0, 
   const double flops = 2.0 * steps * batch * width * hidden;
   over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0;
-    std::vector<T> c_buffer(c_all == nullptr ? rows * hidden : 0);
+    // Without c_all, c alternates between two halves of a scratch buffer: an update in place
+    // would alias its input, and the compiler's alias check would then skip the vector loop.
+    std::vector<T> c_buffer(c_all == nullptr ? 2 * rows * hidden : 0);
     const T* h = h0 + b0 * hidden;
     const T* c = c0 + b0 * hidden;
     for (int64_t s = 0; s < steps; ++s) {
@@ -34,7 +36,8 @@ void forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0, 
       T* a = at_step(gates, t, batch, b0, width);  // (rows, 4H)
       gemm(Op::N, Op::T, rows, width, hidden, T(1), h, hidden, w_hh, hidden, T(1), a, width);
       T* o = at_step(out, t, batch, b0, hidden);
-      T* c_new = c_all == nullptr ? c_buffer.data() : at_step(c_all, t, batch, b0, hidden);
+      T* c_new = c_all == nullptr ? c_buffer.data() + (s % 2) * rows * hidden
+                                  : at_step(c_all, t, batch, b0, hidden);
       for (int64_t r = 0; r < rows; ++r) {
         T* ar = a + r * width;
         const T* cp = c + r * hidden;
@@ -42,7 +45,7 @@ void forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0, 
         T* cr = c_new + r * hidden;
         T* hr = o + r * hidden;
         if (mask != nullptr && !mask[t * batch + b0 + r]) {  // held
-          if (cr != cp) std::copy(cp, cp + hidden, cr);  // equal when c lives in c_buffer
+          std::copy(cp, cp + hidden, cr);
           std::copy(hp, hp + hidden, hr);
           continue;
         }
@@ -154,7 +157,7 @@ struct LSTMFunction : public torch::autograd::Function<LSTMFunction> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     TORCH_CHECK(!at::GradMode::is_enabled(),
-                "rnnkit backend 'cpp' has no double backward; use backend='fused'");
+                "rnnkit backend 'compiled' has no double backward; use backend='fused'");
     const auto saved = ctx->get_saved_variables();
     const Tensor &x = saved[0], &h0 = saved[1], &c0 = saved[2], &w_ih = saved[3];
     const Tensor &w_hh = saved[4], &out = saved[5], &c_all = saved[6], &gates = saved[7];

@@ -24,6 +24,7 @@ Tensor recurrent_weight_grad(const Tensor& d, int64_t ld_offset, int64_t gates_w
                              const Tensor& states, const Tensor& h0, bool reverse) {
   const int64_t steps = states.size(0), batch = states.size(1), hidden = states.size(2);
   const int64_t ld = d.size(2);
+  if (steps == 0) return at::zeros({gates_width, hidden}, states.options());
   Tensor dw = at::empty({gates_width, hidden}, states.options());
   AT_DISPATCH_FLOATING_TYPES(states.scalar_type(), "recurrent_weight_grad", [&] {
     const scalar_t* g = d.data_ptr<scalar_t>() + ld_offset;
@@ -71,7 +72,7 @@ void check_inputs(const char* name, int64_t gates, const Tensor& x,
                   std::initializer_list<Tensor> states, const Tensor& w_ih, const Tensor& w_hh,
                   const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask) {
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, name,
-              ": backend 'cpp' runs float32 and float64, got ", x.scalar_type());
+              ": backend 'compiled' runs float32 and float64, got ", x.scalar_type());
   TORCH_CHECK(x.dim() == 3, name, ": x must be (T, B, D), got shape ", x.sizes());
   TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) % gates == 0, name, ": w_hh must be (",
               gates, "*H, H), got shape ", w_hh.sizes());
@@ -85,7 +86,7 @@ void check_inputs(const char* name, int64_t gates, const Tensor& x,
   all.insert(all.end(), states.begin(), states.end());
   for (const Tensor& t : all) {
     if (!t.defined()) continue;
-    TORCH_CHECK(t.device().is_cpu(), name, ": backend 'cpp' runs on CPU tensors, got ",
+    TORCH_CHECK(t.device().is_cpu(), name, ": backend 'compiled' runs on CPU tensors, got ",
                 t.device());
     TORCH_CHECK(t.scalar_type() == x.scalar_type(), name,
                 ": every tensor must have the input's dtype ", x.scalar_type(), ", got ",
