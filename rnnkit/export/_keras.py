@@ -148,8 +148,8 @@ def _dense(g: Graph, x: str, layer: Dense) -> str:
 
 
 def _layer(g: Graph, flow: _Flow, layer: Layer) -> _Flow:
-    if isinstance(layer, (SimpleRNN, GRU, LSTM)):
-        return _recurrent(g, flow, layer)
+    if isinstance(layer, (SimpleRNN, GRU, LSTM)) or hasattr(layer, "cell"):
+        return _recurrent(g, flow, layer)  # a generic RNN: keras_direction says why not
     if isinstance(layer, Bidirectional):
         return _bidirectional(g, flow, layer)
     if isinstance(layer, Dense):
