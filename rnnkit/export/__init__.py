@@ -17,12 +17,13 @@ model                                       ONNX graph
                                             as ``model(x, mask=...)``). Output ``output``.
 ==========================================  ================================================
 
-Keras-style recurrent layers run on the standard ONNX RNN/GRU/LSTM operators when no mask
-reaches them (including GRU ``reset_after=False``, go_backwards, Bidirectional and activations
-the operators offer: tanh, sigmoid, relu, hard_sigmoid, linear, softsign, softplus). Where a mask
-reaches them (``Embedding(mask_zero=True)``, ``Masking``, ``lengths``) or another activation is
-used, they run as a ``Scan`` over the cell with Keras' masking rule (held state, repeated
-output), which is exact for any mask, holes and leading padding included. Everything is
+Keras-style recurrent layers run on the standard ONNX RNN/GRU/LSTM operators when no mask, or
+only the ``lengths`` prefix mask (as ``sequence_lens``), reaches them: GRU ``reset_after`` both
+ways, go_backwards, Bidirectional, and the activations the operators offer (tanh, sigmoid, relu,
+hard_sigmoid, linear, softsign, softplus). Where a general mask reaches them
+(``Embedding(mask_zero=True)``, ``Masking``) or another activation is used, they run as a
+``Scan`` over the cell with Keras' masking rule (held state, repeated output), which is exact
+for any mask, holes and leading padding included. Everything is
 computed in float32 with the model's current weights, in inference mode (no dropout).
 
 Not exported (an error says so): stateful layers, ``return_state``, Bidirectional with
@@ -127,7 +128,8 @@ def onnx(model_or_module: Any, path: str | os.PathLike[str], *, lengths: bool = 
             positions = g.op("Range", [g.const(0, "start", np.int64), steps,
                                        g.const(1, "delta", np.int64)])
             mask = g.op("Less", [g.unsqueeze(positions, 0), g.unsqueeze("lengths", 1)])
-        out = _keras.layers_graph(g, layers, "input", mask)
+        seq_lens = g.op("Cast", ["lengths"], to=6) if lengths else None  # int32
+        out = _keras.layers_graph(g, layers, "input", mask, seq_lens)
         g.op("Identity", [out], ["output"])
         out_shape = (model_or_module.output_shape if isinstance(model_or_module, Sequential)
                      else model_or_module.compute_output_shape(shape))

@@ -75,24 +75,37 @@ def keras_direction(layer: Layer) -> Direction:
 
 
 class _Flow:
-    """The value flowing through the model: a tensor name and the mask name (or None)."""
+    """The value flowing through the model: a tensor name, the mask name (or None) and, when
+    the mask is the prefix ``t < lengths[b]``, the int32 lengths (``sequence_lens``)."""
 
-    def __init__(self, x: str, mask: str | None) -> None:
+    def __init__(self, x: str, mask: str | None, lengths: str | None = None) -> None:
         self.x, self.mask = x, mask
+        self.lengths = lengths if mask is not None else None
+
+    def with_x(self, x: str) -> _Flow:
+        return _Flow(x, self.mask, self.lengths)
 
 
-def _run_directions(g: Graph, x: str, directions: list[Direction],
-                    mask: str | None) -> list[tuple[str, str]]:
-    """Each direction's (sequence (B, T, U) in its processing order, last output (B, U))."""
+def _run_directions(g: Graph, x: str, directions: list[Direction], mask: str | None,
+                    lengths: str | None = None) -> list[tuple[str, str]]:
+    """Each direction's (sequence (B, T, U) in its processing order, last output (B, U)).
+
+    A prefix mask (``lengths``) runs on the standard ops with ``sequence_lens``, which give
+    zeros past each end and the state at the last real step; Keras' rule differs only for a
+    forward direction, whose outputs past the end repeat that state (unless
+    ``zero_output_for_mask``). A reverse direction meets the padding first, holding zeros,
+    which is what ``sequence_lens`` gives."""
     results: list[tuple[str, str] | None] = [None] * len(directions)
-    use_op = mask is None and all(d.standard_op_ok() for d in directions)
+    prefix = mask is not None and lengths is not None
+    use_op = (mask is None or prefix) and all(d.standard_op_ok() for d in directions)
     if use_op:
         groups = [[0, 1]] if len(directions) == 2 and compatible(*directions) and (
             not directions[0].reverse and directions[1].reverse) else [
             [i] for i in range(len(directions))]
         x_tm = g.transpose(x, [1, 0, 2])
         for group in groups:
-            y, y_h, *_ = standard_op(g, x_tm, [directions[i] for i in group], None)
+            y, y_h, *_ = standard_op(g, x_tm, [directions[i] for i in group],
+                                     lengths if prefix else None)
             parts = g.op("Split", [y, g.const([1] * len(group), "split", np.int64)],
                          len(group), axis=1) if len(group) == 2 else [y]
             for j, i in enumerate(group):
@@ -100,6 +113,15 @@ def _run_directions(g: Graph, x: str, directions: list[Direction],
                 if directions[i].reverse:
                     seq = g.flip(seq, 1)  # processing order, as Keras returns it
                 last = g.op("Gather", [y_h, g.const(j, "index", np.int64)], axis=0)
+                d = directions[i]
+                if prefix and not d.reverse:
+                    assert mask is not None
+                    if d.zero_output_for_mask:
+                        steps_kept = g.op("Gather", [mask, g.const(-1, "last", np.int64)], axis=1)
+                        last = g.op("Where", [g.unsqueeze(steps_kept, 1), last,
+                                              g.const(0.0, "zero")])
+                    else:  # repeat the last real output past the end
+                        seq = g.op("Where", [g.unsqueeze(mask, 2), seq, g.unsqueeze(last, 1)])
                 results[i] = (seq, last)
     else:
         for i, d in enumerate(directions):
@@ -109,9 +131,10 @@ def _run_directions(g: Graph, x: str, directions: list[Direction],
 
 
 def _recurrent(g: Graph, flow: _Flow, layer: Any) -> _Flow:
-    (seq, last), = _run_directions(g, flow.x, [keras_direction(layer)], flow.mask)
+    (seq, last), = _run_directions(g, flow.x, [keras_direction(layer)], flow.mask,
+                                   flow.lengths)
     if layer.return_sequences:
-        return _Flow(seq, flow.mask)
+        return flow.with_x(seq)
     return _Flow(last, None)
 
 
@@ -124,7 +147,7 @@ def _bidirectional(g: Graph, flow: _Flow, layer: Bidirectional) -> _Flow:
         raise ValueError(f"{owner}: return_state=True is not supported by the ONNX export")
     fw, bw = layer.forward_layer, layer.backward_layer
     (y, y_last), (z, z_last) = _run_directions(
-        g, flow.x, [keras_direction(fw), keras_direction(bw)], flow.mask)
+        g, flow.x, [keras_direction(fw), keras_direction(bw)], flow.mask, flow.lengths)
     if layer.return_sequences:
         a, b = y, g.flip(z, 1)  # the backward sequence back in time order, as rnnkit does
     else:
@@ -137,7 +160,7 @@ def _bidirectional(g: Graph, flow: _Flow, layer: Bidirectional) -> _Flow:
         out = g.op("Mul", [a, b])
     else:  # ave
         out = g.op("Mul", [g.op("Add", [a, b]), g.const(0.5, "half")])
-    return _Flow(out, flow.mask if layer.return_sequences else None)
+    return flow.with_x(out) if layer.return_sequences else _Flow(out, None)
 
 
 def _dense(g: Graph, x: str, layer: Dense) -> str:
@@ -153,13 +176,13 @@ def _layer(g: Graph, flow: _Flow, layer: Layer) -> _Flow:
     if isinstance(layer, Bidirectional):
         return _bidirectional(g, flow, layer)
     if isinstance(layer, Dense):
-        return _Flow(_dense(g, flow.x, layer), flow.mask)
+        return flow.with_x(_dense(g, flow.x, layer))
     if isinstance(layer, Dropout):
         return flow
     if isinstance(layer, TimeDistributed):
         inner = layer.layer
         if isinstance(inner, Dense):
-            return _Flow(_dense(g, flow.x, inner), flow.mask)
+            return flow.with_x(_dense(g, flow.x, inner))
         if isinstance(inner, Dropout):
             return flow
         raise ValueError(f"TimeDistributed '{layer.name}': only Dense or Dropout inside can be "
@@ -183,9 +206,11 @@ def _layer(g: Graph, flow: _Flow, layer: Layer) -> _Flow:
     raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) cannot be exported to ONNX")
 
 
-def layers_graph(g: Graph, layers: list[Layer], x: str, mask: str | None) -> str:
-    """Emit every layer in order; returns the output's name."""
-    flow = _Flow(x, mask)
+def layers_graph(g: Graph, layers: list[Layer], x: str, mask: str | None,
+                 lengths: str | None = None) -> str:
+    """Emit every layer in order; returns the output's name. ``lengths`` (int32, (B,)) says
+    that ``mask`` is the prefix ``t < lengths[b]``."""
+    flow = _Flow(x, mask, lengths)
     for layer in layers:
         flow = _layer(g, flow, layer)
     return flow.x

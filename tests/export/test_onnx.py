@@ -190,12 +190,17 @@ def test_keras_models_match_in_onnxruntime(tmp_path: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["gru-reset-before-go-backwards", "lstm-go-backwards-last",
-                                  "stacked-bidirectional-sum-ave", "simplernn-relu-timedistributed"])
+                                  "stacked-bidirectional-sum-ave", "simplernn-relu-timedistributed",
+                                  "bidirectional-mul-sequences", "bidirectional-gru-reset-before",
+                                  "scan-activations"])
 def test_keras_models_with_lengths(tmp_path: Path, name: str) -> None:
-    """lengths=True: the mask t < lengths[b] is the model's input mask (model(x, mask=...))."""
+    """lengths=True: the mask t < lengths[b] is the model's input mask (model(x, mask=...)).
+    Such a prefix mask runs on the standard ops (sequence_lens) unless an activation needs
+    the Scan."""
     model = KERAS_CASES[name]()
     path = tmp_path / "model.onnx"
     export_onnx(model, path, lengths=True)
+    assert ("Scan" in _op_types(path)) == (name == "scan-activations")
     session = _session(path)
     assert [i.name for i in session.get_inputs()] == ["input", "lengths"]
     rng = np.random.default_rng(2)
