@@ -85,7 +85,12 @@ class Embedding(Layer):
         return as_token_ids(inputs, f"Embedding '{self.name}'")
 
     def call(self, inputs: Tensor) -> Tensor:
-        if inputs.numel():
+        if torch.compiler.is_compiling():
+            # A traced graph (torch.export/compile) cannot branch on values; check them as it runs.
+            in_range = ((inputs >= 0) & (inputs < self.input_dim)).all()
+            torch._assert_async(in_range, f"Embedding '{self.name}' got a token id outside "
+                                f"[0, {self.input_dim}); input_dim must be the largest id + 1")
+        elif inputs.numel():
             low, high = int(inputs.min()), int(inputs.max())
             if low < 0 or high >= self.input_dim:
                 bad = low if low < 0 else high
