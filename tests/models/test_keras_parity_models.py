@@ -250,3 +250,40 @@ def test_the_fixtures_cover_what_the_models_promise():
     assert MODEL_CASES["seed_simplernn10_dense1"].count_params == 131
     assert MODEL_CASES["seed_simplernn3_input_shape"].count_params == 42
     assert set(RUNS) == {"sgd", "adam"}
+
+
+# ----------------------------------------------------------------------------- data checks
+# Issue 3: fit/evaluate check their data before any step, on the fixtures' training model.
+
+def _bad(kind: str) -> tuple[np.ndarray, Any]:
+    x, y = TRAINING["x"].copy(), TRAINING["y"].copy()
+    if kind == "counts":
+        return x, y[:5]
+    if kind == "features":
+        return np.concatenate([x, x], axis=-1), y
+    if kind == "nan_x":
+        x[2, 1, 0] = np.nan
+    elif kind == "inf_y":
+        y[0, 0] = np.inf
+    elif kind == "empty":
+        return x[:0], y[:0]
+    return x, y
+
+
+@pytest.mark.parametrize("method", ["fit", "evaluate"])
+@pytest.mark.parametrize("kind,message", [
+    ("counts", "x has 6 samples but y has 5"),
+    ("features", r"axis 2 \(features\) has size 2, expected 1"),
+    ("nan_x", r"x contains 1 non-finite value\(s\) \(NaN\), the first at index \(2, 1, 0\)"),
+    ("inf_y", r"y contains 1 non-finite value\(s\) \(inf\)"),
+    ("empty", "x is empty: it has 0 samples"),
+])
+def test_fit_and_evaluate_check_their_data_first(method, kind, message):
+    model = Sequential([build_layer(spec) for spec in TRAINING["layers"]])
+    model.compile(optimizer="sgd", loss="mse")
+    before = model.get_weights()
+    x, y = _bad(kind)
+    with pytest.raises(ValueError, match=message):
+        getattr(model, method)(x, y, verbose=0)
+    for w, w0 in zip(model.get_weights(), before):  # nothing was trained
+        np.testing.assert_array_equal(w, w0)
