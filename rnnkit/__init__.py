@@ -25,6 +25,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "callbacks": (".models.callbacks", None),
     "data": (".data", None),
     "export": (".export", None),
+    "diagnostics": (".diagnostics", None),
     "initializers": (".initializers", None),
     "layers": (".layers", None),
     "losses": (".models.losses", None),
@@ -42,7 +43,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:
-    from . import activations, data, initializers, layers, models, nn, reference, utils
+    from . import activations, data, diagnostics, initializers, layers, models, nn, reference, utils
     from .layers import Input
     from .models import Sequential, callbacks, load_model, losses, metrics, optimizers
 
