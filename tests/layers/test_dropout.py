@@ -117,3 +117,17 @@ def test_bad_noise_shape_and_seed():
         Dropout(0.5, noise_shape=(None, 2, 4))(torch.ones(2, 3, 4), training=True)
     with pytest.raises(TypeError, match="seed"):
         Dropout(0.5, seed=1.5)
+
+
+def test_save_and_load_model_keeps_the_dropout(tmp_path):
+    from rnnkit.models import load_model
+
+    model = Sequential([Dense(3, input_shape=(2,)), Dropout(0.4, noise_shape=(None, 1), seed=2),
+                        Dense(1)])
+    model.save(tmp_path / "m.rnnkit")
+    loaded = load_model(tmp_path / "m.rnnkit")
+    dropout = loaded.layers[1]
+    assert isinstance(dropout, Dropout)
+    assert (dropout.rate, dropout.noise_shape, dropout.seed) == (0.4, (None, 1), 2)
+    x = np.ones((5, 2), np.float32)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

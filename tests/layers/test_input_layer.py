@@ -72,3 +72,14 @@ def test_shape_and_batch_shape_are_exclusive():
 def test_input_only_first():
     with pytest.raises(ValueError, match="first element"):
         Sequential([Dense(2, input_shape=(3,)), Input(shape=(2,))])
+
+
+def test_save_and_load_a_model_declared_with_input(tmp_path):
+    from rnnkit.models import load_model
+
+    model = Sequential([Input(shape=(None, 3)), SimpleRNN(4), Dense(2)])
+    model.save(tmp_path / "m.rnnkit")
+    loaded = load_model(tmp_path / "m.rnnkit")
+    assert loaded.input_shape == (None, None, 3)
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
