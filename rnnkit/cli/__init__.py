@@ -8,6 +8,7 @@
     rnnkit evaluate RUN_DIR                   test metrics of a finished run
     rnnkit summary RUN_DIR                    the model's table, settings and metrics
     rnnkit generate RUN_DIR --prime "def "    sample text from a text run
+    rnnkit diagnose RUN_DIR                   gradient flow through time, saturation, plots
     rnnkit bench                              the project's benchmark (bench/speed.py)
 
 The commands are thin: they call ``fit``/``predict``/``save`` of the Python API. Bad input
@@ -206,6 +207,34 @@ def generate(
     from . import commands
 
     commands.generate(run_dir, prime, length, temperature, seed, output, device)
+
+
+@app.command()
+@guarded
+def diagnose(
+    run_dir: Annotated[Path | None, typer.Argument(metavar="[RUN_DIR]", help="folder written "
+                                                   "by rnnkit train")] = None,
+    samples: Annotated[int, Opt(min=1, help="validation sequences to trace")] = 64,
+    demo: Annotated[bool, Opt("--demo", help="instead: SimpleRNN vs GRU vs LSTM on the "
+                              "adding problem, same budget")] = False,
+    length: Annotated[int, Opt(min=2, help="--demo: steps per sequence")] = 50,
+    epochs: Annotated[int, Opt(min=1, help="--demo: epochs per model")] = 12,
+    out: Annotated[Path | None, Opt(help="--demo: folder for plots and tables (default "
+                                    "diagnostics-demo)")] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Gradient flow through time and state saturation of a trained run, as plots and a
+    plain-language reading."""
+    from . import diagnosis as command
+
+    if demo:
+        if run_dir is not None:
+            raise ValueError("give either RUN_DIR or --demo, not both")
+        command.demo(length, epochs, out)
+    elif run_dir is None:
+        raise ValueError("missing RUN_DIR (a folder written by rnnkit train), or pass --demo")
+    else:
+        command.diagnose(run_dir, samples, device)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

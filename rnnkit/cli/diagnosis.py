@@ -1,0 +1,87 @@
+"""``rnnkit diagnose RUN_DIR``: gradient flow, saturation and a plain-language reading of a run.
+
+The run's saved model is traced (:func:`rnnkit.diagnostics.trace`) on a batch of its own
+validation data with its own loss. Written into RUN_DIR::
+
+    gradient_flow.png       ||dLoss/dh_t|| per time step, log scale, every recurrent layer
+    hidden_states.png       heat maps of the first recurrent layer's h_t and |dLoss/dh_t|
+    diagnostics.json        the numbers behind them (summarize(): norms, saturation, spectra)
+    saturation_history.png  only when RUN_DIR/diagnostics_history.json exists (written by
+                            a DiagnosticsCallback(path=...) during training)
+
+``rnnkit diagnose --demo`` runs :mod:`rnnkit.diagnostics.demo` instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._common import console, load_trained, say, seed_everything
+from .run_dir import RunDirError, atomic_write_text
+
+__all__ = ["HISTORY_FILE", "diagnose", "demo"]
+
+HISTORY_FILE = "diagnostics_history.json"
+
+
+def diagnose(run_dir: Path, samples: int = 64, device: str | None = None) -> list[str]:
+    """Write the diagnostic plots of a trained run and print its reading; returns the lines."""
+    from ..diagnostics import (
+        explain,
+        gradient_flow_plot,
+        hidden_states_plot,
+        recurrent_matrices,
+        saturation_history_plot,
+        summarize,
+        trace,
+    )
+    from .tasks import TASKS
+
+    if samples < 1:
+        raise ValueError(f"--samples must be at least 1, got {samples}")
+    run, config, model, _ = load_trained(run_dir, device)
+    seed_everything(config.seed)
+    task = TASKS[config.task]
+    data = task.prepare(config)
+    model.compile(**task.compile_args(config, data))
+    x, y = data.x_val, data.y_val
+    if len(x) == 0:
+        x, y = data.x_test, data.y_test
+    result = trace(model, x[:samples], y[:samples])
+    matrices = recurrent_matrices(model)
+    gradient_flow_plot(result.gradient_flow(), run.plot("gradient_flow"),
+                       title=f"Gradient flow through time ({run.path.name})")
+    hidden_states_plot(result.layers[0], run.plot("hidden_states"))
+    run.write_json(run.path / "diagnostics.json", summarize(result, model))
+    written = [run.plot("gradient_flow"), run.plot("hidden_states"), run.path / "diagnostics.json"]
+    history_path = run.path / HISTORY_FILE
+    if history_path.is_file():
+        history = run.read_json(history_path)
+        if not isinstance(history, list) or not history:
+            raise RunDirError(f"{history_path} holds no diagnostics records")
+        saturation_history_plot(history, run.plot("saturation_history"))
+        written.append(run.plot("saturation_history"))
+    lines = explain(result, matrices)
+    out = console()
+    out.print(f"Diagnosis of {run.path} ({len(x[:samples])} validation sequences of "
+              f"{result.layers[0].steps} steps, loss {result.loss:.4g}):", markup=False)
+    for line in lines:
+        out.print(f"  - {line}", markup=False)
+    say("Wrote " + ", ".join(str(p) for p in written))
+    return lines
+
+
+def demo(length: int, epochs: int, out: Path | None) -> None:
+    """SimpleRNN vs GRU vs LSTM on the adding problem (see rnnkit.diagnostics.demo)."""
+    from ..diagnostics.demo import results_table, run_demo
+
+    target = out or Path("diagnostics-demo")
+    results = run_demo(length=length, epochs=epochs, out=target, log=say)
+    out_console = console()
+    out_console.print(results_table(results, length), markup=False)
+    for result in results:
+        for line in result.reading:
+            out_console.print(f"{result.cell}: {line}", markup=False)
+    say(f"Plots and tables in {target}")
+    atomic_write_text(target / "reading.txt", "\n".join(
+        f"{r.cell}: {line}" for r in results for line in r.reading) + "\n")
