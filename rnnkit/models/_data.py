@@ -7,7 +7,7 @@ argument and what is wrong with it, before any training step runs.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -140,10 +140,17 @@ def train_validation_split(
     return train, val
 
 
-def batch_indices(samples: int, batch_size: int, shuffle: bool) -> Iterator[Tensor]:
+def batch_indices(samples: int, batch_size: int, shuffle: bool,
+                  share: Callable[[Tensor], Tensor] | None = None) -> Iterator[Tensor]:
     """Index tensors of consecutive batches (the last may be smaller); a fresh permutation from
-    torch's global generator when ``shuffle``, so ``torch.manual_seed`` fixes the order."""
+    torch's global generator when ``shuffle``, so ``torch.manual_seed`` fixes the order.
+
+    ``share`` hands the permutation to the other processes of a distributed fit and returns the
+    one every process uses (rank 0's), so all ranks cut the same global batches.
+    """
     order = torch.randperm(samples) if shuffle else torch.arange(samples)
+    if share is not None and shuffle:
+        order = share(order)
     for start in range(0, samples, batch_size):
         yield order[start:start + batch_size]
 

@@ -11,6 +11,10 @@ The logged ``loss`` and metrics are running means over the epoch's samples (Kera
 ``Mean``), reset at each epoch. The model is in train mode (dropout active) during ``fit`` and
 ``train_on_batch``, and in eval mode afterwards and in ``evaluate``/``predict``.
 
+Under ``torchrun`` (or with ``fit(distributed=True)``) each process trains on its share of every
+global batch behind ``DistributedDataParallel``, with the same steps as one process with the
+same ``batch_size``; see :mod:`rnnkit.models.distributed`.
+
 Data are checked before any step: sample counts of x, y and sample_weight, an empty x, NaN or
 inf values, the feature size the model was built for, y missing when a loss needs it. Each is a
 ``ValueError`` naming the problem.
@@ -26,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import _data, losses, metrics as metrics_module, optimizers
+from . import _data, distributed as distributed_module, losses, metrics as metrics_module, optimizers
 from .callbacks import Callback, CallbackList, History
 
 # Keras compile() arguments that change how Keras runs, not what it computes.
@@ -50,6 +54,10 @@ class Trainer:
         self._loss_tracker = metrics_module.Mean(name="loss")
         # Set by a callback in on_train_begin (BackupAndRestore) to resume an interrupted fit.
         self._initial_epoch: int | None = None
+        # A distributed fit's context and DDP-wrapped forward, set in __dict__ so torch.nn
+        # does not register the wrapper (which holds the model) as a submodule.
+        self.__dict__["_distributed"] = None
+        self.__dict__["_ddp_forward"] = None
 
     # -- compile -----------------------------------------------------------------------------
     def compile(
@@ -135,7 +143,14 @@ class Trainer:
             metric.reset_state()
 
     def _metrics_result(self) -> dict[str, float]:
-        logs = {"loss": self._loss_tracker.result()} if self.compiled else {}
+        context = self.__dict__.get("_distributed")
+        reduced: dict[int, float] = {}
+        if context is not None and self.compiled:  # the same logs on every rank
+            results = context.reduced_results(self.metrics)
+            reduced = {id(m): r for m, r in zip(self.metrics, results) if r is not None}
+        logs = {"loss": reduced.get(id(self._loss_tracker), None)} if self.compiled else {}
+        if self.compiled and logs["loss"] is None:
+            logs["loss"] = self._loss_tracker.result()
         counts: dict[str, int] = {}
         for metric in self.compiled_metrics:
             name = metric.name
@@ -144,7 +159,7 @@ class Trainer:
                 name = f"{name}_{counts[name]}"
             else:
                 counts[name] = 0
-            logs[name] = metric.result()
+            logs[name] = reduced[id(metric)] if id(metric) in reduced else metric.result()
         return logs
 
     def _update_metrics(self, y: Tensor, y_pred: Tensor, mask: Tensor | None) -> None:
@@ -188,7 +203,11 @@ class Trainer:
         return x_t, y_t, w_t
 
     def _model_output(self, x: Tensor, training: bool) -> tuple[Tensor, Tensor | None]:
-        y_pred, mask = self._call_with_mask(x, training=training)  # type: ignore[attr-defined]
+        ddp_forward = self.__dict__.get("_ddp_forward")
+        if training and ddp_forward is not None:  # gradients all-reduced in backward
+            y_pred, mask = ddp_forward(x)
+        else:
+            y_pred, mask = self._call_with_mask(x, training=training)  # type: ignore[attr-defined]
         if not isinstance(y_pred, Tensor):
             raise ValueError(
                 "The model returns a list of tensors (its last layer returns states: "
@@ -197,7 +216,10 @@ class Trainer:
         return y_pred, mask
 
     # -- steps -------------------------------------------------------------------------------
-    def _train_step(self, x: Tensor, y: Tensor | None, weight: Tensor | None) -> dict[str, float]:
+    def _train_step(self, x: Tensor, y: Tensor | None, weight: Tensor | None, *,
+                    loss_scale: float = 1.0, samples: int | None = None) -> dict[str, float]:
+        """One step; a distributed fit differentiates ``loss_scale * loss`` and counts
+        ``samples`` real samples (0 for a rank with nothing in this batch)."""
         device = self._device()
         x = x.to(device)
         y = None if y is None else y.to(device)
@@ -208,7 +230,9 @@ class Trainer:
         assert self.compiled_loss is not None
         loss = self.compiled_loss(y, y_pred, None if weight is None else weight.to(device),
                                   mask=mask)
-        self._loss_tracker.update_state(loss.detach(), sample_weight=x.shape[0])
+        samples = x.shape[0] if samples is None else samples
+        if samples:
+            self._loss_tracker.update_state(loss.detach(), sample_weight=samples)
         trainable = [p for p in self.parameters() if p.requires_grad]  # type: ignore[attr-defined]
         if not trainable:
             warnings.warn("The model does not have any trainable weights.", stacklevel=3)
@@ -220,12 +244,17 @@ class Trainer:
             if not self.optimizer.built:
                 self.optimizer.build(trainable)
             self.zero_grad(set_to_none=True)  # type: ignore[attr-defined]
-            loss.backward()
+            (loss if loss_scale == 1.0 else loss * loss_scale).backward()
             self.optimizer.step()
-        self._update_metrics(y, y_pred, mask)
+        if samples:
+            self._update_metrics(y, y_pred, mask)
         return self._metrics_result()
 
     def _test_step(self, x: Tensor, y: Tensor | None, weight: Tensor | None) -> dict[str, float]:
+        self._test_update(x, y, weight)
+        return self._metrics_result()
+
+    def _test_update(self, x: Tensor, y: Tensor | None, weight: Tensor | None) -> None:
         device = self._device()
         x = x.to(device)
         y = None if y is None else y.to(device)
@@ -238,7 +267,6 @@ class Trainer:
                                   mask=mask)
         self._loss_tracker.update_state(loss, sample_weight=x.shape[0])
         self._update_metrics(y, y_pred, mask)
-        return self._metrics_result()
 
     def _predict_step(self, x: Tensor) -> Any:
         outputs, _ = self._call_with_mask(x.to(self._device()), training=False)  # type: ignore
@@ -261,6 +289,7 @@ class Trainer:
         initial_epoch: int = 0,
         validation_batch_size: int | None = None,
         validation_freq: int = 1,
+        distributed: bool | str | None = "auto",
     ) -> History:
         """Train for ``epochs`` epochs (from ``initial_epoch``) on ``x``, ``y``.
 
@@ -270,6 +299,12 @@ class Trainer:
         epoch with torch's global generator (``torch.manual_seed`` makes fits repeatable).
         Returns a :class:`History` whose ``history`` maps ``loss``, each metric and their
         ``val_`` versions to per-epoch lists.
+
+        ``distributed``: ``"auto"`` trains data-parallel when the script runs under ``torchrun``
+        with more than one process (or initialised a process group), ``True`` demands it,
+        ``False`` never. Each rank then trains on its share of every global batch of
+        ``batch_size`` samples, metrics are summed over ranks, and only rank 0 prints and runs
+        the callbacks that write files (:mod:`rnnkit.models.distributed`).
 
         Example::
 
@@ -295,6 +330,39 @@ class Trainer:
                 (x_t, y_t, w_t), validation_split)
         samples = x_t.shape[0]
         steps = _data.num_batches(samples, batch_size)
+        context = self._start_distributed(distributed, x_t)
+        try:
+            return self._fit_loop(x_t, y_t, w_t, validation, batch_size, epochs, verbose,
+                                  callbacks, shuffle, initial_epoch, validation_batch_size,
+                                  validation_freq, steps, context)
+        finally:
+            self.__dict__["_distributed"] = None
+            self.__dict__["_ddp_forward"] = None
+
+    def _start_distributed(self, distributed: Any, x: Tensor
+                           ) -> distributed_module.DistributedContext | None:
+        context = distributed_module.get_context(distributed, self._device())
+        if context is None:
+            return None
+        if self._device() != context.device:
+            self.to(context.device)  # type: ignore[attr-defined]
+        if any(_is_lazy(p) for p in self.parameters()) or not getattr(self, "built", True):
+            with torch.no_grad():  # DDP needs the parameters: build on one sample
+                self._call_with_mask(x[:1].to(context.device), training=False)  # type: ignore
+        self.__dict__["_ddp_forward"] = context.wrap(self)  # type: ignore[arg-type]
+        self.__dict__["_distributed"] = context
+        return context
+
+    def _fit_loop(self, x_t: Tensor, y_t: Tensor | None, w_t: Tensor | None, validation: Any,
+                  batch_size: int, epochs: int, verbose: int, callbacks: Any, shuffle: bool,
+                  initial_epoch: int, validation_batch_size: int | None, validation_freq: int,
+                  steps: int, context: distributed_module.DistributedContext | None) -> History:
+        samples = x_t.shape[0]
+        share = None
+        if context is not None:
+            callbacks = context.callbacks(callbacks)
+            verbose = verbose if context.is_main else 0
+            share = context.broadcast_order
         callback_list = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
                                      model=self, verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
@@ -308,10 +376,15 @@ class Trainer:
                 self.reset_metrics()
                 callback_list.on_epoch_begin(epoch)
                 self.train()  # type: ignore[attr-defined]
-                for step, index in enumerate(_data.batch_indices(samples, batch_size, shuffle)):
+                batches = _data.batch_indices(samples, batch_size, shuffle, share=share)
+                for step, index in enumerate(batches):
                     callback_list.on_train_batch_begin(step)
+                    scale, count = 1.0, None
+                    if context is not None:
+                        index, count, scale = context.shard(index)
                     logs = self._train_step(x_t[index], None if y_t is None else y_t[index],
-                                            None if w_t is None else w_t[index])
+                                            None if w_t is None else w_t[index],
+                                            loss_scale=scale, samples=count)
                     callback_list.on_train_batch_end(step, logs)
                     if self.stop_training:
                         break
@@ -350,10 +423,15 @@ class Trainer:
         callback_list.on_test_begin()
         logs: dict[str, float] = {}
         with torch.no_grad():
+            context = self.__dict__.get("_distributed")
             for step, index in enumerate(_data.batch_indices(x.shape[0], batch_size, False)):
                 callback_list.on_test_batch_begin(step)
-                logs = self._test_step(x[index], None if y is None else y[index],
-                                       None if weight is None else weight[index])
+                if context is not None:  # each rank its share; the logs sum over ranks
+                    index = context.eval_shard(index)
+                if index.numel():
+                    self._test_update(x[index], None if y is None else y[index],
+                                    None if weight is None else weight[index])
+                logs = self._metrics_result()
                 callback_list.on_test_batch_end(step, logs)
         logs = self._metrics_result()
         callback_list.on_test_end(logs)
@@ -442,6 +520,10 @@ class Trainer:
         self.eval()  # type: ignore[attr-defined]
         with torch.no_grad():
             return _concat_outputs([self._predict_step(x_t)])
+
+
+def _is_lazy(parameter: Tensor) -> bool:
+    return isinstance(parameter, torch.nn.parameter.UninitializedParameter)
 
 
 def _check_count(name: str, value: Any, minimum: int = 0) -> int:
