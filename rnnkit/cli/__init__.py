@@ -4,6 +4,8 @@
     rnnkit train --task forecast --csv F --target COL --window N --horizon N
     rnnkit train --task classify              digits read row by row (or --npy / --csv)
     rnnkit train --task text [--text FILE]    character-level language model
+    rnnkit train --nproc 2 ...                data-parallel in 2 processes (or: torchrun
+                                              --nproc_per_node 2 -m rnnkit train ...)
     rnnkit predict RUN_DIR [--csv F]          forecasts or classes as CSV
     rnnkit evaluate RUN_DIR                   test metrics of a finished run
     rnnkit summary RUN_DIR                    the model's table, settings and metrics
@@ -118,6 +120,10 @@ def train(
                                     "run", rich_help_panel=_TRAINING)] = None,
     device: Annotated[str | None, Opt(help="cpu (default) or cuda",
                                       rich_help_panel=_TRAINING)] = None,
+    nproc: Annotated[int | None, Opt(min=1, help="train data-parallel in N processes on this "
+                                     "machine (gloo on cpu, nccl on cuda); for several "
+                                     "machines run `torchrun ... -m rnnkit train ...`",
+                                     rich_help_panel=_TRAINING)] = None,
     out: Annotated[Path | None, Opt(help="RUN_DIR to write (default runs/<task>-<time>)",
                                     rich_help_panel=_RUN)] = None,
     overwrite: Annotated[bool, Opt("--overwrite", help="replace an existing run in --out",
@@ -145,7 +151,7 @@ def train(
         layers=layers, bidirectional=bidirectional, dropout=dropout,
         embedding_dim=embedding_dim, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
         device=device, out=out, overwrite=overwrite, resume=resume, tensorboard=tensorboard,
-        quiet=quiet))
+        quiet=quiet, nproc=nproc))
 
 
 RunDirArg = Annotated[Path, typer.Argument(metavar="RUN_DIR", help="folder written by "

@@ -2,12 +2,21 @@
 
 The training itself is ``model.fit`` of the Python API, with two callbacks: ``BackupAndRestore``
 (a checkpoint after every epoch, which ``--resume`` restores) and, when asked, TensorBoard.
+
+Data-parallel training: ``--nproc N`` starts N processes on this machine with PyTorch's elastic
+launcher (what ``torchrun --standalone --nproc_per_node N`` does), and ``torchrun ... -m rnnkit
+train ...`` runs this same command once per process, on one machine or several. Every process
+trains on its share of each batch (``fit``'s ``distributed="auto"`` finds torchrun's
+environment); rank 0 alone writes RUN_DIR and prints.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +67,7 @@ class TrainOptions:
     resume: Path | None = None
     tensorboard: bool = False
     quiet: bool = False
+    nproc: int | None = None
 
 
 def _given(options: TrainOptions) -> list[str]:
@@ -124,8 +134,14 @@ def _open_for_resume(options: TrainOptions) -> tuple[RunDir, RunConfig, Task]:
 
 
 def train(options: TrainOptions) -> RunDir:
-    """Run one ``rnnkit train``; returns the RUN_DIR written."""
+    """Run one ``rnnkit train``; returns the RUN_DIR written (on ranks other than 0 of a
+    distributed run, which write nothing, the RUN_DIR that rank 0 writes)."""
     from ..models.backup import BackupAndRestore
+    from ..models.distributed import is_main_process, launched_by_torchrun
+
+    if options.nproc is not None and options.nproc > 1:
+        return launch(options)
+    main = is_main_process()  # rank 0 (or the only process) writes RUN_DIR and talks
 
     if options.tensorboard:
         from .tensorboard import TensorBoardLogger
@@ -141,11 +157,13 @@ def train(options: TrainOptions) -> RunDir:
             raise ValueError(f"RUN_DIR {run.path} has already completed {start} epochs (asked "
                              f"for {config.epochs}): pass --epochs N with N > {start} to train "
                              "further")
-        say(f"Resuming {run.path} at epoch {start + 1} of {config.epochs}")
+        if main:
+            say(f"Resuming {run.path} at epoch {start + 1} of {config.epochs}")
     else:
         config, task = make_config(options)
         out = options.out or default_run_dir(task.name)
-        RunDir.check_new(out, options.overwrite)
+        if main:
+            RunDir.check_new(out, options.overwrite)
         config = config.replace(data_digests=_digests(task, config))
         start = 0
     device = select_device(config.device)
@@ -156,6 +174,10 @@ def train(options: TrainOptions) -> RunDir:
     model.to(device)
     model.compile(**task.compile_args(config, data))
 
+    if not main:
+        return _train_other_rank(options, config, data, model, start)
+    if launched_by_torchrun() and config.device.startswith("cuda"):
+        say("Distributed: each process trains on cuda:LOCAL_RANK")
     if options.resume is None:
         run = RunDir.create(out, options.overwrite)
         run.write_json(run.config, config.to_dict())
@@ -203,6 +225,81 @@ def train(options: TrainOptions) -> RunDir:
     files = sorted(p.name for p in run.path.iterdir() if not p.name.startswith("."))
     console().print(f"Saved to {run.path}: {', '.join(files)}", markup=False)
     return run
+
+
+def _train_other_rank(options: TrainOptions, config: RunConfig, data: Any, model: Any,
+                      start: int) -> RunDir:
+    """A rank other than 0: the same fit (its share of every batch), no files, no output. On
+    --resume it restores the same checkpoint as rank 0 so all ranks start alike."""
+    from ..models.backup import BackupAndRestore
+
+    callbacks: list[Any] = []
+    if options.resume is not None:
+        callbacks.append(BackupAndRestore(RunDir.open(options.resume).checkpoint,
+                                          delete_checkpoint=False))
+    try:
+        model.fit(data.x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs,
+                  initial_epoch=start, validation_data=(data.x_val, data.y_val), shuffle=True,
+                  verbose=0, callbacks=callbacks)
+    except KeyboardInterrupt:
+        raise Fail("Interrupted", EXIT_INTERRUPTED) from None
+    return RunDir(Path(options.resume or options.out or "."))
+
+
+def launch(options: TrainOptions) -> RunDir:
+    """``--nproc N``: this command in N processes on this machine (PyTorch's elastic launch, as
+    ``torchrun --standalone --nproc_per_node N``); returns rank 0's RUN_DIR."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from ..models.distributed import ENV_VARS
+
+    assert options.nproc is not None
+    if any(name in os.environ for name in ("WORLD_SIZE", "TORCHELASTIC_RUN_ID")):
+        raise ValueError("--nproc starts its own processes, but this command already runs "
+                         "under torchrun (WORLD_SIZE is set): drop --nproc, torchrun's "
+                         "--nproc_per_node decides")
+    if options.resume is None:  # check the options once, and fix one RUN_DIR for all ranks
+        _, task = make_config(options)
+        out = options.out or default_run_dir(task.name)
+        RunDir.check_new(out, options.overwrite)
+        options = dataclasses.replace(options, out=Path(out).resolve())
+    per_rank = dataclasses.replace(options, nproc=None)
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=options.nproc,
+                          run_id=str(uuid.uuid4()), rdzv_backend="c10d",
+                          rdzv_endpoint="localhost:0", max_restarts=0)
+    say(f"Distributed: {options.nproc} processes on this machine ({', '.join(ENV_VARS[:3])} "
+        "set by PyTorch's elastic launcher)")
+    # The launcher logs a failed process's traceback; the CLI shows one line (RNNKIT_DEBUG=1:
+    # everything), as for any other bad input.
+    launcher_log = logging.getLogger("torch.distributed.elastic")
+    level = launcher_log.level
+    if os.environ.get("RNNKIT_DEBUG", "") in ("", "0"):
+        launcher_log.setLevel(logging.CRITICAL)
+    try:
+        results = elastic_launch(config, _rank_entry)(per_rank)
+    except ChildFailedError as e:
+        rank, failure = e.get_first_failure()
+        raise Fail(f"training failed in process {rank} of {options.nproc}: "
+                   f"{_failure_text(failure)}") from None
+    finally:
+        launcher_log.setLevel(level)
+    return RunDir(Path(results[0]))
+
+
+def _failure_text(failure: Any) -> str:
+    message = failure.message
+    if isinstance(message, dict):
+        message = message.get("message", message)
+    text = str(message).strip().splitlines()
+    return text[-1] if text else f"exit code {failure.exitcode}"
+
+
+def _rank_entry(options: TrainOptions) -> str:
+    """One process of ``--nproc``: the ordinary command under the launcher's environment."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    return str(record(train)(options).path)
 
 
 def _save_interrupted(run: RunDir, model: Any, backup: Any) -> None:
