@@ -60,7 +60,8 @@ class LayerTrace:
             LSTM ``i`` (input), ``f`` (forget), ``o`` (output).
         mask: (B, T) bool, True where the step was real; None without a mask.
         grad_h: dL/dh_t, (B, T, U); None when the trace had no loss.
-        grad_c: dL/dc_t for LSTM, (B, T, U); None otherwise.
+        grad_c: dL/dc_t for LSTM, (B, T, U); None otherwise. A total derivative, like
+            grad_h: it includes the path through ``h_t = o_t * tanh(c_t)``.
     """
 
     name: str
