@@ -69,9 +69,10 @@ def explain(result: Trace, matrices: Sequence[RecurrentMatrix] = ()) -> list[str
                 lines.append(f"{label}: no gradient reaches the last step (is the layer used "
                              "by the loss?)")
             elif ratio < VANISHED:
+                advice = ("GRU/LSTM or a shorter window" if layer.cell == "SimpleRNN"
+                          else "a shorter window")
                 lines.append(f"{head}: long-range dependencies cannot be learned; consider "
-                             f"{'GRU/LSTM' if layer.cell == 'SimpleRNN' else 'a shorter window'}"
-                             f"{' or a shorter window' if layer.cell == 'SimpleRNN' else ''}.")
+                             f"{advice}.")
             elif ratio < WEAK:
                 lines.append(f"{head}: the gradient fades; dependencies longer than about "
                              f"{_steps_reached(layer)} steps will be hard to learn.")
