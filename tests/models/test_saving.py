@@ -1,0 +1,170 @@
+"""model.save / load_model / save_weights / load_weights: round trips, atomic writes, and a
+clear error for every kind of bad file (missing, empty, truncated, foreign, tampered)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit.layers import GRU, Dense, Embedding
+from rnnkit.models import Sequential, load_model, saving
+
+
+def _model(compiled: bool = True) -> Sequential:
+    torch.manual_seed(0)
+    model = Sequential([Embedding(12, 4, mask_zero=True, input_shape=(6,)), GRU(5),
+                        Dense(3, activation="softmax")])
+    if compiled:
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    return model
+
+
+X = np.array([[3, 5, 7, 0, 0, 0], [1, 2, 3, 4, 5, 6]])
+Y = np.array([0, 2])
+
+
+def test_round_trip_gives_the_same_outputs_and_optimizer_state(tmp_path: Path) -> None:
+    model = _model()
+    model.fit(X, Y, epochs=2, verbose=0)
+    model.save(tmp_path / "m.rnnkit")
+    loaded = load_model(tmp_path / "m.rnnkit")
+    np.testing.assert_array_equal(loaded.predict(X, verbose=0), model.predict(X, verbose=0))
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # training continues identically from the restored optimizer (Adam moments, step count)
+    torch.manual_seed(1)
+    model.fit(X, Y, epochs=1, verbose=0, shuffle=False)
+    torch.manual_seed(1)
+    loaded.fit(X, Y, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-7)
+
+
+def test_weights_only_files(tmp_path: Path) -> None:
+    model = _model(compiled=False)
+    model.save_weights(tmp_path / "w.rnnkit")
+    other = _model(compiled=False)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(1.0)
+    other.load_weights(tmp_path / "w.rnnkit")
+    for a, b in zip(other.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="weights only"):
+        load_model(tmp_path / "w.rnnkit")
+    different = Sequential([Embedding(12, 4, input_shape=(6,)), GRU(6), Dense(3)])
+    with pytest.raises(ValueError, match="shape"):
+        different.load_weights(tmp_path / "w.rnnkit")
+
+
+def test_a_failed_save_leaves_the_previous_file_intact(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "m.rnnkit"
+    model = _model()
+    model.save(path)
+    before = path.read_bytes()
+
+    def crash(handle, data):  # the disk fills up half-way through the write
+        handle.write(data[: len(data) // 2])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(saving, "_write_all", crash)
+    with pytest.raises(OSError, match="No space"):
+        model.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.rnnkit"]  # no temporary file left
+    monkeypatch.undo()
+    assert load_model(path).count_params() == model.count_params()
+
+
+def test_save_refuses_to_overwrite_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "m.rnnkit"
+    _model().save(path)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        _model().save(path, overwrite=False)
+    with pytest.raises(IsADirectoryError):
+        _model().save(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        _model().save(tmp_path / "missing" / "m.rnnkit")
+
+
+def _header(path: Path) -> tuple[int, dict]:
+    data = path.read_bytes()
+    size = struct.unpack("<Q", data[:8])[0]
+    return size, json.loads(data[8 : 8 + size])
+
+
+def _rewrite_header(path: Path, header: dict) -> None:
+    data = path.read_bytes()
+    size = struct.unpack("<Q", data[:8])[0]
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + size :])
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("empty", "empty or truncated"),
+    ("text", "not an rnnkit file"),
+    ("truncated_header", "truncated"),
+    ("truncated_data", "corrupt or truncated"),
+    ("flipped_byte", "do not match"),
+    ("foreign_safetensors", "no rnnkit metadata"),
+    ("future_version", "format version 99"),
+    ("bad_config_json", "not valid JSON"),
+])
+def test_bad_files_give_errors_that_name_the_problem(tmp_path: Path, damage: str,
+                                                     message: str) -> None:
+    path = tmp_path / "m.rnnkit"
+    _model().save(path)
+    data = path.read_bytes()
+    size, header = _header(path)
+    if damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "text":
+        path.write_text("model = evil()\n" * 10)
+    elif damage == "truncated_header":
+        path.write_bytes(data[: 8 + size // 2])
+    elif damage == "truncated_data":
+        path.write_bytes(data[: len(data) - 16])
+    elif damage == "flipped_byte":
+        flipped = bytearray(data)
+        flipped[-3] ^= 0xFF
+        path.write_bytes(bytes(flipped))
+    elif damage == "foreign_safetensors":
+        from safetensors.torch import save_file
+
+        save_file({"w": torch.zeros(2)}, str(path))
+    elif damage == "future_version":
+        header["__metadata__"]["format_version"] = "99"
+        _rewrite_header(path, header)
+    elif damage == "bad_config_json":
+        header["__metadata__"]["model_config"] = "{not json"
+        _rewrite_header(path, header)
+    with pytest.raises(ValueError, match=message) as error:
+        load_model(path)
+    assert str(path) in str(error.value)
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="No such file"):
+        load_model(tmp_path / "absent.rnnkit")
+    with pytest.raises(ValueError, match="is a directory"):
+        load_model(tmp_path)
+
+
+def test_a_config_naming_a_class_outside_rnnkit_layers_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.rnnkit"
+    _model().save(path)
+    _, header = _header(path)
+    config = json.loads(header["__metadata__"]["model_config"])
+    config["config"]["layers"][1]["class_name"] = "os.system"
+    header["__metadata__"]["model_config"] = json.dumps(config)
+    _rewrite_header(path, header)
+    with pytest.raises(ValueError, match="os.system"):
+        load_model(path)
