@@ -403,7 +403,7 @@ def print_table(report: dict[str, Any]) -> None:
         layers = "rnnkit.layers (mask)" if var else "rnnkit.layers"
         other = ", ".join(f"{k} {up[k]:.2f}" for k in ("jax", "keras") if k in up)
         if var:
-            other = f"dense +{100 * row['masking_overhead']:.0f}%"
+            other = f"vs dense {100 * row['masking_overhead']:+.0f}%"
         memory = row.get("peak_memory_mb")
         table.add_row(
             row["cell"], row["size"] + (" var" if var else ""), row["mode"],
