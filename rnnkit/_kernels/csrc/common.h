@@ -134,6 +134,10 @@ inline const T* previous_state(const T* states, const T* h0, int64_t t, int64_t 
   return at_step(states, reverse ? t + 1 : t - 1, batch, row, hidden);
 }
 
+// op(a) @ op(b) for contiguous 2-D tensors through gemm() above (not the dispatcher, whose
+// threading of small products is slow on a busy machine).
+Tensor matmul(const Tensor& a, Op op_a, const Tensor& b, Op op_b);
+
 // b_ih + b_hh, either of which may be undefined (then the other, or undefined).
 Tensor summed_bias(const Tensor& b_ih, const Tensor& b_hh);
 

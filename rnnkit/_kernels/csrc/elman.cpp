@@ -129,8 +129,12 @@ struct ElmanFunction : public torch::autograd::Function<ElmanFunction> {
     });
     const Tensor flat = d_pre.view({steps * batch, hidden});
     Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
-    if (ctx->needs_input_grad(0)) dx = flat.mm(w_ih).view({steps, batch, features});
-    if (ctx->needs_input_grad(2)) dw_ih = flat.t().mm(x.view({steps * batch, features}));
+    if (ctx->needs_input_grad(0)) {
+      dx = matmul(flat, Op::N, w_ih, Op::N).view({steps, batch, features});
+    }
+    if (ctx->needs_input_grad(2)) {
+      dw_ih = matmul(flat, Op::T, x.view({steps * batch, features}), Op::N);
+    }
     if (ctx->needs_input_grad(3)) dw_hh = recurrent_weight_grad(d_pre, 0, hidden, out, h0, reverse);
     if (ctx->needs_input_grad(4) || ctx->needs_input_grad(5)) {
       const Tensor db = flat.sum(0);

@@ -13,6 +13,8 @@ void sgemm_(const char* transa, const char* transb, const int* m, const int* n, 
 void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
             const double* alpha, const double* a, const int* lda, const double* b,
             const int* ldb, const double* beta, double* c, const int* ldc) __attribute__((weak));
+// MKL's per-thread thread count (returns the previous setting; 0 means "the global one").
+int MKL_Set_Num_Threads_Local(int threads) __attribute__((weak));
 }
 
 namespace rnnkit {
@@ -47,11 +49,18 @@ void gemm_blas(Blas blas, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, T a
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
     return;
   }
+  // A small product split across threads waits at a barrier for a thread that a busy machine
+  // may not schedule for milliseconds (measured: a 24x10x10 product took 30 ms on a loaded
+  // 2-core machine, 5 us on one thread). Below ~4 MFLOP one thread is as fast anyway.
+  constexpr double kThreadedFlops = 4e6;
+  const bool single = MKL_Set_Num_Threads_Local != nullptr && 2.0 * m * n * k < kThreadedFlops;
+  const int previous = single ? MKL_Set_Num_Threads_Local(1) : 0;
   const char ta = op_a == Op::N ? 'N' : 'T', tb = op_b == Op::N ? 'N' : 'T';
   const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
   const int ilda = static_cast<int>(lda), ildb = static_cast<int>(ldb);
   const int ildc = static_cast<int>(ldc);
   blas(&tb, &ta, &in, &im, &ik, &alpha, b, &ildb, a, &ilda, &beta, c, &ildc);
+  if (single) MKL_Set_Num_Threads_Local(previous);
 }
 
 bool fits_int(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {

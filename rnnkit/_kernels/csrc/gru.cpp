@@ -174,8 +174,12 @@ struct GRUFunction : public torch::autograd::Function<GRUFunction> {
     });
     const Tensor flat_gi = d_gi.view({steps * batch, 3 * hidden});
     Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
-    if (ctx->needs_input_grad(0)) dx = flat_gi.mm(w_ih).view({steps, batch, features});
-    if (ctx->needs_input_grad(2)) dw_ih = flat_gi.t().mm(x.view({steps * batch, features}));
+    if (ctx->needs_input_grad(0)) {
+      dx = matmul(flat_gi, Op::N, w_ih, Op::N).view({steps, batch, features});
+    }
+    if (ctx->needs_input_grad(2)) {
+      dw_ih = matmul(flat_gi, Op::T, x.view({steps * batch, features}), Op::N);
+    }
     if (ctx->needs_input_grad(3)) {
       dw_hh = at::cat({recurrent_weight_grad(d_gi, 0, 2 * hidden, out, h0, reverse),
                        recurrent_weight_grad(d_ghn, 0, hidden, out, h0, reverse)});

@@ -179,8 +179,12 @@ struct LSTMFunction : public torch::autograd::Function<LSTMFunction> {
     });
     const Tensor flat = d_gates.view({steps * batch, 4 * hidden});
     Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
-    if (ctx->needs_input_grad(0)) dx = flat.mm(w_ih).view({steps, batch, features});
-    if (ctx->needs_input_grad(3)) dw_ih = flat.t().mm(x.view({steps * batch, features}));
+    if (ctx->needs_input_grad(0)) {
+      dx = matmul(flat, Op::N, w_ih, Op::N).view({steps, batch, features});
+    }
+    if (ctx->needs_input_grad(3)) {
+      dw_ih = matmul(flat, Op::T, x.view({steps * batch, features}), Op::N);
+    }
     if (ctx->needs_input_grad(4)) {
       dw_hh = recurrent_weight_grad(d_gates, 0, 4 * hidden, out, h0, reverse);
     }

@@ -43,6 +43,17 @@ Tensor recurrent_weight_grad(const Tensor& d, int64_t ld_offset, int64_t gates_w
   return dw;
 }
 
+Tensor matmul(const Tensor& a, Op op_a, const Tensor& b, Op op_b) {
+  const int64_t m = a.size(op_a == Op::N ? 0 : 1), k = a.size(op_a == Op::N ? 1 : 0);
+  const int64_t n = b.size(op_b == Op::N ? 1 : 0);
+  Tensor out = at::empty({m, n}, a.options());
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "matmul", [&] {
+    gemm(op_a, op_b, m, n, k, scalar_t(1), a.data_ptr<scalar_t>(), a.size(1),
+         b.data_ptr<scalar_t>(), b.size(1), scalar_t(0), out.data_ptr<scalar_t>(), n);
+  });
+  return out;
+}
+
 Tensor summed_bias(const Tensor& b_ih, const Tensor& b_hh) {
   if (!b_ih.defined()) return contiguous_or_empty(b_hh);
   if (!b_hh.defined()) return b_ih.contiguous();
