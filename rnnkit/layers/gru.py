@@ -245,6 +245,7 @@ class GRU(KerasRNN):
             b_hh,
             mask=mask,
             reverse=self.go_backwards,
+            backend=self.kernel_backend,
         )
         return held, [h_n]
 

@@ -219,6 +219,7 @@ class LSTM(KerasRNN):
             None,
             mask=mask,
             reverse=self.go_backwards,
+            backend=self.kernel_backend,
         )
         return held, [h_n, c_n]
 

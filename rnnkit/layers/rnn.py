@@ -50,7 +50,7 @@ from torch import Tensor
 from .. import activations, initializers
 from ._base import Layer, Shape, as_mask, as_tensor
 
-BACKENDS = ("auto", "fused", "loop")
+BACKENDS = ("auto", "compiled", "fused", "loop")
 
 # Keras arguments rnnkit does not implement. Their default (None) is accepted so that Keras
 # configs load; any other value is an error rather than being silently ignored.
@@ -90,15 +90,16 @@ def check_units(owner: str, units: Any) -> int:
 
 
 def backend_from_use_cudnn(owner: str, use_cudnn: Any, backend: str) -> str:
-    """Keras' ``use_cudnn`` ("auto", True, False) as rnnkit's ``backend``."""
+    """Keras' ``use_cudnn`` ("auto", True, False) as rnnkit's ``backend``: True demands a
+    kernel (``"fused"`` unless ``"compiled"`` was asked for), False the loop."""
     if use_cudnn not in ("auto", True, False):
         raise ValueError(f"{owner}: use_cudnn must be 'auto', True or False, got {use_cudnn!r}")
     if use_cudnn == "auto":
         return backend
     wanted = "fused" if use_cudnn else "loop"
-    if backend not in ("auto", wanted):
+    if backend != "auto" and (backend == "loop") != (wanted == "loop"):
         raise ValueError(f"{owner}: use_cudnn={use_cudnn} contradicts backend={backend!r}")
-    return wanted
+    return backend if backend != "auto" else wanted
 
 
 # -- serialisation of nested layers (Bidirectional's inner layer, RNN's cell) ----------------
@@ -218,8 +219,9 @@ class RNN(Layer):
             batch size) until :meth:`reset_states`.
         unroll: accepted for Keras compatibility; the numbers are the same either way.
         zero_output_for_mask: masked steps output zeros instead of the previous output.
-        backend: ``"auto"`` (fused kernels when the configuration allows, else the loop),
-            ``"fused"`` (kernels or an error saying why not) or ``"loop"``.
+        backend: ``"auto"`` (the fastest kernels when the configuration allows, else the
+            loop), ``"compiled"`` (the C++ kernels) or ``"fused"`` (the pure-PyTorch kernels),
+            each an error saying why when the configuration cannot use them, or ``"loop"``.
 
     Call: ``layer(x, initial_state=None, mask=None, training=None)`` with x (B, T, D) as a
     tensor or NumPy array, ``initial_state`` a list of (B, size) tensors (one per state) and
@@ -424,12 +426,18 @@ class RNN(Layer):
         if self.backend == "loop":
             return False
         reason = self._fast_path_blocker(training)
-        if reason is not None and self.backend == "fused":
+        if reason is not None and self.backend in ("fused", "compiled"):
             raise ValueError(
-                f"Layer '{self.name}' was created with backend='fused', but the fused kernels "
-                f"cannot run it: {reason}. Pass backend='auto' to fall back to the loop."
+                f"Layer '{self.name}' was created with backend={self.backend!r}, but the fused "
+                f"kernels cannot run it: {reason}. Pass backend='auto' to fall back to the loop."
             )
         return reason is None
+
+    @property
+    def kernel_backend(self) -> str:
+        """The ``rnnkit._kernels`` backend the fused path asks for: the user's explicit
+        ``"compiled"``/``"fused"``, else ``"auto"`` (the fastest available)."""
+        return self.backend if self.backend in ("compiled", "fused") else "auto"
 
     def _cell_step(self, training: bool) -> Callable[[Tensor, States], tuple[Tensor, Any]]:
         cell = self.cell

@@ -144,6 +144,7 @@ class SimpleRNN(KerasRNN):
             nonlinearity=activation_name(cell.activation),  # tanh or relu: see the blocker
             mask=mask,
             reverse=self.go_backwards,
+            backend=self.kernel_backend,
         )
         return held, [h_n]
 

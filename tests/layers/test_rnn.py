@@ -279,3 +279,27 @@ def test_call_errors():
         layer(torch.randn(2, 4, 3), initial_state=[torch.zeros(3, 2)])
     with pytest.raises(ValueError, match="returned 2 state"):
         RNN(TwoStatesBack())(torch.randn(1, 2, 2))
+
+
+@pytest.mark.parametrize("backend", ["compiled", "fused"])
+def test_explicit_kernel_backends_match_the_loop(backend):
+    """backend="compiled"/"fused" reach that kernel (and use_cudnn=True agrees with both)."""
+    from rnnkit._kernels import compiled
+
+    if backend == "compiled" and not compiled.available():
+        pytest.skip("the compiled kernels cannot be built here")
+    x = torch.randn(3, 6, 4, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0], [0, 0, 1, 1, 1, 1]], dtype=torch.bool)
+    for cls in (SimpleRNN, GRU, LSTM):
+        torch.manual_seed(0)
+        extra = {} if cls is SimpleRNN else {"use_cudnn": True}
+        fast = cls(5, return_sequences=True, backend=backend, **extra)
+        loop = cls(5, return_sequences=True, backend="loop")
+        fast.maybe_build((3, 6, 4))
+        loop.maybe_build((3, 6, 4))
+        fast.double(), loop.double()
+        loop.set_weights(fast.get_weights())
+        assert fast.kernel_backend == backend
+        torch.testing.assert_close(fast(x, mask=mask), loop(x, mask=mask), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="backend='compiled'.*activation"):
+        SimpleRNN(5, activation="sigmoid", backend="compiled")(x.float())
