@@ -357,9 +357,9 @@ class LSTM(_RecurrentBase):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.proj_size and self.backend == "fused":
+        if self.proj_size and self.backend in ("fused", "compiled"):
             raise ValueError(
-                "backend='fused' has no LSTM projection (proj_size > 0); "
+                f"backend={self.backend!r} has no LSTM projection (proj_size > 0); "
                 "use backend='auto' or 'loop'"
             )
 

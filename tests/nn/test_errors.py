@@ -104,3 +104,5 @@ def test_proj_size_rules() -> None:
         rnn.LSTM(3, 4, proj_size=4)
     with pytest.raises(ValueError, match="backend='fused' has no LSTM projection"):
         rnn.LSTM(3, 4, proj_size=2, backend="fused")
+    with pytest.raises(ValueError, match="backend='compiled' has no LSTM projection"):
+        rnn.LSTM(3, 4, proj_size=2, backend="compiled")
