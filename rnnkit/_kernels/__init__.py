@@ -19,6 +19,11 @@ at masked steps are the held state; callers zero them when they want ``torch.nn`
   - ``"auto"``: ``"compiled"`` where it can run, else ``"fused"``. ``bench/speed.py`` measures
     both paths on every cell and size; the compiled one was faster on every row (the Python
     loop's per-step overhead dominates at small sizes and still costs 10-30% at large ones).
+    One exception: a dense (unmasked) float32 LSTM on the CPU with batch x hidden >= 1024 runs
+    on PyTorch's own LSTM kernel (oneDNN's fused RNN), which measured faster than both of ours
+    there (``bench/speed.py``: 0.68-0.90x for the compiled kernel at the small to large sizes);
+    with a mask, or below that size, the compiled kernel wins (4.4x over a packed torch.nn
+    LSTM, 1.3-1.7x at the tiny size).
 """
 
 from __future__ import annotations
@@ -144,6 +149,8 @@ def lstm(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """LSTM (gates i, f, g, o). Returns (states h, h_n, c_n)."""
     path = _choose(backend, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    if backend == "auto" and path == "compiled" and _prefers_torch_lstm(x, w_hh, mask):
+        return _torch_lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse)
     if path == "compiled":
         out, h_n, c_n = _compiled.load().lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse)
         return out, h_n, c_n
@@ -152,6 +159,32 @@ def lstm(
     step = partial(_lstm_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
     out, (h_n, c_n) = scan(step, x, (h0, c0), mask, reverse)
     return out, h_n, c_n
+
+
+# batch x hidden from which PyTorch's LSTM (oneDNN) beats the compiled kernel on dense input
+_TORCH_LSTM_MIN_WORK = 1024
+
+
+def _prefers_torch_lstm(x: Tensor, w_hh: Tensor, mask: Tensor | None) -> bool:
+    return (mask is None and x.dtype == torch.float32 and x.device.type == "cpu"
+            and x.shape[1] * w_hh.shape[1] >= _TORCH_LSTM_MIN_WORK)
+
+
+def _torch_lstm(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
+                b_ih: Tensor | None, b_hh: Tensor | None,
+                reverse: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """One layer and direction on PyTorch's own LSTM kernel (differentiable by autograd)."""
+    if (b_ih is None) != (b_hh is None):  # the Keras layout has one bias
+        b_ih = b_ih if b_ih is not None else torch.zeros_like(b_hh)  # type: ignore[arg-type]
+        b_hh = b_hh if b_hh is not None else torch.zeros_like(b_ih)
+    params = [w_ih, w_hh] if b_ih is None else [w_ih, w_hh, b_ih, b_hh]
+    inputs = x.flip(0) if reverse else x
+    train = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (x, h0, c0, *params))  # type: ignore[union-attr]
+    out, h_n, c_n = torch._VF.lstm(  # type: ignore[attr-defined]
+        inputs, (h0.unsqueeze(0), c0.unsqueeze(0)), params, b_ih is not None, 1, 0.0, train,
+        False, False)
+    return (out.flip(0) if reverse else out), h_n[0], c_n[0]
 
 
 def _elman_step(x, state, *, w_ih, w_hh, b_ih, b_hh, act):  # type: ignore[no-untyped-def]
