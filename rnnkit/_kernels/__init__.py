@@ -19,16 +19,17 @@ at masked steps are the held state; callers zero them when they want ``torch.nn`
   - ``"auto"``: ``"compiled"`` where it can run, else ``"fused"``. ``bench/speed.py`` measures
     both paths on every cell and size; the compiled one was faster on every row (the Python
     loop's per-step overhead dominates at small sizes and still costs 10-30% at large ones).
-    One exception: a dense (unmasked) float32 LSTM on the CPU with batch x hidden >= 1024 runs
-    on PyTorch's own LSTM kernel (oneDNN's fused RNN), which measured faster than both of ours
-    there (``bench/speed.py``: 0.68-0.90x for the compiled kernel at the small to large sizes);
-    with a mask, or below that size, the compiled kernel wins (4.4x over a packed torch.nn
-    LSTM, 1.3-1.7x at the tiny size).
+    Two exceptions, where PyTorch's own kernels measured faster: a dense (unmasked) float32 LSTM
+    on the CPU with batch x hidden >= 1024 (oneDNN's fused LSTM; the compiled kernel ran at
+    0.64-0.93x there) and dense float32 GRU inference from batch x hidden = 16384 (0.90-0.94x).
+    With a mask, in GRU training, or below those sizes the compiled kernel wins (4-27x over a
+    packed torch.nn, 1.3-3x at the tiny size).
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -123,6 +124,10 @@ def gru(
 ) -> tuple[Tensor, Tensor]:
     """GRU in PyTorch's formulation (gates r, z, n). Returns (states, h_n)."""
     path = _choose(backend, x, h0, w_ih, w_hh, b_ih, b_hh)
+    if backend == "auto" and path == "compiled" and _prefers_torch_gru(
+            x, w_hh, mask, h0, w_ih, w_hh, b_ih, b_hh):
+        out, h_n = _torch_recurrence(torch._VF.gru, x, (h0,), w_ih, w_hh, b_ih, b_hh, reverse)
+        return out, h_n
     if path == "compiled":
         out, h_n = _compiled.load().gru(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse)
         return out, h_n
@@ -150,7 +155,9 @@ def lstm(
     """LSTM (gates i, f, g, o). Returns (states h, h_n, c_n)."""
     path = _choose(backend, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
     if backend == "auto" and path == "compiled" and _prefers_torch_lstm(x, w_hh, mask):
-        return _torch_lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse)
+        out, h_n, c_n = _torch_recurrence(torch._VF.lstm, x, (h0, c0), w_ih, w_hh, b_ih, b_hh,
+                                          reverse)
+        return out, h_n, c_n
     if path == "compiled":
         out, h_n, c_n = _compiled.load().lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse)
         return out, h_n, c_n
@@ -161,30 +168,47 @@ def lstm(
     return out, h_n, c_n
 
 
-# batch x hidden from which PyTorch's LSTM (oneDNN) beats the compiled kernel on dense input
+# Where PyTorch's own kernels measured faster than the compiled ones (bench/speed.py, the full
+# run in bench/results-full*.json): a dense LSTM from batch x hidden = 1024 (oneDNN's fused
+# LSTM; the compiled kernel ran at 0.64-0.93x there), and dense GRU inference from batch x
+# hidden = 16384 (0.90-0.94x at the medium and large sizes; training stays faster on ours).
 _TORCH_LSTM_MIN_WORK = 1024
+_TORCH_GRU_INFERENCE_MIN_WORK = 16384
+
+
+def _dense_float32_cpu(x: Tensor, mask: Tensor | None) -> bool:
+    return mask is None and x.dtype == torch.float32 and x.device.type == "cpu"
 
 
 def _prefers_torch_lstm(x: Tensor, w_hh: Tensor, mask: Tensor | None) -> bool:
-    return (mask is None and x.dtype == torch.float32 and x.device.type == "cpu"
-            and x.shape[1] * w_hh.shape[1] >= _TORCH_LSTM_MIN_WORK)
+    return _dense_float32_cpu(x, mask) and x.shape[1] * w_hh.shape[1] >= _TORCH_LSTM_MIN_WORK
 
 
-def _torch_lstm(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
-                b_ih: Tensor | None, b_hh: Tensor | None,
-                reverse: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """One layer and direction on PyTorch's own LSTM kernel (differentiable by autograd)."""
+def _prefers_torch_gru(x: Tensor, w_hh: Tensor, mask: Tensor | None,
+                       *tensors: Tensor | None) -> bool:
+    return (_dense_float32_cpu(x, mask) and not _needs_grad(x, *tensors)
+            and x.shape[1] * w_hh.shape[1] >= _TORCH_GRU_INFERENCE_MIN_WORK)
+
+
+def _needs_grad(*tensors: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _torch_recurrence(function: Any, x: Tensor, states: tuple[Tensor, ...], w_ih: Tensor,
+                      w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
+                      reverse: bool) -> tuple[Tensor, ...]:
+    """One layer and direction on PyTorch's own kernel (``torch._VF.lstm``/``gru``, what
+    ``torch.nn`` calls; differentiable by autograd). Returns (states, *final states)."""
     if (b_ih is None) != (b_hh is None):  # the Keras layout has one bias
         b_ih = b_ih if b_ih is not None else torch.zeros_like(b_hh)  # type: ignore[arg-type]
         b_hh = b_hh if b_hh is not None else torch.zeros_like(b_ih)
     params = [w_ih, w_hh] if b_ih is None else [w_ih, w_hh, b_ih, b_hh]
     inputs = x.flip(0) if reverse else x
-    train = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (x, h0, c0, *params))  # type: ignore[union-attr]
-    out, h_n, c_n = torch._VF.lstm(  # type: ignore[attr-defined]
-        inputs, (h0.unsqueeze(0), c0.unsqueeze(0)), params, b_ih is not None, 1, 0.0, train,
-        False, False)
-    return (out.flip(0) if reverse else out), h_n[0], c_n[0]
+    train = _needs_grad(x, *states, *params)
+    hx = tuple(s.unsqueeze(0) for s in states)
+    out, *finals = function(inputs, hx if len(hx) > 1 else hx[0], params, b_ih is not None, 1,
+                            0.0, train, False, False)
+    return (out.flip(0) if reverse else out, *(f[0] for f in finals))
 
 
 def _elman_step(x, state, *, w_ih, w_hh, b_ih, b_hh, act):  # type: ignore[no-untyped-def]
