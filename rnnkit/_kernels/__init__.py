@@ -67,13 +67,14 @@ def _choose(backend: str, x: Tensor, *tensors: Tensor | None) -> str:
 
 def _compiled_refuses(x: Tensor, tensors: tuple[Tensor | None, ...]) -> str | None:
     """Why the compiled kernels cannot take these tensors, or None when they can."""
-    if x.device.type != "cpu":
+    if not x.is_cpu:
         return f"it runs on CPU tensors, got {x.device}"
-    if x.dtype not in (torch.float32, torch.float64):
-        return f"it runs float32 and float64, got {x.dtype}"
-    for t in tensors:
-        if t is not None and (t.dtype != x.dtype or t.device != x.device):
-            return f"every tensor must be {x.dtype} on the CPU like x, got {t.dtype} on {t.device}"
+    dtype = x.dtype
+    if dtype not in (torch.float32, torch.float64):
+        return f"it runs float32 and float64, got {dtype}"
+    for t in tensors:  # is_cpu and dtype are cheap; this runs on every call
+        if t is not None and (t.dtype != dtype or not t.is_cpu):
+            return f"every tensor must be {dtype} on the CPU like x, got {t.dtype} on {t.device}"
     return None
 
 

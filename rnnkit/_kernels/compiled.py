@@ -87,7 +87,10 @@ def load() -> ModuleType:
     """The compiled module, building it on first use; :class:`ExtensionUnavailable` if it
     cannot be had (switched off by ``RNNKIT_NO_EXTENSION``, no compiler, a failed build)."""
     global _module, _error
-    if os.environ.get(ENV_DISABLE, "") not in ("", "0"):
+    switched_off = os.environ.get(ENV_DISABLE, "") not in ("", "0")
+    if _module is not None and not switched_off:
+        return _module  # the common case, on every call
+    if switched_off:
         raise ExtensionUnavailable(
             f"rnnkit's compiled kernels are switched off by {ENV_DISABLE}="
             f"{os.environ[ENV_DISABLE]!r}; unset it, or use backend='fused'"

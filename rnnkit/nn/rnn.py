@@ -138,8 +138,9 @@ class _RecurrentBase(torch.nn.Module):
 
     def _weights(self, layer: int, direction: int) -> dict[str, Tensor | None]:
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
+        parameters = self._parameters  # direct lookups: this runs on every call
         return {
-            kind: getattr(self, kind + suffix, None)
+            kind: parameters.get(kind + suffix)
             for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
         }
 
@@ -204,7 +205,10 @@ class _RecurrentBase(torch.nn.Module):
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
 
         output = layer_input.transpose(0, 1) if self.batch_first else layer_input
-        final_states = [torch.stack([f[i] for f in finals]) for i in range(self.state_count)]
+        final_states = [
+            finals[0][i].unsqueeze(0) if len(finals) == 1 else torch.stack([f[i] for f in finals])
+            for i in range(self.state_count)
+        ]
         if not batched:
             output = output.squeeze(0 if self.batch_first else 1)
             final_states = [s.squeeze(1) for s in final_states]
