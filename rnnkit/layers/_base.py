@@ -146,9 +146,9 @@ class Layer(torch.nn.Module):
     def convert_inputs(self, inputs: Any) -> Tensor:
         """NumPy to tensor (float32 by default). Layers with integer inputs override this."""
         tensor = as_tensor(inputs)
-        params = [p for p in self.parameters()]
-        if params and tensor.is_floating_point() and tensor.dtype != params[0].dtype:
-            tensor = tensor.to(params[0].dtype)
+        first = next(self.parameters(), None)
+        if first is not None and tensor.is_floating_point() and tensor.dtype != first.dtype:
+            tensor = tensor.to(first.dtype)
         return tensor
 
     def _call_arguments(self) -> tuple[str, ...]:

@@ -27,9 +27,10 @@ from .rnn import KerasRNN, RecurrentCell, States, _serialize_option, backend_fro
 
 
 def _zrh_to_rzn(weight: Tensor, units: int) -> Tensor:
-    """Reorder Keras' gate blocks (z, r, h) along the last axis into torch's (r, z, n)."""
-    z, r, h = weight.split(units, dim=-1)
-    return torch.cat([r, z, h], dim=-1)
+    """Reorder Keras' gate blocks (z, r, h) along the last axis into torch's (r, z, n) (this
+    runs on every call: slices and one concatenation)."""
+    return torch.cat([weight[..., units : 2 * units], weight[..., :units],
+                      weight[..., 2 * units :]], dim=-1)
 
 
 class GRUCell(RecurrentCell):

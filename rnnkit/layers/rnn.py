@@ -183,11 +183,11 @@ def to_weights_dtype(layer: torch.nn.Module, inputs: Any) -> Tensor:
     """Inputs as a tensor of the weights' dtype (float32 without weights, as Keras; floating
     tensors then keep theirs). NumPy data is converted once, straight to that dtype; integer
     data (one-hot lists) too."""
-    params = list(layer.parameters())
-    dtype = params[0].dtype if params else torch.get_default_dtype()
+    first = next(layer.parameters(), None)  # the first weight is enough (runs every call)
+    dtype = first.dtype if first is not None else torch.get_default_dtype()
     if not isinstance(inputs, Tensor):
         return as_tensor(inputs, dtype=dtype)
-    if inputs.dtype == dtype or (not params and inputs.is_floating_point()):
+    if inputs.dtype == dtype or (first is None and inputs.is_floating_point()):
         return inputs
     return inputs.to(dtype)
 
@@ -325,8 +325,8 @@ class RNN(Layer):
         make = getattr(self.cell, "get_initial_state", None)
         if callable(make):
             return _state_list(make(batch_size=batch_size))
-        params = list(self.parameters())
-        like = params[0] if params else torch.empty(0)
+        like = next(self.parameters(), None)
+        like = like if like is not None else torch.empty(0)
         return [like.new_zeros(batch_size, size) for size in self.state_size]
 
     def reset_states(self, states: Sequence[Any] | None = None) -> None:
