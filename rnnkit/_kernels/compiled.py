@@ -23,7 +23,8 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["ENV_DISABLE", "ExtensionUnavailable", "ExtensionWarning", "available", "load"]
+__all__ = ["ENV_DISABLE", "ExtensionUnavailable", "ExtensionWarning", "available", "load",
+           "needs_build"]
 
 ENV_DISABLE = "RNNKIT_NO_EXTENSION"
 _SOURCES = ("bindings.cpp", "shared.cpp", "gemm.cpp", "elman.cpp", "gru.cpp", "lstm.cpp")
@@ -81,6 +82,22 @@ def _build() -> ModuleType:
             extra_ldflags=["-fopenmp"],
             verbose=False,
         )
+
+
+def needs_build() -> bool:
+    """Whether the first use would compile the kernels (nothing cached for these sources, and
+    the extension is not switched off): callers can tell the user before the wait."""
+    if _module is not None or _error is not None:
+        return False
+    if os.environ.get(ENV_DISABLE, "") not in ("", "0"):
+        return False
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        name = _module_name(_flags())
+        return not (Path(_get_build_directory(name, verbose=False)) / f"{name}.so").is_file()
+    except Exception:  # a torch without that helper: assume a build, the message is harmless
+        return True
 
 
 def load() -> ModuleType:

@@ -190,6 +190,11 @@ def train(options: TrainOptions) -> RunDir:
         f"{config.cell.upper()}({config.units}), {model.count_params():,} parameters, "
         f"{config.epochs} epochs on {device}")
 
+    from .._kernels import compiled
+
+    if device.type == "cpu" and compiled.needs_build():
+        say("Building rnnkit's compiled CPU kernels: once per machine, a minute or two...")
+        compiled.available()
     backup = BackupAndRestore(run.checkpoint, delete_checkpoint=False)
     callbacks: list[Any] = [backup]
     if options.tensorboard:

@@ -205,3 +205,14 @@ def test_fallback_path_matches_loop(fresh_loader: pytest.MonkeyPatch) -> None:
 
 def _must_not_build() -> None:
     raise AssertionError("the extension must not be built when switched off")
+
+
+def test_needs_build_tells_whether_the_first_use_compiles(fresh_loader: pytest.MonkeyPatch,
+                                                          tmp_path) -> None:
+    fresh_loader.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))  # an empty cache
+    assert compiled.needs_build()
+    fresh_loader.setenv(compiled.ENV_DISABLE, "1")
+    assert not compiled.needs_build()  # switched off: nothing will be built
+    fresh_loader.delenv(compiled.ENV_DISABLE)
+    compiled._error = "RuntimeError: no compiler"
+    assert not compiled.needs_build()  # a build already failed in this process
