@@ -85,17 +85,23 @@ def test_compiled_matches_fused_and_loop(extension: None, cell: str, mask_kind: 
             torch.testing.assert_close(a, b, **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize("mask_kind", ["none", "lengths"])
-def test_compiled_threads_match_fused(extension: None, cell: str, mask_kind: str) -> None:
-    """A batch big enough to be split across threads gives the same numbers."""
-    shape = (40, 24, 8, 48)
-    args = _inputs(cell, torch.float64, shape)
-    mask = _mask(mask_kind, 40, 24)
+def test_compiled_threads_match_fused(extension: None, cell: str, mask_kind: str,
+                                      dtype: torch.dtype) -> None:
+    """A batch big enough to be split across threads gives the same numbers. An odd batch
+    gives the threads shares of different sizes (each packs the recurrent weights for its own
+    share in float32), and a hidden size that is no multiple of 8 leaves a vector remainder."""
+    shape = (40, 25, 8, 45)
+    args = _inputs(cell, dtype, shape)
+    mask = _mask(mask_kind, 40, 25)
     values, grads = _run(cell, args, mask, True, "compiled")
     fused_values, fused_grads = _run(cell, args, mask, True, "fused")
+    # float32 weight gradients sum 1000 products in a different order: looser than TOL
+    tol = TOL[dtype] if dtype == torch.float64 else dict(rtol=1e-4, atol=5e-5)
     for a, b in zip((*values, *grads), (*fused_values, *fused_grads)):
-        torch.testing.assert_close(a, b, **TOL[torch.float64])
+        torch.testing.assert_close(a, b, **tol)
 
 
 @pytest.mark.parametrize("cell,mask_kind,reverse",

@@ -78,6 +78,29 @@ void gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, const 
 void gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
           int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc);
 
+// The right factor of a product repeated with many left factors: the recurrent weights, used
+// once per time step. Where the BLAS can (MKL's cblas_sgemm_pack, float only), op(B) is packed
+// into its internal layout once, instead of on every call (measured: the repacking was a fifth
+// of a small LSTM step's product); elsewhere multiply() is gemm() above. One per thread: the
+// packed layout depends on m, which is that thread's share of the batch.
+template <typename T>
+class PackedRight {
+ public:
+  PackedRight(Op op_b, int64_t m, int64_t n, int64_t k, const T* b, int64_t ldb);
+  PackedRight(const PackedRight&) = delete;
+  PackedRight& operator=(const PackedRight&) = delete;
+  ~PackedRight();
+
+  // C (m, n) = A (m, k) @ op(B) + beta * C, row-major with leading dimensions.
+  void multiply(const T* a, int64_t lda, T beta, T* c, int64_t ldc) const;
+
+ private:
+  Op op_b_;
+  int64_t m_, n_, k_, ldb_;
+  const T* b_;
+  void* packed_ = nullptr;  // the packed copy of op(B), or null when gemm() is used
+};
+
 // ---------------------------------------------------------------------------------------------
 // Run f(begin, end) over [0, batch) in one chunk per thread when the work is big enough to pay
 // for waking a second thread, else in one call on this thread.

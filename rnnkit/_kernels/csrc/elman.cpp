@@ -31,10 +31,11 @@ void forward_loop(T* out, const T* h0, const T* w_hh, const bool* mask, int64_t 
   over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0, n = rows * hidden;
     const T* h = h0 + b0 * hidden;
+    const PackedRight<T> recurrent(Op::T, rows, hidden, hidden, w_hh, hidden);  // @ W_hh^T
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? steps - 1 - s : s;
       T* o = at_step(out, t, batch, b0, hidden);  // (rows, H)
-      gemm(Op::N, Op::T, rows, hidden, hidden, T(1), h, hidden, w_hh, hidden, T(1), o, hidden);
+      recurrent.multiply(h, hidden, T(1), o, hidden);
       if (relu) {
         for (int64_t k = 0; k < n; ++k) o[k] = o[k] > T(0) ? o[k] : T(0);
       } else {
@@ -55,6 +56,7 @@ void backward_loop(const T* d_out, T* dh, const T* out, const T* w_hh, const boo
   over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0, n = rows * hidden;
     T* g = dh + b0 * hidden;  // (rows, H): d loss / d h_t, carried back through time
+    const PackedRight<T> recurrent(Op::N, rows, hidden, hidden, w_hh, hidden);  // @ W_hh
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? s : steps - 1 - s;
       const T* h = at_step(out, t, batch, b0, hidden);
@@ -75,7 +77,7 @@ void backward_loop(const T* d_out, T* dh, const T* out, const T* w_hh, const boo
         }
         beta = T(1);
       }
-      gemm(Op::N, Op::N, rows, hidden, hidden, T(1), dp, hidden, w_hh, hidden, beta, g, hidden);
+      recurrent.multiply(dp, hidden, beta, g, hidden);
     }
   });
 }

@@ -2,6 +2,9 @@
 //
 // A row-major (m, n) matrix is the column-major (n, m) matrix of the same memory, so
 // C = op(A) op(B) in row-major is C^T = op(B)^T op(A)^T in column-major: swap the operands.
+#include <cstdlib>
+#include <type_traits>
+
 #include "common.h"
 
 extern "C" {
@@ -15,10 +18,35 @@ void dgemm_(const char* transa, const char* transb, const int* m, const int* n, 
             const int* ldb, const double* beta, double* c, const int* ldc) __attribute__((weak));
 // MKL's per-thread thread count (returns the previous setting; 0 means "the global one").
 int MKL_Set_Num_Threads_Local(int threads) __attribute__((weak));
+// MKL's packed products (CBLAS enums passed as their int values, 32-bit integers).
+size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
+void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha,
+                      const float* src, int ld, float* dest) __attribute__((weak));
+void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a,
+                         int lda, const float* b, int ldb, float beta, float* c, int ldc)
+    __attribute__((weak));
 }
 
 namespace rnnkit {
 namespace {
+
+// A small product split across threads waits at a barrier for a thread that a busy machine
+// may not schedule for milliseconds (measured: a 24x10x10 product took 30 ms on a loaded
+// 2-core machine, 5 us on one thread). Below ~4 MFLOP one thread is as fast anyway.
+class SingleThreadedIfSmall {
+ public:
+  SingleThreadedIfSmall(int64_t m, int64_t n, int64_t k)
+      : single_(MKL_Set_Num_Threads_Local != nullptr && 2.0 * m * n * k < kThreadedFlops),
+        previous_(single_ ? MKL_Set_Num_Threads_Local(1) : 0) {}
+  ~SingleThreadedIfSmall() {
+    if (single_) MKL_Set_Num_Threads_Local(previous_);
+  }
+
+ private:
+  static constexpr double kThreadedFlops = 4e6;
+  bool single_;
+  int previous_;
+};
 
 template <typename T>
 void gemm_aten(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
@@ -49,18 +77,12 @@ void gemm_blas(Blas blas, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, T a
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
     return;
   }
-  // A small product split across threads waits at a barrier for a thread that a busy machine
-  // may not schedule for milliseconds (measured: a 24x10x10 product took 30 ms on a loaded
-  // 2-core machine, 5 us on one thread). Below ~4 MFLOP one thread is as fast anyway.
-  constexpr double kThreadedFlops = 4e6;
-  const bool single = MKL_Set_Num_Threads_Local != nullptr && 2.0 * m * n * k < kThreadedFlops;
-  const int previous = single ? MKL_Set_Num_Threads_Local(1) : 0;
+  const SingleThreadedIfSmall guard(m, n, k);
   const char ta = op_a == Op::N ? 'N' : 'T', tb = op_b == Op::N ? 'N' : 'T';
   const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
   const int ilda = static_cast<int>(lda), ildb = static_cast<int>(ldb);
   const int ildc = static_cast<int>(ldc);
   blas(&tb, &ta, &in, &im, &ik, &alpha, b, &ildb, a, &ilda, &beta, c, &ildc);
-  if (single) MKL_Set_Num_Threads_Local(previous);
 }
 
 bool fits_int(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
@@ -87,5 +109,51 @@ void gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, double alpha, const
     gemm_aten(op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
 }
+
+namespace {
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
+
+bool can_pack(int64_t m, int64_t n, int64_t k, int64_t ldb) {
+  return cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr &&
+         cblas_sgemm_compute != nullptr && m > 0 && n > 0 && k > 0 && fits_int(m, n, k, ldb, n, n);
+}
+}  // namespace
+
+template <typename T>
+PackedRight<T>::PackedRight(Op op_b, int64_t m, int64_t n, int64_t k, const T* b, int64_t ldb)
+    : op_b_(op_b), m_(m), n_(n), k_(k), ldb_(ldb), b_(b) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (!can_pack(m, n, k, ldb)) return;
+    const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
+    const size_t bytes = cblas_sgemm_pack_get_size(kBMatrix, im, in, ik);
+    packed_ = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (packed_ == nullptr) return;  // out of memory for the copy: multiply unpacked
+    cblas_sgemm_pack(kRowMajor, kBMatrix, op_b == Op::N ? kNoTrans : kTrans, im, in, ik, 1.0f, b,
+                     static_cast<int>(ldb), static_cast<float*>(packed_));
+  }
+}
+
+template <typename T>
+PackedRight<T>::~PackedRight() {
+  std::free(packed_);
+}
+
+template <typename T>
+void PackedRight<T>::multiply(const T* a, int64_t lda, T beta, T* c, int64_t ldc) const {
+  if constexpr (std::is_same_v<T, float>) {
+    if (packed_ != nullptr && fits_int(m_, n_, k_, lda, ldb_, ldc)) {
+      const SingleThreadedIfSmall guard(m_, n_, k_);
+      cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, static_cast<int>(m_),
+                          static_cast<int>(n_), static_cast<int>(k_), a, static_cast<int>(lda),
+                          static_cast<const float*>(packed_), static_cast<int>(n_), beta, c,
+                          static_cast<int>(ldc));
+      return;
+    }
+  }
+  gemm(Op::N, op_b_, m_, n_, k_, T(1), a, lda, b_, ldb_, beta, c, ldc);
+}
+
+template class PackedRight<float>;
+template class PackedRight<double>;
 
 }  // namespace rnnkit

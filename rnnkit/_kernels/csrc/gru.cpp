@@ -28,9 +28,10 @@ void forward_loop(T* gates, T* out, T* hn_all, const T* h0, const T* w_hh, const
     std::vector<T> gh_buffer(rows * width);
     T* gh = gh_buffer.data();  // (rows, 3H)
     const T* h = h0 + b0 * hidden;
+    const PackedRight<T> recurrent(Op::T, rows, width, hidden, w_hh, hidden);  // @ W_hh^T
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? steps - 1 - s : s;
-      gemm(Op::N, Op::T, rows, width, hidden, T(1), h, hidden, w_hh, hidden, T(0), gh, width);
+      recurrent.multiply(h, hidden, T(0), gh, width);
       T* o = at_step(out, t, batch, b0, hidden);
       for (int64_t i = 0; i < rows; ++i) {
         T* g = at_step(gates, t, batch, b0 + i, width);
@@ -43,6 +44,9 @@ void forward_loop(T* gates, T* out, T* hn_all, const T* h0, const T* w_hh, const
           if (hn_out != nullptr) std::fill(hn_out, hn_out + hidden, T(0));
           continue;
         }
+        // The gate slices of a row sit at offsets GCC cannot prove disjoint; without this the
+        // loop stays scalar (measured: half the speed of a small LSTM step).
+#pragma omp simd
         for (int64_t j = 0; j < hidden; ++j) {
           const T r = sigmoid(g[j] + a[j] + b_hh[j]);
           const T z = sigmoid(g[hidden + j] + a[hidden + j] + b_hh[hidden + j]);
@@ -75,6 +79,7 @@ void backward_loop(const T* d_out, T* dh, const T* out, const T* h0, const T* ga
     std::vector<T> dgh_buffer(rows * width);
     T* dgh = dgh_buffer.data();  // (rows, 3H): d gh of this step, the left factor of d h
     T* carry = dh + b0 * hidden;   // (rows, H)
+    const PackedRight<T> recurrent(Op::N, rows, hidden, width, w_hh, hidden);  // @ W_hh
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? s : steps - 1 - s;
       const T* hp_rows = previous_state(out, h0, t, steps, batch, b0, hidden, reverse);
@@ -94,6 +99,7 @@ void backward_loop(const T* d_out, T* dh, const T* out, const T* h0, const T* ga
           std::fill(dn, dn + hidden, T(0));
           continue;
         }
+#pragma omp simd  // as in the forward pass
         for (int64_t j = 0; j < hidden; ++j) {
           const T r = g[j], z = g[hidden + j], n = g[2 * hidden + j];
           const T total = c[j] + go[j];
@@ -107,8 +113,7 @@ void backward_loop(const T* d_out, T* dh, const T* out, const T* h0, const T* ga
           c[j] = total * z;
         }
       }
-      gemm(Op::N, Op::N, rows, hidden, width, T(1), dgh, width, w_hh, hidden, T(1), carry,
-           hidden);
+      recurrent.multiply(dgh, width, T(1), carry, hidden);
     }
   });
 }

@@ -31,10 +31,11 @@ void forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0, 
     std::vector<T> c_buffer(c_all == nullptr ? 2 * rows * hidden : 0);
     const T* h = h0 + b0 * hidden;
     const T* c = c0 + b0 * hidden;
+    const PackedRight<T> recurrent(Op::T, rows, width, hidden, w_hh, hidden);  // @ W_hh^T
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? steps - 1 - s : s;
       T* a = at_step(gates, t, batch, b0, width);  // (rows, 4H)
-      gemm(Op::N, Op::T, rows, width, hidden, T(1), h, hidden, w_hh, hidden, T(1), a, width);
+      recurrent.multiply(h, hidden, T(1), a, width);
       T* o = at_step(out, t, batch, b0, hidden);
       T* c_new = c_all == nullptr ? c_buffer.data() + (s % 2) * rows * hidden
                                   : at_step(c_all, t, batch, b0, hidden);
@@ -49,6 +50,9 @@ void forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0, 
           std::copy(hp, hp + hidden, hr);
           continue;
         }
+        // The gate slices of a row sit at offsets GCC cannot prove disjoint; without this the
+        // loop stays scalar (measured: half the speed of a small LSTM step).
+#pragma omp simd
         for (int64_t j = 0; j < hidden; ++j) {
           const T ig = sigmoid(ar[j]);
           const T fg = sigmoid(ar[hidden + j]);
@@ -82,6 +86,7 @@ void backward_loop(const T* d_out, T* dh, T* dc, const T* c_all, const T* c0, co
     const int64_t rows = b1 - b0;
     T* carry_h = dh + b0 * hidden;  // (rows, H)
     T* carry_c = dc + b0 * hidden;
+    const PackedRight<T> recurrent(Op::N, rows, hidden, width, w_hh, hidden);  // @ W_hh
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? s : steps - 1 - s;
       const T* cp_rows = previous_state(c_all, c0, t, steps, batch, b0, hidden, reverse);
@@ -99,6 +104,7 @@ void backward_loop(const T* d_out, T* dh, T* dc, const T* c_all, const T* c0, co
           std::fill(dar, dar + width, T(0));
           continue;
         }
+#pragma omp simd  // as in the forward pass
         for (int64_t j = 0; j < hidden; ++j) {
           const T ig = g[j], fg = g[hidden + j], gg = g[2 * hidden + j], og = g[3 * hidden + j];
           const T total = gh[j] + go[j];
@@ -112,8 +118,7 @@ void backward_loop(const T* d_out, T* dh, T* dc, const T* c_all, const T* c0, co
           gh[j] = T(0);
         }
       }
-      gemm(Op::N, Op::N, rows, hidden, width, T(1), da, width, w_hh, hidden, T(1), carry_h,
-           hidden);
+      recurrent.multiply(da, width, T(1), carry_h, hidden);
     }
   });
 }
