@@ -19,11 +19,10 @@ at masked steps are the held state; callers zero them when they want ``torch.nn`
   - ``"auto"``: ``"compiled"`` where it can run, else ``"fused"``. ``bench/speed.py`` measures
     both paths on every cell and size; the compiled one was faster on every row (the Python
     loop's per-step overhead dominates at small sizes and still costs 10-30% at large ones).
-    Two exceptions, where PyTorch's own kernels measured faster: a dense (unmasked) float32 LSTM
-    on the CPU with batch x hidden >= 1024 (oneDNN's fused LSTM; the compiled kernel ran at
-    0.64-0.93x there) and dense float32 GRU inference from batch x hidden = 16384 (0.90-0.94x).
-    With a mask, in GRU training, or below those sizes the compiled kernel wins (4-27x over a
-    packed torch.nn, 1.3-3x at the tiny size).
+    One exception, where PyTorch's own kernel measured faster: dense (unmasked) float32 LSTM
+    *inference* on the CPU from batch x hidden = 16384 (oneDNN's fused LSTM, at about 95% of
+    the matrix-multiply peak there; the compiled kernel ran at 0.85-0.93x). With a mask, in
+    training, or below that size the compiled kernel wins.
 """
 
 from __future__ import annotations
@@ -125,10 +124,6 @@ def gru(
 ) -> tuple[Tensor, Tensor]:
     """GRU in PyTorch's formulation (gates r, z, n). Returns (states, h_n)."""
     path = _choose(backend, x, h0, w_ih, w_hh, b_ih, b_hh)
-    if backend == "auto" and path == "compiled" and _prefers_torch_gru(
-            x, w_hh, mask, h0, w_ih, w_hh, b_ih, b_hh):
-        out, h_n = _torch_recurrence(torch._VF.gru, x, (h0,), w_ih, w_hh, b_ih, b_hh, reverse)
-        return out, h_n
     if path == "compiled":
         out, h_n = _compiled.load().gru(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse)
         return out, h_n
@@ -155,7 +150,8 @@ def lstm(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """LSTM (gates i, f, g, o). Returns (states h, h_n, c_n)."""
     path = _choose(backend, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-    if backend == "auto" and path == "compiled" and _prefers_torch_lstm(x, w_hh, mask):
+    if backend == "auto" and path == "compiled" and _prefers_torch_lstm(
+            x, w_hh, mask, h0, c0, w_ih, w_hh, b_ih, b_hh):
         out, h_n, c_n = _torch_recurrence(torch._VF.lstm, x, (h0, c0), w_ih, w_hh, b_ih, b_hh,
                                           reverse)
         return out, h_n, c_n
@@ -169,26 +165,17 @@ def lstm(
     return out, h_n, c_n
 
 
-# Where PyTorch's own kernels measured faster than the compiled ones (bench/speed.py, the full
-# run in bench/results-full*.json): a dense LSTM from batch x hidden = 1024 (oneDNN's fused
-# LSTM; the compiled kernel ran at 0.64-0.93x there), and dense GRU inference from batch x
-# hidden = 16384 (0.90-0.94x at the medium and large sizes; training stays faster on ours).
-_TORCH_LSTM_MIN_WORK = 1024
-_TORCH_GRU_INFERENCE_MIN_WORK = 16384
+# Where PyTorch's own kernel measured faster than the compiled one (bench/speed.py): dense
+# float32 LSTM inference from batch x hidden = 16384 (medium and large sizes: 0.85-0.93x;
+# training there is 1.0-1.3x on ours, and every smaller or masked call is faster on ours).
+_TORCH_LSTM_INFERENCE_MIN_WORK = 16384
 
 
-def _dense_float32_cpu(x: Tensor, mask: Tensor | None) -> bool:
-    return mask is None and x.dtype == torch.float32 and x.device.type == "cpu"
-
-
-def _prefers_torch_lstm(x: Tensor, w_hh: Tensor, mask: Tensor | None) -> bool:
-    return _dense_float32_cpu(x, mask) and x.shape[1] * w_hh.shape[1] >= _TORCH_LSTM_MIN_WORK
-
-
-def _prefers_torch_gru(x: Tensor, w_hh: Tensor, mask: Tensor | None,
-                       *tensors: Tensor | None) -> bool:
-    return (_dense_float32_cpu(x, mask) and not _needs_grad(x, *tensors)
-            and x.shape[1] * w_hh.shape[1] >= _TORCH_GRU_INFERENCE_MIN_WORK)
+def _prefers_torch_lstm(x: Tensor, w_hh: Tensor, mask: Tensor | None,
+                        *tensors: Tensor | None) -> bool:
+    return (mask is None and x.dtype == torch.float32 and x.device.type == "cpu"
+            and not _needs_grad(x, *tensors)
+            and x.shape[1] * w_hh.shape[1] >= _TORCH_LSTM_INFERENCE_MIN_WORK)
 
 
 def _needs_grad(*tensors: Tensor | None) -> bool:
@@ -198,8 +185,9 @@ def _needs_grad(*tensors: Tensor | None) -> bool:
 def _torch_recurrence(function: Any, x: Tensor, states: tuple[Tensor, ...], w_ih: Tensor,
                       w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
                       reverse: bool) -> tuple[Tensor, ...]:
-    """One layer and direction on PyTorch's own kernel (``torch._VF.lstm``/``gru``, what
-    ``torch.nn`` calls; differentiable by autograd). Returns (states, *final states)."""
+    """One layer and direction on PyTorch's own kernel (``torch._VF.lstm``, what ``torch.nn``
+    calls; differentiable by autograd, though only inference is sent here). Returns (states,
+    *final states)."""
     if (b_ih is None) != (b_hh is None):  # the Keras layout has one bias
         b_ih = b_ih if b_ih is not None else torch.zeros_like(b_hh)  # type: ignore[arg-type]
         b_hh = b_hh if b_hh is not None else torch.zeros_like(b_ih)
