@@ -7,7 +7,7 @@ milliseconds. The module name carries a digest of the sources and flags, so an e
 another CPU gets its own build instead of a stale one.
 
 Nothing here is required: without a compiler (or with ``RNNKIT_NO_EXTENSION=1``) the kernels
-run on the pure-PyTorch fused path. ``backend="auto"`` falls back silently when the extension
+run on the pure-PyTorch fused path. The switch is read once, when a kernel is first needed. ``backend="auto"`` falls back silently when the extension
 was switched off on purpose and with one :class:`ExtensionWarning` when building it failed;
 ``backend="compiled"`` raises :class:`ExtensionUnavailable` with the reason.
 """
@@ -104,10 +104,9 @@ def load() -> ModuleType:
     """The compiled module, building it on first use; :class:`ExtensionUnavailable` if it
     cannot be had (switched off by ``RNNKIT_NO_EXTENSION``, no compiler, a failed build)."""
     global _module, _error
-    switched_off = os.environ.get(ENV_DISABLE, "") not in ("", "0")
-    if _module is not None and not switched_off:
-        return _module  # the common case, on every call
-    if switched_off:
+    if _module is not None:
+        return _module  # the common case, on every call: the switch is read before the load
+    if os.environ.get(ENV_DISABLE, "") not in ("", "0"):
         raise ExtensionUnavailable(
             f"rnnkit's compiled kernels are switched off by {ENV_DISABLE}="
             f"{os.environ[ENV_DISABLE]!r}; unset it, or use backend='fused'"
@@ -131,6 +130,8 @@ def available() -> bool:
     """Whether the compiled kernels can run here. Builds them on first call. Warns once (an
     :class:`ExtensionWarning`) when the build failed; says nothing when switched off on purpose."""
     global _warned
+    if _module is not None:
+        return True
     try:
         load()
     except ExtensionUnavailable as e:

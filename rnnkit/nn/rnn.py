@@ -136,13 +136,12 @@ class _RecurrentBase(torch.nn.Module):
     def _directions(self) -> int:
         return 2 if self.bidirectional else 1
 
+    _KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+
     def _weights(self, layer: int, direction: int) -> dict[str, Tensor | None]:
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
         parameters = self._parameters  # direct lookups: this runs on every call
-        return {
-            kind: parameters.get(kind + suffix)
-            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
-        }
+        return {kind: parameters.get(kind + suffix) for kind in self._KINDS}
 
     def _run(
         self, x: Tensor, state: State, weights: dict[str, Tensor | None], mask: Tensor | None,
@@ -165,7 +164,7 @@ class _RecurrentBase(torch.nn.Module):
             if lengths is not None or mask is not None:
                 raise ValueError(f"{name}: pass lengths/mask with padded input, not a PackedSequence")
             input, lengths = pad_packed_sequence(packed, batch_first=self.batch_first)
-        weight = getattr(self, self._flat_weights_names[0])
+        weight = self._parameters[self._flat_weights_names[0]]
         check_input(input, self.input_size, weight.dtype, name)
         batched = input.dim() == 3
         if not batched:
@@ -191,7 +190,7 @@ class _RecurrentBase(torch.nn.Module):
                 index = layer * self._directions + direction
                 out, final = self._run(
                     layer_input,
-                    tuple(s[index] for s in states),
+                    tuple(s[index] for s in states) if states else self._zero_states(x),
                     self._weights(layer, direction),
                     step_mask,
                     bool(direction),
@@ -221,10 +220,15 @@ class _RecurrentBase(torch.nn.Module):
         layers = self.num_layers * self._directions
         return [(layers, batch, self.proj_size or self.hidden_size)]
 
+    def _zero_states(self, x: Tensor) -> State:
+        """One layer and direction's initial states when no hx is given: zeros (B, size)."""
+        return tuple(x.new_zeros(x.shape[1], shape[2]) for shape in self._state_shapes(1))
+
     def _initial_states(self, hx: Any, batch: int, batched: bool, x: Tensor) -> list[Tensor]:
-        shapes = self._state_shapes(batch)
+        """hx as a list of (layers * directions, B, size) tensors, or [] for zeros."""
         if hx is None:
-            return [x.new_zeros(shape) for shape in shapes]
+            return []  # _zero_states, per layer and direction: no stacked tensor to index
+        shapes = self._state_shapes(batch)
         given = list(hx) if isinstance(hx, (tuple, list)) else [hx]
         if len(given) != len(shapes):
             raise ValueError(

@@ -125,6 +125,21 @@ def test_compiled_inference_matches_training_forward(extension: None, cell: str)
         torch.testing.assert_close(a.detach(), b, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_compiled_takes_strided_and_single_biases(extension: None, cell: str) -> None:
+    """Biases that are strided views, or only one of the two (the Keras layout), give the
+    loop's values and gradients."""
+    args = _inputs(cell, torch.float64)
+    b_ih, b_hh = args[-2:]
+    strided = torch.stack([b_ih, b_hh], dim=1)  # (G, 2): each column a strided view
+    for biases in ((strided[:, 0], strided[:, 1]), (b_ih, None), (None, b_hh)):
+        call = [*args[:-2], *biases]
+        values, grads = _run(cell, call, None, False, "compiled")
+        loop_values, loop_grads = _run(cell, call, None, False, "loop")
+        for a, b in zip((*values, *grads), (*loop_values, *loop_grads)):
+            torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
 def test_compiled_weight_grads_only(extension: None) -> None:
     """Inputs that need no gradient (data, initial state) get none; weights still do."""
     x, h0, w_ih, w_hh, b_ih, b_hh = _inputs("gru", torch.float64)

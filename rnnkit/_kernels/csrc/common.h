@@ -139,8 +139,10 @@ inline Tensor empty_as_absent(const Tensor& t) { return t.numel() == 0 ? Tensor(
 // Pieces every cell's forward and backward pass shares (defined in shared.cpp).
 namespace rnnkit {
 
-// (T*B, G) = x (T*B, D) @ w^T (D, G) + bias: the input projection of all steps at once.
-Tensor project_inputs(const Tensor& x, const Tensor& w, const Tensor& bias);
+// (T*B, G) = x (T*B, D) @ w^T (D, G) + bias + bias2: the input projection of all steps at
+// once. Either bias may be undefined.
+Tensor project_inputs(const Tensor& x, const Tensor& w, const Tensor& bias,
+                      const Tensor& bias2 = Tensor());
 
 // dW (G, H) = sum_t d_t^T h_{t-1}: the recurrent weight gradient as two matrix products, with
 // h_{t-1} taken from the saved states (T, B, H) shifted one step, and h0 for the first step.
@@ -160,9 +162,6 @@ inline const T* previous_state(const T* states, const T* h0, int64_t t, int64_t 
 // op(a) @ op(b) for contiguous 2-D tensors through gemm() above (not the dispatcher, whose
 // threading of small products is slow on a busy machine).
 Tensor matmul(const Tensor& a, Op op_a, const Tensor& b, Op op_b);
-
-// b_ih + b_hh, either of which may be undefined (then the other, or undefined).
-Tensor summed_bias(const Tensor& b_ih, const Tensor& b_hh);
 
 // The state after the last processed step (a copy), or h0 when there are no steps.
 Tensor last_state(const Tensor& out, const Tensor& h0, bool reverse);

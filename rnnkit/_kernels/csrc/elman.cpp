@@ -83,9 +83,10 @@ void backward_loop(const T* d_out, T* dh, const T* out, const T* w_hh, const boo
 }
 
 Tensor run_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                   const Tensor& bias, const Tensor& mask, bool reverse, bool relu) {
+                   const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask, bool reverse,
+                   bool relu) {
   const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(0);
-  Tensor out = project_inputs(x, w_ih, bias);  // (T, B, H)
+  Tensor out = project_inputs(x, w_ih, b_ih, b_hh);  // (T, B, H)
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "elman_forward", [&] {
     forward_loop(out.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
                  mask.defined() ? mask.data_ptr<bool>() : nullptr, steps, batch, hidden,
@@ -100,7 +101,7 @@ struct ElmanFunction : public torch::autograd::Function<ElmanFunction> {
                                const Tensor& b_hh_in, const Tensor& mask_in, bool reverse, bool relu) {
     const Tensor b_ih = empty_as_absent(b_ih_in), b_hh = empty_as_absent(b_hh_in);
     const Tensor mask = empty_as_absent(mask_in);
-    Tensor out = run_forward(x, h0, w_ih, w_hh, summed_bias(b_ih, b_hh), mask, reverse, relu);
+    Tensor out = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu);
     ctx->save_for_backward({x, h0, w_ih, w_hh, out, mask_in});
     ctx->saved_data["reverse"] = reverse;
     ctx->saved_data["relu"] = relu;
@@ -165,7 +166,7 @@ std::vector<Tensor> elman(const Tensor& x_in, const Tensor& h0_in, const Tensor&
                                 absent_as_empty(mask), reverse, relu);
   }
   at::NoGradGuard no_grad;
-  Tensor out = run_forward(x, h0, w_ih, w_hh, summed_bias(b_ih, b_hh), mask, reverse, relu);
+  Tensor out = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu);
   return {out, last_state(out, h0, reverse)};
 }
 

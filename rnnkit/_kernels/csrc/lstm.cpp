@@ -132,7 +132,7 @@ Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const T
                     const Tensor& mask, bool reverse, bool keep_for_backward) {
   const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(1);
   Forward f;
-  f.gates = project_inputs(x, w_ih, summed_bias(b_ih, b_hh));  // (T, B, 4H)
+  f.gates = project_inputs(x, w_ih, b_ih, b_hh);  // (T, B, 4H)
   f.out = at::empty({steps, batch, hidden}, x.options());
   if (keep_for_backward) f.c_all = at::empty({steps, batch, hidden}, x.options());
   f.c_n = at::empty({batch, hidden}, x.options());

@@ -3,15 +3,22 @@
 
 namespace rnnkit {
 
-Tensor project_inputs(const Tensor& x, const Tensor& w, const Tensor& bias) {
+Tensor project_inputs(const Tensor& x, const Tensor& w, const Tensor& bias_in,
+                      const Tensor& bias2_in) {
+  const Tensor bias = contiguous_or_empty(bias_in), bias2 = contiguous_or_empty(bias2_in);
   const int64_t rows = x.size(0) * x.size(1), features = x.size(2), width = w.size(0);
   Tensor out = at::empty({x.size(0), x.size(1), width}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "project_inputs", [&] {
     scalar_t* o = out.data_ptr<scalar_t>();
     scalar_t beta = 0;
-    if (bias.defined()) {
-      const scalar_t* b = bias.data_ptr<scalar_t>();
-      for (int64_t r = 0; r < rows; ++r) std::copy(b, b + width, o + r * width);
+    const Tensor& one = bias.defined() ? bias : bias2;
+    if (one.defined()) {  // every row starts as the bias (the sum of both when both are given)
+      std::vector<scalar_t> row(one.data_ptr<scalar_t>(), one.data_ptr<scalar_t>() + width);
+      if (bias.defined() && bias2.defined()) {
+        const scalar_t* b2 = bias2.data_ptr<scalar_t>();
+        for (int64_t j = 0; j < width; ++j) row[j] += b2[j];
+      }
+      for (int64_t r = 0; r < rows; ++r) std::copy(row.begin(), row.end(), o + r * width);
       beta = 1;
     }
     gemm(Op::N, Op::T, rows, width, features, scalar_t(1), x.data_ptr<scalar_t>(), features,
@@ -54,15 +61,16 @@ Tensor matmul(const Tensor& a, Op op_a, const Tensor& b, Op op_b) {
   return out;
 }
 
-Tensor summed_bias(const Tensor& b_ih, const Tensor& b_hh) {
-  if (!b_ih.defined()) return contiguous_or_empty(b_hh);
-  if (!b_hh.defined()) return b_ih.contiguous();
-  return b_ih + b_hh;
-}
-
 Tensor last_state(const Tensor& out, const Tensor& h0, bool reverse) {
-  if (out.size(0) == 0) return h0.clone();
-  return out[reverse ? 0 : out.size(0) - 1].clone();
+  const int64_t steps = out.size(0), batch = out.size(1), hidden = out.size(2);
+  Tensor state = at::empty({batch, hidden}, out.options());  // a copy, without the dispatcher
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "last_state", [&] {
+    const scalar_t* from = steps == 0 ? h0.data_ptr<scalar_t>()
+                                      : at_step(out.data_ptr<scalar_t>(), reverse ? 0 : steps - 1,
+                                                batch, 0, hidden);
+    std::copy(from, from + batch * hidden, state.data_ptr<scalar_t>());
+  });
+  return state;
 }
 
 Tensor bias_or_zeros(const Tensor& bias, int64_t size, const Tensor& like) {
