@@ -56,6 +56,25 @@ def as_tensor(x: Any, dtype: torch.dtype | None = None) -> Tensor:
     return torch.as_tensor(array, dtype=dtype)
 
 
+def first_weight(module: torch.nn.Module) -> torch.nn.Parameter | None:
+    """The module's first parameter (``next(module.parameters())``), or None. Layers ask on
+    every call (for the dtype and device of inputs and states), and walking the module tree is
+    slow at tiny sizes, so where it was found is remembered; the lookup there stays live, so a
+    replaced parameter is seen."""
+    found = module.__dict__.get("_first_weight_at")
+    if found is not None:
+        owner, name = found
+        weight = owner._parameters.get(name)
+        if weight is not None:
+            return weight
+    for owner in module.modules():
+        for name, weight in owner._parameters.items():
+            if weight is not None:
+                module.__dict__["_first_weight_at"] = (owner, name)  # not a submodule
+                return weight
+    return None
+
+
 def as_mask(mask: Any, batch: int | None = None, steps: int | None = None) -> Tensor | None:
     """Validate a (batch, time) boolean mask; ``None`` passes through."""
     if mask is None:
@@ -146,7 +165,7 @@ class Layer(torch.nn.Module):
     def convert_inputs(self, inputs: Any) -> Tensor:
         """NumPy to tensor (float32 by default). Layers with integer inputs override this."""
         tensor = as_tensor(inputs)
-        first = next(self.parameters(), None)
+        first = first_weight(self)
         if first is not None and tensor.is_floating_point() and tensor.dtype != first.dtype:
             tensor = tensor.to(first.dtype)
         return tensor

@@ -17,6 +17,7 @@ the Keras-layout parameters.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -26,11 +27,13 @@ from .. import _kernels, activations
 from .rnn import KerasRNN, RecurrentCell, States, _serialize_option, backend_from_use_cudnn
 
 
-def _zrh_to_rzn(weight: Tensor, units: int) -> Tensor:
-    """Reorder Keras' gate blocks (z, r, h) along the last axis into torch's (r, z, n) (this
-    runs on every call: slices and one concatenation)."""
-    return torch.cat([weight[..., units : 2 * units], weight[..., :units],
-                      weight[..., 2 * units :]], dim=-1)
+@functools.lru_cache(maxsize=64)
+def _rzn_order(units: int, device: torch.device) -> Tensor:
+    """Column indices that reorder Keras' gate blocks (z, r, h) into torch's (r, z, n): one
+    index_select per weight on every call (slices and a concatenation cost several times
+    more, more than a tiny GRU's whole recurrence)."""
+    blocks = torch.arange(3 * units, device=device).view(3, units)
+    return blocks[[1, 0, 2]].reshape(-1)
 
 
 class GRUCell(RecurrentCell):
@@ -230,18 +233,26 @@ class GRU(KerasRNN):
             return "reset_after=False (the kernel is the reset-after GRU)"
         return super()._fast_path_blocker(training)
 
+    def _torch_layout(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """The weights in torch's layout and gate order: (W_ih, W_hh, b_ih, b_hh)."""
+        cell, units = self.cell, self.cell.units
+        kernel = cell.kernel
+        order = _rzn_order(units, kernel.device)
+        b_ih = b_hh = None
+        if cell.bias is not None:  # (2, 3U) with reset_after: input and recurrent bias
+            b_ih, b_hh = cell.bias.index_select(-1, order).unbind(0)
+        return (kernel.index_select(-1, order).t(),
+                cell.recurrent_kernel.index_select(-1, order).t(), b_ih, b_hh)
+
     def _fused_states(
         self, x: Tensor, states: States, mask: Tensor | None
     ) -> tuple[Tensor, States]:
-        cell, units = self.cell, self.cell.units
-        b_ih = b_hh = None
-        if cell.bias is not None:
-            b_ih, b_hh = (_zrh_to_rzn(b, units) for b in cell.bias)
+        w_ih, w_hh, b_ih, b_hh = self._torch_layout()
         held, h_n = _kernels.gru(
             x,
             states[0],
-            _zrh_to_rzn(cell.kernel, units).t(),
-            _zrh_to_rzn(cell.recurrent_kernel, units).t(),
+            w_ih,
+            w_hh,
             b_ih,
             b_hh,
             mask=mask,

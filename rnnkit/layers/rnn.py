@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 
 from .. import activations, initializers
-from ._base import Layer, Shape, as_mask, as_tensor
+from ._base import Layer, Shape, as_mask, as_tensor, first_weight
 
 BACKENDS = ("auto", "compiled", "fused", "loop")
 
@@ -183,7 +183,7 @@ def to_weights_dtype(layer: torch.nn.Module, inputs: Any) -> Tensor:
     """Inputs as a tensor of the weights' dtype (float32 without weights, as Keras; floating
     tensors then keep theirs). NumPy data is converted once, straight to that dtype; integer
     data (one-hot lists) too."""
-    first = next(layer.parameters(), None)  # the first weight is enough (runs every call)
+    first = first_weight(layer)  # the first weight is enough (runs every call)
     dtype = first.dtype if first is not None else torch.get_default_dtype()
     if not isinstance(inputs, Tensor):
         return as_tensor(inputs, dtype=dtype)
@@ -325,7 +325,7 @@ class RNN(Layer):
         make = getattr(self.cell, "get_initial_state", None)
         if callable(make):
             return _state_list(make(batch_size=batch_size))
-        like = next(self.parameters(), None)
+        like = first_weight(self)
         like = like if like is not None else torch.empty(0)
         return [like.new_zeros(batch_size, size) for size in self.state_size]
 

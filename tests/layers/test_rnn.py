@@ -303,3 +303,22 @@ def test_explicit_kernel_backends_match_the_loop(backend):
         torch.testing.assert_close(fast(x, mask=mask), loop(x, mask=mask), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="backend='compiled'.*activation"):
         SimpleRNN(5, activation="sigmoid", backend="compiled")(x.float())
+
+
+@pytest.mark.parametrize("layer_class", [SimpleRNN, GRU, LSTM])
+def test_new_weights_and_dtypes_are_seen_on_the_next_call(layer_class):
+    """Layers remember where their first weight lives (a per-call lookup); a parameter that is
+    replaced, changed in place or converted to float64 is what the next call uses."""
+    torch.manual_seed(0)
+    layer = layer_class(3)
+    x = torch.randn(2, 4, 5)
+    with torch.no_grad():
+        before = layer(x)
+        layer.cell.kernel = torch.nn.Parameter(torch.zeros_like(layer.cell.kernel))
+        replaced = layer(x)
+        layer.cell.recurrent_kernel.zero_()
+        changed = layer(x)
+    assert not torch.allclose(before, replaced)
+    assert torch.allclose(changed, layer(torch.zeros_like(x)))  # no input, no recurrence
+    layer.double()
+    assert layer(x).dtype == torch.float64  # float32 inputs follow the weights' dtype
