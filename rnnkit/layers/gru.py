@@ -17,7 +17,6 @@ the Keras-layout parameters.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
@@ -27,13 +26,19 @@ from .. import _kernels, activations
 from .rnn import KerasRNN, RecurrentCell, States, _serialize_option, backend_from_use_cudnn
 
 
-@functools.lru_cache(maxsize=64)
+_ORDERS: dict[tuple[int, torch.device], Tensor] = {}
+
+
 def _rzn_order(units: int, device: torch.device) -> Tensor:
     """Column indices that reorder Keras' gate blocks (z, r, h) into torch's (r, z, n): one
     index_select per weight on every call (slices and a concatenation cost several times
-    more, more than a tiny GRU's whole recurrence)."""
-    blocks = torch.arange(3 * units, device=device).view(3, units)
-    return blocks[[1, 0, 2]].reshape(-1)
+    more, more than a tiny GRU's whole recurrence). Kept per size and device."""
+    order = None if torch.compiler.is_compiling() else _ORDERS.get((units, device))
+    if order is None:
+        order = torch.arange(3 * units, device=device).view(3, units)[[1, 0, 2]].reshape(-1)
+        if not torch.compiler.is_compiling():
+            _ORDERS[(units, device)] = order
+    return order
 
 
 class GRUCell(RecurrentCell):

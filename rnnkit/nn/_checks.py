@@ -55,7 +55,7 @@ def lengths_to_mask(lengths: object, batch: int, steps: int, device: torch.devic
         in_range = ((lengths >= 0) & (lengths <= steps)).all()
         torch._assert_async(in_range, "lengths must lie in [0, T] (the padded sequence length)")
         return torch.arange(steps, device=device).unsqueeze(1) < lengths.to(device).unsqueeze(0)
-    low, high = int(lengths.min()), int(lengths.max())
+    low, high = (int(v) for v in torch.aminmax(lengths))
     if low < 0 or high > steps:
         raise ValueError(
             f"lengths must lie in [0, {steps}] (the padded sequence length), "
