@@ -43,7 +43,8 @@ from .lstm import lstm_fused
 
 BACKENDS = ("auto", "compiled", "fused", "loop")
 
-__all__ = ["BACKENDS", "elman", "elman_cell", "gru", "gru_cell", "lstm", "lstm_cell", "scan"]
+__all__ = ["BACKENDS", "elman", "elman_cell", "gru", "gru_cell", "lstm", "lstm_cell", "scan",
+           "zero_masked"]
 
 
 def _choose(backend: str, x: Tensor, *tensors: Tensor | None) -> str:
@@ -163,6 +164,19 @@ def lstm(
     step = partial(_lstm_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
     out, (h_n, c_n) = scan(step, x, (h0, c0), mask, reverse)
     return out, h_n, c_n
+
+
+def zero_masked(out: Tensor, mask: Tensor) -> Tensor:
+    """``out`` (T, B, F) with the steps where ``mask`` (T, B) is False set to zero (torch.nn's
+    padding past each sequence's end). In place on the compiled path when ``out`` needs no
+    gradient (inference: nothing saved it for a backward pass); otherwise a multiply, which
+    passes zero gradient to the masked steps."""
+    if (not out.requires_grad and out.is_cpu and out.is_contiguous()
+            and out.dtype in (torch.float32, torch.float64)
+            and not torch.compiler.is_compiling() and _compiled.available()):
+        _compiled.load().zero_masked_(out, mask)
+        return out
+    return out * mask.unsqueeze(-1)
 
 
 # Where PyTorch's own kernel measured faster than the compiled one (bench/speed.py): dense

@@ -237,3 +237,26 @@ def test_needs_build_tells_whether_the_first_use_compiles(fresh_loader: pytest.M
     fresh_loader.delenv(compiled.ENV_DISABLE)
     compiled._error = "RuntimeError: no compiler"
     assert not compiled.needs_build()  # a build already failed in this process
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_zero_masked_in_place_and_by_multiply(extension: None, dtype: torch.dtype) -> None:
+    """torch.nn's padding: in place on the compiled path when no gradient is needed, a multiply
+    (zero gradient at the masked steps) when one is; a transposed mask is accepted."""
+    g = torch.Generator().manual_seed(5)
+    out = torch.randn(7, 4, 3, generator=g, dtype=dtype)
+    mask = (torch.rand(4, 7, generator=g) > 0.4).t()  # (T, B), not contiguous
+    want = torch.where(mask.unsqueeze(-1), out, torch.zeros((), dtype=dtype))
+    inplace = out.clone()
+    assert K.zero_masked(inplace, mask) is inplace
+    torch.testing.assert_close(inplace, want, rtol=0, atol=0)
+    leaf = out.clone().requires_grad_()
+    masked = K.zero_masked(leaf, mask)
+    torch.testing.assert_close(masked, want, rtol=0, atol=0)
+    (grad,) = torch.autograd.grad(masked.sum(), leaf)
+    torch.testing.assert_close(grad, mask.unsqueeze(-1).expand_as(out).to(dtype), rtol=0, atol=0)
+
+
+def test_zero_masked_names_a_wrong_mask(extension: None) -> None:
+    with pytest.raises(RuntimeError, match=r"mask must be a \(T, B\) = \[7, 4\] CPU bool tensor"):
+        compiled.load().zero_masked_(torch.zeros(7, 4, 3), torch.ones(4, 7, dtype=torch.bool))

@@ -52,4 +52,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                             or_undefined(mask), reverse);
       },
       "LSTM recurrence: returns [states (T, B, H), h_n (B, H), c_n (B, H)]");
+  m.def("zero_masked_", &rnnkit::zero_masked_,
+        "Zero out (T, B, F) in place where mask (T, B) is False");
 }

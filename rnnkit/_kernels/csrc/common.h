@@ -166,6 +166,10 @@ Tensor matmul(const Tensor& a, Op op_a, const Tensor& b, Op op_b);
 // The state after the last processed step (a copy), or h0 when there are no steps.
 Tensor last_state(const Tensor& out, const Tensor& h0, bool reverse);
 
+// out (T, B, F) set to zero in place at the steps where mask (T, B) is False: torch.nn's padding
+// past each sequence's end, without a multiply over every element.
+void zero_masked_(const Tensor& out, const Tensor& mask);
+
 // Either the bias as a contiguous tensor or zeros of `size`, so loops never branch on it.
 Tensor bias_or_zeros(const Tensor& bias, int64_t size, const Tensor& like);
 

@@ -77,6 +77,26 @@ Tensor bias_or_zeros(const Tensor& bias, int64_t size, const Tensor& like) {
   return bias.defined() ? bias.contiguous() : at::zeros({size}, like.options());
 }
 
+void zero_masked_(const Tensor& out, const Tensor& mask_in) {
+  TORCH_CHECK(out.dim() == 3 && out.device().is_cpu() && out.is_contiguous() &&
+                  (out.scalar_type() == at::kFloat || out.scalar_type() == at::kDouble),
+              "zero_masked_: out must be a contiguous (T, B, F) float32/float64 CPU tensor, got ",
+              out.scalar_type(), " of shape ", out.sizes());
+  const int64_t rows = out.size(0) * out.size(1), width = out.size(2);
+  TORCH_CHECK(mask_in.scalar_type() == at::kBool && mask_in.device().is_cpu() &&
+                  mask_in.sizes() == out.sizes().slice(0, 2),
+              "zero_masked_: mask must be a (T, B) = ", out.sizes().slice(0, 2),
+              " CPU bool tensor, got ", mask_in.scalar_type(), " of shape ", mask_in.sizes());
+  const Tensor mask = mask_in.contiguous();
+  const bool* keep = mask.data_ptr<bool>();
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "zero_masked_", [&] {
+    scalar_t* o = out.data_ptr<scalar_t>();
+    for (int64_t r = 0; r < rows; ++r) {
+      if (!keep[r]) std::fill(o + r * width, o + (r + 1) * width, scalar_t(0));
+    }
+  });
+}
+
 namespace {
 
 void check_shape(const char* name, const char* role, const Tensor& t,
