@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .. import _kernels
+
 
 def check_input(x: Tensor, input_size: int, dtype: torch.dtype, name: str) -> None:
     if not isinstance(x, Tensor):
@@ -55,14 +57,13 @@ def lengths_to_mask(lengths: object, batch: int, steps: int, device: torch.devic
         in_range = ((lengths >= 0) & (lengths <= steps)).all()
         torch._assert_async(in_range, "lengths must lie in [0, T] (the padded sequence length)")
         return torch.arange(steps, device=device).unsqueeze(1) < lengths.to(device).unsqueeze(0)
-    low, high = (int(v) for v in torch.aminmax(lengths))
+    mask, low, high = _kernels.prefix_mask(lengths, steps)
     if low < 0 or high > steps:
         raise ValueError(
             f"lengths must lie in [0, {steps}] (the padded sequence length), "
             f"got values from {low} to {high}"
         )
-    lengths = lengths.to(device)
-    return torch.arange(steps, device=device).unsqueeze(1) < lengths.unsqueeze(0)
+    return mask.to(device)
 
 
 def check_mask(mask: object, batch: int, steps: int, device: torch.device) -> Tensor:

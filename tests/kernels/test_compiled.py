@@ -260,3 +260,26 @@ def test_zero_masked_in_place_and_by_multiply(extension: None, dtype: torch.dtyp
 def test_zero_masked_names_a_wrong_mask(extension: None) -> None:
     with pytest.raises(RuntimeError, match=r"mask must be a \(T, B\) = \[7, 4\] CPU bool tensor"):
         compiled.load().zero_masked_(torch.zeros(7, 4, 3), torch.ones(4, 7, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8])
+def test_prefix_mask_matches_the_tensor_ops(extension: None, dtype: torch.dtype) -> None:
+    lengths = torch.tensor([3, 0, 5, 1], dtype=dtype)
+    mask, low, high = K.prefix_mask(lengths, 5)
+    want = torch.arange(5).unsqueeze(1) < lengths.long().unsqueeze(0)  # (T, B)
+    assert mask.dtype == torch.bool and mask.is_contiguous()
+    torch.testing.assert_close(mask, want, rtol=0, atol=0)
+    assert (low, high) == (0, 5)
+    # out-of-range values are reported, not clipped (the caller refuses them)
+    assert K.prefix_mask(torch.tensor([-2, 7]), 5)[1:] == (-2, 7)
+    empty, low, high = K.prefix_mask(torch.zeros(0, dtype=dtype), 4)
+    assert empty.shape == (4, 0) and (low, high) == (0, 0)
+
+
+def test_prefix_mask_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compiled, "available", lambda: False)
+    mask, low, high = K.prefix_mask(torch.tensor([2, 0, 3], dtype=torch.int32), 3)
+    torch.testing.assert_close(mask, torch.tensor([[True, False, True], [True, False, True],
+                                                   [False, False, True]]), rtol=0, atol=0)
+    assert (low, high) == (0, 3)
+    assert K.prefix_mask(torch.zeros(0, dtype=torch.long), 2)[0].shape == (2, 0)

@@ -52,6 +52,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                             or_undefined(mask), reverse);
       },
       "LSTM recurrence: returns [states (T, B, H), h_n (B, H), c_n (B, H)]");
+  m.def("prefix_mask", &rnnkit::prefix_mask,
+        "(T, B) bool mask of each sequence's first lengths[b] steps, min and max length");
   m.def("zero_masked_", &rnnkit::zero_masked_,
         "Zero out (T, B, F) in place where mask (T, B) is False");
 }

@@ -166,6 +166,10 @@ Tensor matmul(const Tensor& a, Op op_a, const Tensor& b, Op op_b);
 // The state after the last processed step (a copy), or h0 when there are no steps.
 Tensor last_state(const Tensor& out, const Tensor& h0, bool reverse);
 
+// The (T, B) bool mask of the first lengths[b] steps of each sequence, with the smallest and
+// largest length (for the caller's range check): one pass instead of five small ATen calls.
+std::tuple<Tensor, int64_t, int64_t> prefix_mask(const Tensor& lengths, int64_t steps);
+
 // out (T, B, F) set to zero in place at the steps where mask (T, B) is False: torch.nn's padding
 // past each sequence's end, without a multiply over every element.
 void zero_masked_(const Tensor& out, const Tensor& mask);

@@ -1,4 +1,7 @@
 // Helpers shared by the compiled Elman, GRU and LSTM passes.
+#include <algorithm>
+#include <tuple>
+
 #include "common.h"
 
 namespace rnnkit {
@@ -75,6 +78,25 @@ Tensor last_state(const Tensor& out, const Tensor& h0, bool reverse) {
 
 Tensor bias_or_zeros(const Tensor& bias, int64_t size, const Tensor& like) {
   return bias.defined() ? bias.contiguous() : at::zeros({size}, like.options());
+}
+
+std::tuple<Tensor, int64_t, int64_t> prefix_mask(const Tensor& lengths_in, int64_t steps) {
+  TORCH_CHECK(lengths_in.dim() == 1 && lengths_in.device().is_cpu() &&
+                  at::isIntegralType(lengths_in.scalar_type(), /*includeBool=*/false),
+              "prefix_mask: lengths must be a 1-D integer CPU tensor, got ",
+              lengths_in.scalar_type(), " of shape ", lengths_in.sizes());
+  const Tensor lengths = lengths_in.to(at::kLong).contiguous();
+  const int64_t batch = lengths.size(0);
+  const int64_t* n = lengths.data_ptr<int64_t>();
+  Tensor mask = at::empty({steps, batch}, lengths.options().dtype(at::kBool));
+  bool* m = mask.data_ptr<bool>();
+  for (int64_t t = 0; t < steps; ++t) {
+    for (int64_t b = 0; b < batch; ++b) m[t * batch + b] = t < n[b];
+  }
+  const auto [low, high] = batch == 0 ? std::pair<int64_t, int64_t>{0, 0}
+                                      : std::pair{*std::min_element(n, n + batch),
+                                                  *std::max_element(n, n + batch)};
+  return {mask, low, high};
 }
 
 void zero_masked_(const Tensor& out, const Tensor& mask_in) {
