@@ -80,7 +80,7 @@ void gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, double alpha, const
 
 // The right factor of a product repeated with many left factors: the recurrent weights, used
 // once per time step. Where the BLAS can (MKL's cblas_sgemm_pack, float only), op(B) is packed
-// into its internal layout once, instead of on every call (measured: the repacking was a fifth
+// into its internal layout once, instead of on every call (measured: the repacking was ~15%
 // of a small LSTM step's product); elsewhere multiply() is gemm() above. One per thread: the
 // packed layout depends on m, which is that thread's share of the batch.
 template <typename T>
