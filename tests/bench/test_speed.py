@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from rnnkit.cli.commands import _bench_module
 
@@ -63,3 +64,30 @@ def test_unknown_names_are_refused() -> None:
 
 def test_cli_reaches_the_benchmark() -> None:
     assert callable(speed.main) and speed.main.__module__ in ("bench.speed", speed.__name__)
+
+
+@pytest.mark.parametrize("cell", ["RNN", "GRU", "LSTM"])
+def test_training_step_needs_no_more_memory_than_torch(cell: str) -> None:
+    """Peak tensor memory of one forward + backward of ``out.sum()`` (the benchmark's training
+    step) on a dense batch: rnnkit.nn's compiled kernels need at most torch.nn's. Bytes, not
+    time: deterministic."""
+    import rnnkit
+    from rnnkit._kernels import compiled
+
+    if not compiled.available():
+        pytest.skip("the compiled kernels are not available here")
+
+    torch.manual_seed(0)
+    reference = getattr(torch.nn, cell)(16, 32)
+    ours = getattr(rnnkit.nn, cell)(16, 32, backend="compiled")
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(50, 8, 16, requires_grad=True)
+
+    def step(model: torch.nn.Module) -> None:
+        model(x)[0].sum().backward()
+
+    peaks = {}
+    for name, model in (("torch", reference), ("rnnkit", ours)):
+        step(model)  # first-call allocations (the compiled kernels' build, caches) stay outside
+        peaks[name] = speed.peak_memory_bytes(lambda model=model: step(model))
+    assert peaks["rnnkit"] <= peaks["torch"], peaks

@@ -140,6 +140,35 @@ def test_compiled_takes_strided_and_single_biases(extension: None, cell: str) ->
             torch.testing.assert_close(a, b, **TOL[torch.float64])
 
 
+@pytest.mark.parametrize("cell,mask_kind,reverse",
+                         list(itertools.product(CELLS, ["none", "holes"], [False, True])))
+def test_compiled_output_gradient_buffer(extension: None, cell: str, mask_kind: str,
+                                         reverse: bool) -> None:
+    """The backward pass writes over the output gradient only when it made that buffer itself:
+    the broadcast ones of ``out.sum()`` give the loop's gradients, and a gradient the caller
+    passes in (contiguous or strided) comes back unchanged."""
+    args = _inputs(cell, torch.float64)
+    mask = _mask(mask_kind, 6, 4)
+    leaves = [a for a in args if a is not None]
+    fn = CELLS[cell][1]
+    got = torch.autograd.grad(fn(*args, mask=mask, reverse=reverse, backend="compiled")[0].sum(),
+                              leaves)
+    want = torch.autograd.grad(fn(*args, mask=mask, reverse=reverse, backend="loop")[0].sum(),
+                               leaves)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])
+    g = torch.randn(4, 6, args[1].shape[-1], dtype=torch.float64)
+    for given in (g.transpose(0, 1).contiguous(), g.transpose(0, 1)):
+        kept = given.clone()
+        out = fn(*args, mask=mask, reverse=reverse, backend="compiled")[0]
+        got = torch.autograd.grad(out, leaves, given)
+        want = torch.autograd.grad(fn(*args, mask=mask, reverse=reverse, backend="loop")[0],
+                                   leaves, given)
+        torch.testing.assert_close(given, kept, rtol=0, atol=0)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
 def test_compiled_weight_grads_only(extension: None) -> None:
     """Inputs that need no gradient (data, initial state) get none; weights still do."""
     x, h0, w_ih, w_hh, b_ih, b_hh = _inputs("gru", torch.float64)

@@ -133,6 +133,19 @@ inline Tensor absent_as_empty(const Tensor& t) {
 }
 inline Tensor empty_as_absent(const Tensor& t) { return t.numel() == 0 ? Tensor() : t; }
 
+// The incoming gradient of the outputs, contiguous, and whether the backward pass owns it: true
+// when it was copied here from a strided gradient (the broadcast ones of out.sum(), for one),
+// so nothing else can see it and it may be overwritten once read, saving a (T, B, H) buffer.
+struct OutputGrad {
+  Tensor grad;
+  bool owned;
+};
+inline OutputGrad output_grad(const Tensor& incoming) {
+  Tensor grad = incoming.contiguous();
+  const bool owned = !grad.is_same(incoming);
+  return {std::move(grad), owned};
+}
+
 }  // namespace rnnkit
 
 // ---------------------------------------------------------------------------------------------

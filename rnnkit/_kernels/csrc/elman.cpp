@@ -121,11 +121,12 @@ struct ElmanFunction : public torch::autograd::Function<ElmanFunction> {
     const auto has_bias = ctx->saved_data["bias"].toBoolList();
     const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
     const int64_t hidden = w_hh.size(0);
-    const Tensor d_out = grads[0].contiguous();
+    const OutputGrad d_out = output_grad(grads[0]);
     Tensor dh = grads[1].contiguous().clone();
-    Tensor d_pre = at::empty_like(out);
+    // each d pre_t is written over the d out_t it was formed from, when that buffer is ours
+    Tensor d_pre = d_out.owned ? d_out.grad : at::empty_like(out);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "elman_backward", [&] {
-      backward_loop(d_out.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
+      backward_loop(d_out.grad.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
                     out.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
                     mask.defined() ? mask.data_ptr<bool>() : nullptr,
                     d_pre.data_ptr<scalar_t>(), steps, batch, hidden, reverse, relu);

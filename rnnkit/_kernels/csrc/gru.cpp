@@ -165,12 +165,13 @@ struct GRUFunction : public torch::autograd::Function<GRUFunction> {
     const auto has_bias = ctx->saved_data["bias"].toBoolList();
     const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
     const int64_t hidden = w_hh.size(1);
-    const Tensor d_out = grads[0].contiguous();
+    const OutputGrad d_out = output_grad(grads[0]);
     Tensor dh = grads[1].contiguous().clone();
-    Tensor d_gi = at::empty_like(gates);   // (T, B, 3H)
-    Tensor d_ghn = at::empty_like(out);    // (T, B, H)
+    Tensor d_gi = at::empty_like(gates);  // (T, B, 3H)
+    // (T, B, H): each step's row is written over the d out_t it was formed from, when ours
+    Tensor d_ghn = d_out.owned ? d_out.grad : at::empty_like(out);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_backward", [&] {
-      backward_loop(d_out.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
+      backward_loop(d_out.grad.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
                     out.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(),
                     gates.data_ptr<scalar_t>(), hn_all.data_ptr<scalar_t>(),
                     w_hh.data_ptr<scalar_t>(), mask.defined() ? mask.data_ptr<bool>() : nullptr,

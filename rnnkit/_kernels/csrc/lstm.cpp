@@ -171,17 +171,18 @@ struct LSTMFunction : public torch::autograd::Function<LSTMFunction> {
     const auto has_bias = ctx->saved_data["bias"].toBoolList();
     const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
     const int64_t hidden = w_hh.size(1);
-    const Tensor d_out = grads[0].contiguous();
+    OutputGrad d_out = output_grad(grads[0]);
     Tensor dh = grads[1].contiguous().clone();
     Tensor dc = grads[2].contiguous().clone();
     Tensor d_gates = at::empty_like(gates);  // (T, B, 4H)
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_backward", [&] {
-      backward_loop(d_out.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(), dc.data_ptr<scalar_t>(),
-                    c_all.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(),
+      backward_loop(d_out.grad.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
+                    dc.data_ptr<scalar_t>(), c_all.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(),
                     gates.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
                     mask.defined() ? mask.data_ptr<bool>() : nullptr,
                     d_gates.data_ptr<scalar_t>(), steps, batch, hidden, reverse);
     });
+    d_out.grad.reset();  // a copy made here is freed before the products below allocate
     const Tensor flat = d_gates.view({steps * batch, 4 * hidden});
     Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
     if (ctx->needs_input_grad(0)) {
