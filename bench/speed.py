@@ -35,6 +35,7 @@ import itertools
 import json
 import math
 import platform
+import random
 import statistics
 import sys
 import time
@@ -106,7 +107,9 @@ def _once(fn: Call) -> float:
 
 
 def time_interleaved(calls: dict[str, Call], settings: Settings) -> dict[str, float]:
-    """Median seconds per call of each function, measured round-robin (rotating the order)."""
+    """Median seconds per call of each function, measured round-robin in a fresh random order
+    each round (seeded): a call that runs after a heavy one meets colder caches and fresh pages,
+    and a fixed rotation makes some contender follow the heaviest one most of the time."""
     for fn in calls.values():  # warm-up: first-call allocations, extension loading, caches
         fn()
     estimate = sum(_once(fn) for fn in calls.values())
@@ -114,8 +117,9 @@ def time_interleaved(calls: dict[str, Call], settings: Settings) -> dict[str, fl
                       max(settings.min_repeats, settings.budget_s / max(estimate, 1e-9))))
     names = list(calls)
     samples: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+    order = random.Random(0)
+    for _ in range(repeats):
+        for name in order.sample(names, len(names)):
             samples[name].append(_once(calls[name]))
     return {name: statistics.median(times) for name, times in samples.items()}
 
