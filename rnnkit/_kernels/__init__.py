@@ -7,7 +7,9 @@ Every function takes ``x`` of shape (T, B, D), initial state(s) of shape (B, H) 
 skipped for that sequence. With a prefix mask (per-sequence lengths) this means a sequence's
 state stops changing after its last real step, and with ``reverse=True`` the pass starts at each
 sequence's own last real step, the same as ``torch.nn`` on a ``PackedSequence``. Returned states
-at masked steps are the held state; callers zero them when they want ``torch.nn``'s padding.
+at masked steps are the held state, or zero with ``zero_padding=True`` (``torch.nn``'s padding;
+the final state is still the held one). The compiled kernels zero them inside the time loop, so
+no second (T, B, H) tensor and no extra pass are needed; the other paths multiply by the mask.
 
 ``backend`` picks the implementation:
   - ``"compiled"``: the same algorithm with the time loop and its backward pass in C++
@@ -90,6 +92,7 @@ def elman(
     nonlinearity: str = "tanh",
     mask: Tensor | None = None,
     reverse: bool = False,
+    zero_padding: bool = False,
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     """Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh). Returns (states, h_n)."""
@@ -98,16 +101,17 @@ def elman(
     path = _choose(backend, x, h0, w_ih, w_hh, b_ih, b_hh)
     if path == "compiled":
         out, h_n = _compiled.load().elman(
-            x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, nonlinearity == "relu"
+            x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, nonlinearity == "relu", zero_padding
         )
         return out, h_n
     if path == "fused":
-        return elman_fused(
+        out, h_n = elman_fused(
             x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity=nonlinearity, mask=mask, reverse=reverse
         )
-    step = partial(_elman_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, act=nonlinearity)
-    out, (h_n,) = scan(step, x, (h0,), mask, reverse)
-    return out, h_n
+    else:
+        step = partial(_elman_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, act=nonlinearity)
+        out, (h_n,) = scan(step, x, (h0,), mask, reverse)
+    return _padded(out, mask, zero_padding), h_n
 
 
 @_traceable.dispatch(_traceable.gru)  # torch.export/compile: see traceable.py
@@ -121,18 +125,21 @@ def gru(
     *,
     mask: Tensor | None = None,
     reverse: bool = False,
+    zero_padding: bool = False,
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     """GRU in PyTorch's formulation (gates r, z, n). Returns (states, h_n)."""
     path = _choose(backend, x, h0, w_ih, w_hh, b_ih, b_hh)
     if path == "compiled":
-        out, h_n = _compiled.load().gru(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse)
+        out, h_n = _compiled.load().gru(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse,
+                                        zero_padding)
         return out, h_n
     if path == "fused":
-        return gru_fused(x, h0, w_ih, w_hh, b_ih, b_hh, mask=mask, reverse=reverse)
-    step = partial(_gru_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
-    out, (h_n,) = scan(step, x, (h0,), mask, reverse)
-    return out, h_n
+        out, h_n = gru_fused(x, h0, w_ih, w_hh, b_ih, b_hh, mask=mask, reverse=reverse)
+    else:
+        step = partial(_gru_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
+        out, (h_n,) = scan(step, x, (h0,), mask, reverse)
+    return _padded(out, mask, zero_padding), h_n
 
 
 @_traceable.dispatch(_traceable.lstm)  # torch.export/compile: see traceable.py
@@ -147,6 +154,7 @@ def lstm(
     *,
     mask: Tensor | None = None,
     reverse: bool = False,
+    zero_padding: bool = False,
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """LSTM (gates i, f, g, o). Returns (states h, h_n, c_n)."""
@@ -157,13 +165,15 @@ def lstm(
                                           reverse)
         return out, h_n, c_n
     if path == "compiled":
-        out, h_n, c_n = _compiled.load().lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse)
+        out, h_n, c_n = _compiled.load().lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse,
+                                              zero_padding)
         return out, h_n, c_n
     if path == "fused":
-        return lstm_fused(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask=mask, reverse=reverse)
-    step = partial(_lstm_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
-    out, (h_n, c_n) = scan(step, x, (h0, c0), mask, reverse)
-    return out, h_n, c_n
+        out, h_n, c_n = lstm_fused(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask=mask, reverse=reverse)
+    else:
+        step = partial(_lstm_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
+        out, (h_n, c_n) = scan(step, x, (h0, c0), mask, reverse)
+    return _padded(out, mask, zero_padding), h_n, c_n
 
 
 def prefix_mask(lengths: Tensor, steps: int) -> tuple[Tensor, int, int]:
@@ -190,6 +200,11 @@ def zero_masked(out: Tensor, mask: Tensor) -> Tensor:
         _compiled.load().zero_masked_(out, mask)
         return out
     return out * mask.unsqueeze(-1)
+
+
+def _padded(out: Tensor, mask: Tensor | None, zero_padding: bool) -> Tensor:
+    """The held states of a non-compiled path, zeroed at masked steps when asked to be."""
+    return zero_masked(out, mask) if zero_padding and mask is not None else out
 
 
 # Where PyTorch's own kernel measured faster than the compiled one (bench/speed.py): dense

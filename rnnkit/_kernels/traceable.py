@@ -120,7 +120,12 @@ def dispatch(traced: Callable[..., Any]) -> Callable[[Callable[..., Any]], Calla
                 return kernel(*args, backend=backend, **kwargs)
             path = select(backend)
             if path == "traceable":
-                return traced(*args, **kwargs)
+                zero_padding = kwargs.pop("zero_padding", False)
+                out, *final = traced(*args, **kwargs)
+                mask = kwargs.get("mask")
+                if zero_padding and mask is not None:  # torch.nn's padding, as in the kernels
+                    out = out * mask.unsqueeze(-1)
+                return (out, *final)
             if path == "loop" or use_traceable():
                 return kernel(*args, backend=path, **kwargs)
             return eager(*args, backend=backend, **kwargs)

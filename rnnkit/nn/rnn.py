@@ -147,6 +147,8 @@ class _RecurrentBase(torch.nn.Module):
         self, x: Tensor, state: State, weights: dict[str, Tensor | None], mask: Tensor | None,
         reverse: bool,
     ) -> tuple[Tensor, State]:
+        """One layer and direction: outputs (T, B, H), zero where ``mask`` is False (torch.nn's
+        padding), and the final state, held from each sequence's last real step."""
         raise NotImplementedError
 
     # -- forward ----------------------------------------------------------------------------
@@ -197,9 +199,8 @@ class _RecurrentBase(torch.nn.Module):
                 )
                 outputs.append(out)
                 finals.append(final)
+            # each direction's outputs are already zero past each sequence's end (_run)
             layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
-            if step_mask is not None:  # torch.nn's padding: zeros past each sequence's end
-                layer_input = _kernels.zero_masked(layer_input, step_mask)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
 
@@ -305,7 +306,7 @@ class RNN(_RecurrentBase):
         out, h_n = _kernels.elman(
             x, state[0], weights["weight_ih"], weights["weight_hh"], weights["bias_ih"],
             weights["bias_hh"], nonlinearity=self.nonlinearity, mask=mask, reverse=reverse,
-            backend=self.backend,
+            zero_padding=True, backend=self.backend,
         )
         return out, (h_n,)
 
@@ -337,7 +338,8 @@ class GRU(_RecurrentBase):
     def _run(self, x, state, weights, mask, reverse):  # type: ignore[no-untyped-def]
         out, h_n = _kernels.gru(
             x, state[0], weights["weight_ih"], weights["weight_hh"], weights["bias_ih"],
-            weights["bias_hh"], mask=mask, reverse=reverse, backend=self.backend,
+            weights["bias_hh"], mask=mask, reverse=reverse, zero_padding=True,
+            backend=self.backend,
         )
         return out, (h_n,)
 
@@ -380,9 +382,10 @@ class LSTM(_RecurrentBase):
         if weights["weight_hr"] is not None:
             step = partial(_projected_lstm_step, weights=args, w_hr=weights["weight_hr"])
             out, final = _kernels.scan(step, x, state, mask, reverse)
-            return out, final
+            return (out if mask is None else _kernels.zero_masked(out, mask)), final
         out, h_n, c_n = _kernels.lstm(
-            x, state[0], state[1], *args, mask=mask, reverse=reverse, backend=self.backend
+            x, state[0], state[1], *args, mask=mask, reverse=reverse, zero_padding=True,
+            backend=self.backend,
         )
         return out, (h_n, c_n)
 

@@ -61,8 +61,10 @@ def _mask(kind: str, steps: int, batch: int) -> torch.Tensor | None:
     return torch.rand(steps, batch, generator=g) > 0.3  # holes anywhere
 
 
-def _run(cell: str, args: list, mask: torch.Tensor | None, reverse: bool, backend: str):
-    results = CELLS[cell][1](*args, mask=mask, reverse=reverse, backend=backend)
+def _run(cell: str, args: list, mask: torch.Tensor | None, reverse: bool, backend: str,
+         zero_padding: bool = False):
+    results = CELLS[cell][1](*args, mask=mask, reverse=reverse, backend=backend,
+                             zero_padding=zero_padding)
     g = torch.Generator().manual_seed(7)
     loss = sum((r * torch.randn(r.shape, generator=g, dtype=r.dtype)).sum() for r in results)
     leaves = [a for a in args if a is not None]
@@ -83,6 +85,56 @@ def test_compiled_matches_fused_and_loop(extension: None, cell: str, mask_kind: 
         other_values, other_grads = _run(cell, args, mask, reverse, other)
         for a, b in zip((*values, *grads), (*other_values, *other_grads)):
             torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("cell,mask_kind,reverse",
+                         list(itertools.product(CELLS, ["lengths", "holes"], [False, True])))
+def test_compiled_zero_padding_matches_fused_and_loop(extension: None, cell: str, mask_kind: str,
+                                                      reverse: bool, dtype: torch.dtype) -> None:
+    """zero_padding=True: outputs are zero at masked steps (the compiled loop zeroes a held row
+    once the next step has read it), final states are still the held ones, and the gradients
+    (a step after masked ones started from a held state the outputs no longer show; outputs at
+    masked steps are constants) equal the fused and loop paths, which multiply by the mask.
+    The initial state is random, so a sequence's first step really starts from h0."""
+    args = _inputs(cell, dtype)
+    mask = _mask(mask_kind, 6, 4)
+    assert mask is not None and not mask.all()
+    values, grads = _run(cell, args, mask, reverse, "compiled", zero_padding=True)
+    assert (values[0][~mask] == 0).all()
+    for other in ("fused", "loop"):
+        other_values, other_grads = _run(cell, args, mask, reverse, other, zero_padding=True)
+        for a, b in zip((*values, *grads), (*other_values, *other_grads)):
+            torch.testing.assert_close(a, b, **TOL[dtype])
+    held, _ = _run(cell, args, mask, reverse, "loop")
+    torch.testing.assert_close(values[0], held[0] * mask.unsqueeze(-1), **TOL[dtype])
+    for a, b in zip(values[1:], held[1:]):  # final states: the held ones
+        torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+@pytest.mark.parametrize("cell,reverse", list(itertools.product(CELLS, [False, True])))
+def test_compiled_zero_padding_gradcheck(extension: None, cell: str, reverse: bool) -> None:
+    args = _inputs(cell, torch.float64, (5, 3, 2, 3))
+    mask = torch.tensor([[1, 0, 1], [0, 0, 1], [1, 1, 0], [1, 0, 0], [0, 1, 1]], dtype=torch.bool)
+    fn = CELLS[cell][1]
+    assert gradcheck(lambda *a: fn(*a, mask=mask, reverse=reverse, zero_padding=True,
+                                   backend="compiled"), args)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_compiled_zero_padding_threads_and_inference(extension: None, cell: str) -> None:
+    """A batch split across threads, and the no-grad path, zero the same rows."""
+    args = _inputs(cell, torch.float32, (40, 25, 8, 45))
+    mask = _mask("holes", 40, 25)
+    values, grads = _run(cell, args, mask, True, "compiled", zero_padding=True)
+    fused_values, fused_grads = _run(cell, args, mask, True, "fused", zero_padding=True)
+    for a, b in zip((*values, *grads), (*fused_values, *fused_grads)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=5e-5)
+    with torch.no_grad():
+        without = CELLS[cell][1](*args, mask=mask, reverse=True, zero_padding=True,
+                                 backend="compiled")
+    for a, b in zip(values, without):
+        torch.testing.assert_close(a.detach(), b, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -142,28 +194,29 @@ def test_compiled_takes_strided_and_single_biases(extension: None, cell: str) ->
 
 @pytest.mark.parametrize("cell,mask_kind,reverse",
                          list(itertools.product(CELLS, ["none", "holes"], [False, True])))
+@pytest.mark.parametrize("zero_padding", [False, True])
 def test_compiled_output_gradient_buffer(extension: None, cell: str, mask_kind: str,
-                                         reverse: bool) -> None:
+                                         reverse: bool, zero_padding: bool) -> None:
     """The backward pass writes over the output gradient only when it made that buffer itself:
     the broadcast ones of ``out.sum()`` give the loop's gradients, and a gradient the caller
     passes in (contiguous or strided) comes back unchanged."""
     args = _inputs(cell, torch.float64)
     mask = _mask(mask_kind, 6, 4)
     leaves = [a for a in args if a is not None]
-    fn = CELLS[cell][1]
-    got = torch.autograd.grad(fn(*args, mask=mask, reverse=reverse, backend="compiled")[0].sum(),
-                              leaves)
-    want = torch.autograd.grad(fn(*args, mask=mask, reverse=reverse, backend="loop")[0].sum(),
-                               leaves)
+
+    def outputs(backend: str) -> torch.Tensor:
+        return CELLS[cell][1](*args, mask=mask, reverse=reverse, zero_padding=zero_padding,
+                              backend=backend)[0]
+
+    got = torch.autograd.grad(outputs("compiled").sum(), leaves)
+    want = torch.autograd.grad(outputs("loop").sum(), leaves)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, **TOL[torch.float64])
     g = torch.randn(4, 6, args[1].shape[-1], dtype=torch.float64)
     for given in (g.transpose(0, 1).contiguous(), g.transpose(0, 1)):
         kept = given.clone()
-        out = fn(*args, mask=mask, reverse=reverse, backend="compiled")[0]
-        got = torch.autograd.grad(out, leaves, given)
-        want = torch.autograd.grad(fn(*args, mask=mask, reverse=reverse, backend="loop")[0],
-                                   leaves, given)
+        got = torch.autograd.grad(outputs("compiled"), leaves, given)
+        want = torch.autograd.grad(outputs("loop"), leaves, given)
         torch.testing.assert_close(given, kept, rtol=0, atol=0)
         for a, b in zip(got, want):
             torch.testing.assert_close(a, b, **TOL[torch.float64])

@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 namespace rnnkit {
 
@@ -133,6 +134,24 @@ inline Tensor absent_as_empty(const Tensor& t) {
 }
 inline Tensor empty_as_absent(const Tensor& t) { return t.numel() == 0 ? Tensor() : t; }
 
+// A (T, B, H) tensor read in place whatever its strides (the output gradient of out.sum() is
+// one broadcast scalar): row(t, b) points into it when its rows are contiguous, else it gathers
+// the row into `scratch` (H elements). Saves the (T, B, H) copy .contiguous() would make.
+template <typename T>
+struct StridedRows {
+  const T* data;
+  int64_t step_stride, batch_stride, stride;
+  explicit StridedRows(const Tensor& t)
+      : data(t.data_ptr<T>()), step_stride(t.stride(0)), batch_stride(t.stride(1)),
+        stride(t.stride(2)) {}
+  const T* row(int64_t t, int64_t b, T* scratch, int64_t width) const {
+    const T* first = data + t * step_stride + b * batch_stride;
+    if (stride == 1) return first;
+    for (int64_t j = 0; j < width; ++j) scratch[j] = first[j * stride];
+    return scratch;
+  }
+};
+
 // The incoming gradient of the outputs, contiguous, and whether the backward pass owns it: true
 // when it was copied here from a strided gradient (the broadcast ones of out.sum(), for one),
 // so nothing else can see it and it may be overwritten once read, saving a (T, B, H) buffer.
@@ -160,8 +179,11 @@ Tensor project_inputs(const Tensor& x, const Tensor& w, const Tensor& bias,
 // dW (G, H) = sum_t d_t^T h_{t-1}: the recurrent weight gradient as two matrix products, with
 // h_{t-1} taken from the saved states (T, B, H) shifted one step, and h0 for the first step.
 // d is (T, B, G) with row stride ld (a column block of a wider buffer is allowed).
+// With zero_mask (the mask of a zero-padded pass, else undefined) a step that follows masked
+// steps read a zeroed row there: its term d_t^T (held state) is added separately.
 Tensor recurrent_weight_grad(const Tensor& d, int64_t ld_offset, int64_t gates_width,
-                             const Tensor& states, const Tensor& h0, bool reverse);
+                             const Tensor& states, const Tensor& h0, bool reverse,
+                             const Tensor& zero_mask = Tensor());
 
 // The state step t started from: h0 for the first processed step, else the neighbouring state.
 template <typename T>
@@ -172,12 +194,39 @@ inline const T* previous_state(const T* states, const T* h0, int64_t t, int64_t 
   return at_step(states, reverse ? t + 1 : t - 1, batch, row, hidden);
 }
 
+// Zero padding (torch.nn's outputs past a sequence's end): with `zero` set, the outputs at
+// masked steps are zero while the state is still held. The forward loops keep a held state in
+// its output row until the next step has read it and then zero that row (zero_rows); the
+// backward pass finds the held states again from the mask (held_sources).
+
+// Set the rows of o (rows, width) whose keep flag is false to zero.
+template <typename T>
+inline void zero_rows(T* o, const bool* keep, int64_t rows, int64_t width) {
+  for (int64_t i = 0; i < rows; ++i) {
+    if (!keep[i]) std::fill(o + i * width, o + (i + 1) * width, T(0));
+  }
+}
+
+// For every (t, b) of a (T, B) mask: the step whose output row holds the state step t starts
+// from, in processing order (the last kept step before t), or -1 for the initial state.
+std::vector<int64_t> held_sources(const bool* mask, int64_t steps, int64_t batch, bool reverse);
+
+// The state step t of row `row` started from, given held_sources: an output row or h0's row.
+template <typename T>
+inline const T* held_state(const std::vector<int64_t>& sources, const T* states, const T* h0,
+                           int64_t t, int64_t batch, int64_t row, int64_t hidden) {
+  const int64_t from = sources[t * batch + row];
+  return from < 0 ? h0 + row * hidden : at_step(states, from, batch, row, hidden);
+}
+
 // op(a) @ op(b) for contiguous 2-D tensors through gemm() above (not the dispatcher, whose
 // threading of small products is slow on a busy machine).
 Tensor matmul(const Tensor& a, Op op_a, const Tensor& b, Op op_b);
 
-// The state after the last processed step (a copy), or h0 when there are no steps.
-Tensor last_state(const Tensor& out, const Tensor& h0, bool reverse);
+// The state after the last processed step (a copy), or h0 when there are no steps. With
+// zero_mask (a zero-padded pass) each row's state is taken from its last kept step.
+Tensor last_state(const Tensor& out, const Tensor& h0, bool reverse,
+                  const Tensor& zero_mask = Tensor());
 
 // The (T, B) bool mask of the first lengths[b] steps of each sequence, with the smallest and
 // largest length (for the caller's range check): one pass instead of five small ATen calls.

@@ -23,14 +23,16 @@ void hold_rows(T* state, const T* previous, const bool* keep, int64_t rows, int6
   }
 }
 
-// out holds the input projections on entry and the states on return.
+// out holds the input projections on entry and the states on return (zero at masked steps
+// with `zero`: see zero_rows in common.h).
 template <typename T>
 void forward_loop(T* out, const T* h0, const T* w_hh, const bool* mask, int64_t steps,
-                  int64_t batch, int64_t hidden, bool reverse, bool relu) {
+                  int64_t batch, int64_t hidden, bool reverse, bool relu, bool zero) {
   const double flops = 2.0 * steps * batch * hidden * hidden;
   over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0, n = rows * hidden;
     const T* h = h0 + b0 * hidden;
+    const bool* held = nullptr;  // the mask of the step whose states h points at
     const PackedRight<T> recurrent(Op::T, rows, hidden, hidden, w_hh, hidden);  // @ W_hh^T
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? steps - 1 - s : s;
@@ -41,56 +43,67 @@ void forward_loop(T* out, const T* h0, const T* w_hh, const bool* mask, int64_t 
       } else {
         for (int64_t k = 0; k < n; ++k) o[k] = tanh_(o[k]);
       }
-      if (mask != nullptr) hold_rows(o, h, mask + t * batch + b0, rows, hidden);
+      if (mask != nullptr) {
+        const bool* keep = mask + t * batch + b0;
+        hold_rows(o, h, keep, rows, hidden);
+        if (zero && held != nullptr) zero_rows(const_cast<T*>(h), held, rows, hidden);
+        held = keep;
+      }
       h = o;
     }
+    if (zero && held != nullptr) zero_rows(const_cast<T*>(h), held, rows, hidden);
   });
 }
 
-// dh enters as d h_n and leaves as d h0; d_pre (T, B, H) receives d pre_t of every step.
+// dh enters as d h_n and leaves as d h0; d_pre (T, B, H) receives d pre_t of every step. With
+// `zero` the outputs at masked steps were constants: their gradients are not passed on.
 template <typename T>
 void backward_loop(const T* d_out, T* dh, const T* out, const T* w_hh, const bool* mask,
                    T* d_pre, int64_t steps, int64_t batch, int64_t hidden, bool reverse,
-                   bool relu) {
+                   bool relu, bool zero) {
   const double flops = 2.0 * steps * batch * hidden * hidden;
   over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
-    const int64_t rows = b1 - b0, n = rows * hidden;
+    const int64_t rows = b1 - b0;
     T* g = dh + b0 * hidden;  // (rows, H): d loss / d h_t, carried back through time
     const PackedRight<T> recurrent(Op::N, rows, hidden, hidden, w_hh, hidden);  // @ W_hh
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? s : steps - 1 - s;
-      const T* h = at_step(out, t, batch, b0, hidden);
-      const T* go = at_step(d_out, t, batch, b0, hidden);
-      T* dp = at_step(d_pre, t, batch, b0, hidden);
-      for (int64_t k = 0; k < n; ++k) {
-        const T total = g[k] + go[k];
-        const T slope = relu ? (h[k] > T(0) ? T(1) : T(0)) : T(1) - h[k] * h[k];
-        dp[k] = total * slope;
-        g[k] = total;
-      }
-      T beta = T(0);
-      if (mask != nullptr) {  // held rows: no gradient into pre_t, d h passes through unchanged
-        const bool* keep = mask + t * batch + b0;
-        for (int64_t i = 0; i < rows; ++i) {
-          T* zeroed = keep[i] ? g + i * hidden : dp + i * hidden;
-          std::fill(zeroed, zeroed + hidden, T(0));
+      const bool* keep = mask == nullptr ? nullptr : mask + t * batch + b0;
+      for (int64_t i = 0; i < rows; ++i) {
+        const T* h = at_step(out, t, batch, b0 + i, hidden);
+        const T* go = at_step(d_out, t, batch, b0 + i, hidden);
+        T* dp = at_step(d_pre, t, batch, b0 + i, hidden);
+        T* gi = g + i * hidden;
+        if (keep != nullptr && !keep[i]) {  // held: no gradient into pre_t, d h passes through
+          if (!zero) {
+            for (int64_t k = 0; k < hidden; ++k) gi[k] += go[k];
+          }
+          std::fill(dp, dp + hidden, T(0));
+          continue;
         }
-        beta = T(1);
+#pragma omp simd  // dp may be go itself (an output gradient the backward owns): same index
+        for (int64_t k = 0; k < hidden; ++k) {
+          const T slope = relu ? (h[k] > T(0) ? T(1) : T(0)) : T(1) - h[k] * h[k];
+          dp[k] = (gi[k] + go[k]) * slope;
+        }
+        if (keep != nullptr) std::fill(gi, gi + hidden, T(0));  // replaced by dp W_hh below
       }
-      recurrent.multiply(dp, hidden, beta, g, hidden);
+      // d h_{t-1} = d pre_t W_hh (+ the held rows' carried gradient, whose dp is zero)
+      recurrent.multiply(at_step(d_pre, t, batch, b0, hidden), hidden,
+                         keep != nullptr ? T(1) : T(0), g, hidden);
     }
   });
 }
 
 Tensor run_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                    const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask, bool reverse,
-                   bool relu) {
+                   bool relu, bool zero) {
   const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(0);
   Tensor out = project_inputs(x, w_ih, b_ih, b_hh);  // (T, B, H)
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "elman_forward", [&] {
     forward_loop(out.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
                  mask.defined() ? mask.data_ptr<bool>() : nullptr, steps, batch, hidden,
-                 reverse, relu);
+                 reverse, relu, zero);
   });
   return out;
 }
@@ -98,15 +111,18 @@ Tensor run_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const 
 struct ElmanFunction : public torch::autograd::Function<ElmanFunction> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& h0,
                                const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih_in,
-                               const Tensor& b_hh_in, const Tensor& mask_in, bool reverse, bool relu) {
+                               const Tensor& b_hh_in, const Tensor& mask_in, bool reverse,
+                               bool relu, bool zero) {
     const Tensor b_ih = empty_as_absent(b_ih_in), b_hh = empty_as_absent(b_hh_in);
     const Tensor mask = empty_as_absent(mask_in);
-    Tensor out = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu);
+    zero = zero && mask.defined();
+    Tensor out = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu, zero);
     ctx->save_for_backward({x, h0, w_ih, w_hh, out, mask_in});
     ctx->saved_data["reverse"] = reverse;
     ctx->saved_data["relu"] = relu;
+    ctx->saved_data["zero"] = zero;
     ctx->saved_data["bias"] = std::vector<bool>{b_ih.defined(), b_hh.defined()};
-    return {out, last_state(out, h0, reverse)};
+    return {out, last_state(out, h0, reverse, zero ? mask : Tensor())};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -118,6 +134,7 @@ struct ElmanFunction : public torch::autograd::Function<ElmanFunction> {
     const Tensor mask = empty_as_absent(saved[5]);
     const bool reverse = ctx->saved_data["reverse"].toBool();
     const bool relu = ctx->saved_data["relu"].toBool();
+    const bool zero = ctx->saved_data["zero"].toBool();
     const auto has_bias = ctx->saved_data["bias"].toBoolList();
     const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
     const int64_t hidden = w_hh.size(0);
@@ -129,7 +146,7 @@ struct ElmanFunction : public torch::autograd::Function<ElmanFunction> {
       backward_loop(d_out.grad.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
                     out.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
                     mask.defined() ? mask.data_ptr<bool>() : nullptr,
-                    d_pre.data_ptr<scalar_t>(), steps, batch, hidden, reverse, relu);
+                    d_pre.data_ptr<scalar_t>(), steps, batch, hidden, reverse, relu, zero);
     });
     const Tensor flat = d_pre.view({steps * batch, hidden});
     Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
@@ -139,13 +156,15 @@ struct ElmanFunction : public torch::autograd::Function<ElmanFunction> {
     if (ctx->needs_input_grad(2)) {
       dw_ih = matmul(flat, Op::T, x.view({steps * batch, features}), Op::N);
     }
-    if (ctx->needs_input_grad(3)) dw_hh = recurrent_weight_grad(d_pre, 0, hidden, out, h0, reverse);
+    if (ctx->needs_input_grad(3)) {
+      dw_hh = recurrent_weight_grad(d_pre, 0, hidden, out, h0, reverse, zero ? mask : Tensor());
+    }
     if (ctx->needs_input_grad(4) || ctx->needs_input_grad(5)) {
       const Tensor db = flat.sum(0);
       if (has_bias[0] && ctx->needs_input_grad(4)) db_ih = db;
       if (has_bias[1] && ctx->needs_input_grad(5)) db_hh = has_bias[0] ? db.clone() : db;
     }
-    return {dx, dh, dw_ih, dw_hh, db_ih, db_hh, Tensor(), Tensor(), Tensor()};
+    return {dx, dh, dw_ih, dw_hh, db_ih, db_hh, Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -153,7 +172,7 @@ struct ElmanFunction : public torch::autograd::Function<ElmanFunction> {
 
 std::vector<Tensor> elman(const Tensor& x_in, const Tensor& h0_in, const Tensor& w_ih_in,
                           const Tensor& w_hh_in, const Tensor& b_ih, const Tensor& b_hh,
-                          const Tensor& mask_in, bool reverse, bool relu) {
+                          const Tensor& mask_in, bool reverse, bool relu, bool zero) {
   check_inputs("elman", 1, x_in, {h0_in}, w_ih_in, w_hh_in, b_ih, b_hh, mask_in);
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous();
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
@@ -164,11 +183,12 @@ std::vector<Tensor> elman(const Tensor& x_in, const Tensor& h0_in, const Tensor&
   }
   if (grad && at::GradMode::is_enabled()) {
     return ElmanFunction::apply(x, h0, w_ih, w_hh, absent_as_empty(b_ih), absent_as_empty(b_hh),
-                                absent_as_empty(mask), reverse, relu);
+                                absent_as_empty(mask), reverse, relu, zero);
   }
   at::NoGradGuard no_grad;
-  Tensor out = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu);
-  return {out, last_state(out, h0, reverse)};
+  zero = zero && mask.defined();
+  Tensor out = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu, zero);
+  return {out, last_state(out, h0, reverse, zero ? mask : Tensor())};
 }
 
 }  // namespace rnnkit

@@ -20,7 +20,8 @@ using torch::autograd::variable_list;
 // hn_all (T, B, H), when not null, receives gh_n of every step.
 template <typename T>
 void forward_loop(T* gates, T* out, T* hn_all, const T* h0, const T* w_hh, const T* b_hh,
-                  const bool* mask, int64_t steps, int64_t batch, int64_t hidden, bool reverse) {
+                  const bool* mask, int64_t steps, int64_t batch, int64_t hidden, bool reverse,
+                  bool zero) {
   const int64_t width = 3 * hidden;
   const double flops = 2.0 * steps * batch * width * hidden;
   over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
@@ -28,6 +29,7 @@ void forward_loop(T* gates, T* out, T* hn_all, const T* h0, const T* w_hh, const
     std::vector<T> gh_buffer(rows * width);
     T* gh = gh_buffer.data();  // (rows, 3H)
     const T* h = h0 + b0 * hidden;
+    const bool* held = nullptr;  // the mask of the step whose states h points at
     const PackedRight<T> recurrent(Op::T, rows, width, hidden, w_hh, hidden);  // @ W_hh^T
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? steps - 1 - s : s;
@@ -61,19 +63,28 @@ void forward_loop(T* gates, T* out, T* hn_all, const T* h0, const T* w_hh, const
           for (int64_t j = 0; j < hidden; ++j) hn_out[j] = a[2 * hidden + j] + b_hh[2 * hidden + j];
         }
       }
+      if (mask != nullptr) {  // zero padding: the previous step's held rows have been read
+        if (zero && held != nullptr) zero_rows(const_cast<T*>(h), held, rows, hidden);
+        held = mask + t * batch + b0;
+      }
       h = o;
     }
+    if (zero && held != nullptr) zero_rows(const_cast<T*>(h), held, rows, hidden);
   });
 }
 
 // dh enters as d h_n and leaves as d h0. d_gi (T, B, 3H) receives the gradient of gi; d_ghn
-// (T, B, H) that of gh_n (the r and z parts of d gh equal those of d gi).
+// (T, B, H) that of gh_n (the r and z parts of d gh equal those of d gi). With `zero` the
+// outputs at masked steps were constants (their gradients are not passed on) and a step after
+// masked ones finds its held previous state through held_sources.
 template <typename T>
 void backward_loop(const T* d_out, T* dh, const T* out, const T* h0, const T* gates,
                    const T* hn_all, const T* w_hh, const bool* mask, T* d_gi, T* d_ghn,
-                   int64_t steps, int64_t batch, int64_t hidden, bool reverse) {
+                   int64_t steps, int64_t batch, int64_t hidden, bool reverse, bool zero) {
   const int64_t width = 3 * hidden;
   const double flops = 2.0 * steps * batch * width * hidden;
+  const std::vector<int64_t> sources =
+      zero ? held_sources(mask, steps, batch, reverse) : std::vector<int64_t>();
   over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0;
     std::vector<T> dgh_buffer(rows * width);
@@ -87,13 +98,16 @@ void backward_loop(const T* d_out, T* dh, const T* out, const T* h0, const T* ga
         const T* g = at_step(gates, t, batch, b0 + i, width);
         const T* hn = at_step(hn_all, t, batch, b0 + i, hidden);
         const T* go = at_step(d_out, t, batch, b0 + i, hidden);
-        const T* hp = hp_rows + i * hidden;
+        const T* hp = zero ? held_state(sources, out, h0, t, batch, b0 + i, hidden)
+                           : hp_rows + i * hidden;
         T* dgi = at_step(d_gi, t, batch, b0 + i, width);
         T* dn = at_step(d_ghn, t, batch, b0 + i, hidden);
         T* dg = dgh + i * width;
         T* c = carry + i * hidden;
         if (mask != nullptr && !mask[t * batch + b0 + i]) {  // held: d h passes through
-          for (int64_t j = 0; j < hidden; ++j) c[j] += go[j];
+          if (!zero) {
+            for (int64_t j = 0; j < hidden; ++j) c[j] += go[j];
+          }
           std::fill(dgi, dgi + width, T(0));
           std::fill(dg, dg + width, T(0));
           std::fill(dn, dn + hidden, T(0));
@@ -124,7 +138,7 @@ struct Forward {
 
 Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                     const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask, bool reverse,
-                    bool keep_for_backward) {
+                    bool keep_for_backward, bool zero) {
   const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(1);
   Forward f;
   f.gates = project_inputs(x, w_ih, b_ih);  // (T, B, 3H)
@@ -136,7 +150,7 @@ Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const
                  keep_for_backward ? f.hn_all.data_ptr<scalar_t>() : nullptr,
                  h0.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(),
                  mask.defined() ? mask.data_ptr<bool>() : nullptr, steps, batch, hidden,
-                 reverse);
+                 reverse, zero);
   });
   return f;
 }
@@ -144,14 +158,17 @@ Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const
 struct GRUFunction : public torch::autograd::Function<GRUFunction> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& h0,
                                const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih_in,
-                               const Tensor& b_hh_in, const Tensor& mask_in, bool reverse) {
+                               const Tensor& b_hh_in, const Tensor& mask_in, bool reverse,
+                               bool zero) {
     const Tensor b_ih = empty_as_absent(b_ih_in), b_hh = empty_as_absent(b_hh_in);
     const Tensor mask = empty_as_absent(mask_in);
-    Forward f = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, true);
+    zero = zero && mask.defined();
+    Forward f = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, true, zero);
     ctx->save_for_backward({x, h0, w_ih, w_hh, f.out, f.gates, f.hn_all, mask_in});
     ctx->saved_data["reverse"] = reverse;
+    ctx->saved_data["zero"] = zero;
     ctx->saved_data["bias"] = std::vector<bool>{b_ih.defined(), b_hh.defined()};
-    return {f.out, last_state(f.out, h0, reverse)};
+    return {f.out, last_state(f.out, h0, reverse, zero ? mask : Tensor())};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -162,6 +179,7 @@ struct GRUFunction : public torch::autograd::Function<GRUFunction> {
     const Tensor &out = saved[4], &gates = saved[5], &hn_all = saved[6];
     const Tensor mask = empty_as_absent(saved[7]);
     const bool reverse = ctx->saved_data["reverse"].toBool();
+    const bool zero = ctx->saved_data["zero"].toBool();
     const auto has_bias = ctx->saved_data["bias"].toBoolList();
     const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
     const int64_t hidden = w_hh.size(1);
@@ -176,7 +194,7 @@ struct GRUFunction : public torch::autograd::Function<GRUFunction> {
                     gates.data_ptr<scalar_t>(), hn_all.data_ptr<scalar_t>(),
                     w_hh.data_ptr<scalar_t>(), mask.defined() ? mask.data_ptr<bool>() : nullptr,
                     d_gi.data_ptr<scalar_t>(), d_ghn.data_ptr<scalar_t>(), steps, batch, hidden,
-                    reverse);
+                    reverse, zero);
     });
     const Tensor flat_gi = d_gi.view({steps * batch, 3 * hidden});
     Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
@@ -187,15 +205,16 @@ struct GRUFunction : public torch::autograd::Function<GRUFunction> {
       dw_ih = matmul(flat_gi, Op::T, x.view({steps * batch, features}), Op::N);
     }
     if (ctx->needs_input_grad(3)) {
-      dw_hh = at::cat({recurrent_weight_grad(d_gi, 0, 2 * hidden, out, h0, reverse),
-                       recurrent_weight_grad(d_ghn, 0, hidden, out, h0, reverse)});
+      const Tensor zero_mask = zero ? mask : Tensor();
+      dw_hh = at::cat({recurrent_weight_grad(d_gi, 0, 2 * hidden, out, h0, reverse, zero_mask),
+                       recurrent_weight_grad(d_ghn, 0, hidden, out, h0, reverse, zero_mask)});
     }
     if (has_bias[0] && ctx->needs_input_grad(4)) db_ih = flat_gi.sum(0);
     if (has_bias[1] && ctx->needs_input_grad(5)) {
       db_hh = at::cat({flat_gi.narrow(1, 0, 2 * hidden).sum(0),
                        d_ghn.view({steps * batch, hidden}).sum(0)});
     }
-    return {dx, dh, dw_ih, dw_hh, db_ih, db_hh, Tensor(), Tensor()};
+    return {dx, dh, dw_ih, dw_hh, db_ih, db_hh, Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -203,7 +222,7 @@ struct GRUFunction : public torch::autograd::Function<GRUFunction> {
 
 std::vector<Tensor> gru(const Tensor& x_in, const Tensor& h0_in, const Tensor& w_ih_in,
                         const Tensor& w_hh_in, const Tensor& b_ih_in, const Tensor& b_hh_in,
-                        const Tensor& mask_in, bool reverse) {
+                        const Tensor& mask_in, bool reverse, bool zero) {
   check_inputs("gru", 3, x_in, {h0_in}, w_ih_in, w_hh_in, b_ih_in, b_hh_in, mask_in);
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous();
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
@@ -215,11 +234,12 @@ std::vector<Tensor> gru(const Tensor& x_in, const Tensor& h0_in, const Tensor& w
   }
   if (grad && at::GradMode::is_enabled()) {
     return GRUFunction::apply(x, h0, w_ih, w_hh, absent_as_empty(b_ih), absent_as_empty(b_hh),
-                                absent_as_empty(mask), reverse);
+                                absent_as_empty(mask), reverse, zero);
   }
   at::NoGradGuard no_grad;
-  Forward f = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, false);
-  return {f.out, last_state(f.out, h0, reverse)};
+  zero = zero && mask.defined();
+  Forward f = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, false, zero);
+  return {f.out, last_state(f.out, h0, reverse, zero ? mask : Tensor())};
 }
 
 }  // namespace rnnkit

@@ -21,7 +21,8 @@ using torch::autograd::variable_list;
 // c_n (B, H) receives the final cell state.
 template <typename T>
 void forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0, const T* w_hh,
-                  const bool* mask, int64_t steps, int64_t batch, int64_t hidden, bool reverse) {
+                  const bool* mask, int64_t steps, int64_t batch, int64_t hidden, bool reverse,
+                  bool zero) {
   const int64_t width = 4 * hidden;
   const double flops = 2.0 * steps * batch * width * hidden;
   over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
@@ -31,6 +32,7 @@ void forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0, 
     std::vector<T> c_buffer(c_all == nullptr ? 2 * rows * hidden : 0);
     const T* h = h0 + b0 * hidden;
     const T* c = c0 + b0 * hidden;
+    const bool* held = nullptr;  // the mask of the step whose states h points at
     const PackedRight<T> recurrent(Op::T, rows, width, hidden, w_hh, hidden);  // @ W_hh^T
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? steps - 1 - s : s;
@@ -67,25 +69,31 @@ void forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0, 
           hr[j] = og * tanh_(cj);
         }
       }
+      if (mask != nullptr) {  // zero padding: the previous step's held rows have been read
+        if (zero && held != nullptr) zero_rows(const_cast<T*>(h), held, rows, hidden);
+        held = mask + t * batch + b0;
+      }
       h = o;
       c = c_new;
     }
+    if (zero && held != nullptr) zero_rows(const_cast<T*>(h), held, rows, hidden);
     std::copy(c, c + rows * hidden, c_n + b0 * hidden);
   });
 }
 
 // dh, dc enter as d h_n, d c_n and leave as d h0, d c0; d_gates (T, B, 4H) receives the
-// gradients of the pre-activation gates of every step.
+// gradients of the pre-activation gates of every step. d_out is read with its own strides.
 template <typename T>
-void backward_loop(const T* d_out, T* dh, T* dc, const T* c_all, const T* c0, const T* gates,
+void backward_loop(const StridedRows<T>& d_out, T* dh, T* dc, const T* c_all, const T* c0, const T* gates,
                    const T* w_hh, const bool* mask, T* d_gates, int64_t steps, int64_t batch,
-                   int64_t hidden, bool reverse) {
+                   int64_t hidden, bool reverse, bool zero) {
   const int64_t width = 4 * hidden;
   const double flops = 2.0 * steps * batch * width * hidden;
   over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0;
     T* carry_h = dh + b0 * hidden;  // (rows, H)
     T* carry_c = dc + b0 * hidden;
+    std::vector<T> scratch(hidden);  // a strided d_out row, gathered
     const PackedRight<T> recurrent(Op::N, rows, hidden, width, w_hh, hidden);  // @ W_hh
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? s : steps - 1 - s;
@@ -94,13 +102,15 @@ void backward_loop(const T* d_out, T* dh, T* dc, const T* c_all, const T* c0, co
       for (int64_t r = 0; r < rows; ++r) {
         const T* g = at_step(gates, t, batch, b0 + r, width);
         const T* ct = at_step(c_all, t, batch, b0 + r, hidden);
-        const T* go = at_step(d_out, t, batch, b0 + r, hidden);
+        const T* go = d_out.row(t, b0 + r, scratch.data(), hidden);
         const T* cp = cp_rows + r * hidden;
         T* dar = da + r * width;
         T* gh = carry_h + r * hidden;
         T* gc = carry_c + r * hidden;
         if (mask != nullptr && !mask[t * batch + b0 + r]) {  // held: gradients pass through
-          for (int64_t j = 0; j < hidden; ++j) gh[j] += go[j];
+          if (!zero) {  // with zero padding the output here was a constant
+            for (int64_t j = 0; j < hidden; ++j) gh[j] += go[j];
+          }
           std::fill(dar, dar + width, T(0));
           continue;
         }
@@ -129,7 +139,7 @@ struct Forward {
 
 Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
                     const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh,
-                    const Tensor& mask, bool reverse, bool keep_for_backward) {
+                    const Tensor& mask, bool reverse, bool keep_for_backward, bool zero) {
   const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(1);
   Forward f;
   f.gates = project_inputs(x, w_ih, b_ih, b_hh);  // (T, B, 4H)
@@ -141,7 +151,7 @@ Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const T
                  keep_for_backward ? f.c_all.data_ptr<scalar_t>() : nullptr,
                  f.c_n.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(),
                  w_hh.data_ptr<scalar_t>(), mask.defined() ? mask.data_ptr<bool>() : nullptr,
-                 steps, batch, hidden, reverse);
+                 steps, batch, hidden, reverse, zero);
   });
   return f;
 }
@@ -150,14 +160,16 @@ struct LSTMFunction : public torch::autograd::Function<LSTMFunction> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& h0,
                                const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
                                const Tensor& b_ih_in, const Tensor& b_hh_in, const Tensor& mask_in,
-                               bool reverse) {
+                               bool reverse, bool zero) {
     const Tensor b_ih = empty_as_absent(b_ih_in), b_hh = empty_as_absent(b_hh_in);
     const Tensor mask = empty_as_absent(mask_in);
-    Forward f = run_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, true);
+    zero = zero && mask.defined();
+    Forward f = run_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, true, zero);
     ctx->save_for_backward({x, h0, c0, w_ih, w_hh, f.out, f.c_all, f.gates, mask_in});
     ctx->saved_data["reverse"] = reverse;
+    ctx->saved_data["zero"] = zero;
     ctx->saved_data["bias"] = std::vector<bool>{b_ih.defined(), b_hh.defined()};
-    return {f.out, last_state(f.out, h0, reverse), f.c_n};
+    return {f.out, last_state(f.out, h0, reverse, zero ? mask : Tensor()), f.c_n};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -168,21 +180,20 @@ struct LSTMFunction : public torch::autograd::Function<LSTMFunction> {
     const Tensor &w_hh = saved[4], &out = saved[5], &c_all = saved[6], &gates = saved[7];
     const Tensor mask = empty_as_absent(saved[8]);
     const bool reverse = ctx->saved_data["reverse"].toBool();
+    const bool zero = ctx->saved_data["zero"].toBool();
     const auto has_bias = ctx->saved_data["bias"].toBoolList();
     const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
     const int64_t hidden = w_hh.size(1);
-    OutputGrad d_out = output_grad(grads[0]);
     Tensor dh = grads[1].contiguous().clone();
     Tensor dc = grads[2].contiguous().clone();
     Tensor d_gates = at::empty_like(gates);  // (T, B, 4H)
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_backward", [&] {
-      backward_loop(d_out.grad.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
+      backward_loop(StridedRows<scalar_t>(grads[0]), dh.data_ptr<scalar_t>(),
                     dc.data_ptr<scalar_t>(), c_all.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(),
                     gates.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
                     mask.defined() ? mask.data_ptr<bool>() : nullptr,
-                    d_gates.data_ptr<scalar_t>(), steps, batch, hidden, reverse);
+                    d_gates.data_ptr<scalar_t>(), steps, batch, hidden, reverse, zero);
     });
-    d_out.grad.reset();  // a copy made here is freed before the products below allocate
     const Tensor flat = d_gates.view({steps * batch, 4 * hidden});
     Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
     if (ctx->needs_input_grad(0)) {
@@ -192,14 +203,15 @@ struct LSTMFunction : public torch::autograd::Function<LSTMFunction> {
       dw_ih = matmul(flat, Op::T, x.view({steps * batch, features}), Op::N);
     }
     if (ctx->needs_input_grad(4)) {
-      dw_hh = recurrent_weight_grad(d_gates, 0, 4 * hidden, out, h0, reverse);
+      dw_hh = recurrent_weight_grad(d_gates, 0, 4 * hidden, out, h0, reverse,
+                                    zero ? mask : Tensor());
     }
     if (ctx->needs_input_grad(5) || ctx->needs_input_grad(6)) {
       const Tensor db = flat.sum(0);
       if (has_bias[0] && ctx->needs_input_grad(5)) db_ih = db;
       if (has_bias[1] && ctx->needs_input_grad(6)) db_hh = has_bias[0] ? db.clone() : db;
     }
-    return {dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, Tensor(), Tensor()};
+    return {dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -207,7 +219,7 @@ struct LSTMFunction : public torch::autograd::Function<LSTMFunction> {
 
 std::vector<Tensor> lstm(const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in,
                          const Tensor& w_ih_in, const Tensor& w_hh_in, const Tensor& b_ih,
-                         const Tensor& b_hh, const Tensor& mask_in, bool reverse) {
+                         const Tensor& b_hh, const Tensor& mask_in, bool reverse, bool zero) {
   check_inputs("lstm", 4, x_in, {h0_in, c0_in}, w_ih_in, w_hh_in, b_ih, b_hh, mask_in);
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
@@ -218,11 +230,12 @@ std::vector<Tensor> lstm(const Tensor& x_in, const Tensor& h0_in, const Tensor& 
   }
   if (grad && at::GradMode::is_enabled()) {
     return LSTMFunction::apply(x, h0, c0, w_ih, w_hh, absent_as_empty(b_ih), absent_as_empty(b_hh),
-                                absent_as_empty(mask), reverse);
+                                absent_as_empty(mask), reverse, zero);
   }
   at::NoGradGuard no_grad;
-  Forward f = run_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, false);
-  return {f.out, last_state(f.out, h0, reverse), f.c_n};
+  zero = zero && mask.defined();
+  Forward f = run_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, false, zero);
+  return {f.out, last_state(f.out, h0, reverse, zero ? mask : Tensor()), f.c_n};
 }
 
 }  // namespace rnnkit

@@ -1,6 +1,7 @@
 // Helpers shared by the compiled Elman, GRU and LSTM passes.
 #include <algorithm>
 #include <tuple>
+#include <vector>
 
 #include "common.h"
 
@@ -31,7 +32,8 @@ Tensor project_inputs(const Tensor& x, const Tensor& w, const Tensor& bias_in,
 }
 
 Tensor recurrent_weight_grad(const Tensor& d, int64_t ld_offset, int64_t gates_width,
-                             const Tensor& states, const Tensor& h0, bool reverse) {
+                             const Tensor& states, const Tensor& h0, bool reverse,
+                             const Tensor& zero_mask) {
   const int64_t steps = states.size(0), batch = states.size(1), hidden = states.size(2);
   const int64_t ld = d.size(2);
   if (steps == 0) return at::zeros({gates_width, hidden}, states.options());
@@ -49,8 +51,38 @@ Tensor recurrent_weight_grad(const Tensor& d, int64_t ld_offset, int64_t gates_w
          hidden, scalar_t(0), w, hidden);
     gemm(Op::T, Op::N, gates_width, hidden, batch, scalar_t(1), g_first, ld,
          h0.data_ptr<scalar_t>(), hidden, scalar_t(1), w, hidden);
+    if (!zero_mask.defined()) return;
+    // Zero padding: a kept step after masked ones met a zeroed row above; add d_t^T held.
+    const bool* keep = zero_mask.data_ptr<bool>();
+    const std::vector<int64_t> sources = held_sources(keep, steps, batch, reverse);
+    const scalar_t* h0_data = h0.data_ptr<scalar_t>();
+    for (int64_t s = 1; s < steps; ++s) {
+      const int64_t t = reverse ? steps - 1 - s : s, previous = reverse ? t + 1 : t - 1;
+      for (int64_t b = 0; b < batch; ++b) {
+        if (!keep[t * batch + b] || keep[previous * batch + b]) continue;
+        const scalar_t* held = held_state(sources, h, h0_data, t, batch, b, hidden);
+        const scalar_t* dt = at_step(g, t, batch, b, ld);
+        for (int64_t i = 0; i < gates_width; ++i) {
+          scalar_t* wi = w + i * hidden;
+          for (int64_t k = 0; k < hidden; ++k) wi[k] += dt[i] * held[k];
+        }
+      }
+    }
   });
   return dw;
+}
+
+std::vector<int64_t> held_sources(const bool* mask, int64_t steps, int64_t batch, bool reverse) {
+  std::vector<int64_t> sources(steps * batch);
+  for (int64_t b = 0; b < batch; ++b) {
+    int64_t last = -1;
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t t = reverse ? steps - 1 - s : s;
+      sources[t * batch + b] = last;
+      if (mask[t * batch + b]) last = t;
+    }
+  }
+  return sources;
 }
 
 Tensor matmul(const Tensor& a, Op op_a, const Tensor& b, Op op_b) {
@@ -64,14 +96,31 @@ Tensor matmul(const Tensor& a, Op op_a, const Tensor& b, Op op_b) {
   return out;
 }
 
-Tensor last_state(const Tensor& out, const Tensor& h0, bool reverse) {
+Tensor last_state(const Tensor& out, const Tensor& h0, bool reverse, const Tensor& zero_mask) {
   const int64_t steps = out.size(0), batch = out.size(1), hidden = out.size(2);
   Tensor state = at::empty({batch, hidden}, out.options());  // a copy, without the dispatcher
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "last_state", [&] {
-    const scalar_t* from = steps == 0 ? h0.data_ptr<scalar_t>()
-                                      : at_step(out.data_ptr<scalar_t>(), reverse ? 0 : steps - 1,
-                                                batch, 0, hidden);
-    std::copy(from, from + batch * hidden, state.data_ptr<scalar_t>());
+    const scalar_t* states = out.data_ptr<scalar_t>();
+    const scalar_t* initial = h0.data_ptr<scalar_t>();
+    scalar_t* to = state.data_ptr<scalar_t>();
+    if (zero_mask.defined()) {  // each row's last kept step, or h0
+      const bool* keep = zero_mask.data_ptr<bool>();
+      for (int64_t b = 0; b < batch; ++b) {
+        const scalar_t* from = initial + b * hidden;
+        for (int64_t s = steps - 1; s >= 0; --s) {
+          const int64_t t = reverse ? steps - 1 - s : s;
+          if (keep[t * batch + b]) {
+            from = at_step(states, t, batch, b, hidden);
+            break;
+          }
+        }
+        std::copy(from, from + hidden, to + b * hidden);
+      }
+      return;
+    }
+    const scalar_t* from =
+        steps == 0 ? initial : at_step(states, reverse ? 0 : steps - 1, batch, 0, hidden);
+    std::copy(from, from + batch * hidden, to);
   });
   return state;
 }
