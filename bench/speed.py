@@ -33,7 +33,6 @@ import argparse
 import importlib.util
 import itertools
 import json
-import math
 import platform
 import random
 import statistics

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from _gen_common import (
-    INPUT_KWARGS,
     build_layer,
     make_mask,
     random_weights,
