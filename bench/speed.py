@@ -419,6 +419,56 @@ def print_table(report: dict[str, Any]) -> None:
     Console(width=200).print(table)
 
 
+def markdown_table(report: dict[str, Any]) -> str:
+    """The report as the README's table: one line per cell, size and case, with the inference
+    and training numbers side by side (ratios are torch.nn's time over the contender's)."""
+    pairs: dict[tuple[str, str, bool], dict[str, dict[str, Any]]] = {}
+    for row in report["rows"]:
+        pairs.setdefault((row["cell"], row["size"], row["variable_length"]), {})[row["mode"]] = row
+    lines = [
+        "| cell | size (B, T, D, H) | torch.nn ms: inference / training | rnnkit.nn ×: inference "
+        "/ training | rnnkit.layers ×: inference / training | JAX ×: inference / training | "
+        "training: % of matmul peak; memory MB torch.nn / rnnkit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    def order(key: tuple[str, str, bool]) -> tuple[int, int, bool]:  # each var row after its size
+        cell, size, var = key
+        return list(CELLS).index(cell), list(SIZES).index(size), var
+
+    for (cell, size, var), modes in sorted(pairs.items(), key=lambda item: order(item[0])):
+        first = next(iter(modes.values()))
+        shape = f"{size} ({first['batch']}, {first['steps']}, {first['features']}, {first['hidden']})"
+        base = BASELINE + " (packed)" if var else BASELINE
+        nn = "rnnkit.nn (lengths)" if var else "rnnkit.nn"
+        layers = "rnnkit.layers (mask)" if var else "rnnkit.layers"
+
+        def both(pick: Callable[[dict[str, Any]], str]) -> str:
+            return " / ".join(pick(modes[m]) if m in modes else "–"
+                              for m in ("inference", "training"))
+
+        def ratio(name: str) -> Callable[[dict[str, Any]], str]:
+            return lambda r: f"{r['speedup_vs_torch'][name]:.2f}" if name in r["ms"] else "–"
+
+        def base_ms(r: dict[str, Any]) -> str:
+            return f"{r['ms'][base]:.2f}"
+
+        last = ""
+        if "training" in modes:
+            train = modes["training"]
+            last = f"{100 * train['peak_fraction'][nn]:.0f}%"
+            if "peak_memory_mb" in train:
+                memory = train["peak_memory_mb"]
+                last += f"; {memory[base]:.1f} / {memory[nn]:.1f}"
+        if var:
+            last += "; lengths vs dense: " + both(lambda r: f"{100 * r['masking_overhead']:+.0f}%")
+        lines.append(
+            f"| {cell} | {shape}{', random lengths vs packed' if var else ''} | "
+            f"{both(base_ms)} | {both(ratio(nn))} | "
+            f"{both(ratio(layers))} | {both(ratio('jax'))} | {last} |"
+        )
+    return "\n".join(lines)
+
+
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
@@ -446,7 +496,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--modes", default="inference,training")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds of timing per row (default 0.6 quick, 4 full)")
+    parser.add_argument("--markdown", type=Path, metavar="JSON",
+                        help="print the README table of a saved report and time nothing")
     args = parser.parse_args(argv)
+    if args.markdown is not None:
+        report = json.loads(args.markdown.read_text())
+        print(markdown_table(report))
+        return report
     settings = QUICK if args.quick else FULL
     if args.budget is not None:
         settings = Settings(args.budget, settings.min_repeats, settings.max_repeats,

@@ -57,6 +57,25 @@ def test_quick_report_structure(tmp_path: Path, capsys: pytest.CaptureFixture[st
             assert "peak_memory_mb" not in row
 
 
+def test_markdown_table_of_a_saved_report(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """--markdown prints the README table of a saved report: a line per cell and case, the
+    variable-length line after its dense one, each with the report's own numbers."""
+    report = _tiny_run(tmp_path, capsys)
+    speed.main(["--markdown", str(tmp_path / "speed.json")])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("| cell | size (B, T, D, H) |") and lines[1].startswith("|---")
+    body = [line.split(" | ") for line in lines[2:]]
+    assert [(cells[0], "random lengths" in cells[1]) for cells in body] == [
+        ("| gru", False), ("| gru", True), ("| lstm", False), ("| lstm", True)]
+    train = next(r for r in report["rows"]
+                 if r["cell"] == "lstm" and r["mode"] == "training" and r["variable_length"])
+    overhead = f"{100 * train['masking_overhead']:+.0f}%"
+    assert body[3][1] == "tiny (6, 4, 1, 10), random lengths vs packed"
+    assert f"{train['speedup_vs_torch']['rnnkit.nn (lengths)']:.2f}" in body[3][3]
+    assert body[3][-1].endswith(f"/ {overhead} |")
+
+
 def test_unknown_names_are_refused() -> None:
     with pytest.raises(SystemExit, match="unknown sizes: huge"):
         speed.main(["--sizes", "huge"])
