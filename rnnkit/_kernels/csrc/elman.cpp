@@ -32,7 +32,8 @@ void forward_loop(T* out, const T* h0, const T* w_hh, const bool* mask, int64_t 
   over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0, n = rows * hidden;
     const T* h = h0 + b0 * hidden;
-    const bool* held = nullptr;  // the mask of the step whose states h points at
+    T* previous = nullptr;       // the previous step's output rows, once h points at them
+    const bool* held = nullptr;  // and that step's mask
     const PackedRight<T> recurrent(Op::T, rows, hidden, hidden, w_hh, hidden);  // @ W_hh^T
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? steps - 1 - s : s;
@@ -46,12 +47,12 @@ void forward_loop(T* out, const T* h0, const T* w_hh, const bool* mask, int64_t 
       if (mask != nullptr) {
         const bool* keep = mask + t * batch + b0;
         hold_rows(o, h, keep, rows, hidden);
-        if (zero && held != nullptr) zero_rows(const_cast<T*>(h), held, rows, hidden);
+        if (zero && held != nullptr) zero_rows(previous, held, rows, hidden);
         held = keep;
       }
-      h = o;
+      h = previous = o;
     }
-    if (zero && held != nullptr) zero_rows(const_cast<T*>(h), held, rows, hidden);
+    if (zero && held != nullptr) zero_rows(previous, held, rows, hidden);
   });
 }
 

@@ -29,7 +29,8 @@ void forward_loop(T* gates, T* out, T* hn_all, const T* h0, const T* w_hh, const
     std::vector<T> gh_buffer(rows * width);
     T* gh = gh_buffer.data();  // (rows, 3H)
     const T* h = h0 + b0 * hidden;
-    const bool* held = nullptr;  // the mask of the step whose states h points at
+    T* previous = nullptr;       // the previous step's output rows, once h points at them
+    const bool* held = nullptr;  // and that step's mask
     const PackedRight<T> recurrent(Op::T, rows, width, hidden, w_hh, hidden);  // @ W_hh^T
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? steps - 1 - s : s;
@@ -64,12 +65,12 @@ void forward_loop(T* gates, T* out, T* hn_all, const T* h0, const T* w_hh, const
         }
       }
       if (mask != nullptr) {  // zero padding: the previous step's held rows have been read
-        if (zero && held != nullptr) zero_rows(const_cast<T*>(h), held, rows, hidden);
+        if (zero && held != nullptr) zero_rows(previous, held, rows, hidden);
         held = mask + t * batch + b0;
       }
-      h = o;
+      h = previous = o;
     }
-    if (zero && held != nullptr) zero_rows(const_cast<T*>(h), held, rows, hidden);
+    if (zero && held != nullptr) zero_rows(previous, held, rows, hidden);
   });
 }
 

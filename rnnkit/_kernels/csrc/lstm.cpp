@@ -32,7 +32,8 @@ void forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0, 
     std::vector<T> c_buffer(c_all == nullptr ? 2 * rows * hidden : 0);
     const T* h = h0 + b0 * hidden;
     const T* c = c0 + b0 * hidden;
-    const bool* held = nullptr;  // the mask of the step whose states h points at
+    T* previous = nullptr;       // the previous step's output rows, once h points at them
+    const bool* held = nullptr;  // and that step's mask
     const PackedRight<T> recurrent(Op::T, rows, width, hidden, w_hh, hidden);  // @ W_hh^T
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? steps - 1 - s : s;
@@ -70,13 +71,13 @@ void forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0, 
         }
       }
       if (mask != nullptr) {  // zero padding: the previous step's held rows have been read
-        if (zero && held != nullptr) zero_rows(const_cast<T*>(h), held, rows, hidden);
+        if (zero && held != nullptr) zero_rows(previous, held, rows, hidden);
         held = mask + t * batch + b0;
       }
-      h = o;
+      h = previous = o;
       c = c_new;
     }
-    if (zero && held != nullptr) zero_rows(const_cast<T*>(h), held, rows, hidden);
+    if (zero && held != nullptr) zero_rows(previous, held, rows, hidden);
     std::copy(c, c + rows * hidden, c_n + b0 * hidden);
   });
 }
@@ -84,9 +85,9 @@ void forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0, 
 // dh, dc enter as d h_n, d c_n and leave as d h0, d c0; d_gates (T, B, 4H) receives the
 // gradients of the pre-activation gates of every step. d_out is read with its own strides.
 template <typename T>
-void backward_loop(const StridedRows<T>& d_out, T* dh, T* dc, const T* c_all, const T* c0, const T* gates,
-                   const T* w_hh, const bool* mask, T* d_gates, int64_t steps, int64_t batch,
-                   int64_t hidden, bool reverse, bool zero) {
+void backward_loop(const StridedRows<T>& d_out, T* dh, T* dc, const T* c_all, const T* c0,
+                   const T* gates, const T* w_hh, const bool* mask, T* d_gates, int64_t steps,
+                   int64_t batch, int64_t hidden, bool reverse, bool zero) {
   const int64_t width = 4 * hidden;
   const double flops = 2.0 * steps * batch * width * hidden;
   over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
