@@ -431,13 +431,15 @@ def markdown_table(report: dict[str, Any]) -> str:
         "training: % of matmul peak; memory MB torch.nn / rnnkit |",
         "|---|---|---|---|---|---|---|",
     ]
+
     def order(key: tuple[str, str, bool]) -> tuple[int, int, bool]:  # each var row after its size
         cell, size, var = key
         return list(CELLS).index(cell), list(SIZES).index(size), var
 
     for (cell, size, var), modes in sorted(pairs.items(), key=lambda item: order(item[0])):
         first = next(iter(modes.values()))
-        shape = f"{size} ({first['batch']}, {first['steps']}, {first['features']}, {first['hidden']})"
+        dims = ", ".join(str(first[k]) for k in ("batch", "steps", "features", "hidden"))
+        shape = f"{size} ({dims})"
         base = BASELINE + " (packed)" if var else BASELINE
         nn = "rnnkit.nn (lengths)" if var else "rnnkit.nn"
         layers = "rnnkit.layers (mask)" if var else "rnnkit.layers"
@@ -500,8 +502,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="print the README table of a saved report and time nothing")
     args = parser.parse_args(argv)
     if args.markdown is not None:
-        report = json.loads(args.markdown.read_text())
-        print(markdown_table(report))
+        try:
+            report = json.loads(args.markdown.read_text())
+            table = markdown_table(report)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"cannot make a table of {args.markdown}: it is not a report "
+                             f"written by --json ({type(e).__name__}: {e})") from e
+        print(table)
         return report
     settings = QUICK if args.quick else FULL
     if args.budget is not None:

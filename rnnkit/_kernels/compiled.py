@@ -7,9 +7,10 @@ milliseconds. The module name carries a digest of the sources and flags, so an e
 another CPU gets its own build instead of a stale one.
 
 Nothing here is required: without a compiler (or with ``RNNKIT_NO_EXTENSION=1``) the kernels
-run on the pure-PyTorch fused path. The switch is read once, when a kernel is first needed. ``backend="auto"`` falls back silently when the extension
-was switched off on purpose and with one :class:`ExtensionWarning` when building it failed;
-``backend="compiled"`` raises :class:`ExtensionUnavailable` with the reason.
+run on the pure-PyTorch fused path; the switch is read once, when a kernel is first needed.
+``backend="auto"`` falls back silently when the extension was switched off on purpose and with
+one :class:`ExtensionWarning` when building it failed; ``backend="compiled"`` raises
+:class:`ExtensionUnavailable` with the reason.
 """
 
 from __future__ import annotations

@@ -76,6 +76,19 @@ def test_markdown_table_of_a_saved_report(tmp_path: Path,
     assert body[3][-1].endswith(f"/ {overhead} |")
 
 
+def test_markdown_refuses_what_is_not_a_report(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="missing.json: it is not a report.*FileNotFoundError"):
+        speed.main(["--markdown", str(tmp_path / "missing.json")])
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"rows": [{"cell": "rnn"')  # cut short
+    with pytest.raises(SystemExit, match="broken.json: it is not a report.*JSONDecodeError"):
+        speed.main(["--markdown", str(broken)])
+    other = tmp_path / "other.json"
+    other.write_text('{"rows": [{"cell": "rnn"}]}')
+    with pytest.raises(SystemExit, match="other.json: it is not a report.*KeyError"):
+        speed.main(["--markdown", str(other)])
+
+
 def test_unknown_names_are_refused() -> None:
     with pytest.raises(SystemExit, match="unknown sizes: huge"):
         speed.main(["--sizes", "huge"])
