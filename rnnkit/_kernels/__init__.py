@@ -30,13 +30,13 @@ no second (T, B, H) tensor and no extra pass are needed; the other paths multipl
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
-
 import torch
 from torch import Tensor
 
 from . import compiled as _compiled
 from . import traceable as _traceable
+from ._route import prefers_torch_lstm as _prefers_torch_lstm
+from ._route import torch_recurrence as _torch_recurrence
 from .cells import elman_cell, gru_cell, lstm_cell
 from .elman import elman_fused
 from .gru import gru_fused
@@ -205,41 +205,6 @@ def zero_masked(out: Tensor, mask: Tensor) -> Tensor:
 def _padded(out: Tensor, mask: Tensor | None, zero_padding: bool) -> Tensor:
     """The held states of a non-compiled path, zeroed at masked steps when asked to be."""
     return zero_masked(out, mask) if zero_padding and mask is not None else out
-
-
-# Where PyTorch's own kernel measured faster than the compiled one (bench/speed.py): dense
-# float32 LSTM inference from batch x hidden = 16384 (medium and large sizes: 0.85-0.93x;
-# training there is 1.0-1.3x on ours, and every smaller or masked call is faster on ours).
-_TORCH_LSTM_INFERENCE_MIN_WORK = 16384
-
-
-def _prefers_torch_lstm(x: Tensor, w_hh: Tensor, mask: Tensor | None,
-                        *tensors: Tensor | None) -> bool:
-    return (mask is None and x.dtype == torch.float32 and x.device.type == "cpu"
-            and not _needs_grad(x, *tensors)
-            and x.shape[1] * w_hh.shape[1] >= _TORCH_LSTM_INFERENCE_MIN_WORK)
-
-
-def _needs_grad(*tensors: Tensor | None) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
-def _torch_recurrence(function: Any, x: Tensor, states: tuple[Tensor, ...], w_ih: Tensor,
-                      w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
-                      reverse: bool) -> tuple[Tensor, ...]:
-    """One layer and direction on PyTorch's own kernel (``torch._VF.lstm``, what ``torch.nn``
-    calls; differentiable by autograd, though only inference is sent here). Returns (states,
-    *final states)."""
-    if (b_ih is None) != (b_hh is None):  # the Keras layout has one bias
-        b_ih = b_ih if b_ih is not None else torch.zeros_like(b_hh)  # type: ignore[arg-type]
-        b_hh = b_hh if b_hh is not None else torch.zeros_like(b_ih)
-    params = [w_ih, w_hh] if b_ih is None else [w_ih, w_hh, b_ih, b_hh]
-    inputs = x.flip(0) if reverse else x
-    train = _needs_grad(x, *states, *params)
-    hx = tuple(s.unsqueeze(0) for s in states)
-    out, *finals = function(inputs, hx if len(hx) > 1 else hx[0], params, b_ih is not None, 1,
-                            0.0, train, False, False)
-    return (out.flip(0) if reverse else out, *(f[0] for f in finals))
 
 
 def _elman_step(x, state, *, w_ih, w_hh, b_ih, b_hh, act):  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rnnkit import _kernels as K
+from rnnkit._kernels._route import prefers_torch_lstm
 
 T, B, D, H = 5, 64, 3, 256  # B * H = 16384: the torch path for inference
 
@@ -29,7 +30,7 @@ def _inputs(bias: str, batch: int = B) -> list[torch.Tensor | None]:
 def test_torch_path_matches_the_loop(reverse: bool, bias: str) -> None:
     args = _inputs(bias)
     with torch.no_grad():
-        assert K._prefers_torch_lstm(args[0], args[4], None, *args)
+        assert prefers_torch_lstm(args[0], args[4], None, *args)
         fast = K.lstm(*args, reverse=reverse)
         slow = K.lstm(*args, reverse=reverse, backend="loop")
     for a, b in zip(fast, slow):
@@ -40,9 +41,9 @@ def test_training_masks_small_sizes_and_float64_stay_on_rnnkit_kernels() -> None
     args = _inputs("both")
     x, h0, c0, w_ih, w_hh, *_ = args
     weight = w_ih.clone().requires_grad_()
-    assert not K._prefers_torch_lstm(x, w_hh, None, h0, c0, weight)  # a gradient to compute
+    assert not prefers_torch_lstm(x, w_hh, None, h0, c0, weight)  # a gradient to compute
     with torch.no_grad():
-        assert K._prefers_torch_lstm(x, w_hh, None, weight)  # no_grad: inference
-        assert not K._prefers_torch_lstm(x, w_hh, torch.ones(T, B, dtype=torch.bool))
-        assert not K._prefers_torch_lstm(x[:, :32], w_hh, None)  # 32 x 256 < 16384
-        assert not K._prefers_torch_lstm(x.double(), w_hh.double(), None)
+        assert prefers_torch_lstm(x, w_hh, None, weight)  # no_grad: inference
+        assert not prefers_torch_lstm(x, w_hh, torch.ones(T, B, dtype=torch.bool))
+        assert not prefers_torch_lstm(x[:, :32], w_hh, None)  # 32 x 256 < 16384
+        assert not prefers_torch_lstm(x.double(), w_hh.double(), None)
