@@ -29,15 +29,19 @@ reports behind the README's tables are saved in the repository's ``bench/`` fold
 """
 
 import argparse
+import contextlib
 import importlib.util
 import itertools
 import json
+import os
 import platform
 import random
+import re
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -134,11 +138,39 @@ def peak_memory_bytes(fn: Call) -> int:
     """Highest total of tensor bytes alive at once among those allocated during ``fn()``."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _without_profiler_noise(), profile(activities=[ProfilerActivity.CPU],
+                                            profile_memory=True) as prof:
         fn()
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     events.sort(key=lambda e: e.start_ns())
     return max(itertools.accumulate((e.nbytes() for e in events), initial=0))
+
+
+# Lines the profiler's C++ side prints straight to the process's stderr on every start and stop
+# (kineto's USDT trace points, the allocator's note on blocks from before the start): noise in a
+# report, so they are dropped; anything else printed meanwhile is passed on.
+_PROFILER_NOISE = re.compile(r"^USDT:.*profiler_(start|stop)|Memory block of unknown size")
+
+
+@contextlib.contextmanager
+def _without_profiler_noise() -> Iterator[None]:
+    """File descriptor 2 goes to a temporary file for the duration; afterwards its lines, less
+    the profiler's own, are written to the real stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines()
+                    if not _PROFILER_NOISE.search(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)
 
 
 def matmul_flops(cell: str, size: Size, training: bool) -> float:

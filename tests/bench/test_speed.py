@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,19 @@ def test_training_step_needs_no_more_memory_than_torch(cell: str) -> None:
         step(model)  # first-call allocations (the compiled kernels' build, caches) stay outside
         peaks[name] = speed.peak_memory_bytes(lambda model=model: step(model))
     assert peaks["rnnkit"] <= peaks["torch"], peaks
+
+
+def test_output_carries_no_profiler_noise(capfd: pytest.CaptureFixture[str]) -> None:
+    """The memory measurement runs torch.profiler, whose C++ side prints trace-point lines to
+    the process's stderr at every start and stop: they are dropped, anything else printed by
+    native code meanwhile still reaches stderr."""
+    x = torch.randn(64)
+
+    def step() -> None:
+        (x * 2).sum()
+        os.write(2, b"a message from native code\n")
+
+    assert speed.peak_memory_bytes(step) >= 0
+    out, err = capfd.readouterr()
+    assert "USDT" not in err and "profiler_st" not in err and "unknown size" not in err, err
+    assert err.strip().splitlines() == ["a message from native code"]
