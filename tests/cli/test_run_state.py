@@ -239,7 +239,7 @@ def test_an_edited_run_json_is_one_error_naming_the_field(finished: Path, edit: 
 def test_a_series_near_1e300_is_refused_not_nan(tmp_path: Path) -> None:
     path = tmp_path / "huge.csv"
     values = 1e300 * (1 + np.sin(np.arange(80) / 3.0))
-    path.write_text("value\n" + "".join(f"{v!r}\n" for v in values))
+    path.write_text("value\n" + "".join(f"{float(v)!r}\n" for v in values))
     one_error(("train", "--quiet", "--csv", path, "--target", "value", "--window", 6, "--units",
                2, "--epochs", 1, "--out", tmp_path / "run"), "too large")
     one_error(("train", "--quiet", "--csv", path, "--target", "value", "--window", 6, "--units",
