@@ -265,3 +265,32 @@ def test_a_run_killed_at_any_point_continues_to_the_same_weights(
         np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == EPOCHS
+
+
+@pytest.mark.parametrize("task", ["classify", "text"])
+def test_every_task_is_bit_identical_across_runs_and_kill_resume(
+        task: str, spawn: Spawn, tmp_path: Path) -> None:
+    """At the default thread count: two identical runs write the same model file, and a run
+    SIGKILLed inside its second epoch and resumed ends with the same weights."""
+    rng = np.random.default_rng(1)
+    if task == "classify":
+        x = rng.normal(size=(90, 6, 2)).astype(np.float32)
+        np.save(tmp_path / "x.npy", x)
+        np.save(tmp_path / "y.npy", (x[:, :, 0].sum(axis=1) > 0).astype(np.int64))
+        data = ["--npy", tmp_path / "x.npy", "--labels", tmp_path / "y.npy"]
+    else:
+        (tmp_path / "t.txt").write_text("def add(a, b):\n    return a + b\n\n" * 25)
+        data = ["--text", tmp_path / "t.txt", "--window", 16, "--embedding-dim", 8]
+    args = ["train", "--quiet", "--task", task, *data, "--units", 8, "--epochs", 2,
+            "--batch-size", 16]
+    for name in ("a", "b"):
+        code, log = spawn([*args, "--out", tmp_path / name])
+        assert code == 0, log
+    assert (tmp_path / "a" / "model.rnnkit").read_bytes() == (tmp_path / "b" / "model.rnnkit").read_bytes()
+    code, log = spawn([*args, "--out", tmp_path / "killed"], fault="batch:2:2=KILL")
+    assert code == -signal.SIGKILL, log
+    code, log = spawn(["train", "--quiet", "--resume", tmp_path / "killed"])
+    assert code == 0, log
+    ours, theirs = weights(tmp_path / "killed"), weights(tmp_path / "a")
+    for key in ours:
+        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
