@@ -294,3 +294,33 @@ def test_every_task_is_bit_identical_across_runs_and_kill_resume(
     ours, theirs = weights(tmp_path / "killed"), weights(tmp_path / "a")
     for key in ours:
         np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+
+
+def test_after_ctrl_c_the_progress_line_ends_with_a_newline(series: Path, tmp_path: Path) -> None:
+    """On a terminal the progress line is redrawn in place; Ctrl-C in the middle of an epoch
+    must end it, so that the shell prompt does not start behind it."""
+    import os
+    import pty
+    import subprocess
+
+    leader, follower = pty.openpty()
+    command = [sys.executable, "-m", "rnnkit", *train_args(series, tmp_path / "run")[:1],
+               *train_args(series, tmp_path / "run")[2:]]  # without --quiet
+    process = subprocess.Popen(command, stdout=follower, stderr=subprocess.PIPE,
+                               env={**os.environ, **ENV, "RNNKIT_FAULT": "batch:2:2=INT",
+                                    "COLUMNS": "100"})
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, stderr = process.communicate(timeout=300)
+    os.close(leader)
+    assert process.returncode == 130, stderr
+    assert b"Interrupted: kept the 1 completed epoch(s)" in stderr
+    assert output.rstrip(b" ").endswith((b"\n", b"\r\n")), output[-200:]
