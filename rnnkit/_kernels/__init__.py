@@ -39,7 +39,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from . import _ops
+from . import _onnx, _ops
 from . import compiled as _compiled
 from ._route import prefers_torch_lstm as _prefers_torch_lstm
 from ._route import torch_recurrence as _torch_recurrence
@@ -61,6 +61,12 @@ def _ensure_library() -> None:
 
 
 _ops.register(_ensure_library)
+_onnx.register_legacy_symbolics()
+
+
+def _onnx_exporting() -> bool:
+    """Inside ``torch.onnx.export(dynamo=True)``: emit the ONNX operator (see :mod:`._onnx`)."""
+    return torch.compiler.is_exporting() and torch.onnx.is_in_onnx_export()
 
 
 def _path(backend: str, x: Tensor, *tensors: Tensor | None) -> str:
@@ -95,7 +101,18 @@ def _compiled_refuses(x: Tensor, tensors: tuple[Tensor | None, ...]) -> str | No
     return None
 
 
+def _tracing() -> bool:
+    """Under a tracer or transform: the call must stay the rnnkit operator (the torch._VF
+    route is an eager-time, size-dependent choice a traced graph would bake in)."""
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or torch._C._are_functorch_transforms_active())
+
+
 def _train(*tensors: Tensor | None) -> bool:
+    """Whether the operator should keep the buffers of its backward pass. Always under
+    ``jit.trace``: the flag is a constant of the traced graph, which may later be trained."""
+    if torch.jit.is_tracing():
+        return True
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
@@ -118,6 +135,10 @@ def elman(
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     path = _path(backend, x, h0, w_ih, w_hh, b_ih, b_hh)
     relu = nonlinearity == "relu"
+    if path == "op" and _onnx_exporting():
+        out, h_n = _onnx.emit("elman", x, (h0,), w_ih, w_hh, b_ih, b_hh, mask, reverse,
+                              zero_padding, relu)
+        return out, h_n
     if path == "op":
         out, h_n = _ops.apply("elman", x.contiguous(), h0, w_ih, w_hh, b_ih, b_hh, mask,
                               reverse, relu, zero_padding)
@@ -145,6 +166,10 @@ def gru(
 ) -> tuple[Tensor, Tensor]:
     """GRU in PyTorch's formulation (gates r, z, n). Returns (states, h_n)."""
     path = _path(backend, x, h0, w_ih, w_hh, b_ih, b_hh)
+    if path == "op" and _onnx_exporting():
+        out, h_n = _onnx.emit("gru", x, (h0,), w_ih, w_hh, b_ih, b_hh, mask, reverse,
+                              zero_padding)
+        return out, h_n
     if path == "op":
         train = _train(x, h0, w_ih, w_hh, b_ih, b_hh)
         out, h_n, _, _ = _ops.apply("gru", x.contiguous(), h0, w_ih, w_hh, b_ih, b_hh, mask,
@@ -175,9 +200,12 @@ def lstm(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """LSTM (gates i, f, g, o). Returns (states h, h_n, c_n)."""
     path = _path(backend, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    if path == "op" and _onnx_exporting():
+        out, h_n, c_n = _onnx.emit("lstm", x, (h0, c0), w_ih, w_hh, b_ih, b_hh, mask, reverse,
+                                   zero_padding)
+        return out, h_n, c_n
     if path == "op":
-        if (backend == "auto" and not torch.compiler.is_compiling()
-                and not torch._C._are_functorch_transforms_active()
+        if (backend == "auto" and not _tracing()
                 and _prefers_torch_lstm(x, w_hh, mask, h0, c0, w_ih, w_hh, b_ih, b_hh)):
             out, h_n, c_n = _torch_recurrence(torch._VF.lstm, x, (h0, c0), w_ih, w_hh, b_ih,
                                               b_hh, reverse)
