@@ -20,8 +20,10 @@ For each cell (tanh RNN, GRU, LSTM) and size (batch, time, features, hidden), in
 
 Contenders: ``torch.nn`` (the baseline), ``rnnkit.nn`` (``backend="auto"``), ``rnnkit.layers``
 (the Keras-style front end), ``rnnkit.nn`` forced onto each kernel path (``fused``: the
-pure-PyTorch loop, ``compiled``: the C++ loop), and ``jax`` (``lax.scan``) / ``keras``
-(TensorFlow) when importable.
+composite pure-PyTorch implementation under autograd, ``compiled``: the C++ loop),
+``rnnkit.nn[torch.compile]`` (``torch.compile(fullgraph=True)``; the rnnkit operator runs the
+same C++ loop inside the compiled graph; compiling is the untimed warm-up call), and ``jax``
+(``lax.scan``) / ``keras`` (TensorFlow) when importable.
 
 Usage: ``python -m rnnkit.bench [--quick] [--json PATH] [--cells rnn,gru] [--sizes small,long]``
 (also ``rnnkit bench ...``). ``--quick`` runs the tiny and small sizes in about a minute. The
@@ -41,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -97,6 +100,7 @@ QUICK = Settings(budget_s=0.6, min_repeats=3, max_repeats=15, mm_size=1024, memo
 FULL = Settings(budget_s=4.0, min_repeats=5, max_repeats=40, mm_size=2048, memory=True)
 
 Call = Callable[[], Any]
+COMPILED = "rnnkit.nn[torch.compile]"
 
 
 # -- timing ----------------------------------------------------------------------------------
@@ -219,6 +223,16 @@ def torch_contenders(cell: str, size: Size, training: bool) -> dict[str, Call]:
         model = RNNKIT_CLASSES[cell](size.features, size.hidden, backend=backend)
         model.load_state_dict(reference.state_dict())
         calls[name] = _torch_call(model, x, training)
+    # torch.compile'd (the warm-up call compiles): the operator runs inside the compiled graph
+    model = RNNKIT_CLASSES[cell](size.features, size.hidden)
+    model.load_state_dict(reference.state_dict())
+    torch._dynamo.reset()  # one compile per row: earlier rows' would count toward the limit
+    with warnings.catch_warnings():  # inductor imports a module that uses torch.jit.script_method
+        warnings.simplefilter("ignore", DeprecationWarning)
+        importlib.import_module("torch._inductor.compile_fx")
+    compiled_model = torch.compile(model, fullgraph=True)
+    calls[COMPILED] = (_training(model, lambda: _first(compiled_model(x))) if training
+                       else _inference(compiled_model, x))
     layer = LAYER_CLASSES[cell](size.hidden, return_sequences=True)
     batch_major = x.transpose(0, 1).contiguous()
     layer(batch_major[:, :1])  # build
@@ -424,7 +438,7 @@ def print_table(report: dict[str, Any]) -> None:
                         f"{machine['threads']} threads, mm peak "
                         f"{machine['matmul_peak_gflops']:.0f} GFLOP/s", title_justify="left")
     for column in ("cell", "size", "mode", "torch.nn ms", "rnnkit.nn ms", "nn x",
-                   "layers x", "fused x", "compiled x", "other x", "GFLOP/s", "% peak",
+                   "layers x", "fused x", "compiled x", "torch.compile x", "other x", "GFLOP/s", "% peak",
                    "mem MB torch/rnnkit"):
         table.add_column(column, justify="left" if column in ("cell", "size", "mode") else "right")
     for row in report["rows"]:
@@ -441,7 +455,7 @@ def print_table(report: dict[str, Any]) -> None:
             row["cell"], row["size"] + (" var" if var else ""), row["mode"],
             f"{ms[base]:.2f}", f"{ms[nn]:.2f}", f"{up[nn]:.2f}",
             f"{up[layers]:.2f}", _fmt(up.get("rnnkit.nn[fused]")),
-            _fmt(up.get("rnnkit.nn[compiled]")), other,
+            _fmt(up.get("rnnkit.nn[compiled]")), _fmt(up.get(COMPILED)), other,
             f"{row['gflops'][nn]:.1f}", f"{100 * row['peak_fraction'][nn]:.0f}",
             f"{memory[base]:.1f}/{memory[nn]:.1f}" if memory else "",
         )
