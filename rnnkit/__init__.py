@@ -36,6 +36,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "reference": (".reference", None),
     "utils": (".utils", None),
     "Input": (".layers", "Input"),
+    "Model": (".models", "Model"),
     "Sequential": (".models", "Sequential"),
     "load_model": (".models", "load_model"),
 }
@@ -45,7 +46,7 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 if TYPE_CHECKING:
     from . import activations, data, diagnostics, initializers, layers, models, nn, reference, utils
     from .layers import Input
-    from .models import Sequential, callbacks, load_model, losses, metrics, optimizers
+    from .models import Model, Sequential, callbacks, load_model, losses, metrics, optimizers
 
 
 def __getattr__(name: str) -> Any:

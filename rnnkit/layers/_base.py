@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import _symbolic
+
 Shape = tuple[int | None, ...]
 
 _name_counters: defaultdict[str, itertools.count[int]] = defaultdict(itertools.count)
@@ -150,6 +152,35 @@ class Layer(torch.nn.Module):
         return mask if self.supports_masking else None
 
     # -- calling --------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Symbolic arguments (rnnkit.Input and layer outputs) record a graph node instead of
+        # computing: see rnnkit/layers/_symbolic.py and rnnkit.Model.
+        if _symbolic.is_symbolic_call(args, kwargs):
+            return _symbolic.symbolic_call(self, args, kwargs)
+        return torch.nn.Module.__call__(self, *args, **kwargs)
+
+    @property
+    def input(self) -> Any:
+        """The symbolic input of this layer's one call in a graph (as Keras' ``layer.input``)."""
+        return self._only_node("input").first_argument()
+
+    @property
+    def output(self) -> Any:
+        """The symbolic output(s) of this layer's one call in a graph (``layer.output``)."""
+        return self._only_node("output").outputs
+
+    def _only_node(self, what: str) -> Any:
+        nodes = self.__dict__.get("_inbound_nodes", [])
+        if not nodes:
+            raise AttributeError(f"Layer '{self.name}' has never been called on symbolic "
+                                 f"tensors (rnnkit.Input), so it has no defined {what}.")
+        if len(nodes) > 1:
+            raise AttributeError(
+                f"Layer '{self.name}' has been called {len(nodes)} times in a graph (a shared "
+                f"layer), so `layer.{what}` is ambiguous; use the tensors each call returned."
+            )
+        return nodes[0]
+
     def call(self, inputs: Tensor, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement call()")
 

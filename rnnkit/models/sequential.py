@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from ..layers._base import Layer, Shape, as_mask, as_tensor, unique_name
+from ..layers._symbolic import input_layer_of
 from . import saving, summary
 from .training import Trainer
 
@@ -46,6 +47,7 @@ from .training import Trainer
 def is_input_spec(obj: Any) -> bool:
     """An ``Input(...)`` / ``InputLayer`` marker: it carries ``batch_input_shape`` and is not a
     computing layer (duck-typed, so any input marker of rnnkit.layers works)."""
+    obj = input_layer_of(obj)  # rnnkit.Input(...) is the symbolic tensor of an InputLayer
     if getattr(obj, "batch_input_shape", None) is None:
         return False
     return not isinstance(obj, Layer) or type(obj).__name__ == "InputLayer" or bool(
@@ -87,6 +89,7 @@ class Sequential(Trainer, torch.nn.Module):
 
     def add(self, layer: Any) -> None:
         """Append a layer; the first element may instead declare the input shape."""
+        layer = input_layer_of(layer)
         if is_input_spec(layer):
             if len(self._layers) or self._input_declared:
                 raise ValueError(
