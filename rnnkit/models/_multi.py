@@ -154,8 +154,9 @@ class MultiIOTrainer:
         if outputs is None:
             return super()._metrics_result()  # type: ignore[misc]
         logs = {"loss": self._loss_tracker.result()}  # type: ignore[attr-defined]
-        for output in outputs:
-            if output["spec"] is not None:
+        with_loss = [o for o in outputs if o["spec"] is not None]
+        if len(with_loss) > 1:  # Keras logs per-output losses only when there are several
+            for output in with_loss:
                 logs[f"{output['name']}_loss"] = output["tracker"].result()
         for output in outputs:
             for metric in output["metrics"]:
