@@ -171,11 +171,12 @@ class Layer(torch.nn.Module):
 
     def _only_node(self, what: str) -> Any:
         nodes = self.__dict__.get("_inbound_nodes", [])
+        # ValueError, not AttributeError: torch.nn.Module.__getattr__ would hide the message
         if not nodes:
-            raise AttributeError(f"Layer '{self.name}' has never been called on symbolic "
+            raise ValueError(f"Layer '{self.name}' has never been called on symbolic "
                                  f"tensors (rnnkit.Input), so it has no defined {what}.")
         if len(nodes) > 1:
-            raise AttributeError(
+            raise ValueError(
                 f"Layer '{self.name}' has been called {len(nodes)} times in a graph (a shared "
                 f"layer), so `layer.{what}` is ambiguous; use the tensors each call returned."
             )

@@ -75,6 +75,8 @@ class Model(_multi.MultiIOTrainer, Trainer, Layer):
         )
 
     def forward(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        if not self.built:  # remembered so that a saved subclassed model can be rebuilt
+            self.__dict__["_build_input_shape"] = _shapes_of(inputs)
         outputs = self.call(inputs, *args, **kwargs)
         self.built = True
         return outputs
@@ -86,9 +88,9 @@ class Model(_multi.MultiIOTrainer, Trainer, Layer):
             return
         if input_shape is None:
             raise ValueError(f"build() of model '{self.name}' needs input_shape")
-        shape = [1 if d is None else int(d) for d in input_shape]
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.nn.Module.__call__(self, torch.zeros(shape))
+            torch.nn.Module.__call__(self, _zeros_like_shapes(input_shape))
+        self.__dict__["_build_input_shape"] = _shapes_of(_zeros_like_shapes(input_shape))
 
     def _call_with_mask(self, inputs: Any, training: bool | None = None,
                         mask: Any = None) -> tuple[Any, Any]:
@@ -221,6 +223,25 @@ class Model(_multi.MultiIOTrainer, Trainer, Layer):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+def _shapes_of(inputs: Any) -> Any:
+    """[None, *shape[1:]] of a tensor/array, or a list/dict of them (JSON-ready)."""
+    if isinstance(inputs, dict):
+        return {k: _shapes_of(v) for k, v in inputs.items()}
+    if isinstance(inputs, (list, tuple)):
+        return [_shapes_of(v) for v in inputs]
+    shape = getattr(inputs, "shape", None)
+    return None if shape is None else [None, *[int(d) for d in tuple(shape)[1:]]]
+
+
+def _zeros_like_shapes(shapes: Any) -> Any:
+    if isinstance(shapes, dict):
+        return {k: _zeros_like_shapes(v) for k, v in shapes.items()}
+    if isinstance(shapes, (list, tuple)) and shapes and isinstance(shapes[0], (list, tuple,
+                                                                                dict)):
+        return [_zeros_like_shapes(v) for v in shapes]
+    return torch.zeros([1 if d is None else int(d) for d in shapes])
 
 
 __all__ = ["Model"]

@@ -111,3 +111,43 @@ def generate(out_dir: Path) -> int:
     manifest = {name: run_case(name, out_dir) for name in cases.CASES}
     write_json(out_dir / "functional.json", manifest)
     return len(manifest)
+
+
+def generate_layers(out_dir: Path) -> int:
+    """Single merge/attention/reshaping layers called on random inputs (and masks)."""
+    import keras
+
+    arrays: dict[str, np.ndarray] = {}
+    manifest: dict[str, Any] = {}
+    for name, cls, kwargs, call_kwargs, shapes, masks in cases.LAYER_CASES:
+        keras.backend.clear_session()
+        rng = rng_for("functional/layers/" + name)
+        inputs = [rng.uniform(-1, 1, size=s).astype("float32") for s in shapes]
+        layer = getattr(keras.layers, cls)(**kwargs)
+        given = inputs if len(inputs) > 1 else inputs[0]
+        mask = None
+        if masks is not None:
+            mask = [cases.lengths_mask(s, m) for s, m in zip(shapes, masks)]
+        takes_mask = "Attention" in cls  # merge layers take no mask: only compute_mask sees it
+        passed = {"mask": mask} if mask is not None and takes_mask else {}
+        layer(given, **passed, **call_kwargs)  # build
+        weights = [rng.uniform(0.2, 1.2, size=w.shape).astype("float32")
+                   for w in layer.get_weights()]
+        if weights:
+            layer.set_weights(weights)
+        out = as_list(layer(given, **passed, **call_kwargs))
+        out_mask = layer.compute_mask(given, mask) if len(inputs) > 1 else None
+        for i, x in enumerate(inputs):
+            arrays[f"{name}/x/{i}"] = x
+        for i, w in enumerate(weights):
+            arrays[f"{name}/w/{i}"] = w
+        for i, o in enumerate(out):
+            arrays[f"{name}/out/{i}"] = to_numpy(o)
+        if out_mask is not None:
+            arrays[f"{name}/out_mask"] = to_numpy(out_mask)
+        manifest[name] = {"n_outputs": len(out), "n_weights": len(weights),
+                          "has_out_mask": out_mask is not None,
+                          "count_params": int(layer.count_params())}
+    write_npz(out_dir / "layers.npz", arrays)
+    write_json(out_dir / "layers.json", manifest)
+    return len(manifest)

@@ -179,3 +179,46 @@ CASES: dict[str, tuple[Any, Any]] = {
 LEARNING_RATE = 0.1
 BATCH_SIZE = 4
 EPOCHS = 2
+
+
+# ----------------------------------------------------------------------------- single layers
+# (name, layer class, constructor kwargs, call kwargs, input shapes, masks): masks are None or
+# a list with, per input, None or the lengths of its rows (True up to the length).
+LAYER_CASES: list[tuple[str, str, dict, dict, list, Any]] = [
+    ("concat_last", "Concatenate", {}, {}, [(3, 4, 2), (3, 4, 5)], None),
+    ("concat_axis1", "Concatenate", {"axis": 1}, {}, [(3, 2, 4), (3, 5, 4)], None),
+    ("concat_masks", "Concatenate", {}, {}, [(3, 4, 2), (3, 4, 5)], [(4, 2, 1), None]),
+    ("add_three", "Add", {}, {}, [(3, 4, 2)] * 3, None),
+    ("add_masks", "Add", {}, {}, [(3, 4, 2)] * 2, [(4, 2, 1), (3, 3, 0)]),
+    ("dot_vectors", "Dot", {"axes": 1}, {}, [(3, 4), (3, 4)], None),
+    ("dot_normalize", "Dot", {"axes": -1, "normalize": True}, {}, [(3, 4), (3, 4)], None),
+    ("dot_sequences", "Dot", {"axes": (2, 2)}, {}, [(3, 4, 5), (3, 6, 5)], None),
+    ("dot_axes_1_2", "Dot", {"axes": (1, 2)}, {}, [(3, 4, 5), (3, 6, 4)], None),
+    ("luong", "Attention", {}, {}, [(3, 4, 5), (3, 6, 5)], None),
+    ("luong_scale_scores", "Attention", {"use_scale": True}, {"return_attention_scores": True},
+     [(3, 4, 5), (3, 6, 5)], None),
+    ("luong_key", "Attention", {"use_scale": True}, {}, [(3, 4, 5), (3, 6, 3), (3, 6, 5)], None),
+    ("luong_masks", "Attention", {"use_scale": True}, {"return_attention_scores": True},
+     [(3, 4, 5), (3, 6, 5)], [(4, 2, 1), (6, 3, 1)]),
+    ("luong_causal", "Attention", {}, {"use_causal_mask": True, "return_attention_scores": True},
+     [(3, 5, 4), (3, 5, 4)], [None, (5, 3, 2)]),
+    ("luong_concat", "Attention", {"use_scale": True, "score_mode": "concat"},
+     {"return_attention_scores": True}, [(3, 4, 5), (3, 6, 5)], [None, (6, 4, 2)]),
+    ("bahdanau", "AdditiveAttention", {}, {"return_attention_scores": True},
+     [(3, 4, 5), (3, 6, 5)], None),
+    ("bahdanau_noscale_masks", "AdditiveAttention", {"use_scale": False},
+     {"return_attention_scores": True}, [(3, 4, 5), (3, 6, 5)], [(4, 1, 2), (6, 2, 5)]),
+    ("bahdanau_key_masks", "AdditiveAttention", {}, {}, [(3, 4, 5), (3, 6, 2), (3, 6, 5)],
+     [(3, 4, 1), (6, 5, 1)]),
+    ("flatten", "Flatten", {}, {}, [(3, 4, 5)], None),
+    ("reshape", "Reshape", {"target_shape": (5, -1)}, {}, [(3, 4, 5)], None),
+]
+
+
+def lengths_mask(shape: tuple[int, ...], lengths: Any) -> np.ndarray | None:
+    if lengths is None:
+        return None
+    mask = np.zeros(shape[:2], dtype=bool)
+    for row, length in enumerate(lengths):
+        mask[row, :length] = True
+    return mask

@@ -88,6 +88,7 @@ def main(argv: list[str]) -> None:
 
             shutil.rmtree(HERE / part, ignore_errors=True)
             counts[part] = _gen_functional.generate(HERE / part)
+            counts[part] += _gen_functional.generate_layers(HERE / part)
         print(f"{part}: {counts[part]}", flush=True)
     write_json(HERE / "versions.json", versions())
 
