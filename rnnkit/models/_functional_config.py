@@ -20,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..layers._symbolic import KerasTensor
+from ..layers._symbolic import KerasTensor, _leaves
 from . import saving
 
 TENSOR = "__keras_tensor__"
+MASK_OP = object()  # what make_layer returns for an op that only computes a mask
 
 
 def get_config(model: Any) -> dict[str, Any]:
@@ -76,10 +77,15 @@ def rebuild(config: dict[str, Any], make_layer: Callable[[dict[str, Any]], Any],
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ValueError(f"{source}: a functional config needs a 'layers' list")
     created: dict[str, Any] = {}
-    outputs: dict[tuple[str, int], list[KerasTensor]] = {}
+    outputs: dict[tuple[str, int], list[Any]] = {}
     pending: list[tuple[Any, int, dict[str, Any]]] = []
     for spec in config["layers"]:
         layer = make_layer(spec)
+        if layer is MASK_OP:  # Keras' NotEqual of an Embedding's mask: rnnkit derives it
+            name = spec.get("name")
+            for index, _ in enumerate(spec.get("inbound_nodes") or []):
+                outputs[(name, index)] = [MASK_OP]
+            continue
         name = spec.get("name") or layer.name
         created[name] = layer
         if getattr(layer, "is_input", False):
@@ -113,6 +119,11 @@ def rebuild(config: dict[str, Any], make_layer: Callable[[dict[str, Any]], Any],
                 kwargs = decode(node["kwargs"])
             except LookupError:
                 continue
+            # a mask Keras filled in by its rule at the call: rnnkit fills the same one
+            kwargs = {k: v for k, v in kwargs.items() if v is not MASK_OP}
+            if any(leaf is MASK_OP for leaf in _leaves((args, kwargs))):
+                raise ValueError(f"{source}: layer '{layer.name}' takes a computed mask as an "
+                                 "input, which rnnkit cannot rebuild")
             result = layer(*args, **kwargs)
             flat = result if isinstance(result, (list, tuple)) else [result]
             outputs[(layer.name, index)] = list(flat)

@@ -224,9 +224,8 @@ class Functional(Model):
             given = _collapse(_map(lambda t: masks.get(id(t)), source))
             if given is not None:
                 kwargs[node.mask_argument] = given
-        if (training is not None and "training" in _call_signature(layer).parameters
-                and node.kwargs.get("training") is None):
-            kwargs["training"] = training
+        if training is not None and "training" in _call_signature(layer).parameters:
+            kwargs["training"] = training  # the model's mode wins over the recorded one (Keras)
         outputs = layer(*args, **kwargs)
         first = args[0] if args else next(iter(kwargs.values()))
         previous = kwargs.get("mask")
