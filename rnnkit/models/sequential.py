@@ -11,8 +11,9 @@ The model is built as soon as its input shape is known: from the first layer's
 ``input_shape`` / ``batch_input_shape``, a first ``rnnkit.Input(...)`` / ``InputLayer``, or
 ``model.build(shape)``; otherwise on the first call or ``fit``. It is a ``torch.nn.Module``
 (``parameters()``, ``to()``, ``state_dict()`` work); note that ``compile`` is Keras' (not
-``torch.nn.Module.compile``) and that the model starts in eval mode, as Keras models run in
-inference mode outside ``fit``.
+``torch.nn.Module.compile``) and that the model starts in training mode, as every
+``torch.nn.Module`` does (``model.eval()`` before calling it for inference; ``predict`` and
+``evaluate`` switch to inference mode themselves and give the mode back).
 
 Example::
 
@@ -73,7 +74,6 @@ class Sequential(Trainer, torch.nn.Module):
         self._input_declared = False  # given by the user (checked strictly) or seen in data
         self._output_shapes: list[Any] | None = None
         self._init_trainer()
-        self.train(False)
         for layer in layers or []:
             self.add(layer)
         if not trainable:

@@ -9,7 +9,8 @@ One training step on a batch ``(x, y)`` of ``b`` samples::
 
 The logged ``loss`` and metrics are running means over the epoch's samples (Keras' float32
 ``Mean``), reset at each epoch. The model is in train mode (dropout active) during ``fit`` and
-``train_on_batch``, and in eval mode afterwards and in ``evaluate``/``predict``.
+``train_on_batch`` and in eval mode in ``evaluate``/``predict`` (and fit's validation); each
+gives back the mode the model had before (a new model is in train mode, as torch modules are).
 
 Under ``torchrun`` (or with ``fit(distributed=True)``) each process trains on its share of every
 global batch behind ``DistributedDataParallel``, with the same steps as one process with the
@@ -22,8 +23,9 @@ inf values, the feature size the model was built for, y missing when a loss need
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -371,6 +373,7 @@ class Trainer:
         initial_epoch = self._initial_epoch or initial_epoch
         self._initial_epoch = None
         training_logs: dict[str, float] = {}
+        was_training = self.training  # type: ignore[attr-defined]
         try:
             for epoch in range(initial_epoch, epochs):
                 self.reset_metrics()
@@ -399,7 +402,7 @@ class Trainer:
                 if self.stop_training:
                     break
         finally:
-            self.eval()  # type: ignore[attr-defined]
+            self.train(was_training)  # type: ignore[attr-defined]
         callback_list.on_train_end(training_logs)
         assert callback_list.history is not None
         self.history = callback_list.history
@@ -457,7 +460,8 @@ class Trainer:
         callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
                                      verbose=verbose, epochs=1,
                                      steps=_data.num_batches(x_t.shape[0], batch_size))
-        logs = self._evaluate_tensors(x_t, y_t, w_t, batch_size, callback_list)
+        with _mode(self, training=False):
+            logs = self._evaluate_tensors(x_t, y_t, w_t, batch_size, callback_list)
         return _flatten_logs(logs, return_dict)
 
     # -- predict -----------------------------------------------------------------------------
@@ -476,10 +480,9 @@ class Trainer:
         callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
                                      verbose=verbose, epochs=1,
                                      steps=_data.num_batches(x_t.shape[0], batch_size))
-        self.eval()  # type: ignore[attr-defined]
         callback_list.on_predict_begin()
         pieces: list[Any] = []
-        with torch.no_grad():
+        with _mode(self, training=False), torch.no_grad():
             for step, index in enumerate(_data.batch_indices(x_t.shape[0], batch_size, False)):
                 callback_list.on_predict_batch_begin(step)
                 output = self._predict_step(x_t[index])
@@ -496,11 +499,8 @@ class Trainer:
         self._assert_compiled("train_on_batch")
         self._assert_has_loss("train_on_batch")
         x_t, y_t, w_t = self._prepare(x, y, sample_weight, "train_on_batch")
-        self.train()  # type: ignore[attr-defined]
-        try:
+        with _mode(self, training=True):
             logs = self._train_step(x_t, y_t, w_t)
-        finally:
-            self.eval()  # type: ignore[attr-defined]
         return _flatten_logs(logs, return_dict)
 
     def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
@@ -509,17 +509,26 @@ class Trainer:
         self._assert_compiled("test_on_batch")
         self._assert_has_loss("test_on_batch")
         x_t, y_t, w_t = self._prepare(x, y, sample_weight, "test_on_batch")
-        self.eval()  # type: ignore[attr-defined]
-        with torch.no_grad():
+        with _mode(self, training=False), torch.no_grad():
             logs = self._test_step(x_t, y_t, w_t)
         return _flatten_logs(logs, return_dict)
 
     def predict_on_batch(self, x: Any) -> np.ndarray | list[np.ndarray]:
         """The model's outputs for one batch, in eval mode, as NumPy."""
         x_t, _, _ = self._prepare(x, None, None, "predict_on_batch", need_y=False)
-        self.eval()  # type: ignore[attr-defined]
-        with torch.no_grad():
+        with _mode(self, training=False), torch.no_grad():
             return _concat_outputs([self._predict_step(x_t)])
+
+
+@contextlib.contextmanager
+def _mode(model: Any, training: bool) -> Iterator[None]:
+    """Run in train or eval mode, then give back the mode the model had."""
+    was_training = model.training
+    model.train(training)
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def _is_lazy(parameter: Tensor) -> bool:
