@@ -97,6 +97,9 @@ class Layer(torch.nn.Module):
     """Base class of rnnkit's Keras-style layers (see the module docstring for the contract)."""
 
     supports_masking: bool = False
+    # True for a layer whose inputs are token ids (Embedding): no axis of them is a feature
+    # axis, so a model starting with it checks only their rank.
+    input_is_ids: bool = False
 
     def __init__(
         self,
