@@ -5,8 +5,9 @@ A :class:`Layer` is a ``torch.nn.Module`` that behaves like a Keras 3 layer:
 - it builds lazily: ``build(input_shape)`` creates its parameters on the first call (or earlier
   when ``input_shape`` / ``batch_input_shape`` was given), from the input's shape;
 - ``layer(x, mask=None, training=None, **kwargs)`` accepts NumPy arrays or tensors, batch first;
-  ``training=None`` means ``self.training``, and layers start in eval mode (as Keras layers run
-  in inference mode outside ``fit``);
+  ``training=None`` means ``self.training``, and layers start in training mode like any
+  ``torch.nn.Module`` (``fit`` trains in training mode; ``evaluate``/``predict`` run in
+  inference mode and give the mode back afterwards);
 - masks are (batch, time) bool tensors; ``compute_mask(inputs, mask)`` gives the mask the next
   layer receives (``Sequential`` threads it through);
 - ``get_weights()`` / ``set_weights()`` use Keras' order and shapes (``keras_weights()`` lists
@@ -98,6 +99,9 @@ class Layer(torch.nn.Module):
     """Base class of rnnkit's Keras-style layers (see the module docstring for the contract)."""
 
     supports_masking: bool = False
+    # True for a layer whose inputs are token ids (Embedding): no axis of them is a feature
+    # axis, so a model starting with it checks only their rank.
+    input_is_ids: bool = False
 
     def __init__(
         self,
@@ -128,7 +132,6 @@ class Layer(torch.nn.Module):
             self.batch_input_shape = (batch_size, None, input_dim)
         else:
             self.batch_input_shape = None
-        self.train(False)
 
     # -- building -------------------------------------------------------------------------
     def build(self, input_shape: Shape) -> None:

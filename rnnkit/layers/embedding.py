@@ -49,6 +49,8 @@ class Embedding(Layer):
         input_length: Keras 2's argument; sets the input shape to (batch, input_length).
     """
 
+    input_is_ids = True
+
     def __init__(
         self,
         input_dim: int,

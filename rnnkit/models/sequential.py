@@ -11,8 +11,9 @@ The model is built as soon as its input shape is known: from the first layer's
 ``input_shape`` / ``batch_input_shape``, a first ``rnnkit.Input(...)`` / ``InputLayer``, or
 ``model.build(shape)``; otherwise on the first call or ``fit``. It is a ``torch.nn.Module``
 (``parameters()``, ``to()``, ``state_dict()`` work); note that ``compile`` is Keras' (not
-``torch.nn.Module.compile``) and that the model starts in eval mode, as Keras models run in
-inference mode outside ``fit``.
+``torch.nn.Module.compile``) and that the model starts in training mode, as every
+``torch.nn.Module`` does (``model.eval()`` before calling it for inference; ``predict`` and
+``evaluate`` switch to inference mode themselves and give the mode back).
 
 Example::
 
@@ -75,7 +76,6 @@ class Sequential(Trainer, torch.nn.Module):
         self._input_declared = False  # given by the user (checked strictly) or seen in data
         self._output_shapes: list[Any] | None = None
         self._init_trainer()
-        self.train(False)
         for layer in layers or []:
             self.add(layer)
         if not trainable:
@@ -201,8 +201,10 @@ class Sequential(Trainer, torch.nn.Module):
         return self._output_shapes[-1]
 
     def _check_input_shape(self, shape: tuple[int, ...], what: str) -> None:
-        """Inputs must match the declared input shape (every known axis after the batch), or,
-        for a model built from data, its rank and feature (last) axis."""
+        """Keras 3's rule: inputs must have the model's rank and, when the first layer reads
+        features, its feature (last) axis; the batch and time axes are free, so a model
+        trained on 10 steps predicts on 50 (a first layer of token ids, an Embedding, checks
+        the rank only)."""
         expected = self._input_shape
         if expected is None:
             return
@@ -211,15 +213,16 @@ class Sequential(Trainer, torch.nn.Module):
                 f"{what} has shape {shape} (rank {len(shape)}), but the model expects inputs "
                 f"of shape {_show(expected)} (rank {len(expected)}, batch first)"
             )
-        axes = range(1, len(shape)) if self._input_declared else [len(shape) - 1]
-        for axis in axes:
-            if expected[axis] is not None and shape[axis] != expected[axis]:
-                role = " (features)" if axis == len(shape) - 1 and len(shape) >= 3 else ""
-                raise ValueError(
-                    f"{what} has shape {shape}, but the model expects inputs of shape "
-                    f"{_show(expected)}: axis {axis}{role} has size {shape[axis]}, expected "
-                    f"{expected[axis]}"
-                )
+        first = self._layers[0] if len(self._layers) else None
+        if getattr(first, "input_is_ids", False) or len(shape) < 2:
+            return
+        axis = len(shape) - 1
+        if expected[axis] is not None and shape[axis] != expected[axis]:
+            raise ValueError(
+                f"{what} has shape {shape}, but the model expects inputs of shape "
+                f"{_show(expected)}: axis {axis} (features) has size {shape[axis]}, expected "
+                f"{expected[axis]}"
+            )
 
     # -- calling ---------------------------------------------------------------------------
     def forward(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:

@@ -94,7 +94,7 @@ def test_keras_mask_semantics_on_a_cell_whose_output_is_not_its_state(
 
 def test_training_flag_reaches_the_cell():
     cell = Accumulator()
-    layer = RNN(cell)
+    layer = RNN(cell).eval()
     layer(X_STEPS)
     layer(X_STEPS, training=True)
     assert cell.seen_training == [False] * 4 + [True] * 4

@@ -54,7 +54,7 @@ def test_mask_flows_from_embedding_through_lstm_to_the_head():
 
 
 def test_training_flag_reaches_the_inner_layer():
-    layer = TimeDistributed(Dropout(0.5, seed=0))
+    layer = TimeDistributed(Dropout(0.5, seed=0)).eval()
     x = torch.ones(3, 4, 10)
     assert torch.equal(layer(x), x)
     dropped = layer(x, training=True)

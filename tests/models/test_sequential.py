@@ -134,10 +134,14 @@ def test_mask_is_threaded_to_layers_that_take_it():
 def test_training_flag_reaches_layers():
     recorder = Recorder()
     model = Sequential([Affine(2, input_shape=(2,)), recorder])
+    assert model.training and recorder.training  # training mode from the start, as torch
+    model(torch.ones(1, 2))
+    model(torch.ones(1, 2), training=False)
+    model.eval()
     model(torch.ones(1, 2))
     model(torch.ones(1, 2), training=True)
-    assert [training for _, training in recorder.calls] == [False, True]
-    assert not model.training and not recorder.training  # eval mode outside fit
+    assert [training for _, training in recorder.calls] == [True, False, False, True]
+    assert not recorder.training
 
 
 def test_layer_returning_states_must_be_last():

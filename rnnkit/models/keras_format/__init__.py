@@ -60,7 +60,8 @@ def load_keras(filepath: str | os.PathLike[str], model: Any = None) -> Any:
 
     Returns:
         ``model`` (with the weights set), or a new Sequential built from the file's config,
-        in eval mode, whose outputs equal Keras' (to float32 rounding).
+        in training mode like any new torch module (``predict`` runs it in inference mode,
+        where its outputs equal Keras' to float32 rounding).
 
     Raises:
         ValueError: the file is not a Keras file, is corrupt, or uses a layer or option rnnkit
