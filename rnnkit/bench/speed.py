@@ -23,31 +23,33 @@ Contenders: ``torch.nn`` (the baseline), ``rnnkit.nn`` (``backend="auto"``), ``r
 pure-PyTorch loop, ``compiled``: the C++ loop), and ``jax`` (``lax.scan``) / ``keras``
 (TensorFlow) when importable.
 
-Usage: ``python -m bench.speed [--quick] [--json PATH] [--cells rnn,gru] [--sizes small,long]``
-(also ``rnnkit bench ...``). ``--quick`` runs the tiny and small sizes in about a minute.
+Usage: ``python -m rnnkit.bench [--quick] [--json PATH] [--cells rnn,gru] [--sizes small,long]``
+(also ``rnnkit bench ...``). ``--quick`` runs the tiny and small sizes in about a minute. The
+reports behind the README's tables are saved in the repository's ``bench/`` folder.
 """
 
-# No ``from __future__ import annotations``: ``rnnkit bench`` may load this file by path without
-# registering it in sys.modules, and dataclasses resolve string annotations through sys.modules.
 import argparse
+import contextlib
 import importlib.util
 import itertools
 import json
+import os
 import platform
 import random
+import re
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-import rnnkit.layers
-import rnnkit.nn
-from rnnkit._kernels import compiled
+from .. import layers as _layers, nn as _nn
+from .._kernels import compiled
 
 __all__ = ["SIZES", "Size", "main", "run"]
 
@@ -76,9 +78,8 @@ CELLS = ("rnn", "gru", "lstm")
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 BASELINE = "torch.nn"
 TORCH_CLASSES = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}
-RNNKIT_CLASSES = {"rnn": rnnkit.nn.RNN, "gru": rnnkit.nn.GRU, "lstm": rnnkit.nn.LSTM}
-LAYER_CLASSES = {"rnn": rnnkit.layers.SimpleRNN, "gru": rnnkit.layers.GRU,
-                 "lstm": rnnkit.layers.LSTM}
+RNNKIT_CLASSES = {"rnn": _nn.RNN, "gru": _nn.GRU, "lstm": _nn.LSTM}
+LAYER_CLASSES = {"rnn": _layers.SimpleRNN, "gru": _layers.GRU, "lstm": _layers.LSTM}
 
 
 @dataclass(frozen=True)
@@ -137,11 +138,39 @@ def peak_memory_bytes(fn: Call) -> int:
     """Highest total of tensor bytes alive at once among those allocated during ``fn()``."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _without_profiler_noise(), profile(activities=[ProfilerActivity.CPU],
+                                            profile_memory=True) as prof:
         fn()
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     events.sort(key=lambda e: e.start_ns())
     return max(itertools.accumulate((e.nbytes() for e in events), initial=0))
+
+
+# Lines the profiler's C++ side prints straight to the process's stderr on every start and stop
+# (kineto's USDT trace points, the allocator's note on blocks from before the start): noise in a
+# report, so they are dropped; anything else printed meanwhile is passed on.
+_PROFILER_NOISE = re.compile(r"^USDT:.*profiler_(start|stop)|Memory block of unknown size")
+
+
+@contextlib.contextmanager
+def _without_profiler_noise() -> Iterator[None]:
+    """File descriptor 2 goes to a temporary file for the duration; afterwards its lines, less
+    the profiler's own, are written to the real stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines()
+                    if not _PROFILER_NOISE.search(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)
 
 
 def matmul_flops(cell: str, size: Size, training: bool) -> float:
