@@ -216,10 +216,10 @@ def test_main_is_deterministic_for_a_seed():
 # ----------------------------------------------------------------------------- keras.io example
 def test_lstm_seq2seq_keras_example_trains_and_decodes(monkeypatch, tmp_path):
     """keras.io's character-level seq2seq example with ``import rnnkit as keras``: a small
-    version (400 generated pairs, 6 epochs, 32 units) trains, saves, reloads, builds the
+    version (500 generated pairs, 10 epochs, 32 units) trains, saves, reloads, builds the
     encoder/decoder sampling models from the reloaded model's layers and decodes."""
-    monkeypatch.setenv("SEQ2SEQ_EPOCHS", "6")
-    monkeypatch.setenv("SEQ2SEQ_SAMPLES", "400")
+    monkeypatch.setenv("SEQ2SEQ_EPOCHS", "10")
+    monkeypatch.setenv("SEQ2SEQ_SAMPLES", "500")
     monkeypatch.setenv("SEQ2SEQ_LATENT", "32")
     import torch
 
@@ -227,7 +227,7 @@ def test_lstm_seq2seq_keras_example_trains_and_decodes(monkeypatch, tmp_path):
     result = load("09_lstm_seq2seq").main(verbose=False, workdir=str(tmp_path))
     history = result["history"]
     assert sorted(history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
-    assert history["loss"][-1] < 0.6 * history["loss"][0]
+    assert history["loss"][-1] < 0.75 * history["loss"][0]
     assert history["val_accuracy"][-1] > history["val_accuracy"][0]
     assert (tmp_path / "s2s_model.keras").is_file()
     assert len(result["decoded"]) == 20
