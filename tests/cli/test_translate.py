@@ -14,9 +14,10 @@ from rnnkit.cli.tasks.translate import beam_decode, greedy_decode, match_scores
 from rnnkit.data import date_pairs
 from rnnkit.models import load_model
 
-# A fixed seed reaches this exact match on the built-in corpus (2000 pairs, 6 epochs,
-# LSTM(64) + attention, seed 0; measured 2026-12-01 on the 2-core build machine).
-STATED_EXACT_MATCH = 0.50
+# A fixed seed reaches this exact match on the built-in corpus: 3000 pairs, 8 epochs, batch 32,
+# LSTM(64) + attention, seed 0 measured 81.3% exact (95.5% of characters) on the 300 test pairs,
+# 81 s of CPU time on the 2-core build machine; the bound leaves room for other thread counts.
+STATED_EXACT_MATCH = 0.75
 
 
 def rnnkit(*args: object) -> tuple[int, str, str]:
@@ -29,8 +30,9 @@ def rnnkit(*args: object) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("translate") / "run"
-    code, stdout, stderr = rnnkit("train", "--task", "translate", "--samples", 2000, "--epochs",
-                                  6, "--attention", "--seed", 0, "--out", out, "--quiet")
+    code, stdout, stderr = rnnkit("train", "--task", "translate", "--samples", 3000, "--epochs",
+                                  8, "--batch-size", 32, "--attention", "--seed", 0, "--out",
+                                  out, "--quiet")
     assert code == 0, stdout + stderr
     return out, stdout
 
