@@ -14,6 +14,7 @@ from .masking import Masking
 from .repeat_vector import RepeatVector
 from .rnn import RNN
 from .simple_rnn import SimpleRNN, SimpleRNNCell
+from .stacked_rnn_cells import StackedRNNCells
 from .time_distributed import TimeDistributed
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "LSTMCell",
     "LSTM",
     "RNN",
+    "StackedRNNCells",
     "Bidirectional",
     "Dense",
     "Embedding",

@@ -16,7 +16,7 @@ from typing import Any
 from torch import Tensor
 
 from ._base import Layer, Shape
-from .rnn import check_units
+from ._checks import check_units
 
 
 class RepeatVector(Layer):

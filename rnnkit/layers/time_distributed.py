@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ._base import Layer, Shape
-from .rnn import deserialize_layer, serialize_layer
+from ._serialization import deserialize_layer, serialize_layer
 
 
 class TimeDistributed(Layer):
