@@ -235,6 +235,8 @@ class RNN(Layer):
         self, states: Any, batch: int, like: Tensor | None, what: str
     ) -> States:
         given = [states] if isinstance(states, (Tensor, np.ndarray)) else list(states)
+        if any(isinstance(s, (list, tuple)) for s in given):  # per cell, as stacked cells return
+            given = [t for s in given for t in (s if isinstance(s, (list, tuple)) else [s])]
         if len(given) != len(self.state_size):
             raise ValueError(
                 f"Layer '{self.name}' has {len(self.state_size)} state(s) of sizes "
@@ -299,7 +301,12 @@ class RNN(Layer):
         if self.stateful:
             self.states = [s.detach() for s in final]
         output = sequence if self.return_sequences else last
-        return [output, *final] if self.return_state else output
+        return [output, *self._grouped(final)] if self.return_state else output
+
+    def _grouped(self, flat: list[Any]) -> list[Any]:
+        """States as returned: stacked cells group theirs per cell, as Keras 3 does."""
+        group = getattr(self.cell, "group_states", None)
+        return group(flat) if callable(group) else flat
 
     def _fast_path_blocker(self, training: bool) -> str | None:
         """Why the fused kernels cannot run this call (None: they can). Subclasses refine."""
@@ -436,7 +443,7 @@ class RNN(Layer):
         else:
             output = (batch, self.output_size)
         if self.return_state:
-            return [output, *[(batch, size) for size in self.state_size]]
+            return [output, *self._grouped([(batch, size) for size in self.state_size])]
         return output
 
     def compute_mask(self, inputs: Tensor, mask: Tensor | None = None) -> Any:

@@ -5,16 +5,19 @@
 
     y^0 = x_t;   y^i, s^i_t = cell_i(y^{i-1}, s^i_{t-1})   for i = 1..n;   output = y^n
 
-so ``state_size`` is every cell's sizes in order, ``return_state`` returns the flattened states
-as Keras 3 does, and the weights are each cell's, in order (``get_weights()`` is Keras').
+so ``state_size`` is every cell's sizes in order (``initial_state`` may be that flat list or
+one entry per cell), ``return_state`` returns one entry per cell as Keras 3 does (a tensor for
+a one-state cell such as GRUCell, a list for LSTMCell's ``[h, c]``), and the weights are each
+cell's, in order (``get_weights()`` is Keras').
 
 Example::
 
     >>> import torch
     >>> from rnnkit.layers import RNN, GRUCell, LSTMCell
     >>> layer = RNN([LSTMCell(4), GRUCell(2)], return_state=True)
-    >>> [tuple(t.shape) for t in layer(torch.randn(3, 5, 6))]
-    [(3, 2), (3, 4), (3, 4), (3, 2)]
+    >>> output, lstm_states, gru_state = layer(torch.randn(3, 5, 6))
+    >>> tuple(output.shape), [tuple(t.shape) for t in lstm_states], tuple(gru_state.shape)
+    ((3, 2), [(3, 4), (3, 4)], (3, 2))
 """
 
 from __future__ import annotations
@@ -74,6 +77,19 @@ class StackedRNNCells(Layer):
                 cell.build(shape)
             shape = (*shape[:-1], _output_size(cell))
         super().build(input_shape)
+
+    def group_states(self, flat: Sequence[Any]) -> list[Any]:
+        """Flat states (or shapes) as Keras 3 returns them: one entry per cell, a tensor for a
+        cell with one int ``state_size``, else a list."""
+        grouped: list[Any] = []
+        start = 0
+        for cell in self.cells:
+            count = len(_sizes(cell))
+            own = list(flat[start:start + count])
+            start += count
+            single = not isinstance(getattr(cell, "state_size", None), (list, tuple))
+            grouped.append(own[0] if single else own)
+        return grouped
 
     def get_initial_state(self, batch_size: int) -> list[Tensor]:
         states: list[Tensor] = []
