@@ -76,13 +76,15 @@ def first_weight(module: torch.nn.Module) -> torch.nn.Parameter | None:
 
 
 def as_mask(mask: Any, batch: int | None = None, steps: int | None = None) -> Tensor | None:
-    """Validate a (batch, time) boolean mask; ``None`` passes through."""
+    """Validate a (batch, time) boolean mask; ``None`` passes through. Without ``batch`` and
+    ``steps`` other ranks are accepted too: (batch, time, ...) for TimeDistributed, and the
+    per-sample (batch * time,) mask it hands the layer it wraps."""
     if mask is None:
         return None
     mask = mask if isinstance(mask, Tensor) else torch.as_tensor(np.asarray(mask))
     if mask.dtype != torch.bool:
         raise TypeError(f"mask must be a boolean (batch, time) tensor, got dtype {mask.dtype}")
-    if mask.dim() != 2:
+    if mask.dim() == 0 or (mask.dim() != 2 and batch is not None):
         raise ValueError(f"mask must have shape (batch, time), got shape {tuple(mask.shape)}")
     if batch is not None and steps is not None and tuple(mask.shape) != (batch, steps):
         raise ValueError(
