@@ -97,7 +97,8 @@ class Dense(Layer):
         outputs = inputs @ self.kernel  # (..., units)
         if self.bias is not None:
             outputs = outputs + self.bias
-        return self.activation(outputs)
+        # Keras lets activation be set to None after construction: linear
+        return outputs if self.activation is None else self.activation(outputs)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (*tuple(input_shape)[:-1], self.units)

@@ -82,9 +82,9 @@ class Embedding(Layer):
                                "embeddings_constraint": embeddings_constraint}
         self._set_weight_options("embeddings", embeddings_regularizer, embeddings_constraint)
         self.register_parameter("embeddings", None)
-        if weights is not None:  # Keras: build now and set them
+        if weights is not None:  # Keras: build now and set them (the table, or [table])
             self.maybe_build((None, None))
-            self.set_weights(weights)
+            self.set_weights([weights] if isinstance(weights, (np.ndarray, Tensor)) else weights)
 
     def build(self, input_shape: Shape | None = None) -> None:
         """Create the table; the input shape does not matter (any shape of ids works)."""
