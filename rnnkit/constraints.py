@@ -112,16 +112,7 @@ _REGISTRY = _registry.Registry(
 def get(identifier: Any) -> Constraint | Any | None:
     """A constraint from None, a name (``"max_norm"``, ``"non_neg"``, ``"unit_norm"``,
     ``"min_max_norm"``), a ``{"class_name", "config"}`` dict, an instance or a callable."""
-    if identifier is None:
-        return None
-    if isinstance(identifier, str):
-        return _REGISTRY.lookup(identifier)()
-    if isinstance(identifier, dict):
-        return _REGISTRY.deserialize(identifier)
-    if callable(identifier):
-        return identifier
-    raise TypeError(f"A constraint must be a name, a config dict or a callable, "
-                    f"got {identifier!r}")
+    return _REGISTRY.get(identifier)
 
 
 def serialize(constraint: Any) -> dict[str, Any] | None:

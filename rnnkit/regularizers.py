@@ -102,16 +102,7 @@ _REGISTRY = _registry.Registry("regularizer", Regularizer, [L1, L2, L1L2],
 def get(identifier: Any) -> Regularizer | Any | None:
     """A regularizer from None, a name (``"l1"``, ``"l2"``, ``"l1_l2"``, Keras' defaults), a
     ``{"class_name", "config"}`` dict, an instance or any callable ``w -> scalar``."""
-    if identifier is None:
-        return None
-    if isinstance(identifier, str):
-        return _REGISTRY.lookup(identifier)()
-    if isinstance(identifier, dict):
-        return _REGISTRY.deserialize(identifier)
-    if callable(identifier):
-        return identifier
-    raise TypeError(f"A regularizer must be a name, a config dict or a callable, "
-                    f"got {identifier!r}")
+    return _REGISTRY.get(identifier)
 
 
 def serialize(regularizer: Any) -> dict[str, Any] | None:
