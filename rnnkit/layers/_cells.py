@@ -149,6 +149,12 @@ class KerasRNN(RNN):
                 return getattr(cell, name)
             raise
 
+    @property
+    def use_cudnn(self) -> bool | str:
+        """Keras' ``use_cudnn`` read back from ``backend``: True when a kernel is demanded,
+        False for the loop, ``"auto"`` otherwise."""
+        return {"loop": False, "fused": True, "compiled": True}.get(self.backend, "auto")
+
     def _fast_path_blocker(self, training: bool) -> str | None:
         cell = self.cell
         for role, allowed in self.fused_activations.items():
