@@ -97,6 +97,20 @@ class Registry:
         raise ValueError(f"Unknown {self.kind} {name!r}; expected one of {self.names()}, or "
                          "an object registered with rnnkit.register_serializable")
 
+    def get(self, identifier: Any) -> Any:
+        """None (stays None), a name (an instance with defaults), a config dict, or an object
+        or callable (returned as it is)."""
+        if identifier is None:
+            return None
+        if isinstance(identifier, str):
+            return self.lookup(identifier)()
+        if isinstance(identifier, dict):
+            return self.deserialize(identifier)
+        if callable(identifier):
+            return identifier
+        raise TypeError(f"A {self.kind} must be a name, a config dict or a callable, "
+                        f"got {identifier!r}")
+
     def serialize(self, obj: Any) -> dict[str, Any]:
         """Keras' ``{"class_name", "config"}`` of an instance of a known or registered class."""
         cls = type(obj)

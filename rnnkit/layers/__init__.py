@@ -18,6 +18,7 @@ from .repeat_vector import RepeatVector
 from .reshaping import Flatten, Lambda, Reshape
 from .rnn import RNN
 from .simple_rnn import SimpleRNN, SimpleRNNCell
+from .stacked_rnn_cells import StackedRNNCells
 from .time_distributed import TimeDistributed
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "LSTMCell",
     "LSTM",
     "RNN",
+    "StackedRNNCells",
     "Bidirectional",
     "Dense",
     "Embedding",

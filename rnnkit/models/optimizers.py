@@ -5,7 +5,8 @@ bound to a model's parameters by ``compile``/``fit`` (or by :meth:`Optimizer.bui
 reads ``param.grad`` (parameters without a gradient are skipped), then, as Keras'
 ``Optimizer.apply`` does: clips the gradients (``clipnorm`` per tensor, ``global_clipnorm``
 over all, or ``clipvalue`` elementwise), applies decoupled weight decay
-``w <- w - w * weight_decay * lr``, and runs the update below; ``t`` counts steps from 1.
+``w <- w - w * weight_decay * lr``, runs the update below, then applies each weight's
+``constraint`` (a layer's ``kernel_constraint``, ...); ``t`` counts steps from 1.
 
 SGD (lr 0.01)::
 
@@ -322,6 +323,10 @@ class Optimizer(torch.optim.Optimizer):
                     self.update_step(gradient, variable, self._slots_of(variable), lr)
             finally:
                 self.__dict__["_active_group"] = None
+            for variable in variables:  # Keras: every variable's constraint after the update
+                constraint = getattr(variable, "constraint", None)
+                if constraint is not None:
+                    variable.copy_(constraint(variable))
         self.iterations += 1
 
     def _clip(self, grads: list[Tensor]) -> list[Tensor]:

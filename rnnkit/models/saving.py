@@ -43,8 +43,8 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
-from .. import _io, layers as layers_module
-from ..layers import Layer
+from .. import _io
+from ..layers import _serialization
 from . import losses, metrics as metrics_module, optimizers
 
 FORMAT_VERSION = 1
@@ -54,34 +54,9 @@ _MAX_HEADER = 100 * 1024 * 1024
 
 
 # -- layer configs ------------------------------------------------------------------------------
-def _public_layer_classes() -> list[str]:
-    return [name for name in layers_module.__all__ if name not in ("Layer", "Input")]
-
-
-def serialize_layer(layer: Layer) -> dict[str, Any]:
-    """``{"class_name", "config"}`` for a layer of ``rnnkit.layers``."""
-    name = type(layer).__name__
-    if name not in _public_layer_classes() or getattr(layers_module, name) is not type(layer):
-        raise TypeError(
-            f"Layer '{layer.name}' is a {name}, which is not an rnnkit.layers class; only "
-            "those can be saved as a config. Rebuild the model in code and use "
-            "save_weights()/load_weights()."
-        )
-    return {"class_name": name, "config": layer.get_config()}
-
-
-def deserialize_layer(spec: Any) -> Layer:
-    """A layer from ``{"class_name", "config"}``; the class is looked up in ``rnnkit.layers``
-    by name only (nothing else is ever imported)."""
-    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
-        raise ValueError(f"A layer config must be {{'class_name': ..., 'config': {{...}}}}, "
-                         f"got {spec!r}")
-    name = spec.get("class_name")
-    if name not in _public_layer_classes():
-        raise ValueError(f"Unknown layer class {name!r}; expected one of "
-                         f"{_public_layer_classes()}")
-    cls = getattr(layers_module, name)
-    return cls.from_config(dict(spec["config"]))
+# One layer serialiser for models and nested layers alike (rnnkit.layers._serialization).
+serialize_layer = _serialization.serialize_layer
+deserialize_layer = _serialization.deserialize_layer
 
 
 # -- writing ------------------------------------------------------------------------------------

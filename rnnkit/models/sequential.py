@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..layers._base import Layer, Shape, as_mask, as_tensor, unique_name
+from ..layers._base import Layer, Shape, as_mask, as_tensor, collect_losses, unique_name
 from ..layers._symbolic import input_layer_of
 from . import saving, summary
 from .training import Trainer
@@ -98,11 +98,13 @@ class Sequential(Trainer, torch.nn.Module):
                 )
             self._set_input_shape(tuple(layer.batch_input_shape), declared=True)
             return
-        if not isinstance(layer, Layer):
+        if not isinstance(layer, (Layer, Sequential)):
             raise TypeError(
-                "Only rnnkit.layers.Layer instances can be added to a Sequential model, got "
-                f"{layer!r} of type {type(layer).__name__}"
+                "Only rnnkit.layers.Layer instances (or a Sequential, nested as one layer) can "
+                f"be added to a Sequential model, got {layer!r} of type {type(layer).__name__}"
             )
+        if layer is self:
+            raise ValueError(f"Sequential model '{self.name}' cannot contain itself")
         if any(existing.name == layer.name for existing in self._layers):
             raise ValueError(
                 f"All layers added to a Sequential model should have unique names. Name "
@@ -254,11 +256,51 @@ class Sequential(Trainer, torch.nn.Module):
             x = outputs
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
+        self.__dict__["_output_mask"] = mask  # what compute_mask gives, nested in a model
         if self._input_shape is None:
             self._set_input_shape((None, *first_shape[1:]), declared=False)
         elif self._output_shapes is None:
             self._rebuild()
         return x, mask
+
+    # -- as a layer (nested in another Sequential) -------------------------------------------
+    supports_masking = True
+
+    @property
+    def batch_input_shape(self) -> Shape | None:
+        return self._input_shape if self._input_declared else None
+
+    def _call_arguments(self) -> tuple[str, ...]:
+        return ("inputs", "training", "mask")
+
+    def maybe_build(self, input_shape: Sequence[int | None]) -> None:
+        if not self.built:
+            self._set_input_shape(tuple(input_shape), declared=self._input_declared)
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> Any:
+        """The output shape for inputs of ``input_shape`` (batch first), layer by layer."""
+        if not len(self._layers):
+            raise ValueError(f"Sequential model '{self.name}' has no layers")
+        shape: Any = tuple(input_shape)
+        for index, layer in enumerate(self._layers):
+            if index:
+                _single_output(self._layers[index - 1], shape)
+            layer.maybe_build(shape)
+            shape = _as_shape(layer.compute_output_shape(shape))
+        return shape
+
+    def compute_mask(self, inputs: Any, mask: Tensor | None = None) -> Tensor | None:
+        """The output mask of the last call (the mask the next layer receives)."""
+        return self.__dict__.get("_output_mask")
+
+    def keras_weights(self) -> list[torch.nn.Parameter]:
+        return self.weights
+
+    @property
+    def losses(self) -> list[Tensor]:
+        """The layers' loss terms (see :attr:`rnnkit.layers.Layer.losses`); ``fit`` and
+        ``evaluate`` add their sum to the loss."""
+        return collect_losses(self)
 
     # -- weights ---------------------------------------------------------------------------
     def _require_built(self, what: str) -> None:

@@ -3,8 +3,9 @@
 One training step on a batch ``(x, y)`` of ``b`` samples::
 
     y_pred, mask = model(x, training=True)          # the model's output and output mask
-    loss = compiled_loss(y, y_pred, sample_weight, mask=mask)
+    loss = compiled_loss(y, y_pred, sample_weight, mask=mask) + sum(model.losses)
     loss.backward(); optimizer.step()               # the trainable parameters only
+    (then each weight's constraint, as Keras' optimizers apply them)
     loss tracker += loss weighted by b; metrics += (y, y_pred, mask)
 
 The logged ``loss`` and metrics are running means over the epoch's samples (Keras' float32
@@ -32,6 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import constraints
+from ..layers._base import collect_losses
 from . import _data, distributed as distributed_module, losses, metrics as metrics_module, optimizers
 from .callbacks import Callback, CallbackList, History
 
@@ -231,7 +234,7 @@ class Trainer:
         self._build_compiled(y, y_pred)
         assert self.compiled_loss is not None
         loss = self.compiled_loss(y, y_pred, None if weight is None else weight.to(device),
-                                  mask=mask)
+                                  mask=mask) + self._regularization_loss(y_pred)
         samples = x.shape[0] if samples is None else samples
         if samples:
             self._loss_tracker.update_state(loss.detach(), sample_weight=samples)
@@ -248,6 +251,8 @@ class Trainer:
             self.zero_grad(set_to_none=True)  # type: ignore[attr-defined]
             (loss if loss_scale == 1.0 else loss * loss_scale).backward()
             self.optimizer.step()
+            if isinstance(self.optimizer, optimizers.TorchOptimizer):  # rnnkit's do it
+                constraints.apply_constraints(self)  # type: ignore[arg-type]
         if samples:
             self._update_metrics(y, y_pred, mask)
         return self._metrics_result()
@@ -266,9 +271,17 @@ class Trainer:
         self._build_compiled(y, y_pred)
         assert self.compiled_loss is not None
         loss = self.compiled_loss(y, y_pred, None if weight is None else weight.to(device),
-                                  mask=mask)
+                                  mask=mask) + self._regularization_loss(y_pred)
         self._loss_tracker.update_state(loss, sample_weight=x.shape[0])
         self._update_metrics(y, y_pred, mask)
+
+    def _regularization_loss(self, like: Tensor) -> Tensor | float:
+        """Keras adds ``sum(model.losses)`` (regularizer penalties, ``add_loss`` terms of this
+        call) to the loss, in training and evaluation alike."""
+        terms = collect_losses(self)  # type: ignore[arg-type]
+        if not terms:
+            return 0.0
+        return torch.stack([t.to(like.dtype).reshape(()) for t in terms]).sum()
 
     def _predict_step(self, x: Tensor) -> Any:
         outputs, _ = self._call_with_mask(x.to(self._device()), training=False)  # type: ignore

@@ -84,7 +84,7 @@ def test_errors():
         TimeDistributed(Dense(2))(np.ones((2, 3), np.float32))
     layer = TimeDistributed(Dense(2))
     layer(torch.ones(2, 3, 4))
-    with pytest.raises(ValueError, match="mask shape"):
+    with pytest.raises(ValueError, match="The `mask` passed to the `TimeDistributed` layer has a shape"):
         layer(torch.ones(2, 3, 4), mask=torch.ones(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="batch, time"):
         layer(torch.ones(2, 4))

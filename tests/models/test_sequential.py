@@ -216,5 +216,5 @@ def test_is_a_torch_module():
 
 def test_config_needs_rnnkit_layers():
     model = Sequential([Affine(2, input_shape=(3,))], name="net")
-    with pytest.raises(TypeError, match="'affine.*' is a Affine, which is not an rnnkit.layers"):
+    with pytest.raises(TypeError, match="'affine.*' is a Affine, which is neither an rnnkit.layers class nor registered"):
         model.get_config()
