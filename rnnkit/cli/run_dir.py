@@ -31,6 +31,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import secrets
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -114,17 +116,37 @@ class RunDir:
     def create(cls, path: Path, overwrite: bool = False, data_files: Iterable[str] = (),
                command: str = "", trained_with: Mapping[str, Any] | None = None,
                files: Sequence[str] = LAYOUT) -> RunDir:
-        """A run folder at ``path`` holding only its new manifest (see :meth:`check_new` for
-        what is refused). Replacing a run removes what its manifest lists and nothing else."""
+        """A run folder at ``path`` holding its new manifest and nothing else of rnnkit's (see
+        :meth:`check_new` for what is refused).
+
+        A new folder appears complete or not at all: it is made under a temporary name beside
+        ``path`` and renamed. Replacing a run first writes the new manifest (listing the old
+        run's files too, so an interrupted replacement can be finished), then removes what the
+        old manifest lists and nothing else.
+        """
         path = Path(path)
         data_files = list(data_files)
         cls.check_new(path, overwrite, data_files)
         run = cls(path)
-        if path.is_dir():
-            run.remove_own_files()
-        path.mkdir(parents=True, exist_ok=True)
-        run._write_manifest({"format": _MANIFEST_FORMAT, "version": 1, "command": command,
-                             "trained_with": dict(trained_with or {}), "files": list(files)})
+        manifest = {"format": _MANIFEST_FORMAT, "version": 1, "command": command,
+                    "trained_with": dict(trained_with or {}), "files": list(files)}
+        if path.is_dir() and any(path.iterdir()):
+            old = [n for n in run.manifest()["files"] if n not in files]
+            run._write_manifest({**manifest, "files": [*files, *old]})
+            run.remove_own_files(keep_manifest=True)
+            run._write_manifest(manifest)
+            return run
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(_io.temporary_names(path)):  # left by a killed create
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        staging.mkdir()
+        try:
+            cls(staging)._write_manifest(manifest)
+            os.replace(staging, path)  # onto an absent or empty folder: atomic
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return run
 
     @classmethod
@@ -189,11 +211,12 @@ class RunDir:
         own = self.own_entries()
         return sorted(p.name for p in self.path.iterdir() if p.name not in own)
 
-    def remove_own_files(self) -> None:
+    def remove_own_files(self, keep_manifest: bool = False) -> None:
         """Delete what rnnkit wrote here (run.json first, so the folder stops being a run at
         once; the manifest last, so an interrupted removal can be finished)."""
         own = self.own_entries()
-        order = sorted(own - {MANIFEST}, key=lambda n: n != RUN_FILE) + [MANIFEST]
+        order = sorted(own - {MANIFEST}, key=lambda n: n != RUN_FILE)
+        order += [] if keep_manifest else [MANIFEST]
         for name in order:
             entry = self.path / name
             if entry.is_dir() and not entry.is_symlink():

@@ -322,7 +322,15 @@ def _end_progress_line(options: TrainOptions) -> None:
     messages that follow start on their own line."""
     import sys
 
-    if not options.quiet and sys.stdout.isatty():
+    if options.quiet:
+        return
+    # A live progress display redirects sys.stdout/stderr through itself and would redraw its
+    # line under every message that follows: take the real streams back first.
+    for name in ("stdout", "stderr"):
+        real = getattr(getattr(sys, name), "rich_proxied_file", None)
+        if real is not None:
+            setattr(sys, name, real)
+    if sys.stdout.isatty():
         sys.stdout.write("\n")
         sys.stdout.flush()
 

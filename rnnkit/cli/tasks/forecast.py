@@ -40,6 +40,10 @@ from ._base import Prepared, Report, Task, recurrent_stack
 __all__ = ["ForecastTask", "Series", "WindowScaling", "load_series"]
 
 FRACTIONS = (0.7, 0.15, 0.15)
+# Beyond this, squares (variances, squared errors) overflow float64: refused, never NaN metrics.
+_TOO_LARGE = 1e150
+_TOO_LARGE_MESSAGE = ("the series' values are too large to scale: beyond about 1e150 their "
+                      "squares overflow float64; divide the columns by a constant first")
 
 # Built-in series: loader name, season, default window.
 _BUILTIN = {
@@ -135,6 +139,8 @@ class WindowScaling:
     def fit(cls, train_rows: NDArray[np.float64], relative: bool) -> WindowScaling:
         from ...data import StandardScaler
 
+        if np.abs(train_rows).max(initial=0.0) > _TOO_LARGE:
+            raise ValueError(_TOO_LARGE_MESSAGE)
         if relative:
             if len(train_rows) < 2:
                 raise ValueError("the training split needs at least 2 rows to measure changes")
@@ -145,9 +151,7 @@ class WindowScaling:
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.mean).all() and np.isfinite(self.scale).all()):
-            raise ValueError("the series' values are too large to scale: their spread "
-                             "overflows float64 (values beyond about 1e150); divide the "
-                             "columns by a constant first")
+            raise ValueError(_TOO_LARGE_MESSAGE)
 
     def _anchor(self, x_raw: NDArray[np.float64]) -> NDArray[np.float64]:
         return x_raw[:, -1:, :] if self.relative else self.mean.reshape(1, 1, -1)  # (N|1, 1, F)
