@@ -74,8 +74,10 @@ def get_config(model: Any) -> dict[str, Any]:
 def rebuild(config: dict[str, Any], make_layer: Callable[[dict[str, Any]], Any],
             source: str = "the config") -> tuple[Any, Any, str | None]:
     """(inputs, outputs, name) of the graph in ``config``, with layers from ``make_layer``."""
-    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
-        raise ValueError(f"{source}: a functional config needs a 'layers' list")
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list) or any(
+            key not in config for key in ("input_layers", "output_layers")):
+        raise ValueError(f"{source}: a functional config needs 'layers', 'input_layers' and "
+                         "'output_layers'")
     created: dict[str, Any] = {}
     outputs: dict[tuple[str, int], list[Any]] = {}
     pending: list[tuple[Any, int, dict[str, Any]]] = []
