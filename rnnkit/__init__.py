@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, tuple[str, str | None]] = {
     "activations": (".activations", None),
     "callbacks": (".models.callbacks", None),
+    "constraints": (".constraints", None),
     "data": (".data", None),
     "export": (".export", None),
     "diagnostics": (".diagnostics", None),
@@ -34,10 +35,14 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "nn": (".nn", None),
     "optimizers": (".models.optimizers", None),
     "reference": (".reference", None),
+    "regularizers": (".regularizers", None),
+    "schedules": (".models.schedules", None),
     "utils": (".utils", None),
     "Input": (".layers", "Input"),
+    "Model": (".models", "Model"),
     "Sequential": (".models", "Sequential"),
     "load_model": (".models", "load_model"),
+    "register_serializable": ("._registry", "register_serializable"),
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -45,7 +50,7 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 if TYPE_CHECKING:
     from . import activations, data, diagnostics, initializers, layers, models, nn, reference, utils
     from .layers import Input
-    from .models import Sequential, callbacks, load_model, losses, metrics, optimizers
+    from .models import Model, Sequential, callbacks, load_model, losses, metrics, optimizers
 
 
 def __getattr__(name: str) -> Any:

@@ -10,6 +10,8 @@
     rnnkit evaluate RUN_DIR                   test metrics of a finished run
     rnnkit summary RUN_DIR                    the model's table, settings and metrics
     rnnkit generate RUN_DIR --prime "def "    sample text from a text run
+    rnnkit train --task translate [--tsv F]    encoder-decoder (default: dates -> ISO)
+    rnnkit translate RUN_DIR "3 March 2021"   translate with a translate run (--beam N)
     rnnkit diagnose RUN_DIR                   gradient flow through time, saturation, plots
     rnnkit bench                              the speed benchmark (rnnkit.bench)
 
@@ -72,6 +74,7 @@ class TaskName(str, Enum):
     forecast = "forecast"
     classify = "classify"
     text = "text"
+    translate = "translate"
 
 
 class Cell(str, Enum):
@@ -107,7 +110,7 @@ def _options(
 @app.command(no_args_is_help=False)
 @guarded
 def train(
-    task: Annotated[TaskName | None, Opt(help="forecast (default), classify or text",
+    task: Annotated[TaskName | None, Opt(help="forecast (default), classify, text or translate",
                                          rich_help_panel=_DATA)] = None,
     dataset: Annotated[str | None, Opt(help="built-in data when no file is given: co2 "
                                        "(default), sunspots | digits | stdlib",
@@ -143,6 +146,10 @@ def train(
                                      rich_help_panel=_DATA)] = None,
     max_chars: Annotated[int | None, Opt(min=1, help="text: use at most this many characters",
                                          rich_help_panel=_DATA)] = None,
+    tsv: Annotated[Path | None, Opt(help="translate: tab-separated source/target pairs "
+                                    "(default: generated dates)", rich_help_panel=_DATA)] = None,
+    samples: Annotated[int | None, Opt(min=10, help="translate: pairs to generate or read "
+                                       "(default 6000)", rich_help_panel=_DATA)] = None,
     cell: Annotated[Cell | None, Opt(help="recurrent cell (default lstm)",
                                      rich_help_panel=_MODEL)] = None,
     units: Annotated[int | None, Opt(min=1, help="units per recurrent layer",
@@ -155,6 +162,8 @@ def train(
                                          "layer", rich_help_panel=_MODEL)] = None,
     embedding_dim: Annotated[int | None, Opt(min=1, help="text: embedding size",
                                              rich_help_panel=_MODEL)] = None,
+    attention: Annotated[bool | None, Opt("--attention", help="translate: attention over the "
+                                          "encoder's outputs", rich_help_panel=_MODEL)] = None,
     epochs: Annotated[int | None, Opt(min=1, help="epochs to train (with --resume: the new "
                                       "total)", rich_help_panel=_TRAINING)] = None,
     batch_size: Annotated[int | None, Opt(min=1, rich_help_panel=_TRAINING)] = None,
@@ -191,7 +200,8 @@ def train(
         task=task.value if task else None, dataset=dataset, csv=csv, target=target,
         features=list(features or []), date_column=date_column, window=window, horizon=horizon,
         season=season, relative=relative, npy=npy, labels=labels, timesteps=timesteps,
-        text=text, max_chars=max_chars, cell=cell.value if cell else None, units=units,
+        text=text, max_chars=max_chars, tsv=tsv, samples=samples, attention=attention,
+        cell=cell.value if cell else None, units=units,
         layers=layers, bidirectional=bidirectional, dropout=dropout,
         embedding_dim=embedding_dim, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
         device=device, out=out, overwrite=overwrite, resume=resume, tensorboard=tensorboard,
@@ -257,6 +267,27 @@ def generate(
     from . import commands
 
     commands.generate(run_dir, prime, length, temperature, seed, output, device)
+
+
+@app.command()
+@guarded
+def translate(
+    run_dir: RunDirArg,
+    texts: Annotated[list[str], typer.Argument(metavar="TEXT...", help="text(s) to translate")],
+    beam: Annotated[int, Opt(min=1, help="beam search width (1 = greedy)")] = 1,
+    device: DeviceOpt = None,
+) -> None:
+    """Translate text with a --task translate run (greedy, or beam search with --beam N)."""
+    from ._common import load_trained
+    from .tasks.translate import translate as run_translate
+
+    _, _, model, preprocessing = load_trained(run_dir, device)
+    for text, results in zip(texts, run_translate(model, preprocessing, list(texts), beam)):
+        for rank, (translation, score) in enumerate(results):
+            shown = f"{text}\t{translation}"
+            if score is not None:
+                shown += f"\t{rank + 1}\t{score:.4f}"
+            print(shown)
 
 
 @app.command()

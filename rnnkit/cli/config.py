@@ -18,7 +18,7 @@ from typing import Any
 
 __all__ = ["CELLS", "TASKS", "RunConfig", "file_digest"]
 
-TASKS = ("forecast", "classify", "text")
+TASKS = ("forecast", "classify", "text", "translate")
 CELLS = ("rnn", "gru", "lstm")
 FORMAT = "rnnkit-run"
 VERSION = 1
@@ -48,6 +48,8 @@ class RunConfig:
     timesteps: int | None = None
     text: str | None = None
     max_chars: int | None = None
+    tsv: str | None = None  # translate: tab-separated pairs
+    samples: int | None = None  # translate: pairs to generate (or to read from --tsv)
     data_digests: dict[str, str] = field(default_factory=dict)
     # -- model ---------------------------------------------------------------------------------
     cell: str = "lstm"
@@ -56,6 +58,7 @@ class RunConfig:
     bidirectional: bool = False
     dropout: float = 0.0
     embedding_dim: int | None = None
+    attention: bool = False  # translate: Luong attention over the encoder's outputs
     # -- training ------------------------------------------------------------------------------
     epochs: int = 10
     batch_size: int = 32
@@ -71,7 +74,7 @@ class RunConfig:
         for name, minimum in (("units", 1), ("layers", 1), ("epochs", 1), ("batch_size", 1),
                               ("horizon", 1), ("seed", 0)):
             _check_int(name, getattr(self, name), minimum)
-        for name in ("window", "season", "embedding_dim", "timesteps", "max_chars"):
+        for name in ("window", "season", "embedding_dim", "timesteps", "max_chars", "samples"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1)
         if not 0.0 <= self.dropout < 1.0:

@@ -54,6 +54,9 @@ class TrainOptions:
     timesteps: int | None = None
     text: Path | None = None
     max_chars: int | None = None
+    tsv: Path | None = None
+    samples: int | None = None
+    attention: bool | None = None
     cell: str | None = None
     units: int | None = None
     layers: int | None = None

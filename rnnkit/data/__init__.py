@@ -9,6 +9,7 @@ NumPy in, NumPy out, and no torch: everything here feeds ``rnnkit`` models or pl
 - ``load_co2``, ``load_sunspots``, ``load_digits_sequences``, ``load_text_corpus``: datasets
   read from installed packages (statsmodels, scikit-learn, the standard library), offline.
 - ``adding_problem``, ``copy_task``, ``sine_wave``, ``seasonal_series``: seeded synthetic tasks.
+- ``date_pairs``: a generated parallel corpus (dates in many formats and languages -> ISO).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ._datasets import (
     load_sunspots,
     load_text_corpus,
 )
+from ._dates import date_pairs
 from ._scaling import StandardScaler
 from ._sequence import pad_sequences, to_categorical
 from ._synthetic import adding_problem, copy_task, seasonal_series, sine_wave
@@ -33,6 +35,7 @@ __all__ = [
     "adding_problem",
     "chronological_split",
     "copy_task",
+    "date_pairs",
     "load_co2",
     "load_digits_sequences",
     "load_sunspots",

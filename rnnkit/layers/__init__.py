@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ._base import Layer
+from ._symbolic import KerasTensor
+from .attention import AdditiveAttention, Attention
 from .bidirectional import Bidirectional
 from .dense import Dense
 from .dropout import Dropout
@@ -11,9 +13,12 @@ from .gru import GRU, GRUCell
 from .input_layer import Input, InputLayer
 from .lstm import LSTM, LSTMCell
 from .masking import Masking
+from .merging import Add, Concatenate, Dot
 from .repeat_vector import RepeatVector
+from .reshaping import Flatten, Lambda, Reshape
 from .rnn import RNN
 from .simple_rnn import SimpleRNN, SimpleRNNCell
+from .stacked_rnn_cells import StackedRNNCells
 from .time_distributed import TimeDistributed
 
 __all__ = [
@@ -25,6 +30,7 @@ __all__ = [
     "LSTMCell",
     "LSTM",
     "RNN",
+    "StackedRNNCells",
     "Bidirectional",
     "Dense",
     "Embedding",
@@ -34,4 +40,12 @@ __all__ = [
     "RepeatVector",
     "InputLayer",
     "Input",
+    "Concatenate",
+    "Add",
+    "Dot",
+    "Attention",
+    "AdditiveAttention",
+    "Lambda",
+    "Flatten",
+    "Reshape",
 ]

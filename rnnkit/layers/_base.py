@@ -5,8 +5,9 @@ A :class:`Layer` is a ``torch.nn.Module`` that behaves like a Keras 3 layer:
 - it builds lazily: ``build(input_shape)`` creates its parameters on the first call (or earlier
   when ``input_shape`` / ``batch_input_shape`` was given), from the input's shape;
 - ``layer(x, mask=None, training=None, **kwargs)`` accepts NumPy arrays or tensors, batch first;
-  ``training=None`` means ``self.training``, and layers start in eval mode (as Keras layers run
-  in inference mode outside ``fit``);
+  ``training=None`` means ``self.training``, and layers start in training mode like any
+  ``torch.nn.Module`` (``fit`` trains in training mode; ``evaluate``/``predict`` run in
+  inference mode and give the mode back afterwards);
 - masks are (batch, time) bool tensors; ``compute_mask(inputs, mask)`` gives the mask the next
   layer receives (``Sequential`` threads it through);
 - ``get_weights()`` / ``set_weights()`` use Keras' order and shapes (``keras_weights()`` lists
@@ -21,7 +22,6 @@ dimensions (the batch), as Keras prints them in ``summary()``.
 from __future__ import annotations
 
 import itertools
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -30,14 +30,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _registry, constraints, initializers, regularizers
+from . import _symbolic
+
 Shape = tuple[int | None, ...]
 
 _name_counters: defaultdict[str, itertools.count[int]] = defaultdict(itertools.count)
 
 
-def _snake_case(name: str) -> str:
-    name = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+_snake_case = _registry.snake_case
 
 
 def unique_name(base: str) -> str:
@@ -76,13 +77,15 @@ def first_weight(module: torch.nn.Module) -> torch.nn.Parameter | None:
 
 
 def as_mask(mask: Any, batch: int | None = None, steps: int | None = None) -> Tensor | None:
-    """Validate a (batch, time) boolean mask; ``None`` passes through."""
+    """Validate a (batch, time) boolean mask; ``None`` passes through. Without ``batch`` and
+    ``steps`` other ranks are accepted too: (batch, time, ...) for TimeDistributed, and the
+    per-sample (batch * time,) mask it hands the layer it wraps."""
     if mask is None:
         return None
     mask = mask if isinstance(mask, Tensor) else torch.as_tensor(np.asarray(mask))
     if mask.dtype != torch.bool:
         raise TypeError(f"mask must be a boolean (batch, time) tensor, got dtype {mask.dtype}")
-    if mask.dim() != 2:
+    if mask.dim() == 0 or (mask.dim() != 2 and batch is not None):
         raise ValueError(f"mask must have shape (batch, time), got shape {tuple(mask.shape)}")
     if batch is not None and steps is not None and tuple(mask.shape) != (batch, steps):
         raise ValueError(
@@ -92,10 +95,54 @@ def as_mask(mask: Any, batch: int | None = None, steps: int | None = None) -> Te
     return mask
 
 
+def collect_losses(module: torch.nn.Module) -> list[Tensor]:
+    """The loss terms of ``module`` and everything in it (see :attr:`Layer.losses`)."""
+    own = [loss for sub in module.modules() for loss in sub.__dict__.get("_own_losses", ())]
+    penalties = [param.regularizer(param) for param in module.parameters()
+                 if param.requires_grad and getattr(param, "regularizer", None) is not None]
+    return own + penalties
+
+
+def serialize_option(module: Any, given: Any, resolved: Any) -> Any:
+    """A constructor option (activation, initializer, regularizer, constraint) as JSON: the
+    name or config the user gave, else the module's serialisation of the object."""
+    if given is None or isinstance(given, (str, dict)):
+        return given
+    if module.__name__.endswith("activations") and activation_name(resolved) is not None:
+        return activation_name(resolved)
+    serialize = getattr(module, "serialize", None)
+    if callable(serialize):
+        return serialize(given)
+    raise TypeError(f"Cannot write {given!r} into a config; pass it by name instead")
+
+
+def activation_name(function: Any) -> str | None:
+    """"tanh", "sigmoid" or "relu" when ``function`` is one of those (the kernels' set)."""
+    from .. import activations
+
+    for name in ("tanh", "sigmoid", "relu"):
+        if function is activations.get(name):
+            return name
+    builtin = {torch.tanh: "tanh", torch.sigmoid: "sigmoid", torch.relu: "relu"}
+    return builtin.get(function)
+
+
+def weight_options_config(layer: Layer) -> dict[str, Any]:
+    """The regularizer and constraint arguments of ``layer`` (``_given_options``) as JSON."""
+    config = {}
+    for key, given in layer.__dict__.get("_given_options", {}).items():
+        module = regularizers if key.endswith("_regularizer") else constraints
+        config[key] = serialize_option(module, given, module.get(given))
+    return config
+
+
 class Layer(torch.nn.Module):
     """Base class of rnnkit's Keras-style layers (see the module docstring for the contract)."""
 
     supports_masking: bool = False
+    # True for a layer whose inputs are token ids (Embedding): no axis of them is a feature
+    # axis, so a model starting with it checks only their rank.
+    input_is_ids: bool = False
 
     def __init__(
         self,
@@ -111,6 +158,7 @@ class Layer(torch.nn.Module):
         super().__init__()
         # Keras 2 style arguments users still write; everything else is a typo.
         kwargs.pop("dtype", None)
+        activity_regularizer = kwargs.pop("activity_regularizer", None)
         if kwargs:
             raise TypeError(
                 f"{type(self).__name__} got unexpected keyword argument(s): {sorted(kwargs)}"
@@ -126,12 +174,16 @@ class Layer(torch.nn.Module):
             self.batch_input_shape = (batch_size, None, input_dim)
         else:
             self.batch_input_shape = None
-        self.train(False)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self._given_activity_regularizer = activity_regularizer
+        # weight name -> (regularizer, constraint), put on the parameters once built
+        self._weight_options: dict[str, tuple[Any, Any]] = {}
 
     # -- building -------------------------------------------------------------------------
     def build(self, input_shape: Shape) -> None:
         """Create the parameters for inputs of this shape. Subclasses call ``super().build``."""
         self.built = True
+        self._attach_weight_options()
         if not self._trainable:
             self.requires_grad_(False)
 
@@ -150,6 +202,36 @@ class Layer(torch.nn.Module):
         return mask if self.supports_masking else None
 
     # -- calling --------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Symbolic arguments (rnnkit.Input and layer outputs) record a graph node instead of
+        # computing: see rnnkit/layers/_symbolic.py and rnnkit.Model.
+        if _symbolic.is_symbolic_call(args, kwargs):
+            return _symbolic.symbolic_call(self, args, kwargs)
+        return torch.nn.Module.__call__(self, *args, **kwargs)
+
+    @property
+    def input(self) -> Any:
+        """The symbolic input of this layer's one call in a graph (as Keras' ``layer.input``)."""
+        return self._only_node("input").first_argument()
+
+    @property
+    def output(self) -> Any:
+        """The symbolic output(s) of this layer's one call in a graph (``layer.output``)."""
+        return self._only_node("output").outputs
+
+    def _only_node(self, what: str) -> Any:
+        nodes = self.__dict__.get("_inbound_nodes", [])
+        # ValueError, not AttributeError: torch.nn.Module.__getattr__ would hide the message
+        if not nodes:
+            raise ValueError(f"Layer '{self.name}' has never been called on symbolic "
+                                 f"tensors (rnnkit.Input), so it has no defined {what}.")
+        if len(nodes) > 1:
+            raise ValueError(
+                f"Layer '{self.name}' has been called {len(nodes)} times in a graph (a shared "
+                f"layer), so `layer.{what}` is ambiguous; use the tensors each call returned."
+            )
+        return nodes[0]
+
     def call(self, inputs: Tensor, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement call()")
 
@@ -160,7 +242,16 @@ class Layer(torch.nn.Module):
             kwargs["training"] = self.training
         if "mask" in kwargs and kwargs["mask"] is not None:
             kwargs["mask"] = as_mask(kwargs["mask"])
-        return self.call(inputs, *args, **kwargs)
+        self.__dict__["_own_losses"] = []  # this call's add_loss values (Keras clears per call)
+        outputs = self.call(inputs, *args, **kwargs)
+        if self.__dict__.get("activity_regularizer") is not None:
+            for output in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
+                if isinstance(output, Tensor):
+                    loss = self.activity_regularizer(output)
+                    if output.dim() and output.shape[0]:  # Keras: per sample of the batch
+                        loss = loss / output.shape[0]
+                    self.add_loss(loss)
+        return outputs
 
     def convert_inputs(self, inputs: Any) -> Tensor:
         """NumPy to tensor (float32 by default). Layers with integer inputs override this."""
@@ -187,6 +278,76 @@ class Layer(torch.nn.Module):
     def keras_weights(self) -> list[torch.nn.Parameter]:
         """Parameters in Keras' ``get_weights()`` order. Default: registration order."""
         return list(self.parameters())
+
+    @property
+    def weights(self) -> list[torch.nn.Parameter]:
+        """All weights in Keras' order (``get_weights()``'s)."""
+        return self.keras_weights() if self.built else []
+
+    @property
+    def trainable_weights(self) -> list[torch.nn.Parameter]:
+        return [w for w in self.weights if w.requires_grad]
+
+    @property
+    def non_trainable_weights(self) -> list[torch.nn.Parameter]:
+        return [w for w in self.weights if not w.requires_grad]
+
+    def add_weight(
+        self,
+        shape: Sequence[int] = (),
+        initializer: Any = None,
+        dtype: torch.dtype | str | None = None,
+        trainable: bool = True,
+        regularizer: Any = None,
+        constraint: Any = None,
+        name: str | None = None,
+    ) -> torch.nn.Parameter:
+        """Keras' ``add_weight``: a new parameter of ``shape`` registered on this layer (as
+        attribute ``name``, default ``weight``, ``weight_1``, ...), initialised by
+        ``initializer`` (default ``"glorot_uniform"`` for two or more axes, else
+        ``"zeros"``), trainable or not, with an optional regularizer (its penalty is in
+        :attr:`losses`) and constraint (applied after each optimizer step)."""
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        dtype = dtype or torch.get_default_dtype()
+        shape = tuple(int(d) for d in shape)
+        if name is None:
+            count = len(self._parameters)
+            name = "weight" if "weight" not in self._parameters else f"weight_{count}"
+        if name in self._parameters and self._parameters[name] is not None:
+            raise ValueError(f"Layer '{self.name}' already has a weight named {name!r}")
+        make = initializers.get(initializer if initializer is not None else (
+            "glorot_uniform" if len(shape) >= 2 else "zeros"))
+        param = torch.nn.Parameter(make(shape, dtype=dtype), requires_grad=bool(trainable))
+        self.register_parameter(name, param)
+        self._weight_options[name] = (regularizers.get(regularizer), constraints.get(constraint))
+        self._attach_weight_options()
+        return param
+
+    def _set_weight_options(self, name: str, regularizer: Any, constraint: Any) -> None:
+        """Give weight ``name`` (created in ``build``) a regularizer and a constraint."""
+        self._weight_options[name] = (regularizers.get(regularizer), constraints.get(constraint))
+
+    def _attach_weight_options(self) -> None:
+        # Keras keeps them on the variable: the optimizer applies variable.constraint after
+        # each step, and losses reads variable.regularizer.
+        for name, (regularizer, constraint) in self.__dict__.get("_weight_options", {}).items():
+            param = self._parameters.get(name)
+            if param is not None:
+                param.regularizer = regularizer  # type: ignore[attr-defined]
+                param.constraint = constraint  # type: ignore[attr-defined]
+
+    # -- losses ---------------------------------------------------------------------------
+    def add_loss(self, loss: Tensor) -> None:
+        """Add a loss term from ``call`` (it stays in :attr:`losses` until the next call)."""
+        self.__dict__.setdefault("_own_losses", []).append(loss)
+
+    @property
+    def losses(self) -> list[Tensor]:
+        """Keras' ``losses``: the terms added in the last call (activity regularizers,
+        ``add_loss``) of this layer and the layers in it, then the weight regularizers'
+        penalties of the trainable weights, computed now."""
+        return collect_losses(self)
 
     def _require_built(self, what: str) -> None:
         if not self.built:
@@ -226,6 +387,9 @@ class Layer(torch.nn.Module):
         config: dict[str, Any] = {"name": self.name, "trainable": self._trainable}
         if self.batch_input_shape is not None:
             config["batch_input_shape"] = list(self.batch_input_shape)
+        if self.__dict__.get("activity_regularizer") is not None:
+            config["activity_regularizer"] = serialize_option(
+                regularizers, self._given_activity_regularizer, self.activity_regularizer)
         return config
 
     @classmethod

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from ._base import Layer, Shape
-from .rnn import build_here, deserialize_layer, fresh_copy, serialize_layer
+from ._serialization import deserialize_layer, serialize_layer
+from .rnn import build_here, fresh_copy
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .. import activations, initializers
-from ._base import Layer, Shape
-from .rnn import _serialize_option, check_units, reject_unsupported
+from .. import activations, constraints, initializers, regularizers
+from ._base import Layer, Shape, serialize_option, weight_options_config
+from ._checks import check_units, reject_unsupported
 
 
 class Dense(Layer):
@@ -33,6 +33,10 @@ class Dense(Layer):
         use_bias: add a bias vector.
         kernel_initializer / bias_initializer: names, configs or callables
             (default ``"glorot_uniform"`` / ``"zeros"``, as Keras).
+        kernel_regularizer / bias_regularizer / activity_regularizer: penalties added to the
+            loss (:mod:`rnnkit.regularizers`).
+        kernel_constraint / bias_constraint: applied after each optimizer step
+            (:mod:`rnnkit.constraints`).
     """
 
     supports_masking = True
@@ -44,12 +48,20 @@ class Dense(Layer):
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
         **kwargs: Any,
     ) -> None:
-        reject_unsupported("Dense", {k: kwargs.pop(k, None) for k in (
-            "kernel_regularizer", "bias_regularizer", "activity_regularizer",
-            "kernel_constraint", "bias_constraint", "lora_rank")})
+        reject_unsupported("Dense", {"lora_rank": kwargs.pop("lora_rank", None)})
         super().__init__(**kwargs)
+        self._given_options = {"kernel_regularizer": kernel_regularizer,
+                               "bias_regularizer": bias_regularizer,
+                               "kernel_constraint": kernel_constraint,
+                               "bias_constraint": bias_constraint}
+        self._set_weight_options("kernel", kernel_regularizer, kernel_constraint)
+        self._set_weight_options("bias", bias_regularizer, bias_constraint)
         self.units = check_units("Dense", units)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
@@ -85,7 +97,8 @@ class Dense(Layer):
         outputs = inputs @ self.kernel  # (..., units)
         if self.bias is not None:
             outputs = outputs + self.bias
-        return self.activation(outputs)
+        # Keras lets activation be set to None after construction: linear
+        return outputs if self.activation is None else self.activation(outputs)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (*tuple(input_shape)[:-1], self.units)
@@ -94,15 +107,16 @@ class Dense(Layer):
         config = super().get_config()
         config.update(
             units=self.units,
-            activation=_serialize_option(activations, self._given["activation"], self.activation),
+            activation=serialize_option(activations, self._given["activation"], self.activation),
             use_bias=self.use_bias,
-            kernel_initializer=_serialize_option(
+            kernel_initializer=serialize_option(
                 initializers, self._given["kernel_initializer"], self.kernel_initializer
             ),
-            bias_initializer=_serialize_option(
+            bias_initializer=serialize_option(
                 initializers, self._given["bias_initializer"], self.bias_initializer
             ),
         )
+        config.update(weight_options_config(self))
         return config
 
     def extra_repr(self) -> str:

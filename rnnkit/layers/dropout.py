@@ -31,6 +31,25 @@ from torch import Tensor
 from ._base import Layer
 
 
+def _check_noise_shape(noise_shape: Any) -> tuple[int | None, ...] | None:
+    """None, or a tuple of positive ints and Nones (Keras' rule)."""
+    if noise_shape is None:
+        return None
+    if isinstance(noise_shape, (str, bytes)) or not isinstance(noise_shape, (tuple, list)):
+        raise ValueError(f"Dropout: noise_shape must be a tuple or list of integers (or None "
+                         f"for the input's size), got {noise_shape!r}")
+    for size in noise_shape:
+        if size is None:
+            continue
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise ValueError(f"Dropout: every entry of noise_shape must be an integer or None, "
+                             f"got {noise_shape!r}")
+        if size <= 0:
+            raise ValueError(f"Dropout: noise_shape sizes must be positive integers or None, "
+                             f"got {noise_shape!r}")
+    return tuple(noise_shape)
+
+
 class Dropout(Layer):
     supports_masking = True
 
@@ -40,7 +59,7 @@ class Dropout(Layer):
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
             raise ValueError(f"Dropout: rate must be a number in [0, 1], got {rate!r}")
         self.rate = float(rate)
-        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        self.noise_shape = _check_noise_shape(noise_shape)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"Dropout: seed must be an int or None, got {seed!r}")
         self.seed = seed

@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 from .. import initializers
-from ._base import Layer, Shape
-from .rnn import _serialize_option, check_units, reject_unsupported
+from ._base import Layer, Shape, serialize_option, weight_options_config
+from ._checks import check_units, reject_unsupported
 
 
 def as_token_ids(inputs: Any, owner: str) -> Tensor:
@@ -45,22 +45,28 @@ class Embedding(Layer):
         input_dim: the vocabulary size (largest id + 1).
         output_dim: the size of each vector.
         embeddings_initializer: default ``"uniform"`` (U(-0.05, 0.05)), as Keras.
+        embeddings_regularizer / activity_regularizer: penalties in :attr:`losses`.
+        embeddings_constraint: applied after each optimizer step.
         mask_zero: treat id 0 as padding and emit a mask.
+        weights: ``[table]`` of shape (input_dim, output_dim): builds the layer with it.
         input_length: Keras 2's argument; sets the input shape to (batch, input_length).
     """
+
+    input_is_ids = True
 
     def __init__(
         self,
         input_dim: int,
         output_dim: int,
         embeddings_initializer: Any = "uniform",
+        embeddings_regularizer: Any = None,
+        embeddings_constraint: Any = None,
         mask_zero: bool = False,
+        weights: Any = None,
         input_length: int | None = None,
         **kwargs: Any,
     ) -> None:
-        reject_unsupported("Embedding", {k: kwargs.pop(k, None) for k in (
-            "embeddings_regularizer", "activity_regularizer", "embeddings_constraint",
-            "lora_rank")})
+        reject_unsupported("Embedding", {"lora_rank": kwargs.pop("lora_rank", None)})
         kwargs.pop("sparse", None)
         if input_length is not None and "input_shape" not in kwargs and (
                 "batch_input_shape" not in kwargs):
@@ -72,14 +78,21 @@ class Embedding(Layer):
         self.supports_masking = self.mask_zero
         self._given_initializer = embeddings_initializer
         self.embeddings_initializer = initializers.get(embeddings_initializer)
+        self._given_options = {"embeddings_regularizer": embeddings_regularizer,
+                               "embeddings_constraint": embeddings_constraint}
+        self._set_weight_options("embeddings", embeddings_regularizer, embeddings_constraint)
         self.register_parameter("embeddings", None)
+        if weights is not None:  # Keras: build now and set them (the table, or [table])
+            self.maybe_build((None, None))
+            self.set_weights([weights] if isinstance(weights, (np.ndarray, Tensor)) else weights)
 
-    def build(self, input_shape: Shape) -> None:
+    def build(self, input_shape: Shape | None = None) -> None:
+        """Create the table; the input shape does not matter (any shape of ids works)."""
         shape = (self.input_dim, self.output_dim)
         self.embeddings = torch.nn.Parameter(
             self.embeddings_initializer(shape, dtype=torch.get_default_dtype())
         )
-        super().build(input_shape)
+        super().build((None, None) if input_shape is None else input_shape)
 
     def convert_inputs(self, inputs: Any) -> Tensor:
         return as_token_ids(inputs, f"Embedding '{self.name}'")
@@ -98,6 +111,7 @@ class Embedding(Layer):
                     f"Embedding '{self.name}' got token id {bad}, outside [0, {self.input_dim}) "
                     f"(input_dim={self.input_dim}); input_dim must be the largest id + 1"
                 )
+        # F.embedding: its backward sums the rows' gradients deterministically
         return torch.nn.functional.embedding(inputs.to(self.embeddings.device), self.embeddings)
 
     def compute_mask(self, inputs: Any, mask: Tensor | None = None) -> Tensor | None:
@@ -113,11 +127,12 @@ class Embedding(Layer):
         config.update(
             input_dim=self.input_dim,
             output_dim=self.output_dim,
-            embeddings_initializer=_serialize_option(
+            embeddings_initializer=serialize_option(
                 initializers, self._given_initializer, self.embeddings_initializer
             ),
             mask_zero=self.mask_zero,
         )
+        config.update(weight_options_config(self))
         return config
 
     def extra_repr(self) -> str:

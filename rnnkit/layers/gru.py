@@ -23,7 +23,10 @@ import torch
 from torch import Tensor
 
 from .. import _kernels, activations
-from .rnn import KerasRNN, RecurrentCell, States, _serialize_option, backend_from_use_cudnn
+from ._base import serialize_option
+from ._cells import KerasRNN, RecurrentCell
+from ._checks import backend_from_use_cudnn
+from .rnn import States
 
 
 _ORDERS: dict[tuple[int, torch.device], Tensor] = {}
@@ -139,7 +142,7 @@ class GRUCell(RecurrentCell):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config["recurrent_activation"] = _serialize_option(
+        config["recurrent_activation"] = serialize_option(
             activations, self._given["recurrent_activation"], self.recurrent_activation
         )
         config["reset_after"] = self.reset_after
@@ -211,7 +214,6 @@ class GRU(KerasRNN):
             kernel_regularizer=kernel_regularizer,
             recurrent_regularizer=recurrent_regularizer,
             bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer,
             kernel_constraint=kernel_constraint,
             recurrent_constraint=recurrent_constraint,
             bias_constraint=bias_constraint,
@@ -230,6 +232,7 @@ class GRU(KerasRNN):
             stateful=stateful,
             unroll=unroll,
             backend=backend_from_use_cudnn("GRU", use_cudnn, backend),
+            activity_regularizer=activity_regularizer,
             **kwargs,
         )
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import Tensor
 
+from . import _symbolic
 from ._base import Layer, Shape
 
 DTYPES = ("float32", "float64", "float16", "bfloat16", "int32", "int64", "int16", "int8",
@@ -50,6 +51,8 @@ class InputLayer(Layer):
             raise ValueError(f"Input dtype must be one of {DTYPES}, got {dtype!r}")
         super().__init__(name=name, batch_input_shape=tuple(batch_shape), **kwargs)
         self.dtype = None if dtype is None else str(dtype)
+        self.built = True
+        _symbolic.input_tensor(self, self.batch_input_shape, self.dtype or "float32")
 
     @property
     def shape(self) -> Shape:
@@ -75,7 +78,9 @@ def Input(  # noqa: N802 - Keras' name
     dtype: str | None = None,
     batch_shape: Sequence[int | None] | None = None,
     name: str | None = None,
-) -> InputLayer:
-    """Keras' ``Input``: an :class:`InputLayer` to put first in a ``Sequential``."""
-    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
-                      name=name)
+) -> _symbolic.KerasTensor:
+    """Keras' ``Input``: a symbolic tensor to call layers on (``rnnkit.Model(inputs, outputs)``)
+    or to put first in a ``Sequential``. Its :class:`InputLayer` is ``x._keras_history[0]``."""
+    layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
+                       name=name)
+    return layer.output

@@ -19,7 +19,10 @@ import torch
 from torch import Tensor
 
 from .. import _kernels, activations
-from .rnn import KerasRNN, RecurrentCell, States, _serialize_option, backend_from_use_cudnn
+from ._base import serialize_option
+from ._cells import KerasRNN, RecurrentCell
+from ._checks import backend_from_use_cudnn
+from .rnn import States
 
 
 class LSTMCell(RecurrentCell):
@@ -114,7 +117,7 @@ class LSTMCell(RecurrentCell):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config["recurrent_activation"] = _serialize_option(
+        config["recurrent_activation"] = serialize_option(
             activations, self._given["recurrent_activation"], self.recurrent_activation
         )
         config["unit_forget_bias"] = self.unit_forget_bias
@@ -184,7 +187,6 @@ class LSTM(KerasRNN):
             kernel_regularizer=kernel_regularizer,
             recurrent_regularizer=recurrent_regularizer,
             bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer,
             kernel_constraint=kernel_constraint,
             recurrent_constraint=recurrent_constraint,
             bias_constraint=bias_constraint,
@@ -202,6 +204,7 @@ class LSTM(KerasRNN):
             stateful=stateful,
             unroll=unroll,
             backend=backend_from_use_cudnn("LSTM", use_cudnn, backend),
+            activity_regularizer=activity_regularizer,
             **kwargs,
         )
 

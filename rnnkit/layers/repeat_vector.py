@@ -13,16 +13,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from torch import Tensor
 
 from ._base import Layer, Shape
-from .rnn import check_units
 
 
 class RepeatVector(Layer):
     def __init__(self, n: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.n = check_units("RepeatVector n", n)
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"RepeatVector: Expected an integer value for `n`, got {n!r}")
+        if n <= 0:
+            raise ValueError(f"RepeatVector: n should be a positive integer, got {n}")
+        self.n = int(n)
 
     def call(self, inputs: Tensor) -> Tensor:
         if inputs.dim() != 2:

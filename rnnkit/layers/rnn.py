@@ -47,136 +47,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import activations, initializers
-from ._base import Layer, Shape, as_mask, as_tensor, first_weight
+from ._base import Layer, Shape, activation_name, as_mask, as_tensor, first_weight
+from ._checks import backend_from_use_cudnn, check_rate, check_units
+from ._dropout_cell import DropoutRNNCell
+from ._serialization import deserialize_layer, serialize_layer
 
 BACKENDS = ("auto", "compiled", "fused", "loop")
 
-# Keras arguments rnnkit does not implement. Their default (None) is accepted so that Keras
-# configs load; any other value is an error rather than being silently ignored.
-UNSUPPORTED_OPTIONS = (
-    "kernel_regularizer",
-    "recurrent_regularizer",
-    "bias_regularizer",
-    "activity_regularizer",
-    "kernel_constraint",
-    "recurrent_constraint",
-    "bias_constraint",
-)
-
 States = list[Tensor]
 
-
-def reject_unsupported(owner: str, options: dict[str, Any]) -> None:
-    """Raise if a regularizer or constraint was given (rnnkit does not implement them)."""
-    given = sorted(name for name, value in options.items() if value is not None)
-    if given:
-        raise ValueError(
-            f"{owner} does not support regularizers or constraints; got {', '.join(given)}. "
-            "Remove them (or add the penalty to your loss yourself)."
-        )
-
-
-def check_rate(owner: str, name: str, rate: Any) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-        raise ValueError(f"{owner}: {name} must be a number in [0, 1), got {rate!r}")
-    return float(rate)
-
-
-def check_units(owner: str, units: Any) -> int:
-    if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
-        raise ValueError(f"{owner}: units must be a positive integer, got {units!r}")
-    return int(units)
-
-
-def backend_from_use_cudnn(owner: str, use_cudnn: Any, backend: str) -> str:
-    """Keras' ``use_cudnn`` ("auto", True, False) as rnnkit's ``backend``: True demands a
-    kernel (``"fused"`` unless ``"compiled"`` was asked for), False the loop."""
-    if use_cudnn not in ("auto", True, False):
-        raise ValueError(f"{owner}: use_cudnn must be 'auto', True or False, got {use_cudnn!r}")
-    if use_cudnn == "auto":
-        return backend
-    wanted = "fused" if use_cudnn else "loop"
-    if backend != "auto" and (backend == "loop") != (wanted == "loop"):
-        raise ValueError(f"{owner}: use_cudnn={use_cudnn} contradicts backend={backend!r}")
-    return backend if backend != "auto" else wanted
-
-
-# -- serialisation of nested layers (Bidirectional's inner layer, RNN's cell) ----------------
-def serialize_layer(layer: Any) -> dict[str, Any]:
-    """``{"class_name": ..., "config": ...}`` for an rnnkit layer or cell, as Keras nests them."""
-    from . import __all__ as public_names
-
-    name = type(layer).__name__
-    if not isinstance(layer, Layer) or name not in public_names:
-        raise TypeError(
-            f"Only rnnkit.layers objects can be written as a config; got {name}. A custom "
-            "cell cannot be saved as a config: rebuild the layer in code and load its weights."
-        )
-    return {"class_name": name, "config": layer.get_config()}
-
-
-def deserialize_layer(spec: dict[str, Any]) -> Layer:
-    """The inverse of :func:`serialize_layer`: only rnnkit.layers' public classes are built."""
-    from . import __all__ as public_names
-
-    if not isinstance(spec, dict) or "class_name" not in spec or "config" not in spec:
-        raise ValueError(f"A layer config must be {{'class_name': ..., 'config': ...}}, got {spec!r}")
-    name = spec["class_name"]
-    if name not in public_names or name == "Layer":
-        raise ValueError(f"Unknown layer class {name!r} in config; expected one of rnnkit.layers")
-    from .. import layers
-
-    return getattr(layers, name).from_config(dict(spec["config"]))
-
-
-# -- dropout shared by the built-in cells ------------------------------------------------------
-class DropoutRNNCell:
-    """Keras' dropout for cells: one mask per call, the same for every time step.
-
-    The layer asks for the masks before the loop (only when ``training``) and clears them after,
-    so a mask is drawn once per call. Values are 0 or 1 / (1 - rate), as Keras' dropout.
-    A cell with ``dropout_mask_count = n`` gets n independent masks (one per gate), as Keras'
-    GRU/LSTM do when ``recurrent_dropout`` is used.
-    """
-
-    dropout: float
-    recurrent_dropout: float
-    seed: int | None
-    dropout_mask_count: int | None = None
-
-    def _draw_masks(self, like: Tensor, rate: float) -> Tensor | list[Tensor]:
-        generators = self.__dict__.setdefault("_dropout_generators", {})
-        generator = None
-        if self.seed is not None:
-            if like.device not in generators:
-                generators[like.device] = torch.Generator(like.device).manual_seed(self.seed)
-            generator = generators[like.device]
-
-        def one() -> Tensor:
-            noise = torch.rand(like.shape, generator=generator, device=like.device)
-            return (noise >= rate).to(like.dtype) / (1.0 - rate)
-
-        if self.dropout_mask_count is None:
-            return one()
-        return [one() for _ in range(self.dropout_mask_count)]
-
-    def get_dropout_mask(self, step_input: Tensor) -> Tensor | list[Tensor] | None:
-        if self.__dict__.get("_dropout_mask") is None and self.dropout > 0:
-            self.__dict__["_dropout_mask"] = self._draw_masks(step_input, self.dropout)
-        return self.__dict__.get("_dropout_mask")
-
-    def get_recurrent_dropout_mask(self, state: Tensor) -> Tensor | list[Tensor] | None:
-        if self.__dict__.get("_recurrent_dropout_mask") is None and self.recurrent_dropout > 0:
-            masks = self._draw_masks(state, self.recurrent_dropout)
-            self.__dict__["_recurrent_dropout_mask"] = masks
-        return self.__dict__.get("_recurrent_dropout_mask")
-
-    def reset_dropout_mask(self) -> None:
-        self.__dict__["_dropout_mask"] = None
-
-    def reset_recurrent_dropout_mask(self) -> None:
-        self.__dict__["_recurrent_dropout_mask"] = None
+# Re-exported: other modules import these from here.
+__all__ = ["RNN", "States", "DropoutRNNCell", "activation_name", "backend_from_use_cudnn",
+           "build_here", "check_rate", "check_units", "deserialize_layer", "fresh_copy",
+           "serialize_layer", "to_weights_dtype"]
 
 
 def to_weights_dtype(layer: torch.nn.Module, inputs: Any) -> Tensor:
@@ -212,6 +95,7 @@ class RNN(Layer):
 
     Args:
         cell: the step (see the module docstring); its parameters become this layer's weights.
+            A list of cells is run as one :class:`StackedRNNCells`.
         return_sequences: return every step's output (B, T, units), not only the last (B, units).
         return_state: also return the final states: ``[output, *states]``.
         go_backwards: process time from the end; the output sequence is in processing order.
@@ -243,11 +127,10 @@ class RNN(Layer):
         backend: str = "auto",
         **kwargs: Any,
     ) -> None:
-        if isinstance(cell, (list, tuple)):
-            raise TypeError(
-                "RNN takes one cell; stacks of cells are not supported. Stack RNN layers instead "
-                "(return_sequences=True on all but the last)."
-            )
+        if isinstance(cell, (list, tuple)):  # Keras: a list of cells is a StackedRNNCells
+            from .stacked_rnn_cells import StackedRNNCells
+
+            cell = StackedRNNCells(cell)
         if not (callable(getattr(cell, "call", None)) or _has_own_forward(cell)):
             raise TypeError(
                 "The RNN cell must have a call(inputs, states) method (or, as a torch.nn.Module, "
@@ -352,6 +235,8 @@ class RNN(Layer):
         self, states: Any, batch: int, like: Tensor | None, what: str
     ) -> States:
         given = [states] if isinstance(states, (Tensor, np.ndarray)) else list(states)
+        if any(isinstance(s, (list, tuple)) for s in given):  # per cell, as stacked cells return
+            given = [t for s in given for t in (s if isinstance(s, (list, tuple)) else [s])]
         if len(given) != len(self.state_size):
             raise ValueError(
                 f"Layer '{self.name}' has {len(self.state_size)} state(s) of sizes "
@@ -416,7 +301,12 @@ class RNN(Layer):
         if self.stateful:
             self.states = [s.detach() for s in final]
         output = sequence if self.return_sequences else last
-        return [output, *final] if self.return_state else output
+        return [output, *self._grouped(final)] if self.return_state else output
+
+    def _grouped(self, flat: list[Any]) -> list[Any]:
+        """States as returned: stacked cells group theirs per cell, as Keras 3 does."""
+        group = getattr(self.cell, "group_states", None)
+        return group(flat) if callable(group) else flat
 
     def _fast_path_blocker(self, training: bool) -> str | None:
         """Why the fused kernels cannot run this call (None: they can). Subclasses refine."""
@@ -540,7 +430,8 @@ class RNN(Layer):
             cell.get_recurrent_dropout_mask(states[0])
 
     def _clear_dropout(self) -> None:
-        if isinstance(self.cell, DropoutRNNCell):
+        # DropoutRNNCell, or a StackedRNNCells clearing each of its cells'
+        if hasattr(self.cell, "reset_dropout_mask"):
             self.cell.reset_dropout_mask()
             self.cell.reset_recurrent_dropout_mask()
 
@@ -552,7 +443,7 @@ class RNN(Layer):
         else:
             output = (batch, self.output_size)
         if self.return_state:
-            return [output, *[(batch, size) for size in self.state_size]]
+            return [output, *self._grouped([(batch, size) for size in self.state_size])]
         return output
 
     def compute_mask(self, inputs: Tensor, mask: Tensor | None = None) -> Any:
@@ -622,175 +513,3 @@ def fresh_copy(layer: Layer, **changes: Any) -> Layer:
         return clone
     config.update(changes)
     return type(layer).from_config(config)
-
-
-# -- machinery shared by SimpleRNN, GRU and LSTM ----------------------------------------------
-def activation_name(function: Any) -> str | None:
-    """"tanh", "sigmoid" or "relu" when ``function`` is one of those (the kernels' set)."""
-    for name in ("tanh", "sigmoid", "relu"):
-        if function is activations.get(name):
-            return name
-    builtin = {torch.tanh: "tanh", torch.sigmoid: "sigmoid", torch.relu: "relu"}
-    return builtin.get(function)
-
-
-def _serialize_option(module: Any, given: Any, resolved: Any) -> Any:
-    """A constructor option as JSON: the name the user gave, else the module's serialisation."""
-    if given is None or isinstance(given, (str, dict)):
-        return given
-    if module is activations and activation_name(resolved) is not None:
-        return activation_name(resolved)
-    serialize = getattr(module, "serialize", None)
-    if callable(serialize):
-        return serialize(given)
-    raise TypeError(f"Cannot write {given!r} into a config; pass it by name instead")
-
-
-class RecurrentCell(Layer, DropoutRNNCell):
-    """What the built-in cells share: Keras' arguments, their ``kernel`` (D, G*U),
-    ``recurrent_kernel`` (U, G*U) and ``bias`` parameters (G gates), and dropout."""
-
-    gates = 1
-
-    def __init__(
-        self,
-        units: int,
-        activation: Any = "tanh",
-        use_bias: bool = True,
-        kernel_initializer: Any = "glorot_uniform",
-        recurrent_initializer: Any = "orthogonal",
-        bias_initializer: Any = "zeros",
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        seed: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        owner = type(self).__name__
-        reject_unsupported(owner, {k: kwargs.pop(k, None) for k in UNSUPPORTED_OPTIONS})
-        super().__init__(**kwargs)
-        self.units = check_units(owner, units)
-        self._given = {
-            "activation": activation,
-            "kernel_initializer": kernel_initializer,
-            "recurrent_initializer": recurrent_initializer,
-            "bias_initializer": bias_initializer,
-        }
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.dropout = check_rate(owner, "dropout", dropout)
-        self.recurrent_dropout = check_rate(owner, "recurrent_dropout", recurrent_dropout)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"{owner}: seed must be an int or None, got {seed!r}")
-        self.seed = seed
-        self.state_size: int | list[int] = self.units
-        self.output_size = self.units
-        # Registered now so that get_weights() follows Keras' order whatever build assigns first.
-        self.register_parameter("kernel", None)
-        self.register_parameter("recurrent_kernel", None)
-        self.register_parameter("bias", None)
-
-    def build(self, input_shape: Shape) -> None:
-        features = input_shape[-1]
-        if features is None:
-            raise ValueError(f"{type(self).__name__} needs a known feature size, got {input_shape}")
-        width = self.gates * self.units
-        dtype = torch.get_default_dtype()
-        self.kernel = torch.nn.Parameter(self.kernel_initializer((features, width), dtype=dtype))
-        self.recurrent_kernel = torch.nn.Parameter(
-            self.recurrent_initializer((self.units, width), dtype=dtype)
-        )
-        if self.use_bias:
-            self.bias = torch.nn.Parameter(self._initial_bias(dtype))
-        super().build(input_shape)
-
-    def _initial_bias(self, dtype: torch.dtype) -> Tensor:
-        return self.bias_initializer((self.gates * self.units,), dtype=dtype)
-
-    def convert_inputs(self, inputs: Any) -> Tensor:
-        return to_weights_dtype(self, inputs)
-
-    def get_initial_state(self, batch_size: int) -> States:
-        sizes = self.state_size if isinstance(self.state_size, list) else [self.state_size]
-        like = self.kernel if self.kernel is not None else torch.empty(0)
-        return [like.new_zeros(batch_size, size) for size in sizes]
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            units=self.units,
-            activation=_serialize_option(
-                activations, self._given["activation"], self.activation
-            ),
-            use_bias=self.use_bias,
-            kernel_initializer=_serialize_option(
-                initializers, self._given["kernel_initializer"], self.kernel_initializer
-            ),
-            recurrent_initializer=_serialize_option(
-                initializers, self._given["recurrent_initializer"], self.recurrent_initializer
-            ),
-            bias_initializer=_serialize_option(
-                initializers, self._given["bias_initializer"], self.bias_initializer
-            ),
-            dropout=self.dropout,
-            recurrent_dropout=self.recurrent_dropout,
-            seed=self.seed,
-        )
-        return config
-
-    def extra_repr(self) -> str:
-        return f"units={self.units}, name={self.name!r}"
-
-
-class KerasRNN(RNN):
-    """What SimpleRNN, GRU and LSTM share: their cell's options as layer attributes and config
-    entries, and the conditions for the fused kernels."""
-
-    cell: RecurrentCell
-    # activations the fused kernel implements, per role
-    fused_activations: dict[str, tuple[str, ...]] = {"activation": ("tanh",)}
-
-    def __getattr__(self, name: str) -> Any:
-        # Keras exposes the cell's options on the layer (layer.units, layer.dropout, ...).
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            cell = self._modules.get("cell")
-            if cell is not None and name in _CELL_OPTIONS:
-                return getattr(cell, name)
-            raise
-
-    def _fast_path_blocker(self, training: bool) -> str | None:
-        cell = self.cell
-        for role, allowed in self.fused_activations.items():
-            name = activation_name(getattr(cell, role))
-            if name not in allowed:
-                return f"{role} must be one of {allowed} (got {cell._given.get(role, name)!r})"
-        if training and cell.recurrent_dropout > 0:
-            return "recurrent_dropout is applied inside the step, which only the loop does"
-        return None
-
-    def get_config(self) -> dict[str, Any]:
-        config = self._rnn_config()
-        cell_config = self.cell.get_config()
-        for key in ("name", "trainable", "batch_input_shape"):
-            cell_config.pop(key, None)
-        return {**config, **cell_config}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Layer:
-        return cls(**config)
-
-    def extra_repr(self) -> str:
-        return f"units={self.cell.units}, " + super().extra_repr()
-
-
-_CELL_OPTIONS = frozenset(
-    {
-        "units", "activation", "recurrent_activation", "use_bias", "kernel_initializer",
-        "recurrent_initializer", "bias_initializer", "dropout", "recurrent_dropout", "seed",
-        "reset_after", "unit_forget_bias",
-    }
-)

@@ -15,7 +15,9 @@ from typing import Any
 from torch import Tensor
 
 from .. import _kernels
-from .rnn import KerasRNN, RecurrentCell, States, activation_name
+from ._base import activation_name
+from ._cells import KerasRNN, RecurrentCell
+from .rnn import States
 
 
 class SimpleRNNCell(RecurrentCell):
@@ -110,7 +112,6 @@ class SimpleRNN(KerasRNN):
             kernel_regularizer=kernel_regularizer,
             recurrent_regularizer=recurrent_regularizer,
             bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer,
             kernel_constraint=kernel_constraint,
             recurrent_constraint=recurrent_constraint,
             bias_constraint=bias_constraint,
@@ -127,6 +128,7 @@ class SimpleRNN(KerasRNN):
             stateful=stateful,
             unroll=unroll,
             backend=backend,
+            activity_regularizer=activity_regularizer,
             **kwargs,
         )
 

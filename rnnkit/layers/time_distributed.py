@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ._base import Layer, Shape
-from .rnn import deserialize_layer, serialize_layer
+from ._serialization import deserialize_layer, serialize_layer
 
 
 class TimeDistributed(Layer):
@@ -53,10 +53,11 @@ class TimeDistributed(Layer):
                 f"TimeDistributed '{self.name}' expects inputs of shape (batch, time, ...), got "
                 f"shape {tuple(inputs.shape)}"
             )
-        if mask is not None and tuple(mask.shape) != tuple(inputs.shape[:2]):
+        if mask is not None and tuple(mask.shape[:2]) != tuple(inputs.shape[:2]):
             raise ValueError(
-                f"TimeDistributed '{self.name}': mask shape {tuple(mask.shape)} does not match "
-                f"the input's (batch, time) = {tuple(inputs.shape[:2])}"
+                f"The `mask` passed to the `TimeDistributed` layer has a shape "
+                f"{tuple(mask.shape)} that does not start with the input's (batch, time) = "
+                f"{tuple(inputs.shape[:2])} (layer '{self.name}')"
             )
         batch, steps = inputs.shape[:2]
         kwargs: dict[str, Any] = {}
@@ -64,7 +65,7 @@ class TimeDistributed(Layer):
         if "training" in arguments:
             kwargs["training"] = training
         if mask is not None and "mask" in arguments:
-            kwargs["mask"] = mask.reshape(batch * steps)
+            kwargs["mask"] = mask.reshape(batch * steps, *mask.shape[2:])
         flat = inputs.reshape(batch * steps, *inputs.shape[2:])  # (B*T, ...)
         outputs = self.layer(flat, **kwargs)
         return outputs.reshape(batch, steps, *outputs.shape[1:])

@@ -157,3 +157,94 @@ def batch_indices(samples: int, batch_size: int, shuffle: bool,
 
 def num_batches(samples: int, batch_size: int) -> int:
     return (samples + batch_size - 1) // batch_size
+
+
+# -- batch sources: DataLoader, Dataset, generator, Sequence ----------------------------------------
+def is_batch_source(value: Any) -> bool:
+    """True for data that comes in batches, as Keras 3 takes them: a ``torch.utils.data``
+    ``DataLoader`` or ``Dataset``, a generator or other iterator, or a ``Sequence``-like object
+    (``__len__`` batches, ``__getitem__(i)`` the i-th batch, as Keras' ``PyDataset``)."""
+    from torch.utils.data import DataLoader, Dataset
+
+    if isinstance(value, (Tensor, np.ndarray, list, tuple, dict, str, bytes)) or value is None:
+        return False
+    if isinstance(value, (DataLoader, Dataset, Iterator)):
+        return True
+    if hasattr(value, "__array__") or hasattr(value, "__array_interface__"):
+        return False  # array-likes are arrays
+    return hasattr(value, "__getitem__") and hasattr(value, "__len__")
+
+
+class BatchSource:
+    """Batches from a DataLoader, a Dataset (batched here by ``batch_size``, shuffled each
+    epoch with torch's global generator when ``shuffle``), an iterator (one stream across all
+    epochs: each epoch takes ``steps`` batches, or what is left) or a Sequence (its batches in
+    order, or shuffled, then its ``on_epoch_end()``). Each batch is ``x``, ``(x,)``, ``(x, y)``
+    or ``(x, y, sample_weight)``."""
+
+    def __init__(self, data: Any, what: str, batch_size: Any, shuffle: bool,
+                 steps: int | None) -> None:
+        from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+        self.what = what
+        self.data = data
+        self.shuffle = shuffle
+        if steps is not None and (isinstance(steps, bool) or not isinstance(
+                steps, (int, np.integer)) or steps <= 0):
+            raise ValueError(f"steps must be a positive integer or None, got {steps!r}")
+        self.max_steps = None if steps is None else int(steps)
+        if isinstance(data, Dataset) and not isinstance(data, DataLoader):
+            self.kind = "loader"
+            self.data = DataLoader(data, batch_size=check_batch_size(batch_size),
+                                   shuffle=shuffle and not isinstance(data, IterableDataset))
+        else:
+            if batch_size is not None:
+                raise ValueError(
+                    f"batch_size must not be given when {what} is a {type(data).__name__}: it "
+                    "yields whole batches (set the batch size where they are made)")
+            self.kind = ("loader" if isinstance(data, DataLoader) else
+                         "iterator" if isinstance(data, Iterator) else "sequence")
+        self._exhausted = False
+
+    @property
+    def steps(self) -> int | None:
+        """Batches per epoch, when known."""
+        length = None
+        if self.kind != "iterator":
+            try:
+                length = len(self.data)
+            except TypeError:  # an IterableDataset without __len__
+                length = None
+        if self.max_steps is None:
+            return length
+        return self.max_steps if length is None else min(length, self.max_steps)
+
+    def epoch(self) -> Iterator[Any]:
+        """The raw batches of one epoch."""
+        if self.kind == "iterator":
+            stream: Any = self.data
+        elif self.kind == "loader":
+            stream = iter(self.data)
+        else:
+            count = len(self.data)
+            order = torch.randperm(count).tolist() if self.shuffle else range(count)
+            stream = (self.data[i] for i in order)
+        for step, batch in enumerate(stream):
+            yield batch
+            if self.max_steps is not None and step + 1 >= self.max_steps:
+                break
+        if self.kind == "sequence" and hasattr(self.data, "on_epoch_end"):
+            self.data.on_epoch_end()
+
+
+def unpack_batch(batch: Any, what: str) -> tuple[Any, Any, Any]:
+    """``x``, ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)`` to ``(x, y, sample_weight)``."""
+    if isinstance(batch, (tuple, list)):
+        if not 1 <= len(batch) <= 3:
+            raise ValueError(f"each batch of {what} must be x, (x, y) or (x, y, sample_weight), "
+                             f"got a {type(batch).__name__} of length {len(batch)}")
+        return (*batch, *[None] * (3 - len(batch)))  # type: ignore[return-value]
+    if isinstance(batch, dict):
+        raise TypeError(f"the batches of {what} are dicts; give x, (x, y) or "
+                        "(x, y, sample_weight) tuples")
+    return batch, None, None

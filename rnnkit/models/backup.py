@@ -240,51 +240,54 @@ def _trainable(model: Any) -> list[Tensor]:
 
 
 def _optimizer_state(optimizer: Any) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """An optimizer's state as tensors plus JSON: rnnkit optimizers and wrapped torch.optim."""
-    torch_optimizer = getattr(optimizer, "torch_optimizer", None)
-    if torch_optimizer is not None:
-        saved = torch_optimizer.state_dict()
-        tensors: dict[str, Tensor] = {}
-        scalars: dict[str, dict[str, Any]] = {}
-        for index, entries in saved["state"].items():
-            for key, value in entries.items():
-                if isinstance(value, Tensor):
-                    tensors[f"{index}/{key}"] = value
-                else:
-                    scalars.setdefault(str(index), {})[key] = value
-        return tensors, {"kind": "torch", "param_groups": saved["param_groups"],
-                         "scalars": scalars, "iterations": optimizer.iterations}
+    """An optimizer's full ``state_dict()`` (rnnkit's optimizers and wrapped torch.optim alike:
+    per-parameter state, parameter groups with their learning rates, iterations) as tensors
+    plus JSON."""
     if not getattr(optimizer, "built", False):
-        return {}, {"kind": "rnnkit", "built": False}
-    return dict(optimizer.state_tensors()), {
-        "kind": "rnnkit", "built": True, "learning_rate": optimizer.learning_rate}
+        return {}, {"kind": "state_dict", "built": False}
+    saved = optimizer.state_dict()
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entries in saved["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, Tensor):
+                tensors[f"{index}/{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"kind": "state_dict", "built": True, "class": _class_name(optimizer),
+                     "param_groups": saved["param_groups"], "scalars": scalars,
+                     "iterations": int(saved.get("iterations", 0))}
+
+
+def _class_name(optimizer: Any) -> str:
+    inner = getattr(optimizer, "_cls", None)  # a wrapped torch.optim class
+    return f"torch.optim.{inner.__name__}" if inner is not None else type(optimizer).__name__
 
 
 def _load_optimizer_state(optimizer: Any, model: Any, tensors: dict[str, Tensor],
                           meta: dict[str, Any], where: Path) -> None:
-    if meta.get("kind") == "torch":
-        if not optimizer.built:
-            optimizer.build(_trainable(model))
-        torch_optimizer = optimizer.torch_optimizer
-        state: dict[int, dict[str, Any]] = {}
-        for key, value in tensors.items():
-            index, name = key.split("/", 1)
-            state.setdefault(int(index), {})[name] = value
-        for index, entries in meta["scalars"].items():
-            state.setdefault(int(index), {}).update(entries)
-        torch_optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-        optimizer.iterations = int(meta["iterations"])
-        return
+    if meta.get("kind") != "state_dict":
+        raise ValueError(f"the optimizer state in {where} was written by an older rnnkit; "
+                         "start the run again")
     if not meta.get("built"):
         return  # the backup was taken before the first step: nothing to restore
-    if getattr(optimizer, "torch_optimizer", None) is not None or not hasattr(
-            optimizer, "load_state_tensors"):
-        raise ValueError(f"the backup in {where} holds an rnnkit optimizer's state, but the "
-                         f"model is compiled with {optimizer!r}")
+    if meta["class"] != _class_name(optimizer):
+        raise ValueError(f"the backup in {where} holds the state of a {meta['class']} "
+                         f"optimizer, but the model is compiled with {optimizer!r}")
     if not optimizer.built:
         optimizer.build(_trainable(model))
-    optimizer.load_state_tensors(tensors)
-    optimizer.learning_rate = meta["learning_rate"]
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        index, name = key.split("/", 1)
+        state.setdefault(int(index), {})[name] = value
+    for index, entries in meta["scalars"].items():
+        state.setdefault(int(index), {}).update(entries)
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"],
+                                   "iterations": meta["iterations"]})
+    except (ValueError, KeyError) as error:
+        raise ValueError(f"the optimizer state in {where} does not fit the model's optimizer "
+                         f"{optimizer!r}: {error}") from None
 
 
 def _plain(value: Any) -> Any:

@@ -47,6 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import _registry
+
 EPSILON = 1e-7
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 
@@ -405,13 +407,7 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
 
 
 # -- lookup ---------------------------------------------------------------------------------------
-def _snake_case(name: str) -> str:
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isupper() and i and not name[i - 1].isupper():
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
+_snake_case = _registry.snake_case  # the one snake_case (Keras' automatic names)
 
 
 _FUNCTIONS: dict[str, Callable[..., Tensor]] = {

@@ -57,7 +57,10 @@ def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> Tensor:
 def categorical_accuracy(y_true: Any, y_pred: Any) -> Tensor:
     """1.0 where ``argmax(y_pred) == argmax(y_true)`` over the last axis (one-hot targets)."""
     y_pred = to_tensor(y_pred)
-    labels = torch.argmax(to_tensor(y_true, like=y_pred), dim=-1)
+    y_true = to_tensor(y_true, like=y_pred)
+    if not y_true.is_floating_point():  # boolean or integer one-hot rows, as Keras casts them
+        y_true = y_true.to(y_pred.dtype)
+    labels = torch.argmax(y_true, dim=-1)
     return torch.eq(labels, torch.argmax(y_pred, dim=-1)).to(torch.get_default_dtype())
 
 
@@ -193,6 +196,62 @@ class MeanMetricWrapper(Mean):
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, **self._fn_kwargs}
+
+
+def _is_torchmetric(obj: Any) -> bool:
+    """A ``torchmetrics.Metric`` (duck-typed: ``update``, ``compute`` and ``reset``)."""
+    return not isinstance(obj, Metric) and all(
+        callable(getattr(obj, name, None)) for name in ("update", "compute", "reset"))
+
+
+class TorchMetric(Metric):
+    """A ``torchmetrics`` metric (or any object with ``update(preds, target)``, ``compute()``
+    and ``reset()``) in ``compile(metrics=...)``. Targets and predictions first get Keras'
+    shape rule (:func:`~rnnkit.models.losses.squeeze_or_expand_to_same_rank`: ``(batch,)``
+    targets meet ``(batch, 1)`` outputs as ``(batch, 1)``). It cannot weight samples, so a
+    sample weight or an output mask that hides steps is an error rather than ignored."""
+
+    def __init__(self, metric: Any, name: str | None = None) -> None:
+        super().__init__(name=name or losses._snake_case(type(metric).__name__))
+        self.metric = metric
+        higher = getattr(metric, "higher_is_better", None)
+        if higher is not None:
+            self.direction = "up" if higher else "down"
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None, *,
+                     mask: Any = None) -> None:
+        if sample_weight is not None or (mask is not None and not bool(
+                to_tensor(mask).bool().all())):
+            raise ValueError(f"metric {self.name!r} ({type(self.metric).__name__}) cannot weight "
+                             "samples or skip masked steps; use an rnnkit metric for those")
+        with torch.no_grad():
+            y_pred = to_tensor(y_pred).detach()
+            y_true = to_tensor(y_true).to(y_pred.device)
+            y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+            if isinstance(self.metric, torch.nn.Module):
+                self.metric.to(y_pred.device)
+            self.metric.update(y_pred, y_true)
+
+    def result(self) -> float:
+        return float(self.metric.compute())
+
+    def reset_state(self) -> None:
+        self.metric.reset()
+
+
+def _outside_function(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A user's ``fn(y_true, y_pred)`` called after Keras' shape rule, so ``(batch,)`` targets
+    against ``(batch, 1)`` outputs are compared sample by sample instead of broadcasting to a
+    (batch, batch) table."""
+
+    def call(y_true: Any, y_pred: Any, **kwargs: Any) -> Any:
+        y_pred = to_tensor(y_pred)
+        y_true, y_pred = squeeze_or_expand_to_same_rank(to_tensor(y_true, like=y_pred), y_pred)
+        return fn(y_true, y_pred, **kwargs)
+
+    call.__name__ = getattr(fn, "__name__", "metric")
+    call.__wrapped__ = fn  # type: ignore[attr-defined]
+    return call
 
 
 class Accuracy(MeanMetricWrapper):
@@ -353,13 +412,16 @@ def get(identifier: Any, y_true: Tensor | None = None, y_pred: Tensor | None = N
         )
     if inspect.isclass(identifier) and issubclass(identifier, Metric):
         return identifier()
+    if _is_torchmetric(identifier):
+        return TorchMetric(identifier)
     if callable(identifier):
         direction = None
         if identifier in _UP_FUNCTIONS:
             direction = "up"
         elif identifier in _DOWN_FUNCTIONS:
             direction = "down"
-        return MeanMetricWrapper(identifier, name=getattr(identifier, "__name__", "metric"),
+        fn = identifier if direction is not None else _outside_function(identifier)
+        return MeanMetricWrapper(fn, name=getattr(identifier, "__name__", "metric"),
                                  direction=direction)
     raise TypeError(f"Could not interpret metric {identifier!r} ({type(identifier).__name__})")
 
@@ -398,6 +460,7 @@ __all__ = [
     "Metric",
     "Mean",
     "MeanMetricWrapper",
+    "TorchMetric",
     "Accuracy",
     "BinaryAccuracy",
     "CategoricalAccuracy",

@@ -5,7 +5,8 @@ bound to a model's parameters by ``compile``/``fit`` (or by :meth:`Optimizer.bui
 reads ``param.grad`` (parameters without a gradient are skipped), then, as Keras'
 ``Optimizer.apply`` does: clips the gradients (``clipnorm`` per tensor, ``global_clipnorm``
 over all, or ``clipvalue`` elementwise), applies decoupled weight decay
-``w <- w - w * weight_decay * lr``, and runs the update below; ``t`` counts steps from 1.
+``w <- w - w * weight_decay * lr``, runs the update below, then applies each weight's
+``constraint`` (a layer's ``kernel_constraint``, ...); ``t`` counts steps from 1.
 
 SGD (lr 0.01)::
 
@@ -50,12 +51,14 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from . import schedules
 
 
 def _float32(value: float) -> float:
@@ -70,28 +73,85 @@ def _check_positive(owner: str, name: str, value: Any, allow_zero: bool = False)
         raise ValueError(f"{owner}: {name} must be a finite number {bound}, got {value!r}")
 
 
-class Optimizer:
-    """Base class. Subclasses define ``slot_names()`` (per-parameter state tensors) and
-    ``update_step(gradient, variable, slots, lr)`` (one parameter, under ``torch.no_grad``).
+def _is_params(value: Any) -> bool:
+    """Parameters given where Keras puts the learning rate (torch's ``Adam(params, lr=...)``)."""
+    if isinstance(value, (numbers.Real, str, dict, schedules.LearningRateSchedule)):
+        return False
+    return isinstance(value, (Tensor, Iterable)) and not callable(value)
+
+
+class _Hyper:
+    """A hyper-parameter kept in the parameter groups (torch's place for them), read from the
+    group being updated during a step and from the first group otherwise."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, optimizer: Any, owner: type | None = None) -> Any:
+        if optimizer is None:
+            return self
+        group = optimizer.__dict__.get("_active_group") or optimizer.param_groups[0]
+        return group[self.name]
+
+    def __set__(self, optimizer: Any, value: Any) -> None:
+        optimizer.defaults[self.name] = value
+        for group in optimizer.param_groups:
+            group[self.name] = value
+
+
+class Optimizer(torch.optim.Optimizer):
+    """Base class: a ``torch.optim.Optimizer`` with Keras' update rules and names.
+
+    Subclasses define ``slot_names()`` (per-parameter state tensors, kept in ``self.state``)
+    and ``update_step(gradient, variable, slots, lr)`` (one parameter, under ``torch.no_grad``),
+    reading their hyper-parameters as attributes (``self.beta_1``), which live in the
+    parameter groups.
+
+    Create it Keras' way without parameters (``compile``/``fit`` or :meth:`build` bind it to a
+    model's), or torch's way with them: ``Adam(model.parameters(), lr=1e-3)`` or
+    ``Adam(params=[{"params": ..., "lr": ...}, ...], learning_rate=1e-3)``. Each parameter
+    group holds ``lr`` (what ``torch.optim.lr_scheduler`` changes) and the Keras-named
+    hyper-parameters; ``state_dict()`` adds ``iterations`` to torch's.
 
     Args:
-        learning_rate: the step size (a float; read and set via :attr:`learning_rate`).
+        learning_rate: the step size: a float, or a schedule ``step -> lr`` (see
+            :mod:`rnnkit.models.schedules`) evaluated at ``iterations`` before each update.
         weight_decay: decoupled weight decay (None: none).
         clipnorm / clipvalue / global_clipnorm: gradient clipping (at most one of them).
         name: the optimizer's name.
+        params: the parameters (or parameter groups) to bind now.
+        lr: torch's name for ``learning_rate``.
     """
+
+    weight_decay = _Hyper()
 
     def __init__(
         self,
-        learning_rate: float,
+        learning_rate: Any = 0.001,
         weight_decay: float | None = None,
         clipnorm: float | None = None,
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
         name: str | None = None,
+        *,
+        params: Any = None,
+        lr: Any = None,
+        **hyper: Any,
     ) -> None:
         owner = type(self).__name__
-        _check_positive(owner, "learning_rate", learning_rate, allow_zero=True)
+        if _is_params(learning_rate):
+            if params is not None:
+                raise TypeError(f"{owner}: parameters given twice (positionally and params=)")
+            params, learning_rate = learning_rate, (0.001 if lr is None else lr)
+        elif lr is not None:
+            learning_rate = lr
+        self._schedule: schedules.LearningRateSchedule | Callable[[int], float] | None = None
+        if isinstance(learning_rate, schedules.LearningRateSchedule) or callable(learning_rate):
+            self._schedule = learning_rate
+            first_lr = _float32(learning_rate(0))
+        else:
+            _check_positive(owner, "learning_rate", learning_rate, allow_zero=True)
+            first_lr = _float32(learning_rate)
         if weight_decay is not None:
             _check_positive(owner, "weight_decay", weight_decay, allow_zero=True)
         clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
@@ -101,70 +161,108 @@ class Optimizer:
                              f"global_clipnorm, got {', '.join(given)}")
         for key in given:
             _check_positive(owner, key, clips[key])
-        self._learning_rate = _float32(learning_rate)
-        self.weight_decay = weight_decay
         self.clipnorm = clipnorm
         self.clipvalue = clipvalue
         self.global_clipnorm = global_clipnorm
-        self.name = name or type(self).__name__.lower()
-        self.built = False
+        self.name = name or owner.lower()
         self.iterations = 0
-        self._params: list[Tensor] = []
-        self._slots: dict[str, list[Tensor]] = {}
+        self.built = False
+        defaults = {"lr": first_lr, "weight_decay": weight_decay, **hyper}
+        super().__init__([{"params": []}], defaults)  # bound by build(), or now below
+        if params is not None:
+            self.build(params)
 
     # -- learning rate -----------------------------------------------------------------------
     @property
     def learning_rate(self) -> float:
-        return self._learning_rate
+        """The current learning rate (the first group's ``lr``; a schedule's value now)."""
+        if self._schedule is not None:
+            return _float32(self._schedule(self.iterations))
+        return _float32(self.param_groups[0]["lr"])
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
+        if self._schedule is not None:
+            raise TypeError(f"{self.name} was created with a learning rate schedule, so its "
+                            "learning rate is not settable")
         _check_positive(type(self).__name__, "learning_rate", value, allow_zero=True)
-        self._learning_rate = _float32(value)
+        self.defaults["lr"] = _float32(value)
+        for group in self.param_groups:
+            group["lr"] = _float32(value)
 
     # -- state ------------------------------------------------------------------------------
     def slot_names(self) -> tuple[str, ...]:
         return ()
 
-    def build(self, params: Iterable[Tensor]) -> None:
-        """Bind to ``params`` and create the per-parameter state (zeros)."""
+    @property
+    def _params(self) -> list[Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def build(self, params: Iterable[Any]) -> None:
+        """Bind to ``params`` (tensors, or torch-style groups: dicts with ``"params"``) and
+        create the per-parameter state (zeros)."""
         params = list(params)
+        groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+        flat = [p for group in groups for p in list(group["params"])]
         if self.built:
-            if len(params) != len(self._params) or any(
-                a is not b for a, b in zip(params, self._params)
+            if len(flat) != len(self._params) or any(
+                a is not b for a, b in zip(flat, self._params)
             ):
                 raise ValueError(
                     f"Optimizer '{self.name}' is already bound to other parameters; create a "
                     "new optimizer for this model."
                 )
             return
-        for index, param in enumerate(params):
+        for index, param in enumerate(flat):
             if not isinstance(param, Tensor) or not param.is_floating_point():
                 raise TypeError(f"Optimizer '{self.name}': parameter {index} is not a floating "
                                 f"point tensor ({type(param).__name__})")
-        self._params = params
-        self._slots = {
-            slot: [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
-            for slot in self.slot_names()
-        }
+        first = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        self.param_groups = []
+        for group in groups:  # the first group's settings (a scheduler's too) as defaults
+            self.add_param_group({**first, **group, "params": list(group["params"])})
+        for param in self._params:
+            self._slots_of(param)
         self.iterations = 0
         self.built = True
+
+    def _slots_of(self, param: Tensor) -> dict[str, Tensor]:
+        state = self.state[param]
+        for slot in self.slot_names():
+            if slot not in state:
+                state[slot] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        return state
 
     @property
     def variables(self) -> list[Tensor]:
         """Keras' optimizer variables: iterations, learning rate, then the slots."""
         return [
             torch.tensor(self.iterations, dtype=torch.int64),
-            torch.tensor(self._learning_rate, dtype=torch.float32),
-            *[t for slot in self._slots.values() for t in slot],
+            torch.tensor(self.learning_rate, dtype=torch.float32),
+            *[self.state[p][slot] for slot in self.slot_names() for p in self._params
+              if slot in self.state[p]],
         ]
 
+    def state_dict(self) -> dict[str, Any]:
+        """torch's ``{"state", "param_groups"}`` plus ``iterations`` (Keras' step count)."""
+        saved = super().state_dict()
+        saved["iterations"] = self.iterations
+        return saved
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (the optimizer must be bound to matching parameters)."""
+        if not self.built:
+            raise ValueError(f"Optimizer '{self.name}' must be built (bound to the model's "
+                             "parameters) before loading its state")
+        super().load_state_dict(state_dict)
+        self.iterations = int(state_dict.get("iterations", 0))
+
     def state_tensors(self) -> dict[str, Tensor]:
-        """The state to save: ``iterations`` and ``{slot}/{index}`` tensors."""
+        """The state for a model file: ``iterations`` and ``{slot}/{index}`` tensors."""
         state = {"iterations": torch.tensor([self.iterations], dtype=torch.int64)}
-        for slot, tensors in self._slots.items():
-            for index, tensor in enumerate(tensors):
-                state[f"{slot}/{index}"] = tensor.detach()
+        for slot in self.slot_names():
+            for index, param in enumerate(self._params):
+                state[f"{slot}/{index}"] = self._slots_of(param)[slot].detach()
         return state
 
     def load_state_tensors(self, state: dict[str, Tensor]) -> None:
@@ -176,9 +274,9 @@ class Optimizer:
             raise ValueError(f"Optimizer '{self.name}': saved state has entries "
                              f"{sorted(set(state) ^ expected)} that do not match this optimizer")
         with torch.no_grad():
-            for slot, tensors in self._slots.items():
-                for index, tensor in enumerate(tensors):
-                    value = state[f"{slot}/{index}"]
+            for slot in self.slot_names():
+                for index, param in enumerate(self._params):
+                    tensor, value = self.state[param][slot], state[f"{slot}/{index}"]
                     if value.shape != tensor.shape:
                         raise ValueError(f"Optimizer '{self.name}': {slot}/{index} has shape "
                                          f"{tuple(value.shape)}, expected {tuple(tensor.shape)}")
@@ -186,23 +284,18 @@ class Optimizer:
         self.iterations = int(state["iterations"].reshape(-1)[0])
 
     # -- stepping ---------------------------------------------------------------------------
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for param in self._params:
-            if param.grad is not None:
-                if set_to_none:
-                    param.grad = None
-                else:
-                    param.grad.zero_()
-
-    def step(self, closure: Any = None) -> None:
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """One update of the bound parameters from their ``.grad`` (torch's interface)."""
         if not self.built:
             raise ValueError(f"Optimizer '{self.name}' is not bound to parameters; call "
                              "build(params) (compile/fit do this for a model)")
+        loss = None
         if closure is not None:
             with torch.enable_grad():
-                closure()
-        self.apply([p.grad for p in self._params], self._params)
+                loss = closure()
+        params = self._params
+        self.apply([p.grad for p in params], params)
+        return loss
 
     def apply(self, grads: Sequence[Tensor | None], variables: Sequence[Tensor] | None = None) -> None:
         """Keras' ``apply``: clip, decay, update each variable that has a gradient, count."""
@@ -210,22 +303,30 @@ class Optimizer:
             variables = self._params
         if not self.built:
             self.build(variables)
-        index_of = {id(p): i for i, p in enumerate(self._params)}
+        group_of = {id(p): group for group in self.param_groups for p in group["params"]}
         pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+        if self._schedule is not None:
+            for group in self.param_groups:
+                group["lr"] = _float32(self._schedule(self.iterations))
         with torch.no_grad():
             clipped = self._clip([g.to(v.dtype) for g, v in pairs])
-            lr = self._learning_rate
-            for gradient, (_, variable) in zip(clipped, pairs):
-                index = index_of.get(id(variable))
-                if index is None:
-                    raise ValueError(f"Optimizer '{self.name}' was built for other variables")
-                if self.weight_decay:
-                    wd = torch.tensor(self.weight_decay, dtype=variable.dtype,
-                                      device=variable.device)
-                    lr_t = torch.tensor(lr, dtype=variable.dtype, device=variable.device)
-                    variable.sub_(variable * wd * lr_t)
-                slots = {name: tensors[index] for name, tensors in self._slots.items()}
-                self.update_step(gradient, variable, slots, lr)
+            try:
+                for gradient, (_, variable) in zip(clipped, pairs):
+                    group = group_of.get(id(variable))
+                    if group is None:
+                        raise ValueError(f"Optimizer '{self.name}' was built for other variables")
+                    self.__dict__["_active_group"] = group
+                    lr = group["lr"]
+                    if group.get("weight_decay"):
+                        wd = _scalar(group["weight_decay"], variable)
+                        variable.sub_(variable * wd * _scalar(lr, variable))
+                    self.update_step(gradient, variable, self._slots_of(variable), lr)
+            finally:
+                self.__dict__["_active_group"] = None
+            for variable in variables:  # Keras: every variable's constraint after the update
+                constraint = getattr(variable, "constraint", None)
+                if constraint is not None:
+                    variable.copy_(constraint(variable))
         self.iterations += 1
 
     def _clip(self, grads: list[Tensor]) -> list[Tensor]:
@@ -245,22 +346,35 @@ class Optimizer:
         raise NotImplementedError
 
     # -- config -----------------------------------------------------------------------------
+    def _hyper_names(self) -> tuple[str, ...]:
+        return ()
+
     def get_config(self) -> dict[str, Any]:
+        learning_rate: Any = self.learning_rate
+        if isinstance(self._schedule, schedules.LearningRateSchedule):
+            learning_rate = schedules.serialize(self._schedule)
+        elif self._schedule is not None:
+            raise TypeError(f"{self.name}: its learning rate is a plain callable, which cannot "
+                            "be written to a config; use an rnnkit.models.schedules schedule")
         return {
             "name": self.name,
-            "learning_rate": self._learning_rate,
+            "learning_rate": learning_rate,
             "weight_decay": self.weight_decay,
             "clipnorm": self.clipnorm,
             "clipvalue": self.clipvalue,
             "global_clipnorm": self.global_clipnorm,
+            **{key: getattr(self, key) for key in self._hyper_names()},
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"])
         return cls(**config)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(learning_rate={self._learning_rate})"
+        return f"{type(self).__name__}(learning_rate={self.learning_rate})"
 
 
 def _clip_by_norm(gradient: Tensor, clip_norm: float) -> Tensor:
@@ -275,18 +389,20 @@ def _scalar(value: float, like: Tensor) -> Tensor:
 class SGD(Optimizer):
     """Gradient descent with optional (Nesterov) momentum; Keras defaults lr 0.01."""
 
-    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+    momentum = _Hyper()
+    nesterov = _Hyper()
+
+    def __init__(self, learning_rate: Any = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  name: str = "SGD", **kwargs: Any) -> None:
-        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not (
             0 <= momentum <= 1
         ):
             raise ValueError(f"SGD: momentum must be a float in [0, 1], got {momentum!r}")
-        self.momentum = float(momentum)
-        self.nesterov = bool(nesterov)
+        super().__init__(learning_rate=learning_rate, name=name, momentum=float(momentum),
+                         nesterov=bool(nesterov), **kwargs)
 
     def slot_names(self) -> tuple[str, ...]:
-        return ("momentum",) if self.momentum != 0 else ()
+        return ("momentum",) if any(g["momentum"] != 0 for g in self.param_groups) else ()
 
     def update_step(self, gradient: Tensor, variable: Tensor, slots: dict[str, Tensor],
                     lr: float) -> None:
@@ -302,30 +418,33 @@ class SGD(Optimizer):
         else:
             variable.add_(m)
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+    def _hyper_names(self) -> tuple[str, ...]:
+        return ("momentum", "nesterov")
 
 
 class RMSprop(Optimizer):
     """Keras' RMSprop (epsilon inside the square root); defaults lr 0.001, rho 0.9."""
 
-    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, momentum: float = 0.0,
+    rho = _Hyper()
+    momentum = _Hyper()
+    epsilon = _Hyper()
+    centered = _Hyper()
+
+    def __init__(self, learning_rate: Any = 0.001, rho: float = 0.9, momentum: float = 0.0,
                  epsilon: float = 1e-7, centered: bool = False, name: str = "rmsprop",
                  **kwargs: Any) -> None:
-        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         _check_positive("RMSprop", "rho", rho, allow_zero=True)
         _check_positive("RMSprop", "momentum", momentum, allow_zero=True)
         _check_positive("RMSprop", "epsilon", epsilon, allow_zero=True)
-        self.rho = float(rho)
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
-        self.centered = bool(centered)
+        super().__init__(learning_rate=learning_rate, name=name, rho=float(rho),
+                         momentum=float(momentum), epsilon=float(epsilon),
+                         centered=bool(centered), **kwargs)
 
     def slot_names(self) -> tuple[str, ...]:
         names = ["velocity"]
-        if self.momentum > 0:
+        if any(g["momentum"] > 0 for g in self.param_groups):
             names.append("momentum")
-        if self.centered:
+        if any(g["centered"] for g in self.param_groups):
             names.append("average_gradient")
         return tuple(names)
 
@@ -348,32 +467,34 @@ class RMSprop(Optimizer):
         else:
             variable.sub_(increment)
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
-                "epsilon": self.epsilon, "centered": self.centered}
+    def _hyper_names(self) -> tuple[str, ...]:
+        return ("rho", "momentum", "epsilon", "centered")
 
 
 class Adam(Optimizer):
     """Keras' Adam (epsilon hat); defaults lr 0.001, beta_1 0.9, beta_2 0.999, eps 1e-7."""
 
-    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+    beta_1 = _Hyper()
+    beta_2 = _Hyper()
+    epsilon = _Hyper()
+    amsgrad = _Hyper()
+
+    def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-7, amsgrad: bool = False, name: str = "adam",
                  **kwargs: Any) -> None:
-        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         for key, value in (("beta_1", beta_1), ("beta_2", beta_2)):
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
                 0 <= value < 1
             ):
                 raise ValueError(f"{type(self).__name__}: {key} must be in [0, 1), got {value!r}")
         _check_positive(type(self).__name__, "epsilon", epsilon, allow_zero=True)
-        self.beta_1 = float(beta_1)
-        self.beta_2 = float(beta_2)
-        self.epsilon = float(epsilon)
-        self.amsgrad = bool(amsgrad)
+        super().__init__(learning_rate=learning_rate, name=name, beta_1=float(beta_1),
+                         beta_2=float(beta_2), epsilon=float(epsilon), amsgrad=bool(amsgrad),
+                         **kwargs)
 
     def slot_names(self) -> tuple[str, ...]:
-        return ("momentum", "velocity", "velocity_hat") if self.amsgrad else (
-            "momentum", "velocity")
+        amsgrad = any(g["amsgrad"] for g in self.param_groups)
+        return ("momentum", "velocity", "velocity_hat") if amsgrad else ("momentum", "velocity")
 
     def update_step(self, gradient: Tensor, variable: Tensor, slots: dict[str, Tensor],
                     lr: float) -> None:
@@ -390,15 +511,14 @@ class Adam(Optimizer):
             v = v_hat
         variable.sub_((m * alpha) / (torch.sqrt(v) + self.epsilon))
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
+    def _hyper_names(self) -> tuple[str, ...]:
+        return ("beta_1", "beta_2", "epsilon", "amsgrad")
 
 
 class AdamW(Adam):
     """Adam with decoupled weight decay; Keras defaults lr 0.001, weight_decay 0.004."""
 
-    def __init__(self, learning_rate: float = 0.001, weight_decay: float = 0.004,
+    def __init__(self, learning_rate: Any = 0.001, weight_decay: float = 0.004,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
                  amsgrad: bool = False, name: str = "adamw", **kwargs: Any) -> None:
         if weight_decay is None:
@@ -408,7 +528,7 @@ class AdamW(Adam):
                          weight_decay=weight_decay, **kwargs)
 
 
-class TorchOptimizer(Optimizer):
+class TorchOptimizer:
     """A ``torch.optim`` optimizer behind rnnkit's interface.
 
     Give a class (``torch.optim.SGD``; it is created with the model's trainable parameters and
@@ -430,7 +550,6 @@ class TorchOptimizer(Optimizer):
         self._params = [] if is_class else [
             p for group in optimizer.param_groups for p in group["params"]
         ]
-        self._slots = {}
 
     def build(self, params: Iterable[Tensor]) -> None:
         if self.built:
@@ -466,12 +585,54 @@ class TorchOptimizer(Optimizer):
         return [v for state in self.torch_optimizer.state.values() for v in state.values()
                 if isinstance(v, Tensor)]
 
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [] if self.torch_optimizer is None else self.torch_optimizer.param_groups
+
+    def state_dict(self) -> dict[str, Any]:
+        """The wrapped optimizer's ``state_dict()`` plus ``iterations``."""
+        if self.torch_optimizer is None:
+            raise ValueError(f"{self.name} is not bound to parameters yet")
+        return {**self.torch_optimizer.state_dict(), "iterations": self.iterations}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self.torch_optimizer is None:
+            raise ValueError(f"{self.name} must be bound to parameters before loading its state")
+        state_dict = dict(state_dict)
+        self.iterations = int(state_dict.pop("iterations", 0))
+        self.torch_optimizer.load_state_dict(state_dict)
+
     def state_tensors(self) -> dict[str, Tensor]:
-        return {}
+        """The full state as tensors for a model file: ``iterations``, ``{index}/{key}``
+        (numbers that torch keeps as Python scalars as ``{index}/{key}@scalar``)."""
+        if self.torch_optimizer is None:
+            return {}
+        state: dict[str, Tensor] = {"iterations": torch.tensor([self.iterations])}
+        for index, entries in self.torch_optimizer.state_dict()["state"].items():
+            for key, value in entries.items():
+                if isinstance(value, Tensor):
+                    state[f"{index}/{key}"] = value.detach()
+                elif isinstance(value, (bool, int, float)):
+                    state[f"{index}/{key}@scalar"] = torch.tensor(value)
+        return state
 
     def load_state_tensors(self, state: dict[str, Tensor]) -> None:
-        if state:
-            raise ValueError(f"{self.name}: saved state of a torch optimizer is not restored")
+        if not state:
+            return
+        if self.torch_optimizer is None:
+            raise ValueError(f"{self.name} must be bound to parameters before loading its state")
+        entries: dict[int, dict[str, Any]] = {}
+        for key, value in state.items():
+            if key == "iterations":
+                continue
+            index, name = key.split("/", 1)
+            if name.endswith("@scalar"):
+                entries.setdefault(int(index), {})[name.removesuffix("@scalar")] = value.item()
+            else:
+                entries.setdefault(int(index), {})[name] = value.clone()
+        groups = self.torch_optimizer.state_dict()["param_groups"]
+        self.torch_optimizer.load_state_dict({"state": entries, "param_groups": groups})
+        self.iterations = int(state["iterations"].reshape(-1)[0])
 
     def step(self, closure: Any = None) -> None:
         if self.torch_optimizer is None:
@@ -511,11 +672,11 @@ _CLASSES: dict[str, type[Optimizer]] = {
 }
 
 
-def get(identifier: Any) -> Optimizer:
+def get(identifier: Any) -> Optimizer | TorchOptimizer:
     """An :class:`Optimizer` from a name (``"adam"``, ``"sgd"``, ``"rmsprop"``, ``"adamw"``,
     any case; Keras' defaults), an rnnkit optimizer, a ``{"class_name", "config"}`` dict, or a
     ``torch.optim`` optimizer class or instance."""
-    if isinstance(identifier, Optimizer):
+    if isinstance(identifier, (Optimizer, TorchOptimizer)):
         return identifier
     if isinstance(identifier, str):
         cls = _CLASSES.get(identifier.lower())
@@ -534,7 +695,7 @@ def get(identifier: Any) -> Optimizer:
     raise TypeError(f"Could not interpret optimizer {identifier!r} ({type(identifier).__name__})")
 
 
-def serialize(optimizer: Optimizer) -> dict[str, Any]:
+def serialize(optimizer: Optimizer | TorchOptimizer) -> dict[str, Any]:
     """``{"class_name", "config"}``; torch optimizers as ``"torch.optim.<Name>"``."""
     if isinstance(optimizer, TorchOptimizer):
         return {"class_name": f"torch.optim.{optimizer.name}", "config": optimizer.get_config()}
@@ -545,7 +706,7 @@ def serialize(optimizer: Optimizer) -> dict[str, Any]:
     return {"class_name": name, "config": optimizer.get_config()}
 
 
-def deserialize(config: dict[str, Any]) -> Optimizer:
+def deserialize(config: dict[str, Any]) -> Optimizer | TorchOptimizer:
     """The inverse of :func:`serialize`. Torch optimizers are looked up in ``torch.optim`` only."""
     name = config.get("class_name") if isinstance(config, dict) else None
     options = dict(config.get("config", {})) if isinstance(config, dict) else {}
@@ -560,14 +721,14 @@ def deserialize(config: dict[str, Any]) -> Optimizer:
 
 def get_learning_rate(optimizer: Any) -> float:
     """The learning rate of an rnnkit optimizer or a ``torch.optim`` optimizer."""
-    if isinstance(optimizer, torch.optim.Optimizer):
+    if isinstance(optimizer, torch.optim.Optimizer) and not isinstance(optimizer, Optimizer):
         return float(optimizer.param_groups[0]["lr"])
     return float(optimizer.learning_rate)
 
 
 def set_learning_rate(optimizer: Any, value: float) -> None:
     """Set the learning rate of an rnnkit optimizer or every group of a torch optimizer."""
-    if isinstance(optimizer, torch.optim.Optimizer):
+    if isinstance(optimizer, torch.optim.Optimizer) and not isinstance(optimizer, Optimizer):
         for group in optimizer.param_groups:
             group["lr"] = float(value)
     else:

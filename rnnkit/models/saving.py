@@ -43,8 +43,8 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
-from .. import _io, layers as layers_module
-from ..layers import Layer
+from .. import _io
+from ..layers import _serialization
 from . import losses, metrics as metrics_module, optimizers
 
 FORMAT_VERSION = 1
@@ -54,34 +54,9 @@ _MAX_HEADER = 100 * 1024 * 1024
 
 
 # -- layer configs ------------------------------------------------------------------------------
-def _public_layer_classes() -> list[str]:
-    return [name for name in layers_module.__all__ if name not in ("Layer", "Input")]
-
-
-def serialize_layer(layer: Layer) -> dict[str, Any]:
-    """``{"class_name", "config"}`` for a layer of ``rnnkit.layers``."""
-    name = type(layer).__name__
-    if name not in _public_layer_classes() or getattr(layers_module, name) is not type(layer):
-        raise TypeError(
-            f"Layer '{layer.name}' is a {name}, which is not an rnnkit.layers class; only "
-            "those can be saved as a config. Rebuild the model in code and use "
-            "save_weights()/load_weights()."
-        )
-    return {"class_name": name, "config": layer.get_config()}
-
-
-def deserialize_layer(spec: Any) -> Layer:
-    """A layer from ``{"class_name", "config"}``; the class is looked up in ``rnnkit.layers``
-    by name only (nothing else is ever imported)."""
-    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
-        raise ValueError(f"A layer config must be {{'class_name': ..., 'config': {{...}}}}, "
-                         f"got {spec!r}")
-    name = spec.get("class_name")
-    if name not in _public_layer_classes():
-        raise ValueError(f"Unknown layer class {name!r}; expected one of "
-                         f"{_public_layer_classes()}")
-    cls = getattr(layers_module, name)
-    return cls.from_config(dict(spec["config"]))
+# One layer serialiser for models and nested layers alike (rnnkit.layers._serialization).
+serialize_layer = _serialization.serialize_layer
+deserialize_layer = _serialization.deserialize_layer
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -197,7 +172,7 @@ def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = T
         "format": MODEL_FORMAT,
         "format_version": str(FORMAT_VERSION),
         "rnnkit_version": _version(),
-        "model_config": _json({"class_name": type(model).__name__, "config": model.get_config()}),
+        "model_config": _json(_model_spec(model)),
         "layers": _json(layers),
     }
     compile_config, note = _compile_config(model)
@@ -211,6 +186,14 @@ def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = T
         metadata["compile_note"] = note
     metadata["sha256"] = _digest(tensors)
     atomic_write(path, safetensors_bytes(tensors, metadata))
+
+
+def _model_spec(model: Any) -> dict[str, Any]:
+    spec = {"class_name": type(model).__name__, "config": model.get_config()}
+    shapes = model.__dict__.get("_build_input_shape")  # subclassed models: built by a call
+    if shapes is not None:
+        spec["build_input_shape"] = shapes
+    return spec
 
 
 def save_weights(model: Any, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
@@ -340,30 +323,52 @@ def load_weights(model: Any, filepath: str | os.PathLike[str]) -> None:
     _assign_weights(model, path, metadata, tensors)
 
 
-def load_model(filepath: str | os.PathLike[str], compile: bool = True) -> Any:
+def load_model(filepath: str | os.PathLike[str], compile: bool = True,
+               custom_objects: dict[str, type] | None = None) -> Any:
     """Rebuild a model written by ``model.save``: architecture, weights and, with
-    ``compile=True``, its compile settings and optimizer state."""
-    from .sequential import Sequential
+    ``compile=True``, its compile settings and optimizer state.
 
+    Sequential and functional models are rebuilt from rnnkit's layers; a subclassed model
+    needs its class in ``custom_objects`` (``{"Seq2Seq": Seq2Seq}``): nothing is imported by
+    name from the file."""
     path, metadata, tensors = _read(filepath)
     if metadata["format"] != MODEL_FORMAT:
         raise ValueError(f"{path!r} holds weights only (written by save_weights); build the "
                          "model in code and call model.load_weights(path)")
     spec = _metadata_json(path, metadata, "model_config")
-    if not isinstance(spec, dict) or spec.get("class_name") != "Sequential":
-        raise ValueError(f"{path!r}: unknown model class "
-                         f"{spec.get('class_name') if isinstance(spec, dict) else spec!r}")
-    try:
-        model = Sequential.from_config(spec.get("config", {}))
-    except (TypeError, ValueError, KeyError, AttributeError) as error:
-        raise ValueError(f"{path!r}: the model could not be rebuilt from its config: "
-                         f"{error}") from None
+    model = _model_from_spec(spec, custom_objects, path)
     _assign_weights(model, path, metadata, tensors)
     if compile and "compile_note" in metadata:
         warnings.warn(f"{path!r}: {metadata['compile_note']}; call compile() on the loaded "
                       "model before training it", stacklevel=2)
     if compile and "compile_config" in metadata:
         _restore_compile(model, path, _metadata_json(path, metadata, "compile_config"), tensors)
+    return model
+
+
+def _model_from_spec(spec: Any, custom_objects: dict[str, type] | None, path: str) -> Any:
+    from .functional import Functional
+    from .sequential import Sequential
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("class_name"), str):
+        raise ValueError(f"{path!r}: unknown model class {spec!r}")
+    name = spec["class_name"]
+    known: dict[str, Any] = {"Sequential": Sequential, "Functional": Functional}
+    cls = (custom_objects or {}).get(name) or known.get(name)
+    if cls is None:
+        raise ValueError(
+            f"{path!r} holds a subclassed model of class {name!r}; pass its class to "
+            f"load_model(path, custom_objects={{{name!r}: {name}}}) (rnnkit never imports "
+            "code named in a file)"
+        )
+    try:
+        model = cls.from_config(spec.get("config", {}))
+        shapes = spec.get("build_input_shape")
+        if shapes is not None and not model.built:
+            model.build(shapes)
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise ValueError(f"{path!r}: the model could not be rebuilt from its config: "
+                         f"{error}") from None
     return model
 
 

@@ -11,8 +11,9 @@ The model is built as soon as its input shape is known: from the first layer's
 ``input_shape`` / ``batch_input_shape``, a first ``rnnkit.Input(...)`` / ``InputLayer``, or
 ``model.build(shape)``; otherwise on the first call or ``fit``. It is a ``torch.nn.Module``
 (``parameters()``, ``to()``, ``state_dict()`` work); note that ``compile`` is Keras' (not
-``torch.nn.Module.compile``) and that the model starts in eval mode, as Keras models run in
-inference mode outside ``fit``.
+``torch.nn.Module.compile``) and that the model starts in training mode, as every
+``torch.nn.Module`` does (``model.eval()`` before calling it for inference; ``predict`` and
+``evaluate`` switch to inference mode themselves and give the mode back).
 
 Example::
 
@@ -38,7 +39,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..layers._base import Layer, Shape, as_mask, as_tensor, unique_name
+from ..layers._base import Layer, Shape, as_mask, as_tensor, collect_losses, unique_name
+from ..layers._symbolic import input_layer_of
 from . import saving, summary
 from .training import Trainer
 
@@ -46,6 +48,7 @@ from .training import Trainer
 def is_input_spec(obj: Any) -> bool:
     """An ``Input(...)`` / ``InputLayer`` marker: it carries ``batch_input_shape`` and is not a
     computing layer (duck-typed, so any input marker of rnnkit.layers works)."""
+    obj = input_layer_of(obj)  # rnnkit.Input(...) is the symbolic tensor of an InputLayer
     if getattr(obj, "batch_input_shape", None) is None:
         return False
     return not isinstance(obj, Layer) or type(obj).__name__ == "InputLayer" or bool(
@@ -73,7 +76,6 @@ class Sequential(Trainer, torch.nn.Module):
         self._input_declared = False  # given by the user (checked strictly) or seen in data
         self._output_shapes: list[Any] | None = None
         self._init_trainer()
-        self.train(False)
         for layer in layers or []:
             self.add(layer)
         if not trainable:
@@ -87,6 +89,7 @@ class Sequential(Trainer, torch.nn.Module):
 
     def add(self, layer: Any) -> None:
         """Append a layer; the first element may instead declare the input shape."""
+        layer = input_layer_of(layer)
         if is_input_spec(layer):
             if len(self._layers) or self._input_declared:
                 raise ValueError(
@@ -95,11 +98,13 @@ class Sequential(Trainer, torch.nn.Module):
                 )
             self._set_input_shape(tuple(layer.batch_input_shape), declared=True)
             return
-        if not isinstance(layer, Layer):
+        if not isinstance(layer, (Layer, Sequential)):
             raise TypeError(
-                "Only rnnkit.layers.Layer instances can be added to a Sequential model, got "
-                f"{layer!r} of type {type(layer).__name__}"
+                "Only rnnkit.layers.Layer instances (or a Sequential, nested as one layer) can "
+                f"be added to a Sequential model, got {layer!r} of type {type(layer).__name__}"
             )
+        if layer is self:
+            raise ValueError(f"Sequential model '{self.name}' cannot contain itself")
         if any(existing.name == layer.name for existing in self._layers):
             raise ValueError(
                 f"All layers added to a Sequential model should have unique names. Name "
@@ -198,8 +203,10 @@ class Sequential(Trainer, torch.nn.Module):
         return self._output_shapes[-1]
 
     def _check_input_shape(self, shape: tuple[int, ...], what: str) -> None:
-        """Inputs must match the declared input shape (every known axis after the batch), or,
-        for a model built from data, its rank and feature (last) axis."""
+        """Keras 3's rule: inputs must have the model's rank and, when the first layer reads
+        features, its feature (last) axis; the batch and time axes are free, so a model
+        trained on 10 steps predicts on 50 (a first layer of token ids, an Embedding, checks
+        the rank only)."""
         expected = self._input_shape
         if expected is None:
             return
@@ -208,15 +215,16 @@ class Sequential(Trainer, torch.nn.Module):
                 f"{what} has shape {shape} (rank {len(shape)}), but the model expects inputs "
                 f"of shape {_show(expected)} (rank {len(expected)}, batch first)"
             )
-        axes = range(1, len(shape)) if self._input_declared else [len(shape) - 1]
-        for axis in axes:
-            if expected[axis] is not None and shape[axis] != expected[axis]:
-                role = " (features)" if axis == len(shape) - 1 and len(shape) >= 3 else ""
-                raise ValueError(
-                    f"{what} has shape {shape}, but the model expects inputs of shape "
-                    f"{_show(expected)}: axis {axis}{role} has size {shape[axis]}, expected "
-                    f"{expected[axis]}"
-                )
+        first = self._layers[0] if len(self._layers) else None
+        if getattr(first, "input_is_ids", False) or len(shape) < 2:
+            return
+        axis = len(shape) - 1
+        if expected[axis] is not None and shape[axis] != expected[axis]:
+            raise ValueError(
+                f"{what} has shape {shape}, but the model expects inputs of shape "
+                f"{_show(expected)}: axis {axis} (features) has size {shape[axis]}, expected "
+                f"{expected[axis]}"
+            )
 
     # -- calling ---------------------------------------------------------------------------
     def forward(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
@@ -248,11 +256,51 @@ class Sequential(Trainer, torch.nn.Module):
             x = outputs
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
+        self.__dict__["_output_mask"] = mask  # what compute_mask gives, nested in a model
         if self._input_shape is None:
             self._set_input_shape((None, *first_shape[1:]), declared=False)
         elif self._output_shapes is None:
             self._rebuild()
         return x, mask
+
+    # -- as a layer (nested in another Sequential) -------------------------------------------
+    supports_masking = True
+
+    @property
+    def batch_input_shape(self) -> Shape | None:
+        return self._input_shape if self._input_declared else None
+
+    def _call_arguments(self) -> tuple[str, ...]:
+        return ("inputs", "training", "mask")
+
+    def maybe_build(self, input_shape: Sequence[int | None]) -> None:
+        if not self.built:
+            self._set_input_shape(tuple(input_shape), declared=self._input_declared)
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> Any:
+        """The output shape for inputs of ``input_shape`` (batch first), layer by layer."""
+        if not len(self._layers):
+            raise ValueError(f"Sequential model '{self.name}' has no layers")
+        shape: Any = tuple(input_shape)
+        for index, layer in enumerate(self._layers):
+            if index:
+                _single_output(self._layers[index - 1], shape)
+            layer.maybe_build(shape)
+            shape = _as_shape(layer.compute_output_shape(shape))
+        return shape
+
+    def compute_mask(self, inputs: Any, mask: Tensor | None = None) -> Tensor | None:
+        """The output mask of the last call (the mask the next layer receives)."""
+        return self.__dict__.get("_output_mask")
+
+    def keras_weights(self) -> list[torch.nn.Parameter]:
+        return self.weights
+
+    @property
+    def losses(self) -> list[Tensor]:
+        """The layers' loss terms (see :attr:`rnnkit.layers.Layer.losses`); ``fit`` and
+        ``evaluate`` add their sum to the loss."""
+        return collect_losses(self)
 
     # -- weights ---------------------------------------------------------------------------
     def _require_built(self, what: str) -> None:

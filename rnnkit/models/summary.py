@@ -87,6 +87,13 @@ def print_summary(
     header = ["Layer (type)", "Output Shape", "Param #"]
     justify = ["left", "left", "right"]
     default_length = 88
+    # A functional model that is not a plain chain adds Keras' "Connected to" column.
+    connections = getattr(model, "_summary_connections", lambda: None)()
+    if connections is not None:
+        header.append("Connected to")
+        justify.append("left")
+        default_length = 108
+        positions = list(positions or [0.3, 0.56, 0.74, 1.0])
     positions = list(positions or [0.45, 0.80, 1.0])
     if show_trainable:
         default_length += 12
@@ -121,6 +128,8 @@ def print_summary(
         params = (f"{_number(0)} (unbuilt)" if not layer.built
                   else _number(f"{layer.count_params():,}"))
         row = [name, "?" if shape is None else format_shape(shape), params]
+        if connections is not None:
+            row.append(rich.markup.escape(connections[index]))
         if show_trainable:
             if layer.built and layer.keras_weights():
                 row.append("[bold][color(34)]Y[/][/]" if layer.trainable

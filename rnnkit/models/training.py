@@ -3,13 +3,15 @@
 One training step on a batch ``(x, y)`` of ``b`` samples::
 
     y_pred, mask = model(x, training=True)          # the model's output and output mask
-    loss = compiled_loss(y, y_pred, sample_weight, mask=mask)
+    loss = compiled_loss(y, y_pred, sample_weight, mask=mask) + sum(model.losses)
     loss.backward(); optimizer.step()               # the trainable parameters only
+    (then each weight's constraint, as Keras' optimizers apply them)
     loss tracker += loss weighted by b; metrics += (y, y_pred, mask)
 
 The logged ``loss`` and metrics are running means over the epoch's samples (Keras' float32
 ``Mean``), reset at each epoch. The model is in train mode (dropout active) during ``fit`` and
-``train_on_batch``, and in eval mode afterwards and in ``evaluate``/``predict``.
+``train_on_batch`` and in eval mode in ``evaluate``/``predict`` (and fit's validation); each
+gives back the mode the model had before (a new model is in train mode, as torch modules are).
 
 Under ``torchrun`` (or with ``fit(distributed=True)``) each process trains on its share of every
 global batch behind ``DistributedDataParallel``, with the same steps as one process with the
@@ -22,14 +24,17 @@ inf values, the feature size the model was built for, y missing when a loss need
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .. import constraints
+from ..layers._base import collect_losses
 from . import _data, distributed as distributed_module, losses, metrics as metrics_module, optimizers
 from .callbacks import Callback, CallbackList, History
 
@@ -165,7 +170,7 @@ class Trainer:
     def _update_metrics(self, y: Tensor, y_pred: Tensor, mask: Tensor | None) -> None:
         y_pred = y_pred.detach()
         for metric in self.compiled_metrics:
-            if isinstance(metric, metrics_module.MeanMetricWrapper):
+            if isinstance(metric, (metrics_module.MeanMetricWrapper, metrics_module.TorchMetric)):
                 metric.update_state(y, y_pred, mask=mask)
             else:
                 metric.update_state(y, y_pred)
@@ -229,7 +234,7 @@ class Trainer:
         self._build_compiled(y, y_pred)
         assert self.compiled_loss is not None
         loss = self.compiled_loss(y, y_pred, None if weight is None else weight.to(device),
-                                  mask=mask)
+                                  mask=mask) + self._regularization_loss(y_pred)
         samples = x.shape[0] if samples is None else samples
         if samples:
             self._loss_tracker.update_state(loss.detach(), sample_weight=samples)
@@ -246,6 +251,8 @@ class Trainer:
             self.zero_grad(set_to_none=True)  # type: ignore[attr-defined]
             (loss if loss_scale == 1.0 else loss * loss_scale).backward()
             self.optimizer.step()
+            if isinstance(self.optimizer, optimizers.TorchOptimizer):  # rnnkit's do it
+                constraints.apply_constraints(self)  # type: ignore[arg-type]
         if samples:
             self._update_metrics(y, y_pred, mask)
         return self._metrics_result()
@@ -264,9 +271,17 @@ class Trainer:
         self._build_compiled(y, y_pred)
         assert self.compiled_loss is not None
         loss = self.compiled_loss(y, y_pred, None if weight is None else weight.to(device),
-                                  mask=mask)
+                                  mask=mask) + self._regularization_loss(y_pred)
         self._loss_tracker.update_state(loss, sample_weight=x.shape[0])
         self._update_metrics(y, y_pred, mask)
+
+    def _regularization_loss(self, like: Tensor) -> Tensor | float:
+        """Keras adds ``sum(model.losses)`` (regularizer penalties, ``add_loss`` terms of this
+        call) to the loss, in training and evaluation alike."""
+        terms = collect_losses(self)  # type: ignore[arg-type]
+        if not terms:
+            return 0.0
+        return torch.stack([t.to(like.dtype).reshape(()) for t in terms]).sum()
 
     def _predict_step(self, x: Tensor) -> Any:
         outputs, _ = self._call_with_mask(x.to(self._device()), training=False)  # type: ignore
@@ -287,24 +302,34 @@ class Trainer:
         *,
         sample_weight: Any = None,
         initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
         validation_batch_size: int | None = None,
         validation_freq: int = 1,
         distributed: bool | str | None = "auto",
     ) -> History:
         """Train for ``epochs`` epochs (from ``initial_epoch``) on ``x``, ``y``.
 
+        ``x`` is an array (with ``y`` and ``sample_weight`` beside it) or, as in Keras 3, data
+        that comes in batches of ``(x, y)`` or ``(x, y, sample_weight)``: a
+        ``torch.utils.data.DataLoader``, a ``Dataset`` (batched by ``batch_size``), a generator,
+        or a ``Sequence``-like object (``len()`` batches, ``[i]`` the i-th); ``steps_per_epoch``
+        caps the batches per epoch (a generator is one stream: each epoch continues it, and
+        training stops with a warning when it runs out, as in Keras).
+
         ``validation_split`` holds out the LAST fraction of the samples (before shuffling) as
-        validation data; ``validation_data`` = ``(x_val, y_val)`` or ``(x_val, y_val,
-        sample_weight_val)`` takes precedence. ``shuffle`` reorders the training samples every
-        epoch with torch's global generator (``torch.manual_seed`` makes fits repeatable).
-        Returns a :class:`History` whose ``history`` maps ``loss``, each metric and their
-        ``val_`` versions to per-epoch lists.
+        validation data; ``validation_data`` = ``(x_val, y_val)``, ``(x_val, y_val,
+        sample_weight_val)`` or a batch source takes precedence. ``shuffle`` reorders the
+        training samples every epoch with torch's global generator (``torch.manual_seed`` makes
+        fits repeatable). Returns a :class:`History` whose ``history`` maps ``loss``, each metric
+        and their ``val_`` versions to per-epoch lists.
 
         ``distributed``: ``"auto"`` trains data-parallel when the script runs under ``torchrun``
         with more than one process (or initialised a process group), ``True`` demands it,
         ``False`` never. Each rank then trains on its share of every global batch of
         ``batch_size`` samples, metrics are summed over ranks, and only rank 0 prints and runs
-        the callbacks that write files (:mod:`rnnkit.models.distributed`).
+        the callbacks that write files (:mod:`rnnkit.models.distributed`). A distributed fit
+        takes arrays.
 
         Example::
 
@@ -317,24 +342,40 @@ class Trainer:
         self._assert_has_loss("fit")
         _data.check_validation_split(validation_split)
         verbose = _data.check_verbose(verbose)
-        batch_size = _data.check_batch_size(batch_size)
         epochs = _check_count("epochs", epochs)
         initial_epoch = _check_count("initial_epoch", initial_epoch)
         validation_freq = _check_count("validation_freq", validation_freq, minimum=1)
+        if _data.is_batch_source(x):
+            _no_arrays_beside(x, "fit", y=y, sample_weight=sample_weight,
+                              validation_split=validation_split)
+            source = _data.BatchSource(x, "x", batch_size, shuffle, steps_per_epoch)
+            if distributed_module.get_context(distributed, self._device()) is not None:
+                raise ValueError("A distributed fit takes arrays (each rank cuts its share of "
+                                 f"every batch); got x as a {type(x).__name__}")
+            train_batches = self._source_batches(source, "fit")
+            validation = self._validation_batches(validation_data, validation_batch_size,
+                                                  validation_steps, None)
+            return self._fit_loop(train_batches, validation, epochs, verbose, callbacks,
+                                  initial_epoch, validation_freq, source.steps, None)
+        batch_size = _data.check_batch_size(batch_size)
         x_t, y_t, w_t = self._prepare(x, y, sample_weight, "fit")
-        validation = None
-        if validation_data is not None:
-            validation = self._unpack_validation(validation_data)
-        elif validation_split:
-            (x_t, y_t, w_t), validation = _data.train_validation_split(
+        validation_arrays = None
+        if validation_data is None and validation_split:
+            (x_t, y_t, w_t), validation_arrays = _data.train_validation_split(
                 (x_t, y_t, w_t), validation_split)
         samples = x_t.shape[0]
         steps = _data.num_batches(samples, batch_size)
+        if steps_per_epoch is not None:
+            steps = min(steps, _check_count("steps_per_epoch", steps_per_epoch, minimum=1))
         context = self._start_distributed(distributed, x_t)
         try:
-            return self._fit_loop(x_t, y_t, w_t, validation, batch_size, epochs, verbose,
-                                  callbacks, shuffle, initial_epoch, validation_batch_size,
-                                  validation_freq, steps, context)
+            train_batches = self._array_batches(x_t, y_t, w_t, batch_size, shuffle, context,
+                                                train=True, steps=steps_per_epoch)
+            validation = self._validation_batches(
+                validation_data, validation_batch_size or batch_size, validation_steps,
+                validation_arrays, context)
+            return self._fit_loop(train_batches, validation, epochs, verbose, callbacks,
+                                  initial_epoch, validation_freq, steps, context)
         finally:
             self.__dict__["_distributed"] = None
             self.__dict__["_ddp_forward"] = None
@@ -353,16 +394,62 @@ class Trainer:
         self.__dict__["_distributed"] = context
         return context
 
-    def _fit_loop(self, x_t: Tensor, y_t: Tensor | None, w_t: Tensor | None, validation: Any,
-                  batch_size: int, epochs: int, verbose: int, callbacks: Any, shuffle: bool,
-                  initial_epoch: int, validation_batch_size: int | None, validation_freq: int,
-                  steps: int, context: distributed_module.DistributedContext | None) -> History:
-        samples = x_t.shape[0]
-        share = None
+    # -- batches -------------------------------------------------------------------------------
+    # Every loop below runs over "batches": a function giving one epoch's iterator of
+    # (x, y, sample_weight, loss_scale, samples) tensors; loss_scale and samples are a
+    # distributed fit's (1.0 and None otherwise).
+    def _array_batches(self, x: Tensor, y: Tensor | None, w: Tensor | None, batch_size: int,
+                       shuffle: bool, context: Any, train: bool,
+                       steps: int | None = None) -> Callable[[], Iterator[tuple[Any, ...]]]:
+        share = context.broadcast_order if context is not None and train else None
+
+        def batches() -> Iterator[tuple[Any, ...]]:
+            indices = _data.batch_indices(x.shape[0], batch_size, shuffle, share=share)
+            for step, index in enumerate(indices):
+                if steps is not None and step >= steps:
+                    return
+                scale, count = 1.0, None
+                if context is not None and train:
+                    index, count, scale = context.shard(index)
+                elif context is not None:  # each rank its share; the logs sum over ranks
+                    index = context.eval_shard(index)
+                yield (x[index], None if y is None else y[index],
+                       None if w is None else w[index], scale, count)
+
+        return batches
+
+    def _source_batches(self, source: _data.BatchSource, method: str, prefix: str = "",
+                        need_y: bool = True) -> Callable[[], Iterator[tuple[Any, ...]]]:
+        def batches() -> Iterator[tuple[Any, ...]]:
+            for batch in source.epoch():
+                x, y, weight = _data.unpack_batch(batch, f"{prefix}x")
+                if not need_y:
+                    y = weight = None
+                yield (*self._prepare(x, y, weight, method, prefix=prefix, need_y=need_y),
+                       1.0, None)
+
+        return batches
+
+    def _validation_batches(self, data: Any, batch_size: int | None, steps: int | None,
+                            arrays: Any, context: Any = None
+                            ) -> Callable[[], Iterator[tuple[Any, ...]]] | None:
+        if data is None and arrays is None:
+            return None
+        if data is not None and _data.is_batch_source(data):
+            source = _data.BatchSource(data, "validation_data", None, False, steps)
+            return self._source_batches(source, "fit", prefix="validation_data ")
+        if arrays is None:
+            arrays = self._unpack_validation(data)
+        return self._array_batches(*arrays, batch_size or 32, False, context, train=False,
+                                   steps=steps)
+
+    def _fit_loop(self, batches: Callable[[], Iterator[tuple[Any, ...]]], validation: Any,
+                  epochs: int, verbose: int, callbacks: Any, initial_epoch: int,
+                  validation_freq: int, steps: int | None,
+                  context: distributed_module.DistributedContext | None) -> History:
         if context is not None:
             callbacks = context.callbacks(callbacks)
             verbose = verbose if context.is_main else 0
-            share = context.broadcast_order
         callback_list = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
                                      model=self, verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
@@ -371,35 +458,36 @@ class Trainer:
         initial_epoch = self._initial_epoch or initial_epoch
         self._initial_epoch = None
         training_logs: dict[str, float] = {}
+        was_training = self.training  # type: ignore[attr-defined]
         try:
             for epoch in range(initial_epoch, epochs):
                 self.reset_metrics()
                 callback_list.on_epoch_begin(epoch)
                 self.train()  # type: ignore[attr-defined]
-                batches = _data.batch_indices(samples, batch_size, shuffle, share=share)
-                for step, index in enumerate(batches):
+                drawn = 0
+                for step, (x, y, weight, scale, count) in enumerate(batches()):
+                    drawn += 1
                     callback_list.on_train_batch_begin(step)
-                    scale, count = 1.0, None
-                    if context is not None:
-                        index, count, scale = context.shard(index)
-                    logs = self._train_step(x_t[index], None if y_t is None else y_t[index],
-                                            None if w_t is None else w_t[index],
-                                            loss_scale=scale, samples=count)
+                    logs = self._train_step(x, y, weight, loss_scale=scale, samples=count)
                     callback_list.on_train_batch_end(step, logs)
                     if self.stop_training:
                         break
+                if not drawn:
+                    warnings.warn(
+                        "Your input ran out of data; interrupting training. Make sure that "
+                        "your dataset or generator can generate at least `steps_per_epoch * "
+                        "epochs` batches.", stacklevel=3)
+                    break
                 epoch_logs = self._metrics_result()
-                self.eval()  # type: ignore[attr-defined]
                 if validation is not None and (epoch + 1) % validation_freq == 0:
-                    val_logs = self._evaluate_tensors(
-                        *validation, validation_batch_size or batch_size, callback_list)
+                    val_logs = self._evaluate_batches(validation, callback_list)
                     epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
                 callback_list.on_epoch_end(epoch, epoch_logs)
                 training_logs = epoch_logs
                 if self.stop_training:
                     break
         finally:
-            self.eval()  # type: ignore[attr-defined]
+            self.train(was_training)  # type: ignore[attr-defined]
         callback_list.on_train_end(training_logs)
         assert callback_list.history is not None
         self.history = callback_list.history
@@ -409,32 +497,28 @@ class Trainer:
         if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
             raise ValueError(
                 "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
-                f"sample_weight_val), got {type(data).__name__}"
+                "sample_weight_val), or a DataLoader, Dataset, generator or Sequence, got "
+                f"{type(data).__name__}"
                 + (f" of length {len(data)}" if isinstance(data, (tuple, list)) else "")
             )
         weight = data[2] if len(data) == 3 else None
         return self._prepare(data[0], data[1], weight, "fit", prefix="validation_data ")
 
     # -- evaluate ----------------------------------------------------------------------------
-    def _evaluate_tensors(self, x: Tensor, y: Tensor | None, weight: Tensor | None,
-                          batch_size: int, callback_list: CallbackList) -> dict[str, float]:
-        self.eval()  # type: ignore[attr-defined]
-        self.reset_metrics()
-        callback_list.on_test_begin()
+    def _evaluate_batches(self, batches: Callable[[], Iterator[tuple[Any, ...]]],
+                          callback_list: CallbackList) -> dict[str, float]:
         logs: dict[str, float] = {}
-        with torch.no_grad():
-            context = self.__dict__.get("_distributed")
-            for step, index in enumerate(_data.batch_indices(x.shape[0], batch_size, False)):
+        with _mode(self, training=False), torch.no_grad():
+            self.reset_metrics()
+            callback_list.on_test_begin()
+            for step, (x, y, weight, _, _) in enumerate(batches()):
                 callback_list.on_test_batch_begin(step)
-                if context is not None:  # each rank its share; the logs sum over ranks
-                    index = context.eval_shard(index)
-                if index.numel():
-                    self._test_update(x[index], None if y is None else y[index],
-                                    None if weight is None else weight[index])
+                if x.shape[0]:  # a distributed rank may have no share of a last batch
+                    self._test_update(x, y, weight)
                 logs = self._metrics_result()
                 callback_list.on_test_batch_end(step, logs)
-        logs = self._metrics_result()
-        callback_list.on_test_end(logs)
+            logs = self._metrics_result()
+            callback_list.on_test_end(logs)
         return logs
 
     def evaluate(
@@ -444,21 +528,39 @@ class Trainer:
         batch_size: int | None = None,
         verbose: str | int = "auto",
         sample_weight: Any = None,
+        steps: int | None = None,
         callbacks: Sequence[Callback] | None = None,
         return_dict: bool = False,
     ) -> float | list[float] | dict[str, float]:
         """The loss and metrics on ``x``, ``y`` (eval mode, no updates): a float when there are
-        no metrics, else ``[loss, *metrics]``; a dict with ``return_dict=True``."""
+        no metrics, else ``[loss, *metrics]``; a dict with ``return_dict=True``. ``x`` may be
+        a DataLoader, Dataset, generator or Sequence of batches, as in :meth:`fit`."""
         self._assert_compiled("evaluate")
         self._assert_has_loss("evaluate")
         verbose = _data.check_verbose(verbose)
-        batch_size = _data.check_batch_size(batch_size)
-        x_t, y_t, w_t = self._prepare(x, y, sample_weight, "evaluate")
+        batches, count = self._batches_for(x, y, sample_weight, batch_size, steps, "evaluate")
         callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
-                                     verbose=verbose, epochs=1,
-                                     steps=_data.num_batches(x_t.shape[0], batch_size))
-        logs = self._evaluate_tensors(x_t, y_t, w_t, batch_size, callback_list)
+                                     verbose=verbose, epochs=1, steps=count)
+        logs = self._evaluate_batches(batches, callback_list)
         return _flatten_logs(logs, return_dict)
+
+    def _batches_for(self, x: Any, y: Any, sample_weight: Any, batch_size: Any,
+                     steps: int | None, method: str
+                     ) -> tuple[Callable[[], Iterator[tuple[Any, ...]]], int | None]:
+        """evaluate's and predict's batches (in order) and their number, when known."""
+        need_y = method != "predict"
+        if _data.is_batch_source(x):
+            _no_arrays_beside(x, method, y=y, sample_weight=sample_weight)
+            source = _data.BatchSource(x, "x", batch_size, False, steps)
+            return self._source_batches(source, method, need_y=need_y), source.steps
+        batch_size = _data.check_batch_size(batch_size)
+        x_t, y_t, w_t = self._prepare(x, y, sample_weight, method, need_y=need_y)
+        count = _data.num_batches(x_t.shape[0], batch_size)
+        if steps is not None:
+            count = min(count, _check_count("steps", steps, minimum=1))
+        context = self.__dict__.get("_distributed") if need_y else None
+        return self._array_batches(x_t, y_t, w_t, batch_size, False, context, train=False,
+                                   steps=steps), count
 
     # -- predict -----------------------------------------------------------------------------
     def predict(
@@ -466,26 +568,27 @@ class Trainer:
         x: Any,
         batch_size: int | None = None,
         verbose: str | int = "auto",
+        steps: int | None = None,
         callbacks: Sequence[Callback] | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """The model's outputs for ``x`` in batches, in eval mode, as NumPy (a list of arrays
-        when the last layer returns states)."""
+        when the last layer returns states). ``x`` may be a DataLoader, Dataset, generator or
+        Sequence (of ``x`` or ``(x, ...)`` batches; anything after ``x`` is ignored)."""
         verbose = _data.check_verbose(verbose)
-        batch_size = _data.check_batch_size(batch_size)
-        x_t, _, _ = self._prepare(x, None, None, "predict", need_y=False)
+        batches, count = self._batches_for(x, None, None, batch_size, steps, "predict")
         callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
-                                     verbose=verbose, epochs=1,
-                                     steps=_data.num_batches(x_t.shape[0], batch_size))
-        self.eval()  # type: ignore[attr-defined]
+                                     verbose=verbose, epochs=1, steps=count)
         callback_list.on_predict_begin()
         pieces: list[Any] = []
-        with torch.no_grad():
-            for step, index in enumerate(_data.batch_indices(x_t.shape[0], batch_size, False)):
+        with _mode(self, training=False), torch.no_grad():
+            for step, (x_batch, *_) in enumerate(batches()):
                 callback_list.on_predict_batch_begin(step)
-                output = self._predict_step(x_t[index])
+                output = self._predict_step(x_batch)
                 pieces.append(output)
                 callback_list.on_predict_batch_end(step, {"outputs": output})
         callback_list.on_predict_end()
+        if not pieces:
+            raise ValueError("predict() got no batches: x is empty")
         return _concat_outputs(pieces)
 
     # -- single batches ------------------------------------------------------------------------
@@ -496,11 +599,8 @@ class Trainer:
         self._assert_compiled("train_on_batch")
         self._assert_has_loss("train_on_batch")
         x_t, y_t, w_t = self._prepare(x, y, sample_weight, "train_on_batch")
-        self.train()  # type: ignore[attr-defined]
-        try:
+        with _mode(self, training=True):
             logs = self._train_step(x_t, y_t, w_t)
-        finally:
-            self.eval()  # type: ignore[attr-defined]
         return _flatten_logs(logs, return_dict)
 
     def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
@@ -509,17 +609,39 @@ class Trainer:
         self._assert_compiled("test_on_batch")
         self._assert_has_loss("test_on_batch")
         x_t, y_t, w_t = self._prepare(x, y, sample_weight, "test_on_batch")
-        self.eval()  # type: ignore[attr-defined]
-        with torch.no_grad():
+        with _mode(self, training=False), torch.no_grad():
             logs = self._test_step(x_t, y_t, w_t)
         return _flatten_logs(logs, return_dict)
 
     def predict_on_batch(self, x: Any) -> np.ndarray | list[np.ndarray]:
         """The model's outputs for one batch, in eval mode, as NumPy."""
         x_t, _, _ = self._prepare(x, None, None, "predict_on_batch", need_y=False)
-        self.eval()  # type: ignore[attr-defined]
-        with torch.no_grad():
+        with _mode(self, training=False), torch.no_grad():
             return _concat_outputs([self._predict_step(x_t)])
+
+
+@contextlib.contextmanager
+def _mode(model: Any, training: bool) -> Iterator[None]:
+    """Run in train or eval mode, then give back the mode the model had."""
+    was_training = model.training
+    model.train(training)
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _no_arrays_beside(x: Any, method: str, y: Any = None, sample_weight: Any = None,
+                      validation_split: float = 0.0) -> None:
+    """y, sample_weight and validation_split belong to arrays; a batch source carries them."""
+    kind = type(x).__name__
+    for name, value in (("y", y), ("sample_weight", sample_weight)):
+        if value is not None:
+            raise ValueError(f"{method}(): `{name}` must not be given when x is a {kind}; its "
+                             "batches carry (x, y) or (x, y, sample_weight)")
+    if validation_split:
+        raise ValueError(f"{method}(): validation_split needs arrays; x is a {kind}, so pass "
+                         "validation_data instead")
 
 
 def _is_lazy(parameter: Tensor) -> bool:

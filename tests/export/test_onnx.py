@@ -165,6 +165,7 @@ def _masked_floats(rng: np.random.Generator, batch: int, steps: int) -> np.ndarr
 
 
 def _expected(model: Sequential, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    model.eval()  # models start in training mode (torch's rule); the export is inference
     with torch.no_grad():
         return model(torch.from_numpy(x), mask=None if mask is None else torch.from_numpy(mask)
                      ).numpy()

@@ -7,7 +7,7 @@ Run from the repository root, in the separate Keras venv (never the project's .v
     .keras-venv/bin/python tests/keras_fixtures/make_fixtures.py            # everything
     .keras-venv/bin/python tests/keras_fixtures/make_fixtures.py layers     # one part
 
-Parts: layers, models, losses, optimizers, training, files, data. Every case draws its numbers
+Parts: layers, models, losses, optimizers, training, files, data, features, functional. Every case draws its numbers
 from a generator seeded by the case's name, so reruns give the same values (the .keras/.h5
 files under files/ embed save times, so their bytes change; their contents do not).
 """
@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _gen_common import HERE, write_json  # noqa: E402
 
-PARTS = ("layers", "models", "losses", "optimizers", "training", "files", "data")
+PARTS = ("layers", "models", "losses", "optimizers", "training", "files", "data", "features",
+         "functional")
 
 
 def versions() -> dict[str, str]:
@@ -61,6 +62,7 @@ def main(argv: list[str]) -> None:
     if unknown:
         raise SystemExit(f"unknown part(s) {unknown}; expected some of {list(PARTS)}")
 
+    import _gen_features
     import _gen_layers
     import _gen_models
     import _gen_training
@@ -83,6 +85,14 @@ def main(argv: list[str]) -> None:
             counts[part] = _gen_training.generate_training(HERE)
         elif part == "data":
             counts[part] = _gen_training.generate_data(HERE)
+        elif part == "features":
+            counts[part] = _gen_features.generate_features(HERE)
+        elif part == "functional":
+            import _gen_functional
+
+            shutil.rmtree(HERE / part, ignore_errors=True)
+            counts[part] = _gen_functional.generate(HERE / part)
+            counts[part] += _gen_functional.generate_layers(HERE / part)
         print(f"{part}: {counts[part]}", flush=True)
     write_json(HERE / "versions.json", versions())
 

@@ -94,8 +94,10 @@ def test_errors():
         Dense(2.5)
     with pytest.raises(ValueError, match="Unknown activation 'nope'"):
         Dense(2, activation="nope")
-    with pytest.raises(ValueError, match="regularizers"):
-        Dense(2, kernel_regularizer="l2")
+    with pytest.raises(ValueError, match="lora_rank"):
+        Dense(2, lora_rank=4)
+    with pytest.raises(ValueError, match="Unknown regularizer 'l3'"):
+        Dense(2, kernel_regularizer="l3")
     with pytest.raises(TypeError, match="unexpected keyword"):
         Dense(2, unitz=3)
     layer = Dense(2)

@@ -14,8 +14,9 @@ from rnnkit.models import Sequential
 def test_identity_at_inference():
     layer = Dropout(0.5)
     x = torch.randn(4, 5)
-    assert layer(x) is x  # layers start in eval mode, as Keras layers outside fit
+    assert layer.training  # layers start in training mode, as torch modules do
     assert layer(x, training=False) is x
+    assert layer.eval()(x) is x
 
 
 @pytest.mark.parametrize("rate", [0.2, 0.5, 0.8])
@@ -41,7 +42,7 @@ def test_rate_zero_and_one():
     x = torch.randn(3, 4)
     assert torch.equal(Dropout(0.0)(x, training=True), x)
     assert torch.equal(Dropout(1.0)(x, training=True), torch.zeros_like(x))  # Keras allows 1
-    assert torch.equal(Dropout(1.0)(x), x)
+    assert torch.equal(Dropout(1.0)(x, training=False), x)
 
 
 def test_noise_shape_shares_one_draw_across_time():

@@ -98,5 +98,5 @@ def test_bad_ids_and_arguments():
         Embedding(0, 2)
     with pytest.raises(ValueError, match="output_dim"):
         Embedding(3, -1)
-    with pytest.raises(ValueError, match="regularizers"):
-        Embedding(3, 2, embeddings_constraint="non_neg")
+    with pytest.raises(ValueError, match="Unknown constraint 'positive'"):
+        Embedding(3, 2, embeddings_constraint="positive")

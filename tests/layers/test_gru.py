@@ -164,6 +164,9 @@ def test_recurrent_dropout_gives_each_gate_its_own_mask():
 def test_dropout_in_training_only():
     layer = _layer(_weights(np.random.default_rng(16)), dropout=0.5, recurrent_dropout=0.3)
     x = torch.randn(8, 4, D, dtype=torch.float64)
+    assert layer.training  # a new layer is in training mode, as torch modules are
+    assert not torch.allclose(layer(x), layer(x))
+    layer.eval()
     torch.testing.assert_close(layer(x), layer(x))
     assert not torch.allclose(layer(x, training=True), layer(x))
 

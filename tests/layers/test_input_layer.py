@@ -17,7 +17,8 @@ def test_shapes():
     assert Input(shape=(None, 4), batch_size=8).shape == (8, None, 4)
     assert Input(batch_shape=(8, 2, 10)).shape == (8, 2, 10)
     assert rnnkit.Input is Input
-    assert isinstance(Input(shape=(3,)), InputLayer)
+    tensor = Input(shape=(3,))  # Keras 3: a symbolic tensor made by an InputLayer
+    assert isinstance(tensor._keras_history[0], InputLayer) and tensor.dtype == "float32"
 
 
 def test_a_sequential_with_input_is_built_at_once():
@@ -43,7 +44,7 @@ def test_declared_input_shape_is_checked():
 
 
 def test_config_round_trip():
-    layer = Input(shape=(None, 4), dtype="float64", name="x")
+    layer = InputLayer(shape=(None, 4), dtype="float64", name="x")
     config = layer.get_config()
     assert config == {"name": "x", "batch_shape": [None, None, 4], "dtype": "float64"}
     again = InputLayer.from_config(config)

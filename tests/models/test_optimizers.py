@@ -224,3 +224,113 @@ def test_bad_hyper_parameters():
         optimizers.AdamW(weight_decay=None)
     with pytest.raises(ValueError, match="not bound"):
         optimizers.SGD().step()
+
+
+# -- torch.optim citizenship ---------------------------------------------------------------------
+def test_rnnkit_optimizers_are_torch_optimizers_with_keras_names():
+    param = torch.nn.Parameter(torch.ones(3))
+    opt = optimizers.Adam(learning_rate=0.01, beta_1=0.8)
+    assert isinstance(opt, torch.optim.Optimizer) and not opt.built
+    opt.build([param])
+    group = opt.param_groups[0]
+    assert group["params"] == [param] and group["lr"] == float(f32(0.01))
+    assert group["beta_1"] == 0.8 and group["epsilon"] == 1e-7 and opt.beta_1 == 0.8
+    torch_style = optimizers.Adam([param], lr=0.01, beta_1=0.8)  # torch's way: params first
+    assert torch_style.built and torch_style.param_groups[0]["lr"] == group["lr"]
+
+
+def test_step_lr_on_rnnkit_adam_changes_the_step_size():
+    start, grads = np.ones(4, np.float32), [np.full(4, 0.5, np.float32)] * 4
+    param = torch.nn.Parameter(torch.tensor(start))
+    opt = optimizers.Adam([param], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.1)
+    rates = []
+    for g in grads:
+        rates.append(opt.learning_rate)
+        param.grad = torch.tensor(g)
+        opt.step()
+        scheduler.step()
+    np.testing.assert_allclose(rates, [f32(0.1), f32(0.1), f32(0.01), f32(0.01)], rtol=1e-6)
+    # Keras' Adam with the rate read from the group at each step
+    w, m, v = start.copy(), np.zeros(4, np.float32), np.zeros(4, np.float32)
+    for t, (g, lr) in enumerate(zip(grads, rates), start=1):
+        alpha = f32(lr) * np.sqrt(f32(1) - f32(0.999) ** t) / (f32(1) - f32(0.9) ** t)
+        m = m + (g - m) * f32(1 - 0.9)
+        v = v + (g * g - v) * f32(1 - 0.999)
+        w = w - m * alpha / (np.sqrt(v) + f32(1e-7))
+    np.testing.assert_allclose(param.detach().numpy(), w, **TOL)
+
+
+def test_param_groups_have_their_own_learning_rate():
+    a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    opt = optimizers.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1)
+    a.grad, b.grad = torch.ones(2), torch.ones(2)
+    opt.step()
+    np.testing.assert_allclose(a.detach().numpy(), [-0.1, -0.1], **TOL)
+    np.testing.assert_allclose(b.detach().numpy(), [-0.5, -0.5], **TOL)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optimizers.Adam(0.05, amsgrad=True),
+    lambda: optimizers.RMSprop(0.05, momentum=0.5, centered=True),
+    lambda: optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+])
+def test_state_dict_round_trip_resumes_exactly(make):
+    rng = np.random.default_rng(3)
+    grads = [rng.normal(size=(3,)).astype(np.float32) for _ in range(6)]
+    start = rng.normal(size=(3,)).astype(np.float32)
+    straight = torch.nn.Parameter(torch.tensor(start))
+    opt = make()
+    opt.build([straight])
+    for g in grads:
+        straight.grad = torch.tensor(g)
+        opt.step()
+    resumed = torch.nn.Parameter(torch.tensor(start))
+    first = make()
+    first.build([resumed])
+    for g in grads[:3]:
+        resumed.grad = torch.tensor(g)
+        first.step()
+    saved = first.state_dict()
+    assert saved["iterations"] == 3 and saved["state"]
+    second = make()
+    second.build([resumed])
+    second.load_state_dict(saved)
+    assert second.iterations == 3
+    for g in grads[3:]:
+        resumed.grad = torch.tensor(g)
+        second.step()
+    np.testing.assert_array_equal(resumed.detach().numpy(), straight.detach().numpy())
+
+
+def test_torch_optimizer_state_is_saved_in_full():
+    param = torch.nn.Parameter(torch.ones(3))
+    wrapped = optimizers.get(torch.optim.Adam([param], lr=0.1))
+    param.grad = torch.full((3,), 0.5)
+    wrapped.step()
+    tensors = wrapped.state_tensors()
+    assert {"iterations", "0/exp_avg", "0/exp_avg_sq", "0/step"} <= set(tensors)
+    other_param = torch.nn.Parameter(param.detach().clone())
+    other = optimizers.get(torch.optim.Adam([other_param], lr=0.1))
+    other.load_state_tensors(tensors)
+    assert other.iterations == 1
+    for p, o in ((param, wrapped), (other_param, other)):
+        p.grad = torch.full((3,), -0.25)
+        o.step()
+    np.testing.assert_array_equal(param.detach().numpy(), other_param.detach().numpy())
+
+
+def test_closure_and_zero_grad_follow_torch():
+    param = torch.nn.Parameter(torch.ones(2))
+    opt = optimizers.SGD([param], lr=0.5)
+
+    def closure():
+        opt.zero_grad()
+        loss = (param ** 2).sum()
+        loss.backward()
+        return loss
+
+    assert float(opt.step(closure).detach()) == 2.0
+    np.testing.assert_allclose(param.detach().numpy(), [0.0, 0.0], **TOL)
+    opt.zero_grad()
+    assert param.grad is None

@@ -134,10 +134,14 @@ def test_mask_is_threaded_to_layers_that_take_it():
 def test_training_flag_reaches_layers():
     recorder = Recorder()
     model = Sequential([Affine(2, input_shape=(2,)), recorder])
+    assert model.training and recorder.training  # training mode from the start, as torch
+    model(torch.ones(1, 2))
+    model(torch.ones(1, 2), training=False)
+    model.eval()
     model(torch.ones(1, 2))
     model(torch.ones(1, 2), training=True)
-    assert [training for _, training in recorder.calls] == [False, True]
-    assert not model.training and not recorder.training  # eval mode outside fit
+    assert [training for _, training in recorder.calls] == [True, False, False, True]
+    assert not recorder.training
 
 
 def test_layer_returning_states_must_be_last():
@@ -212,5 +216,5 @@ def test_is_a_torch_module():
 
 def test_config_needs_rnnkit_layers():
     model = Sequential([Affine(2, input_shape=(3,))], name="net")
-    with pytest.raises(TypeError, match="'affine.*' is a Affine, which is not an rnnkit.layers"):
+    with pytest.raises(TypeError, match="'affine.*' is a Affine, which is neither an rnnkit.layers class nor registered"):
         model.get_config()

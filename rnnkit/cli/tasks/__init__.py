@@ -1,4 +1,4 @@
-"""The three things ``rnnkit train`` can learn: forecast, classify, text."""
+"""The things ``rnnkit train`` can learn: forecast, classify, text, translate."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from ._base import Prepared, Report, Task
 from .classify import ClassifyTask
 from .forecast import ForecastTask
 from .text import TextTask
+from .translate import TranslateTask
 
-TASKS: dict[str, Task] = {t.name: t for t in (ForecastTask(), ClassifyTask(), TextTask())}
+TASKS: dict[str, Task] = {t.name: t for t in (ForecastTask(), ClassifyTask(), TextTask(),
+                                              TranslateTask())}
 
-__all__ = ["TASKS", "ClassifyTask", "ForecastTask", "Prepared", "Report", "Task", "TextTask"]
+__all__ = ["TASKS", "ClassifyTask", "ForecastTask", "Prepared", "Report", "Task", "TextTask",
+           "TranslateTask"]

@@ -33,6 +33,8 @@ import os
 import zipfile
 from typing import Any
 
+from .. import _functional_config
+from ..model import Model
 from ..sequential import Sequential
 from . import _weights
 from ._config import SUPPORTED_LAYERS, layer_from_config, sequential_layers
@@ -44,8 +46,9 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _MAX_JSON = 64 * 1024 * 1024
 
 
-def load_keras(filepath: str | os.PathLike[str], model: Sequential | None = None) -> Sequential:
-    """An rnnkit :class:`~rnnkit.models.Sequential` from a Keras model or weights file.
+def load_keras(filepath: str | os.PathLike[str], model: Any = None) -> Any:
+    """An rnnkit model (``Sequential``, or functional for a Keras functional model) from a
+    Keras model or weights file.
 
     Args:
         filepath: a Keras 3 ``.keras`` archive, a Keras 3 ``.weights.h5`` file, or a legacy
@@ -57,7 +60,8 @@ def load_keras(filepath: str | os.PathLike[str], model: Sequential | None = None
 
     Returns:
         ``model`` (with the weights set), or a new Sequential built from the file's config,
-        in eval mode, whose outputs equal Keras' (to float32 rounding).
+        in training mode like any new torch module (``predict`` runs it in inference mode,
+        where its outputs equal Keras' to float32 rounding).
 
     Raises:
         ValueError: the file is not a Keras file, is corrupt, or uses a layer or option rnnkit
@@ -65,8 +69,8 @@ def load_keras(filepath: str | os.PathLike[str], model: Sequential | None = None
         FileNotFoundError: no such file.
     """
     path = os.fspath(filepath)
-    if model is not None and not isinstance(model, Sequential):
-        raise TypeError(f"model must be an rnnkit Sequential, got {type(model).__name__}")
+    if model is not None and not isinstance(model, (Sequential, Model)):
+        raise TypeError(f"model must be an rnnkit model, got {type(model).__name__}")
     with open(path, "rb") as handle:
         magic = handle.read(8)
     if magic.startswith(_ZIP_MAGIC):
@@ -78,7 +82,10 @@ def load_keras(filepath: str | os.PathLike[str], model: Sequential | None = None
     )
 
 
-def _build(model_config: Any, keras_version: str, source: str) -> Sequential:
+def _build(model_config: Any, keras_version: str, source: str) -> Any:
+    if isinstance(model_config, dict) and model_config.get("class_name") in ("Functional",
+                                                                           "Model"):
+        return _build_functional(model_config, keras_version, source)
     name, layers, shape = sequential_layers(model_config, keras_version)
     if not layers:
         raise ValueError(f"{source}: the Sequential model has no layers")
@@ -89,6 +96,22 @@ def _build(model_config: Any, keras_version: str, source: str) -> Sequential:
                              "has no weights to load")
         model.build(tuple(shape))
     return model
+
+
+def _build_functional(model_config: dict[str, Any], keras_version: str, source: str) -> Any:
+    """A functional model from Keras' graph config (layers by the table in ``_config.py``;
+    the ``NotEqual`` ops Keras records for an Embedding's mask are rebuilt by rnnkit's mask
+    rule instead)."""
+    from ..functional import Functional
+
+    def make_layer(spec: Any) -> Any:
+        if isinstance(spec, dict) and spec.get("class_name") == "NotEqual":
+            return _functional_config.MASK_OP
+        return layer_from_config(spec, keras_version, "Functional")
+
+    config = model_config.get("config")
+    inputs, outputs, name = _functional_config.rebuild(config, make_layer, source)
+    return Functional(inputs, outputs, name=name)
 
 
 def _load_archive(path: str, model: Sequential | None) -> Sequential:

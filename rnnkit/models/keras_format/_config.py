@@ -17,7 +17,14 @@ from ... import activations, initializers
 from ...layers import (
     GRU,
     LSTM,
+    Add,
+    AdditiveAttention,
+    Attention,
     Bidirectional,
+    Concatenate,
+    Dot,
+    Flatten,
+    Reshape,
     Dense,
     Dropout,
     Embedding,
@@ -31,7 +38,8 @@ from ...layers import (
 
 SUPPORTED_LAYERS = (
     "SimpleRNN", "GRU", "LSTM", "Bidirectional", "Embedding", "Masking", "Dense", "Dropout",
-    "TimeDistributed", "RepeatVector", "InputLayer",
+    "TimeDistributed", "RepeatVector", "InputLayer", "Concatenate", "Add", "Dot", "Attention",
+    "AdditiveAttention", "Flatten", "Reshape",
 )
 
 # Keys every layer config may carry that rnnkit handles itself.
@@ -58,6 +66,13 @@ _TABLE: dict[str, tuple[type[Layer], tuple[str, ...]]] = {
     "Masking": (Masking, ("mask_value",)),
     "Dropout": (Dropout, ("rate", "noise_shape", "seed")),
     "RepeatVector": (RepeatVector, ("n",)),
+    "Concatenate": (Concatenate, ("axis",)),
+    "Add": (Add, ()),
+    "Dot": (Dot, ("axes", "normalize")),
+    "Attention": (Attention, ("use_scale", "score_mode", "dropout", "seed")),
+    "AdditiveAttention": (AdditiveAttention, ("use_scale", "dropout", "seed")),
+    "Flatten": (Flatten, ()),
+    "Reshape": (Reshape, ("target_shape",)),
 }
 # options that never change a layer's outputs at inference
 _HARMLESS = ("implementation", "use_cudnn", "lora_alpha")

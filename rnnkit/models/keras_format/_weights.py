@@ -72,10 +72,13 @@ def load_keras3_weights(model: Any, root: Any, source: str) -> None:
     layers_group = root.get("layers")
     if layers_group is None:
         raise ValueError(f"{source}: no 'layers' group; this is not a Keras 3 weights file")
-    for layer in model.layers:
+    keys = [layer.name for layer in model.layers]
+    if type(model).__name__ == "Functional":
+        keys = _container_names(model.layers)
+    for layer, key in zip(model.layers, keys):
         if not layer.keras_weights():
             continue
-        group = layers_group.get(layer.name)
+        group = layers_group.get(key)
         if group is None:
             raise ValueError(
                 f"{source}: no weights for layer '{layer.name}'. The file has layers "
@@ -83,6 +86,24 @@ def load_keras3_weights(model: Any, root: Any, source: str) -> None:
                 "build the rnnkit model with the same names (name=...)"
             )
         _set(layer, keras3_layer_weights(layer, group, f"layers/{layer.name}"), source)
+
+
+def _container_names(layers: list[Layer]) -> list[str]:
+    """The names Keras 3's saving gives the layers of a functional model's layer list: the
+    class name in snake case, numbered in list order (``lstm``, ``lstm_1``; not layer.name)."""
+    from ...layers._base import _snake_case
+
+    used: dict[str, int] = {}
+    names = []
+    for layer in layers:
+        base = _snake_case(type(layer).__name__)
+        if base in used:
+            used[base] += 1
+            names.append(f"{base}_{used[base]}")
+        else:
+            used[base] = 0
+            names.append(base)
+    return names
 
 
 def load_legacy_weights(model: Any, root: Any, source: str) -> None:
