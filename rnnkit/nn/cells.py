@@ -35,11 +35,6 @@ def _prepare(
     if input.shape[-1] != cell.input_size:
         raise ShapeError(f"{name}: input has inconsistent input_size: got {input.shape[-1]} "
                          f"expected {cell.input_size} (input shape {tuple(input.shape)})")
-    weight = cell.weight_ih
-    if input.dtype != weight.dtype and not torch.is_autocast_enabled(input.device.type):
-        raise ValueError(f"{name} input dtype ({input.dtype}) does not match the parameters' "
-                         f"dtype ({weight.dtype}); convert the input with .to({weight.dtype}) "
-                         f"or the module with .to({input.dtype})")
     batched = input.dim() == 2
     if not batched:
         input = input.unsqueeze(0)
@@ -62,6 +57,11 @@ def _prepare(
             raise ShapeError(f"{name}: hidden{index} has inconsistent hidden_size: got "
                              f"{state.shape[1]}, expected {cell.hidden_size}")
         ready.append(state)
+    weight = cell.weight_ih  # after the shape checks, in torch.nn's order
+    if input.dtype != weight.dtype and not torch.is_autocast_enabled(input.device.type):
+        raise ValueError(f"{name} input dtype ({input.dtype}) does not match the parameters' "
+                         f"dtype ({weight.dtype}); convert the input with .to({weight.dtype}) "
+                         f"or the module with .to({input.dtype})")
     return input, ready, batched
 
 
