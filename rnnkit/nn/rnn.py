@@ -24,7 +24,7 @@ at a masked step every layer holds its state and outputs zero.
 
 from __future__ import annotations
 
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any
 import weakref
 
@@ -227,7 +227,6 @@ class _RecurrentBase(torch.nn.RNNBase):
         return text
 
 
-@lru_cache(maxsize=None)
 def _kind(name: str) -> str:
     """"weight_hh_l1_reverse" -> "weight_hh"."""
     return name.rsplit("_l", 1)[0]

@@ -207,3 +207,16 @@ def test_quantize_dynamic_leaves_rnnkit_modules_and_quantizes_the_torch_copy() -
     assert type(kept[0]) is rnn.LSTM and type(kept[1]) is rnn.LSTMCell
     assert type(quantized[0]).__module__.startswith("torch.ao.nn.quantized.dynamic")
     assert type(quantized[1]).__module__.startswith("torch.ao.nn.quantized.dynamic")
+
+
+@pytest.mark.parametrize("name", [*NAMES, "LSTMCell"])
+def test_fullgraph_compile_accepts_the_classes(name: str) -> None:
+    """torch.compile refuses to trace any torch.nn.RNN/GRU/LSTM instance (allow_rnn is off by
+    default), which is why the modules subclass RNNBase only. The pure-PyTorch loop backend traces
+    in one graph; the default backend's kernels are issue 12's operator work."""
+    kwargs = {} if name.endswith("Cell") else {"backend": "loop", "num_layers": 2}
+    module = getattr(rnn, name)(3, 4, **kwargs)
+    x = torch.randn(5, 2, 3) if not name.endswith("Cell") else torch.randn(2, 3)
+    torch._dynamo.reset()
+    compiled = torch.compile(module, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(x), module(x), rtol=1e-6, atol=1e-6)
