@@ -220,3 +220,17 @@ def test_fullgraph_compile_accepts_the_classes(name: str) -> None:
     torch._dynamo.reset()
     compiled = torch.compile(module, fullgraph=True, backend="eager")
     torch.testing.assert_close(compiled(x), module(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_functional_call_uses_the_given_weights(name: str) -> None:
+    """torch.func.functional_call swaps tensors in as attributes: forward must read those."""
+    module = _module(name)
+    other = _module(name)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    swapped = torch.func.functional_call(module, dict(other.named_parameters()), (x,))
+    for a, b in zip(_outputs(swapped), _outputs(other(x))):
+        torch.testing.assert_close(a, b, **TOL)
+    # afterwards the module computes with its own weights again
+    for a, b in zip(_outputs(module(x)), _outputs(_torch_twin(module, name)(x))):
+        torch.testing.assert_close(a, b, **TOL)
