@@ -257,8 +257,10 @@ class RNN(_RecurrentBase):
 
     .. math:: h_t = \tanh(x_t W_{ih}^T + b_{ih} + h_{t-1} W_{hh}^T + b_{hh})
 
-    (``nonlinearity="relu"`` uses ReLU). See the module docstring for shapes, ``lengths`` and
-    ``mask``.
+    (``nonlinearity="relu"`` uses ReLU). Arguments in ``torch.nn.RNN``'s order: ``input_size,
+    hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False, dropout=0.0,
+    bidirectional=False, device=None, dtype=None``; keyword-only ``backend`` (see
+    :mod:`rnnkit._kernels`). See the module docstring for shapes, ``lengths`` and ``mask``.
 
     Example::
 
@@ -312,6 +314,10 @@ class GRU(_RecurrentBase):
         n_t = \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
         h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
 
+    Arguments in ``torch.nn.GRU``'s order: ``input_size, hidden_size, num_layers=1, bias=True,
+    batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None``; keyword-only
+    ``backend``.
+
     Example::
 
         >>> gru = GRU(4, 8, num_layers=2, bidirectional=True)
@@ -356,7 +362,9 @@ class LSTM(_RecurrentBase):
         c_t = f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o_t \odot \tanh(c_t)
 
     With ``proj_size > 0``, :math:`h_t = W_{hr}(o_t \odot \tanh(c_t))` (runs on the looped path).
-    ``hx`` and the returned state are ``(h, c)``.
+    ``hx`` and the returned state are ``(h, c)``. Arguments in ``torch.nn.LSTM``'s order:
+    ``input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+    bidirectional=False, proj_size=0, device=None, dtype=None``; keyword-only ``backend``.
 
     Example::
 
@@ -385,7 +393,7 @@ class LSTM(_RecurrentBase):
     ) -> None:
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, proj_size, device, dtype, backend)
-        if self.proj_size and self.backend in ("fused", "compiled"):
+        if self.proj_size and self.backend not in ("auto", "loop"):
             raise ValueError(
                 f"backend={self.backend!r} has no LSTM projection (proj_size > 0); "
                 "use backend='auto' or 'loop'"
