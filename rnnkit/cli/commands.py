@@ -6,16 +6,13 @@ API does (``load_model``, ``predict``, ``summary``, the task's ``evaluate``).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
 import sys
 from pathlib import Path
 from typing import Any
 
 from ._common import console, load_trained, print_report, say
 from .config import file_digest
-from .run_dir import atomic_write_text
+from .. import _io
 
 __all__ = ["bench", "evaluate", "generate", "predict", "summary"]
 
@@ -77,7 +74,7 @@ def predict(run_dir: Path, csv_path: Path | None, npy_path: Path | None, output:
     if output is None:
         sys.stdout.write(text)
     else:
-        atomic_write_text(output, text)
+        _io.write_text(output, text)
         say(f"Wrote {len(rows)} row(s) to {output}")
 
 
@@ -97,43 +94,12 @@ def generate(run_dir: Path, prime: str, length: int, temperature: float, seed: i
     if output is None:
         sys.stdout.write(text + "\n")
     else:
-        atomic_write_text(output, text)
+        _io.write_text(output, text)
         say(f"Wrote {len(text)} characters to {output}")
 
 
 def bench(args: list[str]) -> Any:
-    """Run ``bench/speed.py``'s ``main`` (the project's benchmark), passing ``args`` on."""
-    module = _bench_module()
-    main = getattr(module, "main", None)
-    if main is None:
-        raise ImportError(f"{module.__file__} has no main() function to run")
-    parameters = inspect.signature(main).parameters
-    if parameters:
-        return main(args)
-    saved = sys.argv
-    sys.argv = ["rnnkit bench", *args]
-    try:
-        return main()
-    finally:
-        sys.argv = saved
+    """Run the project's benchmark (:mod:`rnnkit.bench.speed`), passing ``args`` on."""
+    from ..bench import speed
 
-
-def _bench_module() -> Any:
-    """``bench.speed`` when importable (a source checkout on sys.path), else ``bench/speed.py``
-    next to the installed package (an editable install of a checkout)."""
-    try:
-        return importlib.import_module("bench.speed")
-    except ModuleNotFoundError as e:
-        if e.name not in ("bench", "bench.speed"):
-            raise
-    path = Path(__file__).resolve().parents[2] / "bench" / "speed.py"
-    if not path.is_file():
-        raise ImportError("rnnkit bench runs the benchmark in bench/speed.py of rnnkit's source "
-                          "checkout, which is not available here: run it from a clone of the "
-                          "repository (pip install -e .)")
-    spec = importlib.util.spec_from_file_location("rnnkit_bench_speed", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
+    return speed.main(args)
