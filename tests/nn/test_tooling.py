@@ -234,3 +234,20 @@ def test_functional_call_uses_the_given_weights(name: str) -> None:
     # afterwards the module computes with its own weights again
     for a, b in zip(_outputs(module(x)), _outputs(_torch_twin(module, name)(x))):
         torch.testing.assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("name", [*NAMES, "RNNCell", "GRUCell", "LSTMCell"])
+def test_autocast_returns_what_torch_nn_returns(name: str) -> None:
+    """Under CPU bfloat16 autocast each output has torch.nn's dtype (bfloat16 for RNN and LSTM,
+    float32 for GRU, as torch's autocast lists decide), values within bfloat16's tolerance
+    (atol 1e-2, rtol 1.6e-2: a few units of its 2**-7 epsilon on outputs of size ~1)."""
+    reference = getattr(torch.nn, name)(3, 4)
+    ours = getattr(rnn, name)(3, 4)
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(5, 2, 3) if not name.endswith("Cell") else torch.randn(2, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = torch.utils._pytree.tree_flatten(reference(x))[0]
+        got = torch.utils._pytree.tree_flatten(ours(x))[0]
+    assert [t.dtype for t in got] == [t.dtype for t in expected]
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, atol=1e-2, rtol=1.6e-2)

@@ -61,17 +61,10 @@ INFOS = [_rnnkit_info(info) for info in common_modules.module_db if info.module_
 assert len(INFOS) == 6, [info.name for info in INFOS]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
-# Known failures, each naming its cause; strict, so each turns into a failure once fixed.
-# (test name, class name, device or None for all) -> reason
-_NO_VMAP = ("gradcheck's batched-gradient check runs the backward under vmap; the default "
-            "backend's compiled kernel is a C++ autograd Function with no batching rule (issue 12, "
-            "item 3: operators). Values and gradients pass with check_batched_grad=False")
-_NO_GRADGRAD = ("double backward: the default backend's compiled kernel has none ('compiled has no "
-                "double backward'; issue 12, item 3: a differentiable backward on the operator)")
-XFAIL: dict[tuple[str, str, str | None], str] = {
-    **{("test_grad", name, "cpu"): _NO_VMAP for name in ("RNN", "GRU", "LSTM")},
-    **{("test_gradgrad", name, "cpu"): _NO_GRADGRAD for name in ("RNN", "GRU", "LSTM")},
-}
+# (test name, class name, device or None for all) -> reason. Empty: with issue 12's operators
+# (a batching rule and a differentiable backward) every case passes. An entry marks a case
+# xfail(strict=True), so it turns into a failure once fixed.
+XFAIL: dict[tuple[str, str, str | None], str] = {}
 
 
 def _cases(test_name: str, devices=DEVICES, allowed_dtypes=None, train_only=False, infos=INFOS):

@@ -36,8 +36,6 @@ with warnings.catch_warnings():
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA, as upstream")
 needs_two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
-_NO_GRADGRAD = ("double backward: the default backend's compiled kernel has none ('compiled has no "
-                "double backward'; issue 12, item 3: a differentiable backward on the operator)")
 
 
 def assert_equal(actual, expected, **kwargs) -> None:
@@ -555,7 +553,6 @@ def _test_rnn_mod(mod, inp) -> None:
         assert gradgradcheck(gradcheckfunc, inp, check_batched_grad=False)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=_NO_GRADGRAD)
 @pytest.mark.parametrize("device", DEVICES)
 def test_LSTM_grad_and_gradgrad(device) -> None:
     hsize = 4
@@ -565,7 +562,6 @@ def test_LSTM_grad_and_gradgrad(device) -> None:
         _test_rnn_mod(mod, inp)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=_NO_GRADGRAD)
 @pytest.mark.parametrize("device", DEVICES)
 def test_GRU_grad_and_gradgrad(device) -> None:
     hsize = 4
@@ -575,7 +571,6 @@ def test_GRU_grad_and_gradgrad(device) -> None:
         _test_rnn_mod(mod, inp)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=_NO_GRADGRAD)
 def test_LSTM_differentiable_backward_using_oneDNN() -> None:
     # upstream compares oneDNN on/off in torch.nn; rnnkit ignores that switch, so this checks
     # that the derivative of the input gradient exists and is the same both times
