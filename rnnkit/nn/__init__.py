@@ -1,14 +1,17 @@
 """``torch.nn``-compatible recurrent modules on rnnkit's fused kernels.
 
-``rnnkit.nn.RNN`` / ``GRU`` / ``LSTM`` take the same arguments, hold the same parameters
-(``state_dict`` loads both ways with ``torch.nn``) and return the same values as their
+``rnnkit.nn.RNN`` / ``GRU`` / ``LSTM`` take the same arguments in the same order, hold the same
+parameters (``state_dict`` loads both ways with ``torch.nn``) and return the same values as their
 ``torch.nn`` namesakes, and also accept ``lengths=`` / ``mask=`` for padded variable-length
-batches without packing.
+batches without packing. They subclass :class:`torch.nn.RNNBase` (the cells subclass
+``torch.nn.RNNCell`` / ``GRUCell`` / ``LSTMCell``). A tensor of the wrong shape raises
+:class:`ShapeError`, both a ``ValueError`` and a ``RuntimeError``.
 """
 
 from __future__ import annotations
 
+from ._checks import ShapeError
 from .cells import GRUCell, LSTMCell, RNNCell
 from .rnn import GRU, LSTM, RNN
 
-__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell"]
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "ShapeError"]

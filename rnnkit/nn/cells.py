@@ -1,98 +1,76 @@
 """``torch.nn``-compatible single-step cells: RNNCell, GRUCell, LSTMCell.
 
-Same parameters (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``), shapes and
-``forward(input, hx=None)`` as ``torch.nn``; the equations are those of ``rnnkit._kernels.cells``.
-Input (N, H_in) or unbatched (H_in,); state (N, H) or (H,).
+Subclasses of :class:`torch.nn.RNNCell` / ``GRUCell`` / ``LSTMCell``: the constructor, parameters
+(``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``), ``reset_parameters`` and ``extra_repr``
+are ``torch.nn``'s own, so ``isinstance(cell, torch.nn.LSTMCell)`` holds. ``forward(input,
+hx=None)`` runs the equations of ``rnnkit._kernels.cells``. Input (N, H_in) or unbatched (H_in,);
+state (N, H) or (H,).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from .._kernels import elman_cell, gru_cell, lstm_cell
+from ._checks import ShapeError
 
 
-class _CellBase(torch.nn.Module):
-    gates: int = 1
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        bias: bool = True,
-        device: Any = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        for label, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{label} must be a positive integer, got {value!r}")
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.bias = bias
-        factory = {"device": device, "dtype": dtype}
-        rows = self.gates * hidden_size
-        self.weight_ih = torch.nn.Parameter(torch.empty(rows, input_size, **factory))
-        self.weight_hh = torch.nn.Parameter(torch.empty(rows, hidden_size, **factory))
-        if bias:
-            self.bias_ih = torch.nn.Parameter(torch.empty(rows, **factory))
-            self.bias_hh = torch.nn.Parameter(torch.empty(rows, **factory))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            torch.nn.init.uniform_(weight, -bound, bound)
-
-    def _prepare(self, input: Tensor, states: list[Tensor | None]) -> tuple[Tensor, list[Tensor], bool]:
-        name = type(self).__name__
-        if not isinstance(input, Tensor):
-            raise TypeError(f"{name} expects a Tensor input, got {type(input).__name__}")
-        if input.dim() not in (1, 2):
-            raise ValueError(
-                f"{name} expects a 2-D (batched) or 1-D (unbatched) input, got shape {tuple(input.shape)}"
+def _prepare(
+    cell: torch.nn.RNNCellBase, input: Tensor, states: list[Tensor | None], labels: tuple[str, ...],
+) -> tuple[Tensor, list[Tensor], bool]:
+    """Checks (with ``torch.nn``'s wording), then batched (N, H_in) input and (N, H) states."""
+    name = type(cell).__name__
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{name} expects a Tensor input, got {type(input).__name__}")
+    if input.dim() not in (1, 2):
+        raise ShapeError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead "
+                         f"(input shape {tuple(input.shape)})")
+    for label, state in zip(labels, states):
+        if state is not None and state.dim() not in (1, 2):
+            raise ShapeError(f"{name}: Expected {label} to be 1D or 2D, got {state.dim()}D "
+                             f"instead ({label} shape {tuple(state.shape)})")
+    if input.shape[-1] != cell.input_size:
+        raise ShapeError(f"{name}: input has inconsistent input_size: got {input.shape[-1]} "
+                         f"expected {cell.input_size} (input shape {tuple(input.shape)})")
+    batched = input.dim() == 2
+    if not batched:
+        input = input.unsqueeze(0)
+    ready = []
+    for index, state in enumerate(states):
+        if state is None:
+            ready.append(input.new_zeros(input.shape[0], cell.hidden_size))
+            continue
+        if state.dim() != input.dim() if batched else state.dim() != 1:
+            raise ShapeError(
+                f"{name}: for {'batched 2-D' if batched else 'unbatched 1-D'} input, "
+                f"{labels[index]} should also be {2 if batched else 1}-D, got shape "
+                f"{tuple(state.shape)}"
             )
-        if input.shape[-1] != self.input_size:
-            raise ValueError(
-                f"{name} input's last dimension must equal input_size={self.input_size}, "
-                f"got {input.shape[-1]}"
-            )
-        if input.dtype != self.weight_ih.dtype:
-            raise ValueError(
-                f"{name} input dtype ({input.dtype}) does not match the parameters' dtype "
-                f"({self.weight_ih.dtype})"
-            )
-        batched = input.dim() == 2
-        if not batched:
-            input = input.unsqueeze(0)
-        expected = (input.shape[0], self.hidden_size)
-        ready = []
-        for label, state in zip(("hx", "cx"), states):
-            if state is None:
-                ready.append(input.new_zeros(expected))
-                continue
-            want = expected if batched else (self.hidden_size,)
-            if tuple(state.shape) != want:
-                raise ValueError(f"{name}: expected {label} of shape {want}, got {tuple(state.shape)}")
-            ready.append(state if batched else state.unsqueeze(0))
-        return input, ready, batched
-
-    def extra_repr(self) -> str:
-        text = f"{self.input_size}, {self.hidden_size}"
-        if not self.bias:
-            text += ", bias=False"
-        return text
+        state = state if batched else state.unsqueeze(0)
+        if state.shape[0] != input.shape[0]:
+            raise ShapeError(f"{name}: Input batch size {input.shape[0]} doesn't match "
+                             f"hidden{index} batch size {state.shape[0]}")
+        if state.shape[1] != cell.hidden_size:
+            raise ShapeError(f"{name}: hidden{index} has inconsistent hidden_size: got "
+                             f"{state.shape[1]}, expected {cell.hidden_size}")
+        ready.append(state)
+    weight = cell.weight_ih  # after the shape checks, in torch.nn's order
+    if input.dtype != weight.dtype and not torch.is_autocast_enabled(input.device.type):
+        raise ValueError(f"{name} input dtype ({input.dtype}) does not match the parameters' "
+                         f"dtype ({weight.dtype}); convert the input with .to({weight.dtype}) "
+                         f"or the module with .to({input.dtype})")
+    return input, ready, batched
 
 
-class RNNCell(_CellBase):
+class RNNCell(torch.nn.RNNCell):
     r""":math:`h' = \tanh(x W_{ih}^T + b_{ih} + h W_{hh}^T + b_{hh})` (or ReLU).
+
+    ``RNNCell(input_size, hidden_size, bias=True, nonlinearity="tanh", device=None, dtype=None)``
+    as :class:`torch.nn.RNNCell`, except that an unknown ``nonlinearity`` is refused here, not at
+    the first call.
 
     Example::
 
@@ -102,39 +80,50 @@ class RNNCell(_CellBase):
     """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 nonlinearity: str = "tanh", device: Any = None, dtype: torch.dtype | None = None) -> None:
+                 nonlinearity: str = "tanh", device: Any = None,
+                 dtype: torch.dtype | None = None) -> None:
         if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, bias, device, dtype)
+            raise ValueError(
+                f"Unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'."
+            )
+        super().__init__(input_size, hidden_size, bias, nonlinearity, device, dtype)
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        x, (h,), batched = self._prepare(input, [hx])
+        x, (h,), batched = _prepare(self, input, [hx], ("hidden",))
         out = elman_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
                          self.nonlinearity)
         return out if batched else out.squeeze(0)
 
 
-class GRUCell(_CellBase):
-    """One GRU step in PyTorch's formulation (see :class:`rnnkit.nn.GRU`)."""
+class GRUCell(torch.nn.GRUCell):
+    """One GRU step in PyTorch's formulation (see :class:`rnnkit.nn.GRU`).
 
-    gates = 3
+    Example::
+
+        >>> GRUCell(4, 2)(torch.randn(3, 4)).shape
+        torch.Size([3, 2])
+    """
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        x, (h,), batched = self._prepare(input, [hx])
+        x, (h,), batched = _prepare(self, input, [hx], ("hidden",))
         out = gru_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         return out if batched else out.squeeze(0)
 
 
-class LSTMCell(_CellBase):
-    """One LSTM step; ``hx`` is ``(h, c)`` and so is the result (see :class:`rnnkit.nn.LSTM`)."""
+class LSTMCell(torch.nn.LSTMCell):
+    """One LSTM step; ``hx`` is ``(h, c)`` and so is the result (see :class:`rnnkit.nn.LSTM`).
 
-    gates = 4
+    Example::
+
+        >>> h, c = LSTMCell(4, 2)(torch.randn(3, 4))
+        >>> h.shape, c.shape
+        (torch.Size([3, 2]), torch.Size([3, 2]))
+    """
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         states: list[Tensor | None] = [None, None] if hx is None else list(hx)
         if len(states) != 2:
             raise ValueError(f"LSTMCell expects hx as a tuple (h, c), got {len(states)} tensor(s)")
-        x, (h, c), batched = self._prepare(input, states)
+        x, (h, c), batched = _prepare(self, input, states, ("hx[0]", "hx[1]"))
         h, c = lstm_cell(x, h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         return (h, c) if batched else (h.squeeze(0), c.squeeze(0))

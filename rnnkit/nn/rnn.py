@@ -24,10 +24,9 @@ at a masked step every layer holds its state and outputs zero.
 
 from __future__ import annotations
 
-import math
-import warnings
 from functools import partial
 from typing import Any
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -35,113 +34,85 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .. import _kernels
-from ._checks import check_input, check_mask, check_state, lengths_to_mask
+from ._checks import ShapeError, check_input, check_mask, check_state, lengths_to_mask
 
 State = tuple[Tensor, ...]
 
 
-class _RecurrentBase(torch.nn.Module):
-    """Parameters, shape handling and layer stacking shared by RNN, GRU and LSTM."""
+class _RecurrentBase(torch.nn.RNNBase):
+    """Shape handling and layer stacking shared by RNN, GRU and LSTM.
 
-    gates: int = 1
+    Everything else is :class:`torch.nn.RNNBase`'s own: the constructor's checks, the parameters
+    and their names, ``_flat_weights`` / ``_flat_weights_names`` / ``all_weights``,
+    ``flatten_parameters``, ``reset_parameters``, ``extra_repr``, pickling. ``forward`` reads
+    every weight as an attribute on every call, so parametrizations (``weight_norm``,
+    ``spectral_norm``, ``orthogonal``), pruning and plain-tensor weights (weight-drop) work.
+
+    Not a subclass of ``torch.nn.RNN`` / ``GRU`` / ``LSTM``: ``torch.compile`` refuses to trace
+    any instance of those three (``torch._dynamo.config.allow_rnn`` is off by default), which
+    would rule out compiling a model that holds one (see the README).
+    """
+
     state_count: int = 1  # LSTM carries (h, c)
 
     def __init__(
         self,
+        mode: str,
         input_size: int,
         hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        proj_size: int = 0,
-        device: Any = None,
-        dtype: torch.dtype | None = None,
-        *,
-        backend: str = "auto",
+        num_layers: int,
+        bias: bool,
+        batch_first: bool,
+        dropout: float,
+        bidirectional: bool,
+        proj_size: int,
+        device: Any,
+        dtype: torch.dtype | None,
+        backend: str,
     ) -> None:
-        super().__init__()
-        for label, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{label} must be a positive integer, got {value!r}")
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"num_layers must be an integer >= 1, got {num_layers!r}")
-        if isinstance(dropout, bool) or not 0 <= float(dropout) <= 1:
-            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
-        if not isinstance(proj_size, int) or proj_size < 0 or proj_size >= hidden_size and proj_size:
-            raise ValueError(
-                f"proj_size must be an integer in [0, hidden_size={hidden_size}), got {proj_size!r}"
+        for label, value in (("num_layers", num_layers), ("proj_size", proj_size)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{label} should be of type int, got: {type(value).__name__}")
+        if not isinstance(bidirectional, bool):
+            raise TypeError(
+                f"bidirectional should be of type bool, got: {type(bidirectional).__name__}"
             )
         if backend not in _kernels.BACKENDS:
             raise ValueError(f"backend must be one of {_kernels.BACKENDS}, got {backend!r}")
-        if dropout > 0 and num_layers == 1:
-            warnings.warn(
-                "dropout option adds dropout after all but last recurrent layer, so non-zero "
-                f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
-                f"num_layers={num_layers}",
-                stacklevel=2,
-            )
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.bias = bias
-        self.batch_first = batch_first
-        self.dropout = float(dropout)
-        self.bidirectional = bidirectional
-        self.proj_size = proj_size
+        super().__init__(mode, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, proj_size, device, dtype)
         self.backend = backend
-        factory = {"device": device, "dtype": dtype}
-        directions = 2 if bidirectional else 1
-        out_size = proj_size or hidden_size
-        self._flat_weights_names: list[str] = []
-        for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else out_size * directions
-            for direction in range(directions):
-                suffix = f"_l{layer}" + ("_reverse" if direction else "")
-                shapes = {
-                    "weight_ih": (self.gates * hidden_size, layer_input),
-                    "weight_hh": (self.gates * hidden_size, out_size),
-                }
-                if bias:
-                    shapes["bias_ih"] = (self.gates * hidden_size,)
-                    shapes["bias_hh"] = (self.gates * hidden_size,)
-                if proj_size:
-                    shapes["weight_hr"] = (proj_size, hidden_size)
-                for kind, shape in shapes.items():
-                    name = kind + suffix
-                    self.register_parameter(name, torch.nn.Parameter(torch.empty(shape, **factory)))
-                    self._flat_weights_names.append(name)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Uniform(-1/sqrt(hidden_size), 1/sqrt(hidden_size)) for every parameter, as torch.nn."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            torch.nn.init.uniform_(weight, -bound, bound)
-
-    def flatten_parameters(self) -> None:
-        """No-op, kept so code written for ``torch.nn`` (cuDNN weight flattening) runs unchanged."""
-
-    @property
-    def all_weights(self) -> list[list[torch.nn.Parameter]]:
-        per_direction = len(self._flat_weights_names) // (self.num_layers * self._directions)
-        names = self._flat_weights_names
-        return [
-            [getattr(self, n) for n in names[i : i + per_direction]]
-            for i in range(0, len(names), per_direction)
-        ]
 
     @property
     def _directions(self) -> int:
         return 2 if self.bidirectional else 1
 
-    _KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+    def _layer_weights(self) -> list[dict[str, Tensor | None]]:
+        """Each layer and direction's weights by kind, read as attributes (not from
+        ``_parameters``) so that parametrized, pruned and plain-tensor weights are the ones used."""
+        groups = []
+        flat = []
+        for names in self._all_weights:
+            weights = {kind: None for kind in _KINDS}
+            for name in names:
+                weight = getattr(self, name)
+                weights[_kind(name)] = weight
+                flat.append(weight)
+            groups.append(weights)
+        self._sync_flat_weights(flat)
+        return groups
 
-    def _weights(self, layer: int, direction: int) -> dict[str, Tensor | None]:
-        suffix = f"_l{layer}" + ("_reverse" if direction else "")
-        parameters = self._parameters  # direct lookups: this runs on every call
-        return {kind: parameters.get(kind + suffix) for kind in self._KINDS}
+    def _sync_flat_weights(self, weights: list[Tensor]) -> None:
+        """Keep ``_flat_weights`` the tensors forward used, as ``torch.nn``'s forward does (its
+        ``_update_flat_weights``), without recomputing a parametrization a second time."""
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return  # a trace must not record (or guard on) this bookkeeping
+        if len(weights) == len(self._flat_weights) and all(
+            a is b for a, b in zip(weights, self._flat_weights)
+        ):
+            return
+        self.__dict__["_flat_weights"] = weights
+        self.__dict__["_flat_weight_refs"] = [weakref.ref(w) for w in weights]
 
     def _run(
         self, x: Tensor, state: State, weights: dict[str, Tensor | None], mask: Tensor | None,
@@ -166,15 +137,19 @@ class _RecurrentBase(torch.nn.Module):
             if lengths is not None or mask is not None:
                 raise ValueError(f"{name}: pass lengths/mask with padded input, not a PackedSequence")
             input, lengths = pad_packed_sequence(packed, batch_first=self.batch_first)
-        weight = self._parameters[self._flat_weights_names[0]]
-        check_input(input, self.input_size, weight.dtype, name)
+        weights = self._layer_weights()
+        check_input(input, self.input_size, weights[0]["weight_ih"].dtype, name)
         batched = input.dim() == 3
         if not batched:
             if lengths is not None or mask is not None:
-                raise ValueError(f"{name}: lengths/mask need batched 3-D input")
+                raise ShapeError(f"{name}: lengths/mask need batched 3-D input, got shape "
+                                 f"{tuple(input.shape)}")
             input = input.unsqueeze(0 if self.batch_first else 1)
         x = input.transpose(0, 1) if self.batch_first else input  # (T, B, H_in)
         steps, batch = x.shape[0], x.shape[1]
+        if steps == 0:
+            raise ShapeError(f"{name}: Expected sequence length to be larger than 0 in RNN, got "
+                             f"input of shape {tuple(input.shape)}")
         if lengths is not None and mask is not None:
             raise ValueError(f"{name}: pass either lengths or mask, not both")
         step_mask = None
@@ -193,7 +168,7 @@ class _RecurrentBase(torch.nn.Module):
                 out, final = self._run(
                     layer_input,
                     tuple(s[index] for s in states) if states else self._zero_states(x),
-                    self._weights(layer, direction),
+                    weights[index],
                     step_mask,
                     bool(direction),
                 )
@@ -244,24 +219,20 @@ class _RecurrentBase(torch.nn.Module):
         return states
 
     def extra_repr(self) -> str:
-        text = f"{self.input_size}, {self.hidden_size}"
-        if self.proj_size:
-            text += f", proj_size={self.proj_size}"
-        if self.num_layers != 1:
-            text += f", num_layers={self.num_layers}"
+        text = super().extra_repr()  # torch.nn's, which leaves out nonlinearity
         if getattr(self, "nonlinearity", "tanh") != "tanh":
             text += f", nonlinearity={self.nonlinearity!r}"
-        if not self.bias:
-            text += ", bias=False"
-        if self.batch_first:
-            text += ", batch_first=True"
-        if self.dropout:
-            text += f", dropout={self.dropout}"
-        if self.bidirectional:
-            text += ", bidirectional=True"
         if self.backend != "auto":
             text += f", backend={self.backend!r}"
         return text
+
+
+def _kind(name: str) -> str:
+    """"weight_hh_l1_reverse" -> "weight_hh"."""
+    return name.rsplit("_l", 1)[0]
+
+
+_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 
 def _repack(output: Tensor, packed: PackedSequence, lengths: Tensor, batch_first: bool) -> PackedSequence:
@@ -276,13 +247,20 @@ def _repack(output: Tensor, packed: PackedSequence, lengths: Tensor, batch_first
     )
 
 
+def _no_projection(proj_size: int) -> None:
+    if proj_size:
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+
+
 class RNN(_RecurrentBase):
     r"""Multi-layer Elman RNN, a drop-in for :class:`torch.nn.RNN`.
 
     .. math:: h_t = \tanh(x_t W_{ih}^T + b_{ih} + h_{t-1} W_{hh}^T + b_{hh})
 
-    (``nonlinearity="relu"`` uses ReLU). See the module docstring for shapes, ``lengths`` and
-    ``mask``.
+    (``nonlinearity="relu"`` uses ReLU). Arguments in ``torch.nn.RNN``'s order: ``input_size,
+    hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False, dropout=0.0,
+    bidirectional=False, device=None, dtype=None``; keyword-only ``backend`` (see
+    :mod:`rnnkit._kernels`). See the module docstring for shapes, ``lengths`` and ``mask``.
 
     Example::
 
@@ -292,15 +270,31 @@ class RNN(_RecurrentBase):
         (torch.Size([3, 5, 2]), torch.Size([1, 3, 2]))
     """
 
-    gates = 1
-
-    def __init__(self, *args: Any, nonlinearity: str = "tanh", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+        *,
+        proj_size: int = 0,
+        backend: str = "auto",
+    ) -> None:
         if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        if "proj_size" in kwargs:
-            raise ValueError("proj_size is only supported by LSTM")
+            raise ValueError(
+                f"Unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'."
+            )
+        _no_projection(proj_size)
+        super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size,
+                         hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0,
+                         device, dtype, backend)
         self.nonlinearity = nonlinearity
-        super().__init__(*args, **kwargs)
 
     def _run(self, x, state, weights, mask, reverse):  # type: ignore[no-untyped-def]
         out, h_n = _kernels.elman(
@@ -320,6 +314,10 @@ class GRU(_RecurrentBase):
         n_t = \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
         h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
 
+    Arguments in ``torch.nn.GRU``'s order: ``input_size, hidden_size, num_layers=1, bias=True,
+    batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None``; keyword-only
+    ``backend``.
+
     Example::
 
         >>> gru = GRU(4, 8, num_layers=2, bidirectional=True)
@@ -328,12 +326,24 @@ class GRU(_RecurrentBase):
         (torch.Size([5, 3, 16]), torch.Size([4, 3, 8]))
     """
 
-    gates = 3
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if "proj_size" in kwargs:
-            raise ValueError("proj_size is only supported by LSTM")
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+        *,
+        proj_size: int = 0,
+        backend: str = "auto",
+    ) -> None:
+        _no_projection(proj_size)
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, 0, device, dtype, backend)
 
     def _run(self, x, state, weights, mask, reverse):  # type: ignore[no-untyped-def]
         out, h_n = _kernels.gru(
@@ -352,7 +362,9 @@ class LSTM(_RecurrentBase):
         c_t = f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o_t \odot \tanh(c_t)
 
     With ``proj_size > 0``, :math:`h_t = W_{hr}(o_t \odot \tanh(c_t))` (runs on the looped path).
-    ``hx`` and the returned state are ``(h, c)``.
+    ``hx`` and the returned state are ``(h, c)``. Arguments in ``torch.nn.LSTM``'s order:
+    ``input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+    bidirectional=False, proj_size=0, device=None, dtype=None``; keyword-only ``backend``.
 
     Example::
 
@@ -362,12 +374,26 @@ class LSTM(_RecurrentBase):
         (torch.Size([3, 5, 8]), torch.Size([1, 3, 8]), torch.Size([1, 3, 8]))
     """
 
-    gates = 4
     state_count = 2
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.proj_size and self.backend in ("fused", "compiled"):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+        *,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, proj_size, device, dtype, backend)
+        if self.proj_size and self.backend not in ("auto", "loop"):
             raise ValueError(
                 f"backend={self.backend!r} has no LSTM projection (proj_size > 0); "
                 "use backend='auto' or 'loop'"

@@ -61,13 +61,44 @@ def test_layer_equals_stepping_its_cell(layer_name: str, cell_name: str) -> None
 
 @pytest.mark.parametrize("name", ["RNNCell", "GRUCell", "LSTMCell"])
 def test_cell_errors(name: str) -> None:
+    """torch.nn's words for each mistake, plus the shapes; ShapeError is a ValueError and a
+    RuntimeError, so code written for either catches it."""
     cell = getattr(rnn, name)(3, 5)
-    with pytest.raises(ValueError, match="input_size=3, got 4"):
-        cell(torch.randn(2, 4))
-    with pytest.raises(ValueError, match="2-D \\(batched\\) or 1-D"):
+    label = "hx\\[0\\]" if name == "LSTMCell" else "hidden"
+    for kind in (ValueError, RuntimeError, rnn.ShapeError):
+        with pytest.raises(kind, match=r"input has inconsistent input_size: got 4 expected 3 "
+                                       r"\(input shape \(2, 4\)\)"):
+            cell(torch.randn(2, 4))
+    with pytest.raises(rnn.ShapeError, match=rf"{name}: Expected input to be 1D or 2D, got 3D"):
         cell(torch.randn(2, 2, 3))
     bad = torch.randn(2, 6)
-    with pytest.raises(ValueError, match=r"expected hx of shape \(2, 5\), got \(2, 6\)"):
+    with pytest.raises(rnn.ShapeError, match="hidden0 has inconsistent hidden_size: got 6, expected 5"):
         cell(torch.randn(2, 3), (bad, bad) if name == "LSTMCell" else bad)
-    with pytest.raises(ValueError, match="hidden_size must be a positive integer"):
-        getattr(rnn, name)(3, 0)
+    with pytest.raises(rnn.ShapeError, match="Input batch size 2 doesn't match hidden0 batch size 4"):
+        good = torch.randn(4, 5)
+        cell(torch.randn(2, 3), (good, good) if name == "LSTMCell" else good)
+    with pytest.raises(rnn.ShapeError, match=rf"Expected {label} to be 1D or 2D, got 3D"):
+        cube = torch.randn(1, 2, 5)
+        cell(torch.randn(2, 3), (cube, cube) if name == "LSTMCell" else cube)
+    with pytest.raises(rnn.ShapeError, match="for unbatched 1-D input, .* should also be 1-D"):
+        flat = torch.randn(1, 5)
+        cell(torch.randn(3), (flat, flat) if name == "LSTMCell" else flat)
+
+
+def test_cells_are_torch_cells() -> None:
+    for name in ("RNNCell", "GRUCell", "LSTMCell"):
+        cell = getattr(rnn, name)(3, 5)
+        assert isinstance(cell, getattr(torch.nn, name))
+        assert repr(cell) == repr(getattr(torch.nn, name)(3, 5))
+
+
+def test_rnn_cell_nonlinearity() -> None:
+    cell = rnn.RNNCell(3, 5, True, "relu")  # torch.nn's positional order
+    reference = torch.nn.RNNCell(3, 5, True, "relu")
+    reference.load_state_dict(cell.state_dict())
+    x = torch.randn(4, 3)
+    out = cell(x)
+    assert (out == 0).any() and (out >= 0).all()  # relu, not tanh
+    torch.testing.assert_close(out, reference(x), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="Unknown nonlinearity 'gelu'"):
+        rnn.RNNCell(3, 5, nonlinearity="gelu")

@@ -18,25 +18,39 @@ def _hx(module, shape):
     return (h, torch.zeros(shape)) if isinstance(module, rnn.LSTM) else h
 
 
+@pytest.mark.parametrize("kind", [ValueError, RuntimeError, rnn.ShapeError])
+def test_shape_errors_are_value_and_runtime_errors(module, kind) -> None:
+    """torch.nn raises RuntimeError for these, rnnkit ValueError: ShapeError is both."""
+    with pytest.raises(kind, match="input.size\\(-1\\) must be equal to input_size"):
+        module(torch.randn(2, 5, 7))
+
+
 def test_wrong_rank(module) -> None:
-    with pytest.raises(ValueError, match=r"3-D \(batched\) or 2-D \(unbatched\) input, got a 4-D tensor"):
+    with pytest.raises(rnn.ShapeError, match=r"Expected input to be 2D or 3D, got 4D instead.*"
+                                             r"got shape \(2, 5, 3, 1\)"):
         module(torch.randn(2, 5, 3, 1))
 
 
 def test_wrong_feature_size(module) -> None:
-    with pytest.raises(ValueError, match="input_size=3, got 7"):
+    with pytest.raises(rnn.ShapeError, match=r"Expected 3, got 7 \(input shape \(2, 5, 7\)\)"):
         module(torch.randn(2, 5, 7))
 
 
 def test_wrong_dtype(module) -> None:
-    with pytest.raises(ValueError, match="dtype \\(torch.float64\\) does not match"):
+    with pytest.raises(ValueError, match=r"RNN input dtype \(torch.float64\) does not match weight "
+                                         r"dtype \(torch.float32\)"):
         module(torch.randn(2, 5, 3, dtype=torch.float64))
 
 
+def test_empty_sequence(module) -> None:
+    with pytest.raises(rnn.ShapeError, match="Expected sequence length to be larger than 0"):
+        module(torch.randn(2, 0, 3))
+
+
 def test_hx_of_wrong_shape(module) -> None:
-    with pytest.raises(ValueError, match=r"Expected h_0 of shape \(2, 2, 4\), got \(1, 2, 4\)"):
+    with pytest.raises(rnn.ShapeError, match=r"Expected hidden size \(2, 2, 4\), got \[1, 2, 4\] for h_0"):
         module(torch.randn(2, 5, 3), _hx(module, (1, 2, 4)))
-    with pytest.raises(ValueError, match="For unbatched 2-D input, h_0 must be 2-D"):
+    with pytest.raises(rnn.ShapeError, match="For unbatched 2-D input, hx should also be 2-D but got 3-D"):
         module(torch.randn(5, 3), _hx(module, (2, 1, 4)))
 
 
@@ -68,7 +82,7 @@ def test_lengths_may_be_a_list(module) -> None:
 
 def test_bad_masks(module) -> None:
     x = torch.randn(2, 5, 3)
-    with pytest.raises(ValueError, match=r"mask must have shape \(batch, time\) = \(2, 5\), got \(5, 2\)"):
+    with pytest.raises(rnn.ShapeError, match=r"mask must have shape \(batch, time\) = \(2, 5\), got \(5, 2\)"):
         module(x, mask=torch.ones(5, 2, dtype=torch.bool))
     with pytest.raises(TypeError, match="mask must have dtype torch.bool, got torch.int64"):
         module(x, mask=torch.ones(2, 5, dtype=torch.long))
@@ -85,9 +99,9 @@ def test_packed_with_lengths_is_rejected(module) -> None:
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"input_size": 0}, "input_size must be a positive integer"),
-        ({"num_layers": 0}, "num_layers must be an integer >= 1"),
-        ({"dropout": 1.5}, r"dropout must be a number in \[0, 1\]"),
+        ({"input_size": 0}, "input_size must be greater than zero"),
+        ({"num_layers": 0}, "num_layers must be greater than zero"),
+        ({"dropout": 1.5}, r"dropout should be a number in range \[0, 1\]"),
         ({"backend": "gpu"}, "backend must be one of"),
     ],
 )
@@ -97,10 +111,49 @@ def test_bad_constructor_arguments(kwargs, message) -> None:
         rnn.GRU(**args)
 
 
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"batch_first": "False"}, "batch_first should be of type bool, got: str"),
+        ({"bias": 1}, "bias should be of type bool, got: int"),
+        ({"bidirectional": "yes"}, "bidirectional should be of type bool, got: str"),
+        ({"input_size": 3.0}, "input_size should be of type int, got: float"),
+        ({"hidden_size": "4"}, "hidden_size should be of type int, got: str"),
+        ({"num_layers": 2.0}, "num_layers should be of type int, got: float"),
+    ],
+)
+def test_wrong_argument_types(kwargs, message) -> None:
+    args = {"input_size": 3, "hidden_size": 4, **kwargs}
+    for cls in (rnn.RNN, rnn.GRU, rnn.LSTM):
+        with pytest.raises(TypeError, match=message):
+            cls(**args)
+
+
+def test_positional_order_is_torch_nn() -> None:
+    """RNN(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, dropout,
+    bidirectional): the 4th argument is the nonlinearity, as in torch.nn."""
+    relu = rnn.RNN(2, 3, 1, "relu")
+    assert relu.nonlinearity == "relu" and relu.bias is True
+    reference = torch.nn.RNN(2, 3, 1, "relu")
+    reference.load_state_dict(relu.state_dict())
+    x = torch.randn(4, 5, 2)
+    torch.testing.assert_close(relu(x)[0], reference(x)[0], rtol=1e-6, atol=1e-6)
+    assert (relu(x)[0] >= 0).all()
+    full = rnn.RNN(2, 3, 2, "tanh", False, True, 0.5, True)
+    assert (full.bias, full.batch_first, full.dropout, full.bidirectional) == (False, True, 0.5, True)
+    lstm = rnn.LSTM(2, 3, 1, False, True, 0.0, True, 2)
+    assert (lstm.bias, lstm.batch_first, lstm.bidirectional, lstm.proj_size) == (False, True, True, 2)
+    gru = rnn.GRU(2, 3, 2, False, True)
+    assert (gru.bias, gru.batch_first) == (False, True)
+    with pytest.raises(ValueError, match="Unknown nonlinearity 'sigmoid'"):
+        rnn.RNN(2, 3, 1, "sigmoid")
+
+
 def test_proj_size_rules() -> None:
-    with pytest.raises(ValueError, match="proj_size is only supported by LSTM"):
-        rnn.GRU(3, 4, proj_size=2)
-    with pytest.raises(ValueError, match=r"proj_size must be an integer in \[0, hidden_size=4\)"):
+    for cls in (rnn.GRU, rnn.RNN):
+        with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM"):
+            cls(3, 4, proj_size=2)
+    with pytest.raises(ValueError, match="proj_size has to be smaller than hidden_size"):
         rnn.LSTM(3, 4, proj_size=4)
     with pytest.raises(ValueError, match="backend='fused' has no LSTM projection"):
         rnn.LSTM(3, 4, proj_size=2, backend="fused")
