@@ -11,7 +11,7 @@
     rnnkit summary RUN_DIR                    the model's table, settings and metrics
     rnnkit generate RUN_DIR --prime "def "    sample text from a text run
     rnnkit diagnose RUN_DIR                   gradient flow through time, saturation, plots
-    rnnkit bench                              the project's benchmark (bench/speed.py)
+    rnnkit bench                              the speed benchmark (rnnkit.bench)
 
 The commands are thin: they call ``fit``/``predict``/``save`` of the Python API. Bad input
 gives ``error: <what is wrong>`` on stderr and exit code 1; Ctrl-C gives exit code 130.
@@ -246,7 +246,7 @@ def diagnose(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @guarded
 def bench(ctx: typer.Context) -> None:
-    """Run the project's benchmark (bench/speed.py); extra arguments are passed to it."""
+    """Run the speed benchmark (python -m rnnkit.bench); extra arguments are passed to it."""
     from . import commands
 
     code = commands.bench(list(ctx.args))

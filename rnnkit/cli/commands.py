@@ -6,9 +6,6 @@ API does (``load_model``, ``predict``, ``summary``, the task's ``evaluate``).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -102,38 +99,7 @@ def generate(run_dir: Path, prime: str, length: int, temperature: float, seed: i
 
 
 def bench(args: list[str]) -> Any:
-    """Run ``bench/speed.py``'s ``main`` (the project's benchmark), passing ``args`` on."""
-    module = _bench_module()
-    main = getattr(module, "main", None)
-    if main is None:
-        raise ImportError(f"{module.__file__} has no main() function to run")
-    parameters = inspect.signature(main).parameters
-    if parameters:
-        return main(args)
-    saved = sys.argv
-    sys.argv = ["rnnkit bench", *args]
-    try:
-        return main()
-    finally:
-        sys.argv = saved
+    """Run the project's benchmark (:mod:`rnnkit.bench.speed`), passing ``args`` on."""
+    from ..bench import speed
 
-
-def _bench_module() -> Any:
-    """``bench.speed`` when importable (a source checkout on sys.path), else ``bench/speed.py``
-    next to the installed package (an editable install of a checkout)."""
-    try:
-        return importlib.import_module("bench.speed")
-    except ModuleNotFoundError as e:
-        if e.name not in ("bench", "bench.speed"):
-            raise
-    path = Path(__file__).resolve().parents[2] / "bench" / "speed.py"
-    if not path.is_file():
-        raise ImportError("rnnkit bench runs the benchmark in bench/speed.py of rnnkit's source "
-                          "checkout, which is not available here: run it from a clone of the "
-                          "repository (pip install -e .)")
-    spec = importlib.util.spec_from_file_location("rnnkit_bench_speed", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
+    return speed.main(args)

@@ -23,12 +23,11 @@ Contenders: ``torch.nn`` (the baseline), ``rnnkit.nn`` (``backend="auto"``), ``r
 pure-PyTorch loop, ``compiled``: the C++ loop), and ``jax`` (``lax.scan``) / ``keras``
 (TensorFlow) when importable.
 
-Usage: ``python -m bench.speed [--quick] [--json PATH] [--cells rnn,gru] [--sizes small,long]``
-(also ``rnnkit bench ...``). ``--quick`` runs the tiny and small sizes in about a minute.
+Usage: ``python -m rnnkit.bench [--quick] [--json PATH] [--cells rnn,gru] [--sizes small,long]``
+(also ``rnnkit bench ...``). ``--quick`` runs the tiny and small sizes in about a minute. The
+reports behind the README's tables are saved in the repository's ``bench/`` folder.
 """
 
-# No ``from __future__ import annotations``: ``rnnkit bench`` may load this file by path without
-# registering it in sys.modules, and dataclasses resolve string annotations through sys.modules.
 import argparse
 import importlib.util
 import itertools
@@ -45,9 +44,8 @@ from typing import Any
 
 import torch
 
-import rnnkit.layers
-import rnnkit.nn
-from rnnkit._kernels import compiled
+from .. import layers as _layers, nn as _nn
+from .._kernels import compiled
 
 __all__ = ["SIZES", "Size", "main", "run"]
 
@@ -76,9 +74,8 @@ CELLS = ("rnn", "gru", "lstm")
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 BASELINE = "torch.nn"
 TORCH_CLASSES = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}
-RNNKIT_CLASSES = {"rnn": rnnkit.nn.RNN, "gru": rnnkit.nn.GRU, "lstm": rnnkit.nn.LSTM}
-LAYER_CLASSES = {"rnn": rnnkit.layers.SimpleRNN, "gru": rnnkit.layers.GRU,
-                 "lstm": rnnkit.layers.LSTM}
+RNNKIT_CLASSES = {"rnn": _nn.RNN, "gru": _nn.GRU, "lstm": _nn.LSTM}
+LAYER_CLASSES = {"rnn": _layers.SimpleRNN, "gru": _layers.GRU, "lstm": _layers.LSTM}
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,0 @@
-"""rnnkit's benchmarks (``python -m bench.speed``, or ``rnnkit bench``)."""
