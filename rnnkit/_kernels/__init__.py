@@ -8,79 +8,114 @@ skipped for that sequence. With a prefix mask (per-sequence lengths) this means 
 state stops changing after its last real step, and with ``reverse=True`` the pass starts at each
 sequence's own last real step, the same as ``torch.nn`` on a ``PackedSequence``. Returned states
 at masked steps are the held state, or zero with ``zero_padding=True`` (``torch.nn``'s padding;
-the final state is still the held one). The compiled kernels zero them inside the time loop, so
-no second (T, B, H) tensor and no extra pass are needed; the other paths multiply by the mask.
+the final state is still the held one).
 
-``backend`` picks the implementation:
-  - ``"compiled"``: the same algorithm with the time loop and its backward pass in C++
-    (``csrc/``, built on first use, see :mod:`.compiled`); CPU float32/float64 only. An error
-    says why when it cannot run (no compiler, ``RNNKIT_NO_EXTENSION=1``, a GPU tensor);
-  - ``"fused"``: the input projection of all steps in one matrix product, a tight loop in
-    Python, and a hand-written backward pass whose weight gradients are one matrix product each;
-  - ``"loop"``: the cell stepped in a Python loop with autograd: the ground truth;
-  - ``"auto"``: ``"compiled"`` where it can run, else ``"fused"``. ``bench/speed.py`` measures
-    both paths on every cell and size; the compiled one was faster on every row (the Python
-    loop's per-step overhead dominates at small sizes and still costs 10-30% at large ones).
-    One exception, where PyTorch's own kernel measured faster: dense (unmasked) float32 LSTM
-    *inference* on the CPU from batch x hidden = 16384 (oneDNN's fused LSTM, at about 95% of
-    the matrix-multiply peak there; the compiled kernel ran at 0.85-0.93x). With a mask, in
-    training, or below that size the compiled kernel wins.
+Each recurrence is a PyTorch operator (``torch.ops.rnnkit.elman`` / ``gru`` / ``lstm``, see
+:mod:`._ops`), so compile, export, ``jit.trace``, ``torch.func``, autocast and ``vmap`` see one
+node. What runs (``backend="auto"``, the default)::
+
+    call                                   implementation            why
+    -------------------------------------  ------------------------  --------------------------
+    CPU float32/float64                    C++ time loop (csrc/)     fastest on every bench row
+    CPU bfloat16/float16 (e.g. autocast)   C++ loop, widened to f32  float32 accumulation
+    dense float32 LSTM inference on CPU,   torch._VF.lstm (oneDNN)   measured faster there; the
+      batch x hidden >= 16384                                          rule is _route.py's
+    CUDA, other devices, no C++ compiler,  composite (composite.py)  plain PyTorch ops: runs
+      RNNKIT_NO_EXTENSION=1                                            anywhere
+    fake tensors, device="meta"            shape functions (_ops)    tracing
+    backward, no graph of it wanted        *_backward operator       the same kernel choice
+    backward with create_graph, torch.func composite, differentiated exact at every order
+
+The dispatcher makes every choice but the ``torch._VF`` one. ``backend`` stays for tests and
+benchmarks: ``"compiled"`` demands the C++ kernel (an error says why it cannot run);
+``"fused"`` (or ``"composite"``) runs the composite implementation under plain autograd;
+``"loop"`` steps :mod:`.cells` with autograd, the ground truth.
 """
 
 from __future__ import annotations
 
 from functools import partial
+
 import torch
 from torch import Tensor
 
+from . import _onnx, _ops
 from . import compiled as _compiled
-from . import traceable as _traceable
 from ._route import prefers_torch_lstm as _prefers_torch_lstm
 from ._route import torch_recurrence as _torch_recurrence
 from .cells import elman_cell, gru_cell, lstm_cell
-from .elman import elman_fused
-from .gru import gru_fused
 from .loop import scan
-from .lstm import lstm_fused
+from . import composite as _composite
 
-BACKENDS = ("auto", "compiled", "fused", "loop")
+BACKENDS = ("auto", "compiled", "composite", "fused", "loop")
 
 __all__ = ["BACKENDS", "elman", "elman_cell", "gru", "gru_cell", "lstm", "lstm_cell",
            "prefix_mask", "scan", "zero_masked"]
 
 
-def _choose(backend: str, x: Tensor, *tensors: Tensor | None) -> str:
-    """The path a call takes: ``backend`` itself, or for ``"auto"`` the fastest that can run."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+def _ensure_library() -> None:
+    """Load (building on first use) the C++ kernels before an operator first runs, so the
+    dispatcher has them; quietly absent when they cannot be had."""
+    if _compiled._module is None and _compiled._error is None:
+        _compiled.available()
+
+
+_ops.register(_ensure_library)
+_onnx.register_legacy_symbolics()
+
+
+def _onnx_exporting() -> bool:
+    """Inside ``torch.onnx.export(dynamo=True)``: emit the ONNX operator (see :mod:`._onnx`)."""
+    return torch.compiler.is_exporting() and torch.onnx.is_in_onnx_export()
+
+
+def _path(backend: str, x: Tensor, *tensors: Tensor | None) -> str:
+    """The path a call takes: "op" (the dispatcher chooses), "composite" or "loop"."""
+    if backend == "auto":
+        if not torch.compiler.is_compiling():
+            _ensure_library()
+        return "op"
     if backend == "compiled":
         reason = _compiled_refuses(x, tensors)
         if reason is not None:
             raise ValueError(f"backend='compiled' cannot run this call: {reason}; "
-                             "use backend='auto' or 'fused'")
+                             "use backend='auto'")
         _compiled.load()  # raises ExtensionUnavailable saying why
-        return "compiled"
-    if backend != "auto":
-        return backend
-    if torch.compiler.is_compiling() or _compiled_refuses(x, tensors) is not None:
-        return "fused"
-    return "compiled" if _compiled.available() else "fused"
+        return "op"
+    if backend in ("fused", "composite"):
+        return "composite"
+    if backend == "loop":
+        return "loop"
+    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
 def _compiled_refuses(x: Tensor, tensors: tuple[Tensor | None, ...]) -> str | None:
-    """Why the compiled kernels cannot take these tensors, or None when they can."""
+    """Why the C++ kernels cannot take these tensors, or None when they can."""
     if not x.is_cpu:
         return f"it runs on CPU tensors, got {x.device}"
-    dtype = x.dtype
-    if dtype not in (torch.float32, torch.float64):
-        return f"it runs float32 and float64, got {dtype}"
-    for t in tensors:  # is_cpu and dtype are cheap; this runs on every call
-        if t is not None and (t.dtype != dtype or not t.is_cpu):
-            return f"every tensor must be {dtype} on the CPU like x, got {t.dtype} on {t.device}"
+    if not x.is_floating_point():
+        return f"it runs floating-point tensors, got {x.dtype}"
+    for t in tensors:
+        if t is not None and (t.dtype != x.dtype or not t.is_cpu):
+            return f"every tensor must be {x.dtype} on the CPU like x, got {t.dtype} on {t.device}"
     return None
 
 
-@_traceable.dispatch(_traceable.elman)  # torch.export/compile: see traceable.py
+def _tracing() -> bool:
+    """Under a tracer or transform: the call must stay the rnnkit operator (the torch._VF
+    route is an eager-time, size-dependent choice a traced graph would bake in)."""
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or torch._C._are_functorch_transforms_active())
+
+
+def _train(*tensors: Tensor | None) -> bool:
+    """Whether the operator should keep the buffers of its backward pass. Always under
+    ``jit.trace``: the flag is a constant of the traced graph, which may later be trained."""
+    if torch.jit.is_tracing():
+        return True
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def elman(
     x: Tensor,
     h0: Tensor,
@@ -98,23 +133,24 @@ def elman(
     """Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh). Returns (states, h_n)."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    path = _choose(backend, x, h0, w_ih, w_hh, b_ih, b_hh)
-    if path == "compiled":
-        out, h_n = _compiled.load().elman(
-            x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, nonlinearity == "relu", zero_padding
-        )
+    path = _path(backend, x, h0, w_ih, w_hh, b_ih, b_hh)
+    relu = nonlinearity == "relu"
+    if path == "op" and _onnx_exporting():
+        out, h_n = _onnx.emit("elman", x, (h0,), w_ih, w_hh, b_ih, b_hh, mask, reverse,
+                              zero_padding, relu)
         return out, h_n
-    if path == "fused":
-        out, h_n = elman_fused(
-            x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity=nonlinearity, mask=mask, reverse=reverse
-        )
-    else:
-        step = partial(_elman_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, act=nonlinearity)
-        out, (h_n,) = scan(step, x, (h0,), mask, reverse)
+    if path == "op":
+        out, h_n = _ops.apply("elman", x.contiguous(), h0, w_ih, w_hh, b_ih, b_hh, mask,
+                              reverse, relu, zero_padding)
+        return out, h_n
+    if path == "composite":
+        return _composite.elman(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu,
+                                zero_padding)
+    step = partial(_elman_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, act=nonlinearity)
+    out, (h_n,) = scan(step, x, (h0,), mask, reverse)
     return _padded(out, mask, zero_padding), h_n
 
 
-@_traceable.dispatch(_traceable.gru)  # torch.export/compile: see traceable.py
 def gru(
     x: Tensor,
     h0: Tensor,
@@ -129,20 +165,25 @@ def gru(
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     """GRU in PyTorch's formulation (gates r, z, n). Returns (states, h_n)."""
-    path = _choose(backend, x, h0, w_ih, w_hh, b_ih, b_hh)
-    if path == "compiled":
-        out, h_n = _compiled.load().gru(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse,
-                                        zero_padding)
+    path = _path(backend, x, h0, w_ih, w_hh, b_ih, b_hh)
+    if path == "op" and _onnx_exporting():
+        out, h_n = _onnx.emit("gru", x, (h0,), w_ih, w_hh, b_ih, b_hh, mask, reverse,
+                              zero_padding)
         return out, h_n
-    if path == "fused":
-        out, h_n = gru_fused(x, h0, w_ih, w_hh, b_ih, b_hh, mask=mask, reverse=reverse)
-    else:
-        step = partial(_gru_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
-        out, (h_n,) = scan(step, x, (h0,), mask, reverse)
+    if path == "op":
+        train = _train(x, h0, w_ih, w_hh, b_ih, b_hh)
+        out, h_n, _, _ = _ops.apply("gru", x.contiguous(), h0, w_ih, w_hh, b_ih, b_hh, mask,
+                                    reverse, zero_padding, train)
+        return out, h_n
+    if path == "composite":
+        out, h_n, _, _ = _composite.gru(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse,
+                                        zero_padding, False)
+        return out, h_n
+    step = partial(_gru_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
+    out, (h_n,) = scan(step, x, (h0,), mask, reverse)
     return _padded(out, mask, zero_padding), h_n
 
 
-@_traceable.dispatch(_traceable.lstm)  # torch.export/compile: see traceable.py
 def lstm(
     x: Tensor,
     h0: Tensor,
@@ -158,21 +199,27 @@ def lstm(
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """LSTM (gates i, f, g, o). Returns (states h, h_n, c_n)."""
-    path = _choose(backend, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-    if backend == "auto" and path == "compiled" and _prefers_torch_lstm(
-            x, w_hh, mask, h0, c0, w_ih, w_hh, b_ih, b_hh):
-        out, h_n, c_n = _torch_recurrence(torch._VF.lstm, x, (h0, c0), w_ih, w_hh, b_ih, b_hh,
-                                          reverse)
+    path = _path(backend, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    if path == "op" and _onnx_exporting():
+        out, h_n, c_n = _onnx.emit("lstm", x, (h0, c0), w_ih, w_hh, b_ih, b_hh, mask, reverse,
+                                   zero_padding)
         return out, h_n, c_n
-    if path == "compiled":
-        out, h_n, c_n = _compiled.load().lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse,
-                                              zero_padding)
+    if path == "op":
+        if (backend == "auto" and not _tracing()
+                and _prefers_torch_lstm(x, w_hh, mask, h0, c0, w_ih, w_hh, b_ih, b_hh)):
+            out, h_n, c_n = _torch_recurrence(torch._VF.lstm, x, (h0, c0), w_ih, w_hh, b_ih,
+                                              b_hh, reverse)
+            return out, h_n, c_n
+        train = _train(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        out, h_n, c_n, _, _ = _ops.apply("lstm", x.contiguous(), h0, c0, w_ih, w_hh, b_ih, b_hh,
+                                         mask, reverse, zero_padding, train)
         return out, h_n, c_n
-    if path == "fused":
-        out, h_n, c_n = lstm_fused(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask=mask, reverse=reverse)
-    else:
-        step = partial(_lstm_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
-        out, (h_n, c_n) = scan(step, x, (h0, c0), mask, reverse)
+    if path == "composite":
+        out, h_n, c_n, _, _ = _composite.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse,
+                                              zero_padding, False)
+        return out, h_n, c_n
+    step = partial(_lstm_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
+    out, (h_n, c_n) = scan(step, x, (h0, c0), mask, reverse)
     return _padded(out, mask, zero_padding), h_n, c_n
 
 
@@ -181,8 +228,9 @@ def prefix_mask(lengths: Tensor, steps: int) -> tuple[Tensor, int, int]:
     and largest length (0, 0 for an empty batch). ``lengths`` is a 1-D integer tensor; values
     out of [0, T] are the caller's to refuse. One compiled pass for CPU lengths (five small
     tensor ops otherwise, a tenth of a small RNN's forward pass)."""
-    if lengths.is_cpu and not torch.compiler.is_compiling() and _compiled.available():
-        mask, low, high = _compiled.load().prefix_mask(lengths, steps)
+    if (lengths.is_cpu and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing() and _compiled.available()):
+        mask, low, high = torch.ops.rnnkit.prefix_mask(lengths, steps)
         return mask, low, high
     low, high = (int(v) for v in torch.aminmax(lengths)) if lengths.numel() else (0, 0)
     mask = torch.arange(steps, device=lengths.device).unsqueeze(1) < lengths.unsqueeze(0)
@@ -192,18 +240,19 @@ def prefix_mask(lengths: Tensor, steps: int) -> tuple[Tensor, int, int]:
 def zero_masked(out: Tensor, mask: Tensor) -> Tensor:
     """``out`` (T, B, F) with the steps where ``mask`` (T, B) is False set to zero (torch.nn's
     padding past each sequence's end). In place on the compiled path when ``out`` needs no
-    gradient (inference: nothing saved it for a backward pass); otherwise a multiply, which
+    gradient (inference: nothing saved it for a backward pass); otherwise a ``where``, which
     passes zero gradient to the masked steps."""
     if (not out.requires_grad and out.is_cpu and out.is_contiguous()
             and out.dtype in (torch.float32, torch.float64)
-            and not torch.compiler.is_compiling() and _compiled.available()):
-        _compiled.load().zero_masked_(out, mask)
+            and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+            and _compiled.available()):
+        torch.ops.rnnkit.zero_masked_(out, mask)
         return out
-    return out * mask.unsqueeze(-1)
+    return torch.where(mask.unsqueeze(-1), out, out.new_zeros(()))
 
 
 def _padded(out: Tensor, mask: Tensor | None, zero_padding: bool) -> Tensor:
-    """The held states of a non-compiled path, zeroed at masked steps when asked to be."""
+    """The held states of the loop path, zeroed at masked steps when asked to be."""
     return zero_masked(out, mask) if zero_padding and mask is not None else out
 
 

@@ -1,13 +1,17 @@
 """The compiled CPU time loops (``csrc/``): built on first use, cached, optional.
 
-The C++ sources are compiled with ``torch.utils.cpp_extension.load`` the first time a compiled
-kernel is asked for, into torch's per-user extension cache (``$TORCH_EXTENSIONS_DIR``, by
-default ``~/.cache/torch_extensions``); later processes load the cached library in
-milliseconds. The module name carries a digest of the sources and flags, so an edited source or
-another CPU gets its own build instead of a stale one.
+The C++ sources are compiled with ``torch.utils.cpp_extension.load`` the first time a kernel
+is needed, into torch's per-user extension cache (``$TORCH_EXTENSIONS_DIR``, by default
+``~/.cache/torch_extensions``); later processes load the cached library in milliseconds. The
+library is a plain shared object (no Python module, no pybind11): loading it registers the CPU
+kernels of the ``rnnkit`` operators (``csrc/ops.cpp``, schemas in :mod:`._ops`). Its name
+carries a digest of the sources and flags, so an edited source or another CPU gets its own
+build instead of a stale one. The translation units build in parallel (ninja, one job per
+core) and a build says on stderr what it compiles and how long it has taken.
 
-Nothing here is required: without a compiler (or with ``RNNKIT_NO_EXTENSION=1``) the kernels
-run on the pure-PyTorch fused path; the switch is read once, when a kernel is first needed.
+Nothing here is required: without a compiler (or with ``RNNKIT_NO_EXTENSION=1``) the
+operators run their composite implementation; the switch is read once, when a kernel is first
+needed.
 ``backend="auto"`` falls back silently when the extension was switched off on purpose and with
 one :class:`ExtensionWarning` when building it failed; ``backend="compiled"`` raises
 :class:`ExtensionUnavailable` with the reason.
@@ -17,10 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
+import time
 import warnings
 from pathlib import Path
-from types import ModuleType
+from typing import TextIO
 
 import torch
 
@@ -28,7 +34,8 @@ __all__ = ["ENV_DISABLE", "ExtensionUnavailable", "ExtensionWarning", "available
            "needs_build"]
 
 ENV_DISABLE = "RNNKIT_NO_EXTENSION"
-_SOURCES = ("bindings.cpp", "shared.cpp", "gemm.cpp", "elman.cpp", "gru.cpp", "lstm.cpp")
+# the longest first: ninja starts them in this order
+_SOURCES = ("lstm.cpp", "gru.cpp", "elman.cpp", "ops.cpp", "shared.cpp", "gemm.cpp")
 _HEADERS = ("common.h",)
 _CSRC = Path(__file__).parent / "csrc"
 
@@ -38,11 +45,11 @@ class ExtensionUnavailable(RuntimeError):
 
 
 class ExtensionWarning(UserWarning):
-    """Building the compiled kernels failed; rnnkit runs on the pure-PyTorch fused path."""
+    """Building the compiled kernels failed; rnnkit runs the composite implementation."""
 
 
 _lock = threading.Lock()
-_module: ModuleType | None = None
+_module: str | None = None  # the loaded library's path
 _error: str | None = None
 _warned = False
 
@@ -68,21 +75,70 @@ def _module_name(flags: list[str]) -> str:
     return f"rnnkit_cpu_{digest.hexdigest()[:12]}"
 
 
-def _build() -> ModuleType:
+def _build() -> str:
     from torch.utils import cpp_extension
 
     flags = _flags()
-    with warnings.catch_warnings():
-        # cpp_extension warns about compiler versions and ABI details; a build that succeeds is
-        # all that matters here, and a failing one raises.
-        warnings.simplefilter("ignore")
-        return cpp_extension.load(
-            name=_module_name(flags),
-            sources=[str(_CSRC / name) for name in _SOURCES],
-            extra_cflags=flags,
-            extra_ldflags=["-fopenmp"],
-            verbose=False,
-        )
+    name = _module_name(flags)
+    directory = Path(cpp_extension._get_build_directory(name, verbose=False))
+    library = directory / f"{name}.so"
+    progress = None if library.is_file() else _Progress(directory, sys.stderr)
+    try:
+        with warnings.catch_warnings():
+            # cpp_extension warns about compiler versions and ABI details; a build that
+            # succeeds is all that matters here, and a failing one raises.
+            warnings.simplefilter("ignore")
+            cpp_extension.load(
+                name=name,
+                sources=[str(_CSRC / source) for source in _SOURCES],
+                extra_cflags=flags,
+                extra_ldflags=["-fopenmp"],
+                is_python_module=False,  # loads it with torch.ops.load_library
+                verbose=False,
+            )
+    finally:
+        if progress is not None:
+            progress.stop()
+    return str(library)
+
+
+class _Progress:
+    """One line on ``stream`` as each translation unit of a build finishes, with the time
+    taken, and one every 10 s while nothing changes: a first build is not a silent hang."""
+
+    def __init__(self, directory: Path, stream: TextIO) -> None:
+        self._directory, self._stream = directory, stream
+        self._start = time.monotonic()
+        self._done = threading.Event()
+        self._say(f"rnnkit: building the C++ kernels ({len(_SOURCES)} files, once per "
+                  f"version; cached in {directory.parent})")
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _say(self, text: str) -> None:
+        self._stream.write(f"[{time.monotonic() - self._start:5.1f} s] {text}\n")
+        self._stream.flush()
+
+    def _watch(self) -> None:
+        finished: set[str] = set()
+        last = time.monotonic()
+        while not self._done.wait(0.5):
+            objects = {p.stem for p in self._directory.glob("*.o")}
+            new = sorted(objects - finished)
+            if new:
+                finished |= objects
+                self._say(f"compiled {', '.join(n + '.cpp' for n in new)} "
+                          f"({len(finished)}/{len(_SOURCES)})")
+                last = time.monotonic()
+            elif time.monotonic() - last >= 10:
+                pending = [s for s in _SOURCES if Path(s).stem not in finished]
+                self._say(f"still compiling {', '.join(pending) or 'and linking'}")
+                last = time.monotonic()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self._say("done")
 
 
 def needs_build() -> bool:
@@ -101,8 +157,8 @@ def needs_build() -> bool:
         return True
 
 
-def load() -> ModuleType:
-    """The compiled module, building it on first use; :class:`ExtensionUnavailable` if it
+def load() -> str:
+    """The compiled library (its path), building and loading it on first use; :class:`ExtensionUnavailable` if it
     cannot be had (switched off by ``RNNKIT_NO_EXTENSION``, no compiler, a failed build)."""
     global _module, _error
     if _module is not None:
@@ -110,7 +166,8 @@ def load() -> ModuleType:
     if os.environ.get(ENV_DISABLE, "") not in ("", "0"):
         raise ExtensionUnavailable(
             f"rnnkit's compiled kernels are switched off by {ENV_DISABLE}="
-            f"{os.environ[ENV_DISABLE]!r}; unset it, or use backend='fused'"
+            f"{os.environ[ENV_DISABLE]!r}; unset it, or use backend='auto' (the composite "
+            "implementation)"
         )
     with _lock:
         if _module is None and _error is None:
@@ -122,7 +179,7 @@ def load() -> ModuleType:
     if _module is None:
         raise ExtensionUnavailable(
             f"rnnkit's compiled kernels could not be built ({_error}); they need a C++ compiler "
-            "and ninja (pip install ninja). Use backend='fused' to run without them"
+            "and ninja (pip install ninja). Use backend='auto' to run without them"
         )
     return _module
 
@@ -138,7 +195,7 @@ def available() -> bool:
     except ExtensionUnavailable as e:
         if os.environ.get(ENV_DISABLE, "") in ("", "0") and not _warned:
             _warned = True
-            warnings.warn(f"{e}; running on the pure-PyTorch fused path", ExtensionWarning,
+            warnings.warn(f"{e}; running the composite implementation", ExtensionWarning,
                           stacklevel=3)
         return False
     return True

@@ -128,8 +128,11 @@ def test_compiled_zero_padding_threads_and_inference(extension: None, cell: str)
     mask = _mask("holes", 40, 25)
     values, grads = _run(cell, args, mask, True, "compiled", zero_padding=True)
     fused_values, fused_grads = _run(cell, args, mask, True, "fused", zero_padding=True)
+    # relu: a pre-activation within rounding of 0 can take the other slope on a path that sums
+    # in another order, which moves a weight gradient by one term (seen: 2e-3 of 7)
+    tol = dict(rtol=1e-4, atol=5e-3 if cell == "relu" else 5e-5)
     for a, b in zip((*values, *grads), (*fused_values, *fused_grads)):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=5e-5)
+        torch.testing.assert_close(a, b, **tol)
     with torch.no_grad():
         without = CELLS[cell][1](*args, mask=mask, reverse=True, zero_padding=True,
                                  backend="compiled")
@@ -150,8 +153,10 @@ def test_compiled_threads_match_fused(extension: None, cell: str, mask_kind: str
     mask = _mask(mask_kind, 40, 25)
     values, grads = _run(cell, args, mask, True, "compiled")
     fused_values, fused_grads = _run(cell, args, mask, True, "fused")
-    # float32 weight gradients sum 1000 products in a different order: looser than TOL
-    tol = TOL[dtype] if dtype == torch.float64 else dict(rtol=1e-4, atol=5e-5)
+    # float32 weight gradients sum 1000 products in a different order: looser than TOL (and
+    # relu's kink, see test_compiled_zero_padding_threads_and_inference)
+    tol = TOL[dtype] if dtype == torch.float64 else dict(
+        rtol=1e-4, atol=5e-3 if cell == "relu" else 5e-5)
     for a, b in zip((*values, *grads), (*fused_values, *fused_grads)):
         torch.testing.assert_close(a, b, **tol)
 
@@ -236,14 +241,45 @@ def test_compiled_weight_grads_only(extension: None) -> None:
 
 def test_compiled_refuses_what_it_cannot_run(extension: None) -> None:
     args = _inputs("tanh", torch.float64)
-    half = [a.detach().half() for a in args]
+    ints = [a.detach().long() for a in args]
     with pytest.raises(ValueError, match="backend='compiled' cannot run this call: it runs "
-                                         "float32 and float64"):
-        K.elman(*half, backend="compiled")
+                                         "floating-point tensors"):
+        K.elman(*ints, backend="compiled")
     mixed = [args[0].float(), *args[1:]]
     with pytest.raises(ValueError, match="every tensor must be torch.float32"):
         K.elman(*mixed, backend="compiled")
-    assert K.elman(*half, backend="auto")[0].dtype == torch.float16  # auto: the fused path
+    with pytest.raises(RuntimeError, match="every tensor must have the input's dtype"):
+        torch.ops.rnnkit.elman(*mixed, None, False, False, False)  # the kernel checks too
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_reduced_precision_runs_the_float32_loop(extension: None, cell: str,
+                                                 dtype: torch.dtype) -> None:
+    """bfloat16/float16 on the CPU: the C++ loop in float32, outputs and gradients in the input's
+    dtype. The outputs equal the float32 kernel's on the same (rounded) inputs up to their one
+    final rounding; the gradients within the dtype's resolution (the backward pass reads the
+    saved states and gates as rounded to the dtype)."""
+    args = [a.detach().to(dtype).requires_grad_() for a in _inputs(cell, torch.float32)]
+    wide = [a.detach().float().requires_grad_() for a in args]
+    mask = _mask("lengths", 6, 4)
+
+    def run(inputs: list) -> tuple:
+        results = CELLS[cell][1](*inputs, mask=mask, reverse=True, backend="compiled",
+                                 zero_padding=True)
+        g = torch.Generator().manual_seed(7)  # the same output gradients, rounded to dtype
+        loss = sum((r * torch.randn(r.shape, generator=g).to(dtype)).sum() for r in results)
+        return results, torch.autograd.grad(loss, inputs)
+
+    values, grads = run(args)
+    want_values, want_grads = run(wide)
+    for a, b in zip(values, want_values):
+        assert a.dtype == dtype
+        torch.testing.assert_close(a, b.to(dtype), rtol=0, atol=0)
+    tol = 2e-2 if dtype == torch.bfloat16 else 3e-3
+    for a, b in zip(grads, want_grads):
+        assert a.dtype == dtype
+        torch.testing.assert_close(a.float(), b, rtol=tol, atol=tol)
 
 
 # -- loading rules ---------------------------------------------------------------------------
@@ -256,54 +292,85 @@ def fresh_loader(monkeypatch: pytest.MonkeyPatch):
     compiled._module, compiled._error, compiled._warned = saved
 
 
-def test_env_var_switches_it_off_silently(fresh_loader: pytest.MonkeyPatch) -> None:
-    fresh_loader.setenv(compiled.ENV_DISABLE, "1")
-    fresh_loader.setattr(compiled, "_build", _must_not_build)
-    args = _inputs("lstm", torch.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        auto = K.lstm(*args, backend="auto")
-    fused = K.lstm(*args, backend="fused")
-    for a, b in zip(auto, fused):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-    with pytest.raises(compiled.ExtensionUnavailable, match="switched off by RNNKIT_NO_EXTENSION"):
-        K.lstm(*args, backend="compiled")
+def _in_fresh_process(script: str, **env: str) -> None:
+    """Run ``script`` in a new interpreter: once loaded, the C++ kernels stay registered in the
+    dispatcher for the life of a process, so the loading rules are checked where none are."""
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, **env}
+    done = subprocess.run([sys.executable, "-W", "error", "-c", script], env=environment,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
-def test_failed_build_falls_back_with_one_warning(fresh_loader: pytest.MonkeyPatch) -> None:
-    fresh_loader.delenv(compiled.ENV_DISABLE, raising=False)
-    calls = []
-
-    def broken() -> None:
-        calls.append(1)
-        raise RuntimeError("Error building extension 'rnnkit_cpu': c++: not found")
-
-    fresh_loader.setattr(compiled, "_build", broken)
-    args = _inputs("gru", torch.float64)
-    with pytest.warns(compiled.ExtensionWarning, match="could not be built .*c\\+\\+: not found"):
-        first = K.gru(*args, backend="auto")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        second = K.gru(*args, backend="auto")  # no second warning, no second build attempt
-    assert len(calls) == 1
-    fused = K.gru(*args, backend="fused")
-    for a, b, c in zip(first, second, fused):
-        torch.testing.assert_close(a, c, rtol=0, atol=0)
-        torch.testing.assert_close(b, c, rtol=0, atol=0)
-    with pytest.raises(compiled.ExtensionUnavailable, match="pip install ninja"):
-        K.gru(*args, backend="compiled")
+_FRESH_PRELUDE = """
+import warnings, torch, pytest
+from rnnkit import _kernels as K
+from rnnkit._kernels import compiled
+g = torch.Generator().manual_seed(1)
+args = [torch.randn(6, 4, 3, generator=g, dtype=torch.float64), torch.randn(4, 5, generator=g,
+        dtype=torch.float64), torch.randn(15, 3, generator=g, dtype=torch.float64),
+        torch.randn(15, 5, generator=g, dtype=torch.float64)]
+"""
 
 
-def test_fallback_path_matches_loop(fresh_loader: pytest.MonkeyPatch) -> None:
-    """What CI runs without a compiler: 'auto' on the pure-PyTorch path, against the loop."""
-    fresh_loader.setenv(compiled.ENV_DISABLE, "1")
-    for cell in CELLS:
-        args = _inputs(cell, torch.float64)
-        mask = _mask("lengths", 6, 4)
-        values, grads = _run(cell, args, mask, True, "auto")
-        loop_values, loop_grads = _run(cell, args, mask, True, "loop")
-        for a, b in zip((*values, *grads), (*loop_values, *loop_grads)):
-            torch.testing.assert_close(a, b, **TOL[torch.float64])
+def test_env_var_switches_it_off_silently() -> None:
+    _in_fresh_process(_FRESH_PRELUDE + """
+def must_not_build():
+    raise AssertionError("the extension must not be built when switched off")
+compiled._build = must_not_build
+auto = K.gru(*args, backend="auto")  # -W error: not a word said
+fused = K.gru(*args, backend="fused")
+for a, b in zip(auto, fused):
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+with pytest.raises(compiled.ExtensionUnavailable, match="switched off by RNNKIT_NO_EXTENSION"):
+    K.gru(*args, backend="compiled")
+""", RNNKIT_NO_EXTENSION="1")
+
+
+def test_failed_build_falls_back_with_one_warning() -> None:
+    _in_fresh_process(_FRESH_PRELUDE + """
+calls = []
+def broken():
+    calls.append(1)
+    raise RuntimeError("Error building extension 'rnnkit_cpu': c++: not found")
+compiled._build = broken
+with pytest.warns(compiled.ExtensionWarning, match="could not be built .*c[+][+]: not found"):
+    first = K.gru(*args, backend="auto")
+second = K.gru(*args, backend="auto")  # -W error: no second warning, no second build attempt
+assert len(calls) == 1
+fused = K.gru(*args, backend="fused")
+for a, b, c in zip(first, second, fused):
+    torch.testing.assert_close(a, c, rtol=0, atol=0)
+    torch.testing.assert_close(b, c, rtol=0, atol=0)
+with pytest.raises(compiled.ExtensionUnavailable, match="pip install ninja"):
+    K.gru(*args, backend="compiled")
+""", RNNKIT_NO_EXTENSION="")
+
+
+def test_fallback_path_matches_loop() -> None:
+    """What CI runs without a compiler: 'auto' on the composite kernels, against the loop."""
+    _in_fresh_process(_FRESH_PRELUDE + """
+x, h0, w_ih, w_hh = (a.requires_grad_() for a in args)
+mask = torch.arange(6).unsqueeze(1) < torch.tensor([6, 2, 4, 1]).unsqueeze(0)
+for fn, g in ((K.elman, 1), (K.gru, 3), (K.lstm, 4)):
+    weights = [torch.randn(g * 5, 3, dtype=torch.float64, requires_grad=True),
+               torch.randn(g * 5, 5, dtype=torch.float64, requires_grad=True)]
+    states = [h0] * (2 if fn is K.lstm else 1)
+    leaves = [x, h0, *weights]
+    results = []
+    for backend in ("auto", "loop"):
+        out = fn(x, *states, *weights, mask=mask, reverse=True, zero_padding=True,
+                 backend=backend)
+        loss = sum((o * o).sum() for o in out)
+        results.append((out, torch.autograd.grad(loss, leaves)))
+    (a, ga), (b, gb) = results
+    for u, v in zip((*a, *ga), (*b, *gb)):
+        torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-12)
+assert not compiled.available()
+""", RNNKIT_NO_EXTENSION="1")
 
 
 def _must_not_build() -> None:
@@ -341,7 +408,7 @@ def test_zero_masked_in_place_and_by_multiply(extension: None, dtype: torch.dtyp
 
 def test_zero_masked_names_a_wrong_mask(extension: None) -> None:
     with pytest.raises(RuntimeError, match=r"mask must be a \(T, B\) = \[7, 4\] CPU bool tensor"):
-        compiled.load().zero_masked_(torch.zeros(7, 4, 3), torch.ones(4, 7, dtype=torch.bool))
+        torch.ops.rnnkit.zero_masked_(torch.zeros(7, 4, 3), torch.ones(4, 7, dtype=torch.bool))
 
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8])

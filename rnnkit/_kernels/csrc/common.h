@@ -7,8 +7,18 @@
 // time loop: no synchronisation per step, and each thread's matrix products run single-threaded.
 #pragma once
 
-#include <ATen/ATen.h>
+// Only the headers the loops use (Tensor's methods, the type dispatch, the thread pool and the
+// handful of ATen functions below), not <ATen/ATen.h> or <torch/extension.h>: the first build
+// compiles each translation unit in a few seconds instead of tens.
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
+
+#include <array>
 
 #include <cmath>
 #include <cstdint>
@@ -127,12 +137,10 @@ inline T* at_step(T* base, int64_t t, int64_t batch, int64_t row, int64_t width)
 // A tensor that may be undefined (Python None), as contiguous or undefined.
 inline Tensor contiguous_or_empty(const Tensor& t) { return t.defined() ? t.contiguous() : t; }
 
-// torch::autograd::Function cannot take undefined tensors, so an absent optional tensor (a
-// bias, the mask) crosses into it as an empty one and is turned back on the other side.
-inline Tensor absent_as_empty(const Tensor& t) {
-  return t.defined() ? t : at::empty({0}, at::TensorOptions().dtype(at::kFloat));
-}
-inline Tensor empty_as_absent(const Tensor& t) { return t.numel() == 0 ? Tensor() : t; }
+// The placeholder a pass returns for an output nobody asked for (a gradient outside
+// output_mask, the saved buffers of an inference pass): the operator schemas return tensors,
+// and the fake kernels give these the same (0,) shape.
+inline Tensor unused(const Tensor& like) { return at::empty({0}, like.options()); }
 
 // A (T, B, H) tensor read in place whatever its strides (the output gradient of out.sum() is
 // one broadcast scalar): row(t, b) points into it when its rows are contiguous, else it gathers
@@ -245,5 +253,48 @@ Tensor bias_or_zeros(const Tensor& bias, int64_t size, const Tensor& like);
 void check_inputs(const char* name, int64_t gates, const Tensor& x,
                   std::initializer_list<Tensor> states, const Tensor& w_ih, const Tensor& w_hh,
                   const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask);
+
+// ---------------------------------------------------------------------------------------------
+// The recurrences: plain forward and backward functions, no autograd here. ops.cpp registers
+// them as the CPU kernels of the rnnkit::elman / gru / lstm operators and their *_backward
+// (schemas in rnnkit/_kernels/_ops.py, where autograd connects the two). Absent optional
+// tensors (a bias, the mask) are undefined. `zero`: outputs at masked steps are zero (torch.nn's
+// padding) while the state is held. `train`: also return the buffers the backward pass reads,
+// else (0,) placeholders. A backward pass returns one gradient per differentiable input, in
+// input order, each a (0,) placeholder where its output_mask entry is false.
+
+std::tuple<Tensor, Tensor> elman_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
+                                         const Tensor& w_hh, const Tensor& b_ih,
+                                         const Tensor& b_hh, const Tensor& mask, bool reverse,
+                                         bool relu, bool zero);
+std::array<Tensor, 6> elman_backward(const Tensor& grad_out, const Tensor& grad_h_n,
+                                     const Tensor& x, const Tensor& h0, const Tensor& w_ih,
+                                     const Tensor& w_hh, const Tensor& out, const Tensor& mask,
+                                     bool reverse, bool relu, bool zero,
+                                     std::array<bool, 6> output_mask);
+
+// returns (out, h_n, gates, hn_all): gates (T, B, 3H) = (r, z, n), hn_all (T, B, H) = gh_n
+std::tuple<Tensor, Tensor, Tensor, Tensor> gru_forward(const Tensor& x, const Tensor& h0,
+                                                       const Tensor& w_ih, const Tensor& w_hh,
+                                                       const Tensor& b_ih, const Tensor& b_hh,
+                                                       const Tensor& mask, bool reverse,
+                                                       bool zero, bool train);
+std::array<Tensor, 6> gru_backward(const Tensor& grad_out, const Tensor& grad_h_n,
+                                   const Tensor& x, const Tensor& h0, const Tensor& w_ih,
+                                   const Tensor& w_hh, const Tensor& out, const Tensor& gates,
+                                   const Tensor& hn_all, const Tensor& mask, bool reverse,
+                                   bool zero, std::array<bool, 6> output_mask);
+
+// returns (out, h_n, c_n, gates, c_all): gates (T, B, 4H) activated i, f, g, o; c_all (T, B, H)
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
+    const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+    const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask, bool reverse, bool zero,
+    bool train);
+std::array<Tensor, 7> lstm_backward(const Tensor& grad_out, const Tensor& grad_h_n,
+                                    const Tensor& grad_c_n, const Tensor& x, const Tensor& h0,
+                                    const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+                                    const Tensor& out, const Tensor& gates, const Tensor& c_all,
+                                    const Tensor& mask, bool reverse, bool zero,
+                                    std::array<bool, 7> output_mask);
 
 }  // namespace rnnkit

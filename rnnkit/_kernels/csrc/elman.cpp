@@ -5,15 +5,10 @@
 // applies the activation in place. Backward: one loop back over time forms d pre_t for every
 // step (its elementwise part fused into one pass), and every weight gradient is one matrix
 // product after the loop.
-#include <torch/csrc/autograd/custom_function.h>
-
 #include "common.h"
 
 namespace rnnkit {
 namespace {
-
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
 
 // Copy the previous state into the rows whose mask is False: those sequences hold their state.
 template <typename T>
@@ -109,87 +104,58 @@ Tensor run_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const 
   return out;
 }
 
-struct ElmanFunction : public torch::autograd::Function<ElmanFunction> {
-  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& h0,
-                               const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih_in,
-                               const Tensor& b_hh_in, const Tensor& mask_in, bool reverse,
-                               bool relu, bool zero) {
-    const Tensor b_ih = empty_as_absent(b_ih_in), b_hh = empty_as_absent(b_hh_in);
-    const Tensor mask = empty_as_absent(mask_in);
-    zero = zero && mask.defined();
-    Tensor out = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu, zero);
-    ctx->save_for_backward({x, h0, w_ih, w_hh, out, mask_in});
-    ctx->saved_data["reverse"] = reverse;
-    ctx->saved_data["relu"] = relu;
-    ctx->saved_data["zero"] = zero;
-    ctx->saved_data["bias"] = std::vector<bool>{b_ih.defined(), b_hh.defined()};
-    return {out, last_state(out, h0, reverse, zero ? mask : Tensor())};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    TORCH_CHECK(!at::GradMode::is_enabled(),
-                "rnnkit backend 'compiled' has no double backward; use backend='fused'");
-    const auto saved = ctx->get_saved_variables();
-    const Tensor &x = saved[0], &h0 = saved[1], &w_ih = saved[2], &w_hh = saved[3];
-    const Tensor& out = saved[4];
-    const Tensor mask = empty_as_absent(saved[5]);
-    const bool reverse = ctx->saved_data["reverse"].toBool();
-    const bool relu = ctx->saved_data["relu"].toBool();
-    const bool zero = ctx->saved_data["zero"].toBool();
-    const auto has_bias = ctx->saved_data["bias"].toBoolList();
-    const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
-    const int64_t hidden = w_hh.size(0);
-    const OutputGrad d_out = output_grad(grads[0]);
-    Tensor dh = grads[1].contiguous().clone();
-    // each d pre_t is written over the d out_t it was formed from, when that buffer is ours
-    Tensor d_pre = d_out.owned ? d_out.grad : at::empty_like(out);
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "elman_backward", [&] {
-      backward_loop(d_out.grad.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
-                    out.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
-                    mask.defined() ? mask.data_ptr<bool>() : nullptr,
-                    d_pre.data_ptr<scalar_t>(), steps, batch, hidden, reverse, relu, zero);
-    });
-    const Tensor flat = d_pre.view({steps * batch, hidden});
-    Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
-    if (ctx->needs_input_grad(0)) {
-      dx = matmul(flat, Op::N, w_ih, Op::N).view({steps, batch, features});
-    }
-    if (ctx->needs_input_grad(2)) {
-      dw_ih = matmul(flat, Op::T, x.view({steps * batch, features}), Op::N);
-    }
-    if (ctx->needs_input_grad(3)) {
-      dw_hh = recurrent_weight_grad(d_pre, 0, hidden, out, h0, reverse, zero ? mask : Tensor());
-    }
-    if (ctx->needs_input_grad(4) || ctx->needs_input_grad(5)) {
-      const Tensor db = flat.sum(0);
-      if (has_bias[0] && ctx->needs_input_grad(4)) db_ih = db;
-      if (has_bias[1] && ctx->needs_input_grad(5)) db_hh = has_bias[0] ? db.clone() : db;
-    }
-    return {dx, dh, dw_ih, dw_hh, db_ih, db_hh, Tensor(), Tensor(), Tensor(), Tensor()};
-  }
-};
-
 }  // namespace
 
-std::vector<Tensor> elman(const Tensor& x_in, const Tensor& h0_in, const Tensor& w_ih_in,
-                          const Tensor& w_hh_in, const Tensor& b_ih, const Tensor& b_hh,
-                          const Tensor& mask_in, bool reverse, bool relu, bool zero) {
+std::tuple<Tensor, Tensor> elman_forward(const Tensor& x_in, const Tensor& h0_in,
+                                         const Tensor& w_ih_in, const Tensor& w_hh_in,
+                                         const Tensor& b_ih, const Tensor& b_hh,
+                                         const Tensor& mask_in, bool reverse, bool relu,
+                                         bool zero) {
   check_inputs("elman", 1, x_in, {h0_in}, w_ih_in, w_hh_in, b_ih, b_hh, mask_in);
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous();
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor mask = contiguous_or_empty(mask_in);
-  bool grad = false;
-  for (const Tensor* t : {&x, &h0, &w_ih, &w_hh, &b_ih, &b_hh}) {
-    grad = grad || (t->defined() && t->requires_grad());
-  }
-  if (grad && at::GradMode::is_enabled()) {
-    return ElmanFunction::apply(x, h0, w_ih, w_hh, absent_as_empty(b_ih), absent_as_empty(b_hh),
-                                absent_as_empty(mask), reverse, relu, zero);
-  }
-  at::NoGradGuard no_grad;
   zero = zero && mask.defined();
   Tensor out = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu, zero);
   return {out, last_state(out, h0, reverse, zero ? mask : Tensor())};
+}
+
+std::array<Tensor, 6> elman_backward(const Tensor& grad_out, const Tensor& grad_h_n,
+                                     const Tensor& x_in, const Tensor& h0_in,
+                                     const Tensor& w_ih_in, const Tensor& w_hh_in,
+                                     const Tensor& out, const Tensor& mask_in, bool reverse,
+                                     bool relu, bool zero, std::array<bool, 6> output_mask) {
+  const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous();
+  const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
+  const Tensor mask = contiguous_or_empty(mask_in);
+  zero = zero && mask.defined();
+  const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
+  const int64_t hidden = w_hh.size(0);
+  const OutputGrad d_out = output_grad(grad_out);
+  Tensor dh = grad_h_n.contiguous().clone();
+  // each d pre_t is written over the d out_t it was formed from, when that buffer is ours
+  Tensor d_pre = d_out.owned ? d_out.grad : at::empty_like(out);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "elman_backward", [&] {
+    backward_loop(d_out.grad.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
+                  out.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
+                  mask.defined() ? mask.data_ptr<bool>() : nullptr, d_pre.data_ptr<scalar_t>(),
+                  steps, batch, hidden, reverse, relu, zero);
+  });
+  const Tensor flat = d_pre.view({steps * batch, hidden});
+  std::array<Tensor, 6> grads;
+  grads.fill(unused(x));
+  if (output_mask[0]) grads[0] = matmul(flat, Op::N, w_ih, Op::N).view({steps, batch, features});
+  if (output_mask[1]) grads[1] = dh;
+  if (output_mask[2]) grads[2] = matmul(flat, Op::T, x.view({steps * batch, features}), Op::N);
+  if (output_mask[3]) {
+    grads[3] = recurrent_weight_grad(d_pre, 0, hidden, out, h0, reverse, zero ? mask : Tensor());
+  }
+  if (output_mask[4] || output_mask[5]) {
+    const Tensor db = flat.sum(0);
+    if (output_mask[4]) grads[4] = db;
+    if (output_mask[5]) grads[5] = output_mask[4] ? db.clone() : db;
+  }
+  return grads;
 }
 
 }  // namespace rnnkit

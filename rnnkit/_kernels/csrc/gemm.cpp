@@ -5,6 +5,9 @@
 #include <cstdlib>
 #include <type_traits>
 
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/mm.h>
+
 #include "common.h"
 
 extern "C" {

@@ -6,15 +6,10 @@
 // Each step is one small matrix product and one pass over the B*H elements. The forward pass
 // overwrites gi in place with (r, z, n) and keeps gh_n, which is all the backward pass needs.
 // The backward pass's elementwise gate gradients are one fused pass per step.
-#include <torch/csrc/autograd/custom_function.h>
-
 #include "common.h"
 
 namespace rnnkit {
 namespace {
-
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
 
 // gates (T, B, 3H) holds gi on entry and (r, z, n) on return; out (T, B, H) the states;
 // hn_all (T, B, H), when not null, receives gh_n of every step.
@@ -156,91 +151,70 @@ Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const
   return f;
 }
 
-struct GRUFunction : public torch::autograd::Function<GRUFunction> {
-  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& h0,
-                               const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih_in,
-                               const Tensor& b_hh_in, const Tensor& mask_in, bool reverse,
-                               bool zero) {
-    const Tensor b_ih = empty_as_absent(b_ih_in), b_hh = empty_as_absent(b_hh_in);
-    const Tensor mask = empty_as_absent(mask_in);
-    zero = zero && mask.defined();
-    Forward f = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, true, zero);
-    ctx->save_for_backward({x, h0, w_ih, w_hh, f.out, f.gates, f.hn_all, mask_in});
-    ctx->saved_data["reverse"] = reverse;
-    ctx->saved_data["zero"] = zero;
-    ctx->saved_data["bias"] = std::vector<bool>{b_ih.defined(), b_hh.defined()};
-    return {f.out, last_state(f.out, h0, reverse, zero ? mask : Tensor())};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    TORCH_CHECK(!at::GradMode::is_enabled(),
-                "rnnkit backend 'compiled' has no double backward; use backend='fused'");
-    const auto saved = ctx->get_saved_variables();
-    const Tensor &x = saved[0], &h0 = saved[1], &w_ih = saved[2], &w_hh = saved[3];
-    const Tensor &out = saved[4], &gates = saved[5], &hn_all = saved[6];
-    const Tensor mask = empty_as_absent(saved[7]);
-    const bool reverse = ctx->saved_data["reverse"].toBool();
-    const bool zero = ctx->saved_data["zero"].toBool();
-    const auto has_bias = ctx->saved_data["bias"].toBoolList();
-    const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
-    const int64_t hidden = w_hh.size(1);
-    const OutputGrad d_out = output_grad(grads[0]);
-    Tensor dh = grads[1].contiguous().clone();
-    Tensor d_gi = at::empty_like(gates);  // (T, B, 3H)
-    // (T, B, H): each step's row is written over the d out_t it was formed from, when ours
-    Tensor d_ghn = d_out.owned ? d_out.grad : at::empty_like(out);
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_backward", [&] {
-      backward_loop(d_out.grad.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
-                    out.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(),
-                    gates.data_ptr<scalar_t>(), hn_all.data_ptr<scalar_t>(),
-                    w_hh.data_ptr<scalar_t>(), mask.defined() ? mask.data_ptr<bool>() : nullptr,
-                    d_gi.data_ptr<scalar_t>(), d_ghn.data_ptr<scalar_t>(), steps, batch, hidden,
-                    reverse, zero);
-    });
-    const Tensor flat_gi = d_gi.view({steps * batch, 3 * hidden});
-    Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
-    if (ctx->needs_input_grad(0)) {
-      dx = matmul(flat_gi, Op::N, w_ih, Op::N).view({steps, batch, features});
-    }
-    if (ctx->needs_input_grad(2)) {
-      dw_ih = matmul(flat_gi, Op::T, x.view({steps * batch, features}), Op::N);
-    }
-    if (ctx->needs_input_grad(3)) {
-      const Tensor zero_mask = zero ? mask : Tensor();
-      dw_hh = at::cat({recurrent_weight_grad(d_gi, 0, 2 * hidden, out, h0, reverse, zero_mask),
-                       recurrent_weight_grad(d_ghn, 0, hidden, out, h0, reverse, zero_mask)});
-    }
-    if (has_bias[0] && ctx->needs_input_grad(4)) db_ih = flat_gi.sum(0);
-    if (has_bias[1] && ctx->needs_input_grad(5)) {
-      db_hh = at::cat({flat_gi.narrow(1, 0, 2 * hidden).sum(0),
-                       d_ghn.view({steps * batch, hidden}).sum(0)});
-    }
-    return {dx, dh, dw_ih, dw_hh, db_ih, db_hh, Tensor(), Tensor(), Tensor()};
-  }
-};
-
 }  // namespace
 
-std::vector<Tensor> gru(const Tensor& x_in, const Tensor& h0_in, const Tensor& w_ih_in,
-                        const Tensor& w_hh_in, const Tensor& b_ih_in, const Tensor& b_hh_in,
-                        const Tensor& mask_in, bool reverse, bool zero) {
+std::tuple<Tensor, Tensor, Tensor, Tensor> gru_forward(const Tensor& x_in, const Tensor& h0_in,
+                                                       const Tensor& w_ih_in,
+                                                       const Tensor& w_hh_in,
+                                                       const Tensor& b_ih_in,
+                                                       const Tensor& b_hh_in,
+                                                       const Tensor& mask_in, bool reverse,
+                                                       bool zero, bool train) {
   check_inputs("gru", 3, x_in, {h0_in}, w_ih_in, w_hh_in, b_ih_in, b_hh_in, mask_in);
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous();
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor b_ih = contiguous_or_empty(b_ih_in), b_hh = contiguous_or_empty(b_hh_in);
   const Tensor mask = contiguous_or_empty(mask_in);
-  bool grad = false;
-  for (const Tensor* t : {&x, &h0, &w_ih, &w_hh, &b_ih, &b_hh}) {
-    grad = grad || (t->defined() && t->requires_grad());
-  }
-  if (grad && at::GradMode::is_enabled()) {
-    return GRUFunction::apply(x, h0, w_ih, w_hh, absent_as_empty(b_ih), absent_as_empty(b_hh),
-                                absent_as_empty(mask), reverse, zero);
-  }
-  at::NoGradGuard no_grad;
   zero = zero && mask.defined();
-  Forward f = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, false, zero);
-  return {f.out, last_state(f.out, h0, reverse, zero ? mask : Tensor())};
+  Forward f = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, train, zero);
+  Tensor h_n = last_state(f.out, h0, reverse, zero ? mask : Tensor());
+  if (!train) return {f.out, h_n, unused(x), unused(x)};
+  return {f.out, h_n, f.gates, f.hn_all};
+}
+
+std::array<Tensor, 6> gru_backward(const Tensor& grad_out, const Tensor& grad_h_n,
+                                   const Tensor& x_in, const Tensor& h0_in,
+                                   const Tensor& w_ih_in, const Tensor& w_hh_in,
+                                   const Tensor& out, const Tensor& gates, const Tensor& hn_all,
+                                   const Tensor& mask_in, bool reverse, bool zero,
+                                   std::array<bool, 6> output_mask) {
+  const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous();
+  const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
+  const Tensor mask = contiguous_or_empty(mask_in);
+  zero = zero && mask.defined();
+  const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
+  const int64_t hidden = w_hh.size(1);
+  const OutputGrad d_out = output_grad(grad_out);
+  Tensor dh = grad_h_n.contiguous().clone();
+  Tensor d_gi = at::empty_like(gates);  // (T, B, 3H)
+  // (T, B, H): each step's row is written over the d out_t it was formed from, when ours
+  Tensor d_ghn = d_out.owned ? d_out.grad : at::empty_like(out);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_backward", [&] {
+    backward_loop(d_out.grad.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
+                  out.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), gates.data_ptr<scalar_t>(),
+                  hn_all.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
+                  mask.defined() ? mask.data_ptr<bool>() : nullptr, d_gi.data_ptr<scalar_t>(),
+                  d_ghn.data_ptr<scalar_t>(), steps, batch, hidden, reverse, zero);
+  });
+  const Tensor flat_gi = d_gi.view({steps * batch, 3 * hidden});
+  std::array<Tensor, 6> grads;
+  grads.fill(unused(x));
+  if (output_mask[0]) {
+    grads[0] = matmul(flat_gi, Op::N, w_ih, Op::N).view({steps, batch, features});
+  }
+  if (output_mask[1]) grads[1] = dh;
+  if (output_mask[2]) grads[2] = matmul(flat_gi, Op::T, x.view({steps * batch, features}), Op::N);
+  if (output_mask[3]) {
+    const Tensor zero_mask = zero ? mask : Tensor();
+    grads[3] = at::cat({recurrent_weight_grad(d_gi, 0, 2 * hidden, out, h0, reverse, zero_mask),
+                        recurrent_weight_grad(d_ghn, 0, hidden, out, h0, reverse, zero_mask)});
+  }
+  if (output_mask[4]) grads[4] = flat_gi.sum(0);
+  if (output_mask[5]) {
+    grads[5] = at::cat({flat_gi.narrow(1, 0, 2 * hidden).sum(0),
+                        d_ghn.view({steps * batch, hidden}).sum(0)});
+  }
+  return grads;
 }
 
 }  // namespace rnnkit

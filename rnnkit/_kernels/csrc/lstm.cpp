@@ -6,15 +6,10 @@
 // The projections are written into the gates buffer (T, B, 4H); each step adds h W_hh^T onto
 // its slice (one small matrix product) and replaces it by the activated gates in the same pass
 // that updates c and h. The backward pass's gate gradients are one fused pass per step.
-#include <torch/csrc/autograd/custom_function.h>
-
 #include "common.h"
 
 namespace rnnkit {
 namespace {
-
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
 
 // gates (T, B, 4H): projections on entry, activated gates on return. out (T, B, H): states h.
 // c_all (T, B, H) receives c of every step when not null; else c lives in a per-thread buffer.
@@ -157,86 +152,63 @@ Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const T
   return f;
 }
 
-struct LSTMFunction : public torch::autograd::Function<LSTMFunction> {
-  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& h0,
-                               const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
-                               const Tensor& b_ih_in, const Tensor& b_hh_in, const Tensor& mask_in,
-                               bool reverse, bool zero) {
-    const Tensor b_ih = empty_as_absent(b_ih_in), b_hh = empty_as_absent(b_hh_in);
-    const Tensor mask = empty_as_absent(mask_in);
-    zero = zero && mask.defined();
-    Forward f = run_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, true, zero);
-    ctx->save_for_backward({x, h0, c0, w_ih, w_hh, f.out, f.c_all, f.gates, mask_in});
-    ctx->saved_data["reverse"] = reverse;
-    ctx->saved_data["zero"] = zero;
-    ctx->saved_data["bias"] = std::vector<bool>{b_ih.defined(), b_hh.defined()};
-    return {f.out, last_state(f.out, h0, reverse, zero ? mask : Tensor()), f.c_n};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    TORCH_CHECK(!at::GradMode::is_enabled(),
-                "rnnkit backend 'compiled' has no double backward; use backend='fused'");
-    const auto saved = ctx->get_saved_variables();
-    const Tensor &x = saved[0], &h0 = saved[1], &c0 = saved[2], &w_ih = saved[3];
-    const Tensor &w_hh = saved[4], &out = saved[5], &c_all = saved[6], &gates = saved[7];
-    const Tensor mask = empty_as_absent(saved[8]);
-    const bool reverse = ctx->saved_data["reverse"].toBool();
-    const bool zero = ctx->saved_data["zero"].toBool();
-    const auto has_bias = ctx->saved_data["bias"].toBoolList();
-    const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
-    const int64_t hidden = w_hh.size(1);
-    Tensor dh = grads[1].contiguous().clone();
-    Tensor dc = grads[2].contiguous().clone();
-    Tensor d_gates = at::empty_like(gates);  // (T, B, 4H)
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_backward", [&] {
-      backward_loop(StridedRows<scalar_t>(grads[0]), dh.data_ptr<scalar_t>(),
-                    dc.data_ptr<scalar_t>(), c_all.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(),
-                    gates.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
-                    mask.defined() ? mask.data_ptr<bool>() : nullptr,
-                    d_gates.data_ptr<scalar_t>(), steps, batch, hidden, reverse, zero);
-    });
-    const Tensor flat = d_gates.view({steps * batch, 4 * hidden});
-    Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
-    if (ctx->needs_input_grad(0)) {
-      dx = matmul(flat, Op::N, w_ih, Op::N).view({steps, batch, features});
-    }
-    if (ctx->needs_input_grad(3)) {
-      dw_ih = matmul(flat, Op::T, x.view({steps * batch, features}), Op::N);
-    }
-    if (ctx->needs_input_grad(4)) {
-      dw_hh = recurrent_weight_grad(d_gates, 0, 4 * hidden, out, h0, reverse,
-                                    zero ? mask : Tensor());
-    }
-    if (ctx->needs_input_grad(5) || ctx->needs_input_grad(6)) {
-      const Tensor db = flat.sum(0);
-      if (has_bias[0] && ctx->needs_input_grad(5)) db_ih = db;
-      if (has_bias[1] && ctx->needs_input_grad(6)) db_hh = has_bias[0] ? db.clone() : db;
-    }
-    return {dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, Tensor(), Tensor(), Tensor()};
-  }
-};
-
 }  // namespace
 
-std::vector<Tensor> lstm(const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in,
-                         const Tensor& w_ih_in, const Tensor& w_hh_in, const Tensor& b_ih,
-                         const Tensor& b_hh, const Tensor& mask_in, bool reverse, bool zero) {
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
+    const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in, const Tensor& w_ih_in,
+    const Tensor& w_hh_in, const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask_in,
+    bool reverse, bool zero, bool train) {
   check_inputs("lstm", 4, x_in, {h0_in, c0_in}, w_ih_in, w_hh_in, b_ih, b_hh, mask_in);
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor mask = contiguous_or_empty(mask_in);
-  bool grad = false;
-  for (const Tensor* t : {&x, &h0, &c0, &w_ih, &w_hh, &b_ih, &b_hh}) {
-    grad = grad || (t->defined() && t->requires_grad());
-  }
-  if (grad && at::GradMode::is_enabled()) {
-    return LSTMFunction::apply(x, h0, c0, w_ih, w_hh, absent_as_empty(b_ih), absent_as_empty(b_hh),
-                                absent_as_empty(mask), reverse, zero);
-  }
-  at::NoGradGuard no_grad;
   zero = zero && mask.defined();
-  Forward f = run_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, false, zero);
-  return {f.out, last_state(f.out, h0, reverse, zero ? mask : Tensor()), f.c_n};
+  Forward f = run_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, train, zero);
+  Tensor h_n = last_state(f.out, h0, reverse, zero ? mask : Tensor());
+  if (!train) return {f.out, h_n, f.c_n, unused(x), unused(x)};
+  return {f.out, h_n, f.c_n, f.gates, f.c_all};
+}
+
+std::array<Tensor, 7> lstm_backward(const Tensor& grad_out, const Tensor& grad_h_n,
+                                    const Tensor& grad_c_n, const Tensor& x_in,
+                                    const Tensor& h0_in, const Tensor& c0_in,
+                                    const Tensor& w_ih_in, const Tensor& w_hh_in,
+                                    const Tensor& out, const Tensor& gates, const Tensor& c_all,
+                                    const Tensor& mask_in, bool reverse, bool zero,
+                                    std::array<bool, 7> output_mask) {
+  const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
+  const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
+  const Tensor mask = contiguous_or_empty(mask_in);
+  zero = zero && mask.defined();
+  const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
+  const int64_t hidden = w_hh.size(1);
+  Tensor dh = grad_h_n.contiguous().clone();
+  Tensor dc = grad_c_n.contiguous().clone();
+  Tensor d_gates = at::empty_like(gates);  // (T, B, 4H)
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_backward", [&] {
+    backward_loop(StridedRows<scalar_t>(grad_out), dh.data_ptr<scalar_t>(),
+                  dc.data_ptr<scalar_t>(), c_all.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(),
+                  gates.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
+                  mask.defined() ? mask.data_ptr<bool>() : nullptr, d_gates.data_ptr<scalar_t>(),
+                  steps, batch, hidden, reverse, zero);
+  });
+  const Tensor flat = d_gates.view({steps * batch, 4 * hidden});
+  std::array<Tensor, 7> grads;
+  grads.fill(unused(x));
+  if (output_mask[0]) grads[0] = matmul(flat, Op::N, w_ih, Op::N).view({steps, batch, features});
+  if (output_mask[1]) grads[1] = dh;
+  if (output_mask[2]) grads[2] = dc;
+  if (output_mask[3]) grads[3] = matmul(flat, Op::T, x.view({steps * batch, features}), Op::N);
+  if (output_mask[4]) {
+    grads[4] = recurrent_weight_grad(d_gates, 0, 4 * hidden, out, h0, reverse,
+                                     zero ? mask : Tensor());
+  }
+  if (output_mask[5] || output_mask[6]) {
+    const Tensor db = flat.sum(0);
+    if (output_mask[5]) grads[5] = db;
+    if (output_mask[6]) grads[6] = output_mask[5] ? db.clone() : db;
+  }
+  return grads;
 }
 
 }  // namespace rnnkit
