@@ -37,8 +37,8 @@ def _lstm_args(steps: int, batch: int, features: int, hidden: int,
 @pytest.mark.parametrize("cap", ["AVX2", "AVX512"])
 def test_rule_per_vector_unit(monkeypatch: pytest.MonkeyPatch, cap: str) -> None:
     """AVX2: LSTM inference from B x H = 16384 only (bench/results-full.json). AVX-512 (where
-    oneDNN's LSTM/GRU use the wider unit): LSTM inference from B x H = 2048 with H >= 128 (the
-    long row), GRU inference from 16384. Training, and RNN, never."""
+    oneDNN's LSTM uses the wider unit): LSTM inference from B x H = 2048 with H >= 128 (the
+    long row). Training, GRU and RNN, never."""
     monkeypatch.setattr(_route, "capability", lambda: cap)
     avx512 = cap == "AVX512"
     assert _route.rule("lstm", False, 64, 256)            # medium
@@ -46,8 +46,7 @@ def test_rule_per_vector_unit(monkeypatch: pytest.MonkeyPatch, cap: str) -> None
     assert _route.rule("lstm", False, 16, 128) is avx512  # long
     assert not _route.rule("lstm", False, 32, 64)         # small: H < 128
     assert not _route.rule("lstm", False, 6, 10)          # tiny
-    assert _route.rule("gru", False, 64, 256) is avx512   # medium
-    assert not _route.rule("gru", False, 16, 128)
+    assert not _route.rule("gru", False, 64, 256)        # torch's GRU is no oneDNN kernel
     for cell in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
         assert not _route.rule(cell, True, 128, 512)      # training stays on rnnkit
     assert not _route.rule("rnn_tanh", False, 128, 512)
@@ -181,3 +180,27 @@ def test_auto_lstm_follows_the_decision(monkeypatch: pytest.MonkeyPatch) -> None
         for a, b in zip(fast, slow):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)  # float32
     assert calls == [1]
+
+
+@pytest.mark.parametrize("nonlinearity", [None, "tanh", "relu"])
+def test_auto_gru_and_rnn_follow_the_decision(monkeypatch: pytest.MonkeyPatch,
+                                              nonlinearity: str | None) -> None:
+    if not K._compiled.available():
+        pytest.skip("compiled kernels unavailable")
+    cells = []
+    real = _route.torch_recurrence
+    monkeypatch.setattr(K, "_torch_recurrence", lambda f, *a: cells.append(f) or real(f, *a))
+    gates = 3 if nonlinearity is None else 1
+    g = torch.Generator().manual_seed(0)
+    args = [(torch.rand(*s, generator=g) - 0.5) * 0.2
+            for s in ((4, 3, 2), (3, 8), (gates * 8, 2), (gates * 8, 8), (gates * 8,), (gates * 8,))]
+    kw = {} if nonlinearity is None else {"nonlinearity": nonlinearity}
+    fn = K.gru if nonlinearity is None else K.elman
+    for answer in (True, False):
+        monkeypatch.setattr(_route, "rule", lambda *a, answer=answer, **k: answer)
+        with torch.no_grad():
+            fast, slow = fn(*args, **kw), fn(*args, backend="loop", **kw)
+        for a, b in zip(fast, slow):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)  # float32
+    name = "gru" if nonlinearity is None else f"rnn_{nonlinearity}"
+    assert cells == [getattr(torch._VF, name)]
