@@ -131,16 +131,16 @@ def register_legacy_symbolics() -> None:
         unused = [g.op("Constant", value_t=torch.zeros(0)) for _ in range(extra_outputs)]
         return (out, *finals, *unused)
 
-    def elman(g, x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu, zero_padding):  # type: ignore[no-untyped-def]
+    def elman(g, x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu, zero_padding):
         relu = bool(symbolic_helper._maybe_get_const(relu, "b"))
         return node(g, "elman", x, [h0], w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding,
                     relu, 0)
 
-    def gru(g, x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, train):  # type: ignore[no-untyped-def]
+    def gru(g, x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, train):
         return node(g, "gru", x, [h0], w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding,
                     False, 2)
 
-    def lstm(g, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, train):  # type: ignore[no-untyped-def]
+    def lstm(g, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, train):
         return node(g, "lstm", x, [h0, c0], w_ih, w_hh, b_ih, b_hh, mask, reverse,
                     zero_padding, False, 2)
 

@@ -59,8 +59,8 @@ _LIB.define("gru_backward(Tensor grad_out, Tensor grad_h_n, Tensor x, Tensor h0,
 _LIB.define(f"lstm(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, {_OPTIONAL}, "
             "bool zero_padding, bool train) -> (Tensor, Tensor, Tensor, Tensor, Tensor)")
 _LIB.define("lstm_backward(Tensor grad_out, Tensor grad_h_n, Tensor grad_c_n, Tensor x, "
-            "Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor out, "
-            "Tensor gates, "
+            "Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+            "Tensor out, Tensor gates, "
             "Tensor c_all, Tensor? mask, bool reverse, bool zero_padding, bool[7] output_mask) "
             "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
 # CPU only, C++ only (never traced: the kernels' Python callers use plain ops under tracing)
@@ -71,16 +71,14 @@ _LIB.define("zero_masked_(Tensor(a!) out, Tensor mask) -> ()")
 class _Cell:
     """What the registrations need to know about one recurrence."""
 
-    def __init__(self, name: str, states: int, gates: int, workspace: Sequence[int]) -> None:
-        self.name, self.states, self.gates = name, states, gates
-        self.workspace = tuple(workspace)  # width of each saved buffer, in units of H
+    def __init__(self, name: str, states: int) -> None:
+        self.name, self.states = name, states
         self.differentiable = 5 + states  # x, the states, w_ih, w_hh, b_ih, b_hh
         self.op = getattr(torch.ops.rnnkit, name).default
         self.backward_op = getattr(torch.ops.rnnkit, f"{name}_backward").default
 
 
-CELLS = {"elman": _Cell("elman", 1, 1, ()), "gru": _Cell("gru", 1, 3, (3, 1)),
-         "lstm": _Cell("lstm", 2, 4, (4, 1))}
+CELLS = {"elman": _Cell("elman", 1), "gru": _Cell("gru", 1), "lstm": _Cell("lstm", 2)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,19 +90,19 @@ def _register_composite() -> None:
     _LIB.impl("lstm", composite.lstm, "CompositeExplicitAutograd")
 
     # the saved buffers are the compiled kernels'; this differentiates the forward pass again
-    def elman_backward(grad_out, grad_h_n, x, h0, w_ih, w_hh, b_ih, b_hh, out, mask, reverse,  # type: ignore[no-untyped-def]
+    def elman_backward(grad_out, grad_h_n, x, h0, w_ih, w_hh, b_ih, b_hh, out, mask, reverse,
                        relu, zero_padding, output_mask):
         return _filled(composite.recurrence_backward(
             "elman", (grad_out, grad_h_n), (x, h0, w_ih, w_hh, b_ih, b_hh, mask),
             (reverse, relu, zero_padding), output_mask, create_graph=False), x)
 
-    def gru_backward(grad_out, grad_h_n, x, h0, w_ih, w_hh, b_ih, b_hh, out, gates, hn_all,  # type: ignore[no-untyped-def]
+    def gru_backward(grad_out, grad_h_n, x, h0, w_ih, w_hh, b_ih, b_hh, out, gates, hn_all,
                      mask, reverse, zero_padding, output_mask):
         return _filled(composite.recurrence_backward(
             "gru", (grad_out, grad_h_n), (x, h0, w_ih, w_hh, b_ih, b_hh, mask),
             (reverse, zero_padding), output_mask, create_graph=False), x)
 
-    def lstm_backward(grad_out, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, out,  # type: ignore[no-untyped-def]
+    def lstm_backward(grad_out, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, out,
                       gates, c_all, mask, reverse, zero_padding, output_mask):
         return _filled(composite.recurrence_backward(
             "lstm", (grad_out, grad_h_n, grad_c_n), (x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask),
@@ -130,14 +128,14 @@ def _register_fakes(on_first_use: Callable[[], None]) -> None:
         return x.shape[0], x.shape[1], w_hh.shape[1]
 
     @torch.library.register_fake("rnnkit::elman", lib=_LIB)
-    def _elman(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu, zero_padding):  # type: ignore[no-untyped-def]
+    def _elman(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu, zero_padding):
         on_first_use()
         _check_fake("elman", x, w_hh, 1)
         t, b, h = steps_batch_hidden(x, w_hh)
         return x.new_empty(t, b, h), x.new_empty(b, h)
 
     @torch.library.register_fake("rnnkit::gru", lib=_LIB)
-    def _gru(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, train):  # type: ignore[no-untyped-def]
+    def _gru(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, train):
         on_first_use()
         _check_fake("gru", x, w_hh, 3)
         t, b, h = steps_batch_hidden(x, w_hh)
@@ -147,7 +145,7 @@ def _register_fakes(on_first_use: Callable[[], None]) -> None:
             x.new_empty(t, b, h)
 
     @torch.library.register_fake("rnnkit::lstm", lib=_LIB)
-    def _lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, train):  # type: ignore[no-untyped-def]
+    def _lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, train):
         on_first_use()
         _check_fake("lstm", x, w_hh, 4)
         t, b, h = steps_batch_hidden(x, w_hh)
@@ -164,18 +162,18 @@ def _register_fakes(on_first_use: Callable[[], None]) -> None:
                      for s, want in zip(shapes, output_mask))
 
     @torch.library.register_fake("rnnkit::elman_backward", lib=_LIB)
-    def _elman_backward(grad_out, grad_h_n, x, h0, w_ih, w_hh, b_ih, b_hh, out, mask, reverse, relu,  # type: ignore[no-untyped-def]
+    def _elman_backward(grad_out, grad_h_n, x, h0, w_ih, w_hh, b_ih, b_hh, out, mask, reverse, relu,
                         zero_padding, output_mask):
         return gradients((x, h0, w_ih, w_hh), output_mask, w_hh.shape[0], x)
 
     @torch.library.register_fake("rnnkit::gru_backward", lib=_LIB)
-    def _gru_backward(grad_out, grad_h_n, x, h0, w_ih, w_hh, b_ih, b_hh, out, gates, hn_all, mask,  # type: ignore[no-untyped-def]
+    def _gru_backward(grad_out, grad_h_n, x, h0, w_ih, w_hh, b_ih, b_hh, out, gates, hn_all, mask,
                       reverse, zero_padding, output_mask):
         return gradients((x, h0, w_ih, w_hh), output_mask, w_hh.shape[0], x)
 
     @torch.library.register_fake("rnnkit::lstm_backward", lib=_LIB)
-    def _lstm_backward(grad_out, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, gates, c_all,  # type: ignore[no-untyped-def]
-                       mask, reverse, zero_padding, output_mask):
+    def _lstm_backward(grad_out, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, out,
+                       gates, c_all, mask, reverse, zero_padding, output_mask):
         return gradients((x, h0, c0, w_ih, w_hh), output_mask, w_hh.shape[0], x)
 
 

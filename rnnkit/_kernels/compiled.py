@@ -158,8 +158,9 @@ def needs_build() -> bool:
 
 
 def load() -> str:
-    """The compiled library (its path), building and loading it on first use; :class:`ExtensionUnavailable` if it
-    cannot be had (switched off by ``RNNKIT_NO_EXTENSION``, no compiler, a failed build)."""
+    """The compiled library (its path), building and loading it on first use;
+    :class:`ExtensionUnavailable` if it cannot be had (switched off by ``RNNKIT_NO_EXTENSION``,
+    no compiler, a failed build)."""
     global _module, _error
     if _module is not None:
         return _module  # the common case, on every call: the switch is read before the load

@@ -132,23 +132,33 @@ def recurrence_backward(cell: str, grads: Sequence[Tensor], inputs: Sequence[Ten
     composite forward pass. ``flags`` are the call's trailing arguments without ``train``;
     ``needs`` says which of the differentiable inputs want a gradient.
 
-    With ``create_graph`` the inputs are used as they are, so the result is itself
-    differentiable (double backward); without, a fresh graph is recorded on detached copies.
+    With ``create_graph`` the result is itself differentiable (double backward, and inside
+    ``torch.func`` transforms): the forward pass is differentiated by ``torch.func.vjp``, which
+    composes with autograd and with the transforms around it. Without, a fresh graph is
+    recorded on detached copies.
     """
     differentiable = len(needs)
-    tensors = list(inputs)
-    if not create_graph:
-        tensors = [t.detach().requires_grad_(need) if t is not None and i < differentiable
-                   else t for i, (t, need) in enumerate(zip(tensors, [*needs, False]))]
-    wanted = [i for i in range(differentiable) if needs[i] and tensors[i] is not None]
+    wanted = [i for i in range(differentiable) if needs[i] and inputs[i] is not None]
     result: list[Tensor | None] = [None] * differentiable
     if not wanted:
         return result
     extra = (False,) if cell != "elman" else ()
-    with torch.enable_grad():
-        outputs = _FORWARD[cell](*tensors, *flags, *extra)[: 1 + _STATES[cell]]
-        found = torch.autograd.grad(outputs, [tensors[i] for i in wanted], list(grads),
-                                    create_graph=create_graph, allow_unused=True)
+    outputs = 1 + _STATES[cell]
+
+    def forward(*values: Tensor) -> tuple[Tensor, ...]:
+        tensors = list(inputs)
+        for i, value in zip(wanted, values):
+            tensors[i] = value
+        return tuple(_FORWARD[cell](*tensors, *flags, *extra)[:outputs])
+
+    if create_graph:
+        _, pullback = torch.func.vjp(forward, *(inputs[i] for i in wanted))
+        found = pullback(tuple(grads))
+    else:
+        leaves = [inputs[i].detach().requires_grad_() for i in wanted]  # type: ignore[union-attr]
+        with torch.enable_grad():
+            found = torch.autograd.grad(forward(*leaves), leaves, list(grads), allow_unused=True)
+        found = tuple(torch.zeros_like(leaf) if g is None else g for g, leaf in zip(found, leaves))
     for i, g in zip(wanted, found):
-        result[i] = torch.zeros_like(tensors[i]) if g is None else g  # type: ignore[arg-type]
+        result[i] = g
     return result

@@ -20,8 +20,10 @@ For each cell (tanh RNN, GRU, LSTM) and size (batch, time, features, hidden), in
 
 Contenders: ``torch.nn`` (the baseline), ``rnnkit.nn`` (``backend="auto"``), ``rnnkit.layers``
 (the Keras-style front end), ``rnnkit.nn`` forced onto each kernel path (``fused``: the
-pure-PyTorch loop, ``compiled``: the C++ loop), and ``jax`` (``lax.scan``) / ``keras``
-(TensorFlow) when importable.
+composite pure-PyTorch implementation under autograd, ``compiled``: the C++ loop),
+``rnnkit.nn[torch.compile]`` (``torch.compile(fullgraph=True)``; the rnnkit operator runs the
+same C++ loop inside the compiled graph; compiling is the untimed warm-up call), and ``jax``
+(``lax.scan``) / ``keras`` (TensorFlow) when importable.
 
 Usage: ``python -m rnnkit.bench [--quick] [--json PATH] [--cells rnn,gru] [--sizes small,long]``
 (also ``rnnkit bench ...``). ``--quick`` runs the tiny and small sizes in about a minute. The
@@ -29,16 +31,19 @@ reports behind the README's tables are saved in the repository's ``bench/`` fold
 """
 
 import argparse
+import contextlib
 import importlib.util
 import itertools
 import json
 import os
 import platform
 import random
+import re
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +99,7 @@ QUICK = Settings(budget_s=0.6, min_repeats=3, max_repeats=15, mm_size=1024, memo
 FULL = Settings(budget_s=4.0, min_repeats=5, max_repeats=40, mm_size=2048, memory=True)
 
 Call = Callable[[], Any]
+COMPILED = "rnnkit.nn[torch.compile]"
 
 
 # -- timing ----------------------------------------------------------------------------------
@@ -173,11 +179,39 @@ def peak_memory_bytes(fn: Call) -> int:
     """Highest total of tensor bytes alive at once among those allocated during ``fn()``."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _without_profiler_noise(), profile(activities=[ProfilerActivity.CPU],
+                                            profile_memory=True) as prof:
         fn()
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     events.sort(key=lambda e: e.start_ns())
     return max(itertools.accumulate((e.nbytes() for e in events), initial=0))
+
+
+# Lines the profiler's C++ side prints straight to the process's stderr on every start and stop
+# (kineto's USDT trace points, the allocator's note on blocks from before the start): noise in a
+# report, so they are dropped; anything else printed meanwhile is passed on.
+_PROFILER_NOISE = re.compile(r"^USDT:.*profiler_(start|stop)|Memory block of unknown size")
+
+
+@contextlib.contextmanager
+def _without_profiler_noise() -> Iterator[None]:
+    """File descriptor 2 goes to a temporary file for the duration; afterwards its lines, less
+    the profiler's own, are written to the real stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines()
+                    if not _PROFILER_NOISE.search(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)
 
 
 def matmul_flops(cell: str, size: Size, training: bool) -> float:
@@ -226,6 +260,13 @@ def torch_contenders(cell: str, size: Size, training: bool) -> dict[str, Call]:
         model = RNNKIT_CLASSES[cell](size.features, size.hidden, backend=backend)
         model.load_state_dict(reference.state_dict())
         calls[name] = _torch_call(model, x, training)
+    # torch.compile'd (the warm-up call compiles): the operator runs inside the compiled graph
+    model = RNNKIT_CLASSES[cell](size.features, size.hidden)
+    model.load_state_dict(reference.state_dict())
+    torch._dynamo.reset()  # one compile per row: earlier rows' would count toward the limit
+    compiled_model = torch.compile(model, fullgraph=True)
+    calls[COMPILED] = (_training(model, lambda: _first(compiled_model(x))) if training
+                       else _inference(compiled_model, x))
     layer = LAYER_CLASSES[cell](size.hidden, return_sequences=True)
     batch_major = x.transpose(0, 1).contiguous()
     layer(batch_major[:, :1])  # build
@@ -432,7 +473,7 @@ def print_table(report: dict[str, Any]) -> None:
     table = Table(title=f"rnnkit vs torch.nn: ms per call and speed-up (x, > 1 is faster); "
                         f"{machine_line(machine)}", title_justify="left")
     for column in ("cell", "size", "mode", "torch.nn ms", "rnnkit.nn ms", "nn x",
-                   "layers x", "fused x", "compiled x", "other x", "GFLOP/s", "% peak",
+                   "layers x", "fused x", "compiled x", "torch.compile x", "other x", "GFLOP/s", "% peak",
                    "mem MB torch/rnnkit"):
         table.add_column(column, justify="left" if column in ("cell", "size", "mode") else "right")
     for row in report["rows"]:
@@ -449,7 +490,7 @@ def print_table(report: dict[str, Any]) -> None:
             row["cell"], row["size"] + (" var" if var else ""), row["mode"],
             f"{ms[base]:.2f}", f"{ms[nn]:.2f}", f"{up[nn]:.2f}",
             f"{up[layers]:.2f}", _fmt(up.get("rnnkit.nn[fused]")),
-            _fmt(up.get("rnnkit.nn[compiled]")), other,
+            _fmt(up.get("rnnkit.nn[compiled]")), _fmt(up.get(COMPILED)), other,
             f"{row['gflops'][nn]:.1f}", f"{100 * row['peak_fraction'][nn]:.0f}",
             f"{memory[base]:.1f}/{memory[nn]:.1f}" if memory else "",
         )

@@ -14,23 +14,51 @@
     rnnkit bench                              the speed benchmark (rnnkit.bench)
 
 The commands are thin: they call ``fit``/``predict``/``save`` of the Python API. Bad input
-gives ``error: <what is wrong>`` on stderr and exit code 1; Ctrl-C gives exit code 130.
+(options included) gives ``error: <what is wrong>`` on stderr and exit code 1; Ctrl-C gives
+exit code 130. ``rnnkit --version`` prints the version.
 Heavy imports (torch, matplotlib) happen inside the commands, so ``--help`` is quick.
 """
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from ._common import guarded
 
 __all__ = ["app", "main"]
 
+class _OneLineErrors(TyperGroup):
+    """Option and usage errors (``--window 0``, an unknown option) as one ``error:`` line and
+    exit code 1, like every other bad input, instead of click's usage block and exit code 2."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except NoArgsIsHelpError as e:  # bare `rnnkit`: the help text
+            e.show()
+            sys.exit(e.exit_code)
+        except UsageError as e:
+            print(f"error: {' '.join(e.format_message().split())}", file=sys.stderr)
+            sys.exit(1)
+        except typer.Abort:
+            print("Interrupted.", file=sys.stderr)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="rnnkit",
     help="Train, evaluate and use recurrent networks (RNN, GRU, LSTM) on sequence data.",
     no_args_is_help=True,
@@ -58,6 +86,22 @@ _TRAINING = "Training"
 _RUN = "Run folder"
 
 Opt = typer.Option
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        print(f"rnnkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, Opt("--version", is_eager=True, callback=_print_version,
+                                 help="print rnnkit's version and exit")] = False,
+) -> None:
+    """Train, evaluate and use recurrent networks (RNN, GRU, LSTM) on sequence data."""
 
 
 @app.command(no_args_is_help=False)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import typer
 
 from .config import RunConfig
-from .run_dir import RunDir, RunDirError
+from .run_dir import RunDir
 
 __all__ = ["Fail", "console", "error_boundary", "load_trained", "print_report", "seed_everything",
            "select_device"]
@@ -107,13 +107,18 @@ def select_device(device: str) -> Any:
 
 
 def load_trained(path: Path, device: str | None = None) -> tuple[RunDir, RunConfig, Any, dict]:
-    """Open RUN_DIR: its config, the saved model (on ``device``) and preprocessing.json."""
-    run = RunDir.open(path)
-    config = RunConfig.load(run.config)
-    if not run.model.is_file():
-        raise RunDirError(f"RUN_DIR {run.path} has no trained model ({run.model.name}): its "
-                          f"training did not finish; continue it with: rnnkit train --resume "
-                          f"{run.path}")
+    """Open RUN_DIR: its checked config, the saved model (on ``device``) and preprocessing.json.
+
+    Works in every state of :mod:`.run_state` in which the model exists (with a note on stderr
+    when the run is not finished); otherwise one error naming the command that continues it.
+    """
+    from .run_state import open_run
+
+    run, config, status = open_run(path)
+    status.require_model()
+    note = status.note()
+    if note:
+        say(note)
     from ..models import load_model
 
     model = load_model(run.model)

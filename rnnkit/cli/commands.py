@@ -12,7 +12,7 @@ from typing import Any
 
 from ._common import console, load_trained, print_report, say
 from .config import file_digest
-from .run_dir import atomic_write_text
+from .. import _io
 
 __all__ = ["bench", "evaluate", "generate", "predict", "summary"]
 
@@ -74,7 +74,7 @@ def predict(run_dir: Path, csv_path: Path | None, npy_path: Path | None, output:
     if output is None:
         sys.stdout.write(text)
     else:
-        atomic_write_text(output, text)
+        _io.write_text(output, text)
         say(f"Wrote {len(rows)} row(s) to {output}")
 
 
@@ -94,7 +94,7 @@ def generate(run_dir: Path, prime: str, length: int, temperature: float, seed: i
     if output is None:
         sys.stdout.write(text + "\n")
     else:
-        atomic_write_text(output, text)
+        _io.write_text(output, text)
         say(f"Wrote {len(text)} characters to {output}")
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,9 +65,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+            raise ValueError(f"'task' must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+            raise ValueError(f"'cell' must be one of {', '.join(CELLS)}, got {self.cell!r}")
         for name, minimum in (("units", 1), ("layers", 1), ("epochs", 1), ("batch_size", 1),
                               ("horizon", 1), ("seed", 0)):
             _check_int(name, getattr(self, name), minimum)
@@ -73,11 +75,11 @@ class RunConfig:
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1)
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ValueError(f"'dropout' must be in [0, 1), got {self.dropout}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise ValueError(f"'lr' must be > 0, got {self.lr}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
+            raise ValueError(f"'device' must be cpu or cuda, got {self.device!r}")
 
     # -- JSON ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -98,21 +100,73 @@ class RunConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"{source} has unknown fields: {', '.join(unknown)}")
+        for name, value in values.items():
+            _check_type(name, value, _FIELD_TYPES[name], source)
         try:
             return cls(**values)
-        except TypeError as e:  # a field of the wrong type deep inside a check
-            raise ValueError(f"{source} has a field of the wrong type: {e}") from None
+        except ValueError as e:  # a value out of range: the check names the field
+            raise ValueError(f"{source}: field {e}") from None
 
     @classmethod
     def load(cls, path: Path) -> RunConfig:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path} is not valid JSON ({e})") from None
         return cls.from_dict(data, source=str(path))
 
+    def trained_with(self) -> dict[str, Any]:
+        """The fields that decide what a run computes, as JSON data: all but those --resume may
+        change (``epochs``, ``device``). Saved in the run's manifest, so that a run.json edited
+        afterwards is caught instead of silently giving other numbers."""
+        return {k: v for k, v in self.to_dict().items() if k not in _MAY_CHANGE}
+
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
+
+
+_MAY_CHANGE = ("format", "version", "rnnkit", "epochs", "device")
+_FIELD_TYPES = typing.get_type_hints(RunConfig)
+
+
+def _check_type(name: str, value: Any, expected: Any, source: str) -> None:
+    """One ``ValueError`` naming the field when ``value`` is not of the field's declared type
+    (``int``, ``float``, ``bool``, ``str``, ``X | None``, ``list[str]``, ``dict[str, str]``)."""
+    if not _is_instance(value, expected):
+        raise ValueError(f"{source}: field {name!r} must be {_describe(expected)}, got "
+                         f"{value!r}")
+
+
+def _is_instance(value: Any, expected: Any) -> bool:
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_instance(value, arg) for arg in args)
+    if expected is type(None):
+        return value is None
+    if origin is list:
+        return isinstance(value, list) and all(_is_instance(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _is_instance(k, args[0]) and _is_instance(v, args[1]) for k, v in value.items())
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _describe(expected: Any) -> str:
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in args)
+    if expected is type(None):
+        return "null"
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    if origin is list:
+        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
+    if origin is dict:
+        return "an object of strings"
+    return names.get(expected, getattr(expected, "__name__", str(expected)))
 
 
 def file_digest(path: Path) -> str:
@@ -126,6 +180,6 @@ def file_digest(path: Path) -> str:
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise ValueError(f"{name!r} must be an integer, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise ValueError(f"{name!r} must be >= {minimum}, got {value}")

@@ -14,14 +14,22 @@ validation data with its own loss. Written into RUN_DIR::
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ._common import console, load_trained, say, seed_everything
-from .run_dir import RunDirError, atomic_write_text
+from .. import _io
+from .run_dir import RunDirError
 
 __all__ = ["HISTORY_FILE", "diagnose", "demo"]
 
 HISTORY_FILE = "diagnostics_history.json"
+WRITES = ("gradient_flow.png", "hidden_states.png", "diagnostics.json", "saturation_history.png")
+# Everything ``diagnose --demo`` writes into its --out folder (rnnkit.diagnostics.demo's files
+# and reading.txt); a folder holding anything else is refused.
+_DEMO_FILE = re.compile(r"(demo\.png|results\.(md|json)|reading\.txt|"
+                        r"(simplernn|gru|lstm)_(history\.json|hidden_states\.png|saturation\.png))"
+                        r"|\..*\.tmp")
 
 
 def diagnose(run_dir: Path, samples: int = 64, device: str | None = None) -> list[str]:
@@ -40,6 +48,7 @@ def diagnose(run_dir: Path, samples: int = 64, device: str | None = None) -> lis
     if samples < 1:
         raise ValueError(f"--samples must be at least 1, got {samples}")
     run, config, model, _ = load_trained(run_dir, device)
+    run.track(*WRITES)  # before writing: --overwrite then knows these are rnnkit's
     seed_everything(config.seed)
     task = TASKS[config.task]
     data = task.prepare(config)
@@ -76,6 +85,7 @@ def demo(length: int, epochs: int, out: Path | None) -> None:
     from ..diagnostics.demo import results_table, run_demo
 
     target = out or Path("diagnostics-demo")
+    check_demo_folder(target)
     results = run_demo(length=length, epochs=epochs, out=target, log=say)
     out_console = console()
     out_console.print(results_table(results, length), markup=False)
@@ -83,5 +93,24 @@ def demo(length: int, epochs: int, out: Path | None) -> None:
         for line in result.reading:
             out_console.print(f"{result.cell}: {line}", markup=False)
     say(f"Plots and tables in {target}")
-    atomic_write_text(target / "reading.txt", "\n".join(
-        f"{r.cell}: {line}" for r in results for line in r.reading) + "\n")
+    _io.write_text(target / "reading.txt", "\n".join(
+        f"{r.cell}: {line}" for r in results for line in r.reading) + "\n", parents=True)
+
+
+def check_demo_folder(target: Path) -> None:
+    """Refuse an --out folder the demo would overwrite files in: anything but an absent or
+    empty folder, or one that holds a previous demo's output and nothing else."""
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"--out {target} exists and is not a folder")
+    if not target.is_dir():
+        return
+    names = sorted(p.name for p in target.iterdir())
+    if not names:
+        return
+    other = [n for n in names if not _DEMO_FILE.fullmatch(n)]
+    if other or "results.json" not in names:
+        shown = ", ".join(other[:5]) + (", ..." if len(other) > 5 else "") if other else (
+            ", ".join(names[:5]))
+        raise ValueError(f"--out {target} already holds files ({shown}) that are not a "
+                         "previous demo's output: the demo would overwrite files there; "
+                         "choose a new or empty folder")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .run_dir import atomic_write
+from .. import _io
 
 __all__ = ["confusion_matrix_plot", "forecast_plot", "learning_curves_plot"]
 
@@ -29,7 +29,11 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _save(figure: Any, path: Path) -> None:
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    _io.atomic_write(path, buffer.getvalue(), parents=True)
 
 
 def learning_curves_plot(history: Mapping[str, Sequence[float]], path: Path,

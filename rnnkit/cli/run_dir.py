@@ -1,23 +1,29 @@
 """RUN_DIR: the folder one ``rnnkit train`` leaves behind, and the rules for writing it.
 
-Layout (every file is written atomically: to a temporary file beside it, then renamed)::
+Layout (every file is written by rnnkit's one atomic writer, :mod:`rnnkit._io`)::
 
     RUN_DIR/
+      manifest.json          what rnnkit wrote here, the command that started the run and what
+                             it was trained with; written first
       run.json               the run's configuration (RunConfig); its presence marks a run
-      model.rnnkit           the trained model, written by ``model.save`` (load_model reads it)
       preprocessing.json     what predict/generate need: scaler, columns, class names, vocabulary
-      history.csv            per-epoch loss and metrics, one row per epoch (epoch counts from 1)
-      history.json           the same as {"epoch": [...], "loss": [...], ...}
-      metrics.json           test metrics of the model and of the baselines
+      checkpoint/            the BackupAndRestore state, rewritten after every epoch (resume)
+      history.json           per-epoch loss and metrics as {"epoch": [...], "loss": [...], ...}
+      history.csv            the same, one row per epoch (epoch counts from 1)
       learning_curves.png    loss (and validation loss) per epoch
+      model.rnnkit           the trained model, written by ``model.save`` (load_model reads it)
       forecast.png           forecast task: forecast vs actual on the test split
       confusion_matrix.png   classify task
-      checkpoint/            the BackupAndRestore state, rewritten after every epoch (resume)
+      metrics.json           test metrics of the model and of the baselines; written last
       tensorboard/           with --tensorboard
 
+(:mod:`rnnkit.cli.run_state` names the states a crash can leave this folder in.)
+
 A folder that exists is never written into unless the user asked: ``--overwrite`` replaces a
-previous run (and only a run: a folder without ``run.json`` is refused even then), ``--resume``
-continues one.
+previous run and ``--resume`` continues one. ``--overwrite`` removes only the files the
+manifest lists (what rnnkit wrote; files the user put in the folder stay) and refuses a folder
+that holds the run's own input data. A folder without ``run.json`` is refused, unless all it
+holds is what a ``rnnkit train`` killed before writing ``run.json`` left behind.
 """
 
 from __future__ import annotations
@@ -25,58 +31,29 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "RunDir",
-    "RunDirError",
-    "atomic_write",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "default_run_dir",
-]
+from .. import _io
+
+__all__ = ["MANIFEST", "RUN_FILE", "RunDir", "RunDirError", "default_run_dir"]
 
 RUN_FILE = "run.json"
+MANIFEST = "manifest.json"
+_MANIFEST_FORMAT = "rnnkit-run-manifest"
+# What rnnkit train writes in a run of any task (a run made before manifests: all it may hold).
+LAYOUT = (RUN_FILE, "preprocessing.json", "checkpoint", "history.json", "history.csv",
+          "learning_curves.png", "model.rnnkit", "forecast.png", "confusion_matrix.png",
+          "metrics.json", "tensorboard", "gradient_flow.png", "hidden_states.png",
+          "diagnostics.json", "saturation_history.png")
 
 
 class RunDirError(ValueError):
     """A RUN_DIR that cannot be used as asked: missing, not a run, or exists without --overwrite."""
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write(tmp)`` on a temporary path in ``path``'s folder, then rename it to ``path``.
-
-    The rename is atomic on POSIX and Windows (``os.replace``), so a reader sees either the old
-    file or the complete new one, never a half-written file, even if the process dies mid-write.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def default_run_dir(task: str, root: Path = Path("runs"), now: datetime | None = None) -> Path:
@@ -90,44 +67,65 @@ def default_run_dir(task: str, root: Path = Path("runs"), now: datetime | None =
     return path
 
 
+def _inside(file: str | Path, folder: Path) -> bool:
+    try:
+        return Path(file).resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class RunDir:
-    """Paths inside one RUN_DIR, and the checks for creating or opening it."""
+    """Paths inside one RUN_DIR, its manifest, and the checks for creating or opening it."""
 
     path: Path
 
     # -- opening ------------------------------------------------------------------------------
     @staticmethod
-    def check_new(path: Path, overwrite: bool = False) -> None:
+    def check_new(path: Path, overwrite: bool = False, data_files: Iterable[str] = ()) -> None:
         """Raise RunDirError unless :meth:`create` may use ``path`` (nothing is changed).
 
-        An absent or empty folder may be used. An existing run is replaced only with
-        ``overwrite``; anything else that exists (a file, a folder that is not a run) is refused.
+        An absent or empty folder may be used, and so may one holding only what a train killed
+        before its run.json left. An existing run is replaced only with ``overwrite``, and never
+        when it holds one of ``data_files`` (the new run's input); anything else is refused.
         """
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise RunDirError(f"RUN_DIR {path} exists and is not a folder")
-        if path.is_dir() and any(path.iterdir()):
-            if not (path / RUN_FILE).is_file():
+        if not path.is_dir() or not any(path.iterdir()):
+            return
+        run = RunDir(path)
+        if not run.config.is_file():
+            if run.foreign_entries():
                 raise RunDirError(
-                    f"RUN_DIR {path} exists, is not empty and is not an rnnkit run (no {RUN_FILE});"
-                    " refusing to write into it: choose another --out"
-                )
-            if not overwrite:
-                raise RunDirError(
-                    f"RUN_DIR {path} already holds a run: pass --overwrite to replace it or "
-                    f"--resume {path} to continue it"
-                )
+                    f"RUN_DIR {path} exists, is not empty and is not an rnnkit run (no "
+                    f"{RUN_FILE}); refusing to write into it: choose another --out")
+            return  # only the leftovers of a train that stopped before writing run.json
+        if not overwrite:
+            raise RunDirError(f"RUN_DIR {path} already holds a run: pass --overwrite to replace "
+                              f"it or --resume {path} to continue it")
+        held = [f for f in data_files if _inside(f, path)]
+        if held:
+            raise RunDirError(f"RUN_DIR {path} holds this run's input data ({', '.join(held)}): "
+                              "--overwrite would replace the folder it is read from; move the "
+                              "data or choose another --out")
 
     @classmethod
-    def create(cls, path: Path, overwrite: bool = False) -> RunDir:
-        """A new, empty run folder at ``path`` (see :meth:`check_new` for what is refused)."""
+    def create(cls, path: Path, overwrite: bool = False, data_files: Iterable[str] = (),
+               command: str = "", trained_with: Mapping[str, Any] | None = None,
+               files: Sequence[str] = LAYOUT) -> RunDir:
+        """A run folder at ``path`` holding only its new manifest (see :meth:`check_new` for
+        what is refused). Replacing a run removes what its manifest lists and nothing else."""
         path = Path(path)
-        cls.check_new(path, overwrite)
-        if path.is_dir() and any(path.iterdir()):
-            shutil.rmtree(path)
+        data_files = list(data_files)
+        cls.check_new(path, overwrite, data_files)
+        run = cls(path)
+        if path.is_dir():
+            run.remove_own_files()
         path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
+        run._write_manifest({"format": _MANIFEST_FORMAT, "version": 1, "command": command,
+                             "trained_with": dict(trained_with or {}), "files": list(files)})
+        return run
 
     @classmethod
     def open(cls, path: Path) -> RunDir:
@@ -137,9 +135,78 @@ class RunDir:
             raise RunDirError(f"RUN_DIR {path} does not exist")
         if not path.is_dir():
             raise RunDirError(f"RUN_DIR {path} is not a folder")
-        if not (path / RUN_FILE).is_file():
+        run = cls(path)
+        if not run.config.is_file():
+            command = run.manifest().get("command") if run.manifest_path.is_file() else None
+            if command:
+                raise RunDirError(f"RUN_DIR {path} is not a run yet: its rnnkit train stopped "
+                                  f"before writing {RUN_FILE}; start it again with: {command}")
             raise RunDirError(f"{path} is not an rnnkit run: it has no {RUN_FILE}")
-        return cls(path)
+        return run
+
+    # -- the manifest -------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest (for a run made before manifests: one listing :data:`LAYOUT`)."""
+        if not self.manifest_path.is_file():
+            return {"format": _MANIFEST_FORMAT, "version": 1, "command": "",
+                    "trained_with": {}, "files": list(LAYOUT)}
+        data = self.read_json(self.manifest_path)
+        if (not isinstance(data, dict) or data.get("format") != _MANIFEST_FORMAT
+                or not isinstance(data.get("files"), list)
+                or not all(isinstance(f, str) for f in data["files"])
+                or not isinstance(data.get("trained_with", {}), dict)):
+            raise RunDirError(f"{self.manifest_path} is not an rnnkit run manifest")
+        return data
+
+    def _write_manifest(self, data: Mapping[str, Any]) -> None:
+        _io.write_json(self.manifest_path, dict(data))
+
+    def track(self, *names: str) -> None:
+        """Add ``names`` (entries of this folder) to the manifest before they are written, so
+        that --overwrite knows rnnkit wrote them."""
+        manifest = self.manifest()
+        new = [n for n in names if n not in manifest["files"]]
+        if new:
+            self._write_manifest({**manifest, "files": [*manifest["files"], *new]})
+
+    def own_entries(self) -> set[str]:
+        """Names in the folder that rnnkit wrote: the manifest, what it lists, and temporary
+        files a killed write of one of them left."""
+        listed = {MANIFEST, *self.manifest()["files"]}
+        own = set()
+        for entry in self.path.iterdir():
+            name = entry.name
+            if name in listed or any(entry.match(_io.temporary_names(n)) for n in listed):
+                own.add(name)
+        return own
+
+    def foreign_entries(self) -> list[str]:
+        """Names in the folder that rnnkit did not write (the user's files)."""
+        own = self.own_entries()
+        return sorted(p.name for p in self.path.iterdir() if p.name not in own)
+
+    def remove_own_files(self) -> None:
+        """Delete what rnnkit wrote here (run.json first, so the folder stops being a run at
+        once; the manifest last, so an interrupted removal can be finished)."""
+        own = self.own_entries()
+        order = sorted(own - {MANIFEST}, key=lambda n: n != RUN_FILE) + [MANIFEST]
+        for name in order:
+            entry = self.path / name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            elif entry.exists() or entry.is_symlink():
+                entry.unlink()
+
+    def remove_temporary_files(self) -> None:
+        """Temporary files a killed write left (the complete files are never touched)."""
+        for folder in (self.path, self.checkpoint):
+            if folder.is_dir():
+                for entry in folder.glob(".*.tmp"):
+                    entry.unlink(missing_ok=True)
 
     # -- paths --------------------------------------------------------------------------------
     @property
@@ -179,14 +246,14 @@ class RunDir:
 
     # -- reading and writing ------------------------------------------------------------------
     def write_json(self, path: Path, data: Any) -> None:
-        atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+        _io.write_json(path, data)
 
     def read_json(self, path: Path) -> Any:
         if not path.is_file():
             raise RunDirError(f"RUN_DIR {self.path} has no {path.name}: the run did not finish")
         try:
             return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RunDirError(f"{path} is not valid JSON ({e})") from None
 
     def write_history(self, history: Mapping[str, Sequence[float]]) -> None:
@@ -201,4 +268,4 @@ class RunDir:
         for i in range(epochs):
             row = [history[k][i] if i < len(history[k]) else "" for k in keys]
             writer.writerow([i + 1, *row])
-        atomic_write_text(self.history_csv, buffer.getvalue())
+        _io.write_text(self.history_csv, buffer.getvalue())

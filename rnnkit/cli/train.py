@@ -15,15 +15,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shlex
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import _faults
+from ..models.callbacks import Callback
 from ._common import EXIT_INTERRUPTED, Fail, console, say, seed_everything, select_device
 from .config import RunConfig, file_digest
-from .run_dir import RunDir, default_run_dir
+from .run_dir import LAYOUT, RunDir, default_run_dir
 from .tasks import TASKS, Task
 
 __all__ = ["TrainOptions", "train"]
@@ -109,7 +112,11 @@ def _digests(task: Task, config: RunConfig) -> dict[str, str]:
     return digests
 
 
-def _open_for_resume(options: TrainOptions) -> tuple[RunDir, RunConfig, Task]:
+def _open_for_resume(options: TrainOptions) -> tuple[RunDir, RunConfig, Task, int]:
+    """The run to continue, its configuration with the allowed changes, and the epoch to
+    start from (``config.epochs`` itself: only the results are left to write)."""
+    from .run_state import State, inspect, load_config
+
     assert options.resume is not None
     extra = [n for n in _given(options) if n not in (*RESUME_OPTIONS, "resume")]
     if extra:
@@ -118,19 +125,35 @@ def _open_for_resume(options: TrainOptions) -> tuple[RunDir, RunConfig, Task]:
                          f"--epochs, --device, --tensorboard and --quiet may change ({flags} "
                          "given)")
     run = RunDir.open(options.resume)
-    config = RunConfig.load(run.config)
+    config = load_config(run)
     task = TASKS[config.task]
     changed = [name for name, digest in config.data_digests.items()
                if not Path(name).is_file() or file_digest(Path(name)) != digest]
     if changed:
         raise ValueError(f"the data of this run changed or disappeared since it started: "
                          f"{', '.join(changed)}; resuming would not reproduce the run")
-    changes: dict[str, Any] = {}
+    status = inspect(run, config)
     if options.epochs is not None:
-        changes["epochs"] = options.epochs
+        config = config.replace(epochs=options.epochs)
     if options.device is not None:
-        changes["device"] = options.device
-    return run, config.replace(**changes), task
+        config = config.replace(device=options.device)
+    asked = config.epochs
+    if status.state is State.STRANDED:
+        raise ValueError(f"RUN_DIR {run.path} cannot be continued: its checkpoint/ is missing, "
+                         f"so training cannot go on from where it stopped (the run is kept as "
+                         f"it is{'; its model still works' if status.has_model else ''})")
+    if status.state is State.FINISHED:
+        if options.epochs is None or asked <= status.done:
+            raise ValueError(f"RUN_DIR {run.path} has already completed {status.done} epochs "
+                             f"(asked for {asked}): pass --epochs N with N > {status.done} to "
+                             "train further")
+        if not (run.checkpoint / "backup.safetensors").is_file():
+            raise ValueError(f"RUN_DIR {run.path} is finished and its checkpoint/ is missing: "
+                             "it cannot be trained further (the run is kept as it is)")
+    if status.done > asked:
+        raise ValueError(f"RUN_DIR {run.path} has already completed {status.done} epochs (asked "
+                         f"for {asked}): pass --epochs N with N > {status.done} to train further")
+    return run, config, task, status.done
 
 
 def train(options: TrainOptions) -> RunDir:
@@ -151,19 +174,16 @@ def train(options: TrainOptions) -> RunDir:
         if options.out is not None or options.overwrite:
             raise ValueError("--resume RUN_DIR continues that run in place: do not combine it "
                              "with --out or --overwrite")
-        run, config, task = _open_for_resume(options)
-        start = BackupAndRestore.completed_epochs(run.checkpoint)
-        if start >= config.epochs:
-            raise ValueError(f"RUN_DIR {run.path} has already completed {start} epochs (asked "
-                             f"for {config.epochs}): pass --epochs N with N > {start} to train "
-                             "further")
+        run, config, task, start = _open_for_resume(options)
         if main:
-            say(f"Resuming {run.path} at epoch {start + 1} of {config.epochs}")
+            say(f"Resuming {run.path} at epoch {start + 1} of {config.epochs}" if start <
+                config.epochs else f"{run.path} finished its {start} epochs: writing its model "
+                "and results from the last checkpoint (no training)")
     else:
         config, task = make_config(options)
         out = options.out or default_run_dir(task.name)
         if main:
-            RunDir.check_new(out, options.overwrite)
+            RunDir.check_new(out, options.overwrite, task.data_files(config))
         config = config.replace(data_digests=_digests(task, config))
         start = 0
     device = select_device(config.device)
@@ -179,12 +199,18 @@ def train(options: TrainOptions) -> RunDir:
     if launched_by_torchrun() and config.device.startswith("cuda"):
         say("Distributed: each process trains on cuda:LOCAL_RANK")
     if options.resume is None:
-        run = RunDir.create(out, options.overwrite)
+        run = RunDir.create(out, options.overwrite, task.data_files(config),
+                            command=_command(options, out), trained_with=config.trained_with(),
+                            files=(*LAYOUT, *task.plots))
         run.write_json(run.config, config.to_dict())
         run.write_json(run.preprocessing, data.preprocessing)
         say(f"Run folder: {run.path}")
-    elif options.epochs is not None or options.device is not None:
-        run.write_json(run.config, config.to_dict())
+    else:
+        run.remove_temporary_files()
+        if options.epochs is not None or options.device is not None:
+            run.write_json(run.config, config.to_dict())
+        if not run.preprocessing.is_file():  # killed between run.json and preprocessing.json
+            run.write_json(run.preprocessing, data.preprocessing)
     say(f"Data: {data.description}")
     say(f"Model: {config.layers} x {'bidirectional ' if config.bidirectional else ''}"
         f"{config.cell.upper()}({config.units}), {model.count_params():,} parameters, "
@@ -196,33 +222,30 @@ def train(options: TrainOptions) -> RunDir:
         say("Building rnnkit's compiled CPU kernels: once per machine, a minute or two...")
         compiled.available()
     backup = BackupAndRestore(run.checkpoint, delete_checkpoint=False)
-    callbacks: list[Any] = [backup]
+    callbacks: list[Any] = [backup, FaultPoints()]
     if options.tensorboard:
         callbacks.append(TensorBoardLogger(run.tensorboard))
     began = time.perf_counter()
     try:
+        # With start == epochs no epoch runs: the backup restores the trained state.
         model.fit(data.x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs,
                   initial_epoch=start, validation_data=(data.x_val, data.y_val), shuffle=True,
                   verbose=0 if options.quiet else 1, callbacks=callbacks)
     except KeyboardInterrupt:
+        _end_progress_line(options)
         _save_interrupted(run, model, backup)
     finally:
-        for callback in callbacks[1:]:
+        for callback in callbacks[2:]:
             callback.close()
     seconds = time.perf_counter() - began
+    try:
+        report, epochs_done = _write_results(run, task, config, data, model, backup, seconds)
+    except KeyboardInterrupt:
+        from .run_state import resume_command
 
-    history = backup.history
-    run.write_history(history)
-    from .plots import learning_curves_plot
-
-    learning_curves_plot(history, run.plot("learning_curves"),
-                         title=f"{task.name}: {config.cell.upper()} learning curves")
-    model.save(run.model)
-    report = task.evaluate(model, config, data, run.path)
-    epochs_done = len(history.get("loss", []))
-    run.write_json(run.metrics, {**report.metrics, "epochs": epochs_done,
-                                 "final": {k: v[-1] for k, v in history.items() if v},
-                                 "train_seconds_this_session": round(seconds, 3)})
+        raise Fail(f"Interrupted while writing the results of the {config.epochs} trained "
+                   f"epochs; write them (no training) with: {resume_command(run)}",
+                   EXIT_INTERRUPTED) from None
 
     from ._common import print_report
 
@@ -230,6 +253,75 @@ def train(options: TrainOptions) -> RunDir:
     files = sorted(p.name for p in run.path.iterdir() if not p.name.startswith("."))
     console().print(f"Saved to {run.path}: {', '.join(files)}", markup=False)
     return run
+
+
+def _write_results(run: RunDir, task: Task, config: RunConfig, data: Any, model: Any,
+                   backup: Any, seconds: float) -> tuple[Any, int]:
+    """Everything after training, in the order :mod:`.run_state` relies on: metrics.json,
+    the mark of a finished run, last."""
+    from .plots import learning_curves_plot
+
+    history = backup.history
+    run.write_history(history)
+    learning_curves_plot(history, run.plot("learning_curves"),
+                         title=f"{task.name}: {config.cell.upper()} learning curves")
+    model.save(run.model)
+    report = task.evaluate(model, config, data, run.path)
+    run.track(*(Path(p).name for p in report.plots))
+    epochs_done = len(history.get("loss", []))
+    run.write_json(run.metrics, {**report.metrics, "epochs": epochs_done,
+                                 "final": {k: v[-1] for k, v in history.items() if v},
+                                 "train_seconds_this_session": round(seconds, 3)})
+    return report, epochs_done
+
+
+class FaultPoints(Callback):
+    """The points inside training at which the fault-injection test hook may stop the process
+    (:mod:`rnnkit._faults`): after each batch (``batch:EPOCH:STEP``, from 1) and after each
+    epoch's checkpoint (``epoch:EPOCH``). Free unless ``RNNKIT_FAULT`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._epoch = epoch + 1
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        _faults.point(f"batch:{self._epoch}:{batch + 1}")
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        _faults.point(f"epoch:{epoch + 1}")
+
+
+def _command(options: TrainOptions, out: Path) -> str:
+    """The ``rnnkit train`` command line of ``options`` (paths made absolute), for the manifest:
+    what starts the run again if it stopped before writing run.json."""
+    words = ["rnnkit", "train"]
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if f.name in ("out", "overwrite", "resume") or value in (None, False, []):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "relative":
+            words.append("--relative" if value else "--no-relative")
+        elif value is True:
+            words.append(flag)
+        else:
+            for item in value if isinstance(value, list) else [value]:
+                words += [flag, str(Path(item).resolve()) if isinstance(item, Path) else str(item)]
+    words += ["--out", str(Path(out).resolve())]
+    return shlex.join(words)
+
+
+def _end_progress_line(options: TrainOptions) -> None:
+    """Ctrl-C stops fit in the middle of a progress line drawn in place: end it, so the
+    messages that follow start on their own line."""
+    import sys
+
+    if not options.quiet and sys.stdout.isatty():
+        sys.stdout.write("\n")
+        sys.stdout.flush()
 
 
 def _train_other_rank(options: TrainOptions, config: RunConfig, data: Any, model: Any,
@@ -265,9 +357,9 @@ def launch(options: TrainOptions) -> RunDir:
                          "under torchrun (WORLD_SIZE is set): drop --nproc, torchrun's "
                          "--nproc_per_node decides")
     if options.resume is None:  # check the options once, and fix one RUN_DIR for all ranks
-        _, task = make_config(options)
+        run_config, task = make_config(options)
         out = options.out or default_run_dir(task.name)
-        RunDir.check_new(out, options.overwrite)
+        RunDir.check_new(out, options.overwrite, task.data_files(run_config))
         options = dataclasses.replace(options, out=Path(out).resolve())
     per_rank = dataclasses.replace(options, nproc=None)
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=options.nproc,
@@ -310,13 +402,18 @@ def _rank_entry(options: TrainOptions) -> str:
 def _save_interrupted(run: RunDir, model: Any, backup: Any) -> None:
     """Ctrl-C during fit: keep the last completed epoch (already in the checkpoint), write its
     model and history, and stop with the shell's interrupt code."""
+    from .run_state import resume_command
+
+    command = resume_command(run)
     if not backup.path.is_file():
         raise Fail(f"Interrupted before the first epoch finished: nothing to save. Start again "
-                   f"with: rnnkit train --resume {run.path}", EXIT_INTERRUPTED)
+                   f"with: {command}", EXIT_INTERRUPTED)
     done = backup.completed_epochs(backup.backup_dir)
-    backup.restore_weights()  # the weights at the end of the last completed epoch
-    model.save(run.model)
-    run.write_history(backup.history)
-    raise Fail(f"Interrupted: kept the {done} completed epoch(s) in {run.path} (model and "
-               f"checkpoint). Continue with: rnnkit train --resume {run.path}", EXIT_INTERRUPTED)
-
+    try:
+        backup.restore_weights()  # the weights at the end of the last completed epoch
+        model.save(run.model)
+        run.write_history(backup.history)
+    except KeyboardInterrupt:  # a second Ctrl-C: the checkpoint is all that is needed
+        pass
+    raise Fail(f"Interrupted: kept the {done} completed epoch(s) in {run.path} (checkpoint and "
+               f"model). Continue with: {command}", EXIT_INTERRUPTED)

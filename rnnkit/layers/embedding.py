@@ -98,7 +98,7 @@ class Embedding(Layer):
                     f"Embedding '{self.name}' got token id {bad}, outside [0, {self.input_dim}) "
                     f"(input_dim={self.input_dim}); input_dim must be the largest id + 1"
                 )
-        return self.embeddings[inputs.to(self.embeddings.device)]
+        return torch.nn.functional.embedding(inputs.to(self.embeddings.device), self.embeddings)
 
     def compute_mask(self, inputs: Any, mask: Tensor | None = None) -> Tensor | None:
         if not self.mask_zero:

@@ -10,8 +10,9 @@ holding everything the next epoch depends on:
     rng/numpy          NumPy's global generator (with Python's ``random`` in the metadata)
     metadata "state"   JSON: epochs completed, the history so far, the learning rate
 
-The file is written to a temporary name and renamed over the previous one (``os.replace``),
-so a crash or Ctrl-C mid-write leaves the previous epoch's backup intact.
+The file is written with rnnkit's one atomic writer (:mod:`rnnkit._io`: a temporary name,
+fsync, renamed over the previous one), so a crash or Ctrl-C mid-write leaves the previous
+epoch's backup intact.
 
 When ``fit`` starts (``on_train_begin``) and a backup exists, the callback loads it back into
 the model, the optimizer and the generators and sets ``model._initial_epoch`` to the number of
@@ -137,7 +138,7 @@ class BackupAndRestore(Callback):
 
     # -- saving --------------------------------------------------------------------------------
     def _save(self) -> None:
-        from safetensors.torch import save_file
+        from .saving import atomic_write, safetensors_bytes
 
         model = self.model
         tensors: dict[str, Tensor] = {}
@@ -168,15 +169,7 @@ class BackupAndRestore(Callback):
         # Clones: safetensors refuses tensors that share memory (tied weights, views).
         tensors = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
         self.backup_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{FILENAME}.{os.getpid()}.tmp")
-        try:
-            save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, safetensors_bytes(tensors, {"state": json.dumps(state)}))
 
     # -- restoring -----------------------------------------------------------------------------
     def _restore(self) -> None:

@@ -16,8 +16,10 @@ File layout (``model.save(path)``; any file name works, e.g. ``model.rnnkit``)::
       optimizer/...     the optimizer's state (iterations, moments) when saved with it
 
 Layers are rebuilt from their configs by class name, looked up in ``rnnkit.layers`` only.
-A write goes to a temporary file in the same directory, is flushed to disk, then renamed over
-the target (``os.replace``): a crash mid-save leaves the previous file untouched. Reading
+A write goes through rnnkit's one atomic writer (:mod:`rnnkit._io`: a temporary file in the
+same directory, flushed to disk, renamed over the target), so a crash mid-save leaves the
+previous file untouched; the header is written in a canonical order, so the same model gives
+the same bytes. Reading
 checks the header, the format and version, the tensor data and the digest, and reports any
 problem as a ``ValueError`` naming the file.
 
@@ -29,12 +31,10 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import struct
-import tempfile
 import warnings
 from typing import Any, BinaryIO
 
@@ -43,7 +43,7 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
-from .. import layers as layers_module
+from .. import _io, layers as layers_module
 from ..layers import Layer
 from . import losses, metrics as metrics_module, optimizers
 
@@ -101,37 +101,21 @@ def _write_all(handle: BinaryIO, data: bytes) -> None:
     handle.write(data)
 
 
-def _file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` with rnnkit's one atomic writer (:mod:`rnnkit._io`): readers
+    see the old file or the new one, never a partial one; the folder must exist."""
+    _io.atomic_write(path, data, write=lambda handle, chunk: _write_all(handle, chunk))
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and
-    ``os.replace``: readers see the old file or the new one, never a partial one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"Cannot save to {path!r}: directory {directory!r} does not exist")
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                                     suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            _write_all(handle, data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, _file_mode())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable where supported
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+def safetensors_bytes(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
+    """``safetensors.torch.save`` with a canonical header: the same tensors and metadata give
+    the same bytes in every process (safetensors writes its metadata map in hash order)."""
+    data = safetensors.torch.save(tensors, metadata=metadata)
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the tensor data stays 8-byte aligned, as safetensors has it
+    return struct.pack("<Q", len(text)) + text + data[8 + size:]
 
 
 def _digest(tensors: dict[str, Tensor]) -> str:
@@ -226,7 +210,7 @@ def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = T
     if note is not None:
         metadata["compile_note"] = note
     metadata["sha256"] = _digest(tensors)
-    atomic_write(path, safetensors.torch.save(tensors, metadata=metadata))
+    atomic_write(path, safetensors_bytes(tensors, metadata))
 
 
 def save_weights(model: Any, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
@@ -241,7 +225,7 @@ def save_weights(model: Any, filepath: str | os.PathLike[str], overwrite: bool =
         "layers": _json(layers),
         "sha256": _digest(tensors),
     }
-    atomic_write(path, safetensors.torch.save(tensors, metadata=metadata))
+    atomic_write(path, safetensors_bytes(tensors, metadata))
 
 
 def _version() -> str:

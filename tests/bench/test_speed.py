@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,19 @@ def test_machine_is_named_next_to_the_peak(tmp_path: Path,
     assert f"matmul peak {machine['matmul_peak_gflops']:.0f} GFLOP/s" in line
     old = {k: v for k, v in machine.items() if k not in ("cpu_model", "vector_isa", "vector_bits")}
     assert speed.machine_line(old).startswith("CPU not recorded in this report; ")
+
+
+def test_output_carries_no_profiler_noise(capfd: pytest.CaptureFixture[str]) -> None:
+    """The memory measurement runs torch.profiler, whose C++ side prints trace-point lines to
+    the process's stderr at every start and stop: they are dropped, anything else printed by
+    native code meanwhile still reaches stderr."""
+    x = torch.randn(64)
+
+    def step() -> None:
+        (x * 2).sum()
+        os.write(2, b"a message from native code\n")
+
+    assert speed.peak_memory_bytes(step) >= 0
+    out, err = capfd.readouterr()
+    assert "USDT" not in err and "profiler_st" not in err and "unknown size" not in err, err
+    assert err.strip().splitlines() == ["a message from native code"]

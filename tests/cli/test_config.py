@@ -25,14 +25,14 @@ def test_to_dict_marks_format_and_version():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"task": "regress"}, "task must be one of forecast, classify, text"),
-    ({"cell": "transformer"}, "cell must be one of rnn, gru, lstm"),
-    ({"units": 0}, "units must be >= 1"),
-    ({"epochs": 2.5}, "epochs must be an integer"),
-    ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
-    ({"lr": 0.0}, "lr must be > 0"),
-    ({"device": "tpu"}, "device must be cpu or cuda"),
-    ({"window": 0}, "window must be >= 1"),
+    ({"task": "regress"}, "'task' must be one of forecast, classify, text"),
+    ({"cell": "transformer"}, "'cell' must be one of rnn, gru, lstm"),
+    ({"units": 0}, "'units' must be >= 1"),
+    ({"epochs": 2.5}, "'epochs' must be an integer"),
+    ({"dropout": 1.0}, r"'dropout' must be in \[0, 1\)"),
+    ({"lr": 0.0}, "'lr' must be > 0"),
+    ({"device": "tpu"}, "'device' must be cpu or cuda"),
+    ({"window": 0}, "'window' must be >= 1"),
 ])
 def test_invalid_values(changes, message):
     with pytest.raises(ValueError, match=message):

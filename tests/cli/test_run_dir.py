@@ -8,7 +8,8 @@ from datetime import datetime
 
 import pytest
 
-from rnnkit.cli.run_dir import RunDir, RunDirError, atomic_write, atomic_write_text, default_run_dir
+from rnnkit._io import atomic_write, write_text as atomic_write_text
+from rnnkit.cli.run_dir import RunDir, RunDirError, default_run_dir
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -23,12 +24,12 @@ def test_atomic_write_failure_keeps_previous_file(tmp_path):
     path = tmp_path / "a.txt"
     atomic_write_text(path, "old")
 
-    def half_then_crash(tmp):
-        tmp.write_text("half")
+    def half_then_crash(handle, chunk):
+        handle.write(chunk[:2])
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        atomic_write(path, half_then_crash)
+        atomic_write(path, b"new contents", write=half_then_crash)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
 
@@ -41,7 +42,7 @@ def test_create_refuses_existing_run_without_overwrite(tmp_path):
         RunDir.create(run.path)
     assert (run.path / "model.rnnkit").exists()  # untouched
     RunDir.create(run.path, overwrite=True)
-    assert list(run.path.iterdir()) == []  # replaced by an empty run folder
+    assert [p.name for p in run.path.iterdir()] == ["manifest.json"]  # a new, empty run
 
 
 def test_create_never_deletes_a_folder_that_is_not_a_run(tmp_path):

@@ -8,7 +8,6 @@ few ulp of the activations (the compiled float32 tanh/sigmoid are polynomials, s
 from __future__ import annotations
 
 import itertools
-import warnings
 
 import pytest
 import torch

@@ -61,15 +61,14 @@ std::tuple<Tensor, Tensor> elman_cpu(const Tensor& x, const Tensor& h0, const Te
                 x);
 }
 
-auto elman_backward_cpu(const Tensor& grad_out, const Tensor& grad_h_n,
-                                         const Tensor& x, const Tensor& h0, const Tensor& w_ih,
-                                         const Tensor& w_hh, const OptionalTensor& /*b_ih*/,
-                                         const OptionalTensor& /*b_hh*/, const Tensor& out,
-                                         const OptionalTensor& mask, bool reverse, bool relu,
-                                         bool zero, std::array<bool, 6> output_mask) {
-  return narrow(as_tuple(elman_backward(wide(grad_out, x), wide(grad_h_n, x), wide(x, x), wide(h0, x),
-                               wide(w_ih, x), wide(w_hh, x), wide(out, x), wide(mask, x),
-                               reverse, relu, zero, output_mask)),
+auto elman_backward_cpu(const Tensor& grad_out, const Tensor& grad_h_n, const Tensor& x,
+                        const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                        const OptionalTensor& /*b_ih*/, const OptionalTensor& /*b_hh*/,
+                        const Tensor& out, const OptionalTensor& mask, bool reverse, bool relu,
+                        bool zero, std::array<bool, 6> output_mask) {
+  return narrow(as_tuple(elman_backward(wide(grad_out, x), wide(grad_h_n, x), wide(x, x),
+                                        wide(h0, x), wide(w_ih, x), wide(w_hh, x), wide(out, x),
+                                        wide(mask, x), reverse, relu, zero, output_mask)),
                 x);
 }
 
@@ -84,16 +83,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_cpu(const Tensor& x, const Tensor
                 x);
 }
 
-auto gru_backward_cpu(const Tensor& grad_out, const Tensor& grad_h_n,
-                                       const Tensor& x, const Tensor& h0, const Tensor& w_ih,
-                                       const Tensor& w_hh, const OptionalTensor& /*b_ih*/,
-                                       const OptionalTensor& /*b_hh*/, const Tensor& out,
-                                       const Tensor& gates, const Tensor& hn_all,
-                                       const OptionalTensor& mask, bool reverse, bool zero,
-                                       std::array<bool, 6> output_mask) {
-  return narrow(as_tuple(gru_backward(wide(grad_out, x), wide(grad_h_n, x), wide(x, x), wide(h0, x),
-                             wide(w_ih, x), wide(w_hh, x), wide(out, x), wide(gates, x),
-                             wide(hn_all, x), wide(mask, x), reverse, zero, output_mask)),
+auto gru_backward_cpu(const Tensor& grad_out, const Tensor& grad_h_n, const Tensor& x,
+                      const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                      const OptionalTensor& /*b_ih*/, const OptionalTensor& /*b_hh*/,
+                      const Tensor& out, const Tensor& gates, const Tensor& hn_all,
+                      const OptionalTensor& mask, bool reverse, bool zero,
+                      std::array<bool, 6> output_mask) {
+  return narrow(as_tuple(gru_backward(wide(grad_out, x), wide(grad_h_n, x), wide(x, x),
+                                      wide(h0, x), wide(w_ih, x), wide(w_hh, x), wide(out, x),
+                                      wide(gates, x), wide(hn_all, x), wide(mask, x), reverse,
+                                      zero, output_mask)),
                 x);
 }
 
@@ -106,18 +105,17 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_cpu(
                 x);
 }
 
-auto lstm_backward_cpu(const Tensor& grad_out, const Tensor& grad_h_n,
-                                        const Tensor& grad_c_n, const Tensor& x,
-                                        const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
-                                        const Tensor& w_hh, const OptionalTensor& /*b_ih*/,
-                                       const OptionalTensor& /*b_hh*/, const Tensor& out,
-                                        const Tensor& gates, const Tensor& c_all,
-                                        const OptionalTensor& mask, bool reverse, bool zero,
-                                        std::array<bool, 7> output_mask) {
+auto lstm_backward_cpu(const Tensor& grad_out, const Tensor& grad_h_n, const Tensor& grad_c_n,
+                       const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                       const Tensor& w_hh, const OptionalTensor& /*b_ih*/,
+                       const OptionalTensor& /*b_hh*/, const Tensor& out, const Tensor& gates,
+                       const Tensor& c_all, const OptionalTensor& mask, bool reverse, bool zero,
+                       std::array<bool, 7> output_mask) {
   return narrow(as_tuple(lstm_backward(wide(grad_out, x), wide(grad_h_n, x), wide(grad_c_n, x),
-                              wide(x, x), wide(h0, x), wide(c0, x), wide(w_ih, x), wide(w_hh, x),
-                              wide(out, x), wide(gates, x), wide(c_all, x), wide(mask, x),
-                              reverse, zero, output_mask)),
+                                       wide(x, x), wide(h0, x), wide(c0, x), wide(w_ih, x),
+                                       wide(w_hh, x), wide(out, x), wide(gates, x),
+                                       wide(c_all, x), wide(mask, x), reverse, zero,
+                                       output_mask)),
                 x);
 }
 

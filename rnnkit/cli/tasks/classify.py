@@ -93,6 +93,7 @@ def _load_npy(path: Path, option: str) -> NDArray[Any]:
 class ClassifyTask(Task):
     name = "classify"
     datasets = ("digits",)
+    plots = ("confusion_matrix.png",)
     defaults = {"units": 64, "epochs": 15, "batch_size": 32, "lr": 3e-3}
 
     def check(self, config: RunConfig) -> None:

@@ -143,6 +143,12 @@ class WindowScaling:
         scaler = StandardScaler().fit(train_rows)
         return cls(False, np.asarray(scaler.mean_), np.asarray(scaler.scale_))
 
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.mean).all() and np.isfinite(self.scale).all()):
+            raise ValueError("the series' values are too large to scale: their spread "
+                             "overflows float64 (values beyond about 1e150); divide the "
+                             "columns by a constant first")
+
     def _anchor(self, x_raw: NDArray[np.float64]) -> NDArray[np.float64]:
         return x_raw[:, -1:, :] if self.relative else self.mean.reshape(1, 1, -1)  # (N|1, 1, F)
 
@@ -183,6 +189,7 @@ def raw_windows(series: Series, window: int, horizon: int, source: str
 class ForecastTask(Task):
     name = "forecast"
     datasets = tuple(_BUILTIN)
+    plots = ("forecast.png",)
     defaults = {"units": 32, "epochs": 40, "batch_size": 32, "lr": 3e-3, "window": 24}
 
     def check(self, config: RunConfig) -> None:
@@ -322,5 +329,14 @@ def seasonal_naive(target: NDArray[np.float64], first: NDArray[np.int64], horizo
 
 
 def _errors(predicted: NDArray[np.float64], actual: NDArray[np.float64]) -> dict[str, float]:
+    """MAE and RMSE; a ValueError where they are not finite numbers (never NaN metrics)."""
     diff = predicted - actual
+    if not np.isfinite(diff).all():
+        raise ValueError("the forecast errors are not finite numbers: the series' values "
+                         "overflow float64 arithmetic; divide the columns by a constant first")
+    largest = float(np.max(np.abs(diff), initial=0.0))
+    if largest > 1e150:  # diff ** 2 would overflow: measure in units of the largest error
+        unit = diff / largest
+        return {"mae": largest * float(np.mean(np.abs(unit))),
+                "rmse": largest * math.sqrt(float(np.mean(unit ** 2)))}
     return {"mae": float(np.mean(np.abs(diff))), "rmse": math.sqrt(float(np.mean(diff ** 2)))}

@@ -1,0 +1,145 @@
+"""The rnnkit operators (torch.ops.rnnkit.*) as PyTorch's tools see them: double backward,
+torch.func transforms, vmap, autocast, fake tensors and torch.library's own consistency checks.
+
+gradcheck/gradgradcheck run in float64 on tiny sizes (T=3, B=2, H=2) with the default
+tolerances; torch.func and vmap results against autograd/looping to 1e-12 (float64); autocast
+against torch.nn in bfloat16 to 2e-2 (bfloat16's resolution over a few steps).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.autograd import gradcheck, gradgradcheck
+
+import rnnkit.nn as rnn
+from rnnkit import _kernels as K
+
+T, B, D, H = 3, 2, 2, 2
+CELLS = {
+    "tanh": (1, lambda *a, **k: K.elman(*a, nonlinearity="tanh", **k)),
+    "relu": (1, lambda *a, **k: K.elman(*a, nonlinearity="relu", **k)),
+    "gru": (3, K.gru),
+    "lstm": (4, K.lstm),
+}
+
+
+def _inputs(cell: str, dtype: torch.dtype = torch.float64, batch: int = B) -> list[torch.Tensor]:
+    gates = CELLS[cell][0]
+    g = torch.Generator().manual_seed(2)
+
+    def rnd(*shape: int) -> torch.Tensor:
+        # relu: keep pre-activations off the kink, where finite differences are meaningless
+        offset = 0.6 if cell == "relu" and len(shape) == 1 else 0.0
+        return (torch.randn(*shape, generator=g, dtype=dtype) * 0.7 + offset).requires_grad_()
+
+    states = [rnd(batch, H)] + ([rnd(batch, H)] if cell == "lstm" else [])
+    return [rnd(T, batch, D), *states, rnd(gates * H, D), rnd(gates * H, H), rnd(gates * H),
+            rnd(gates * H)]
+
+
+MASKS = {
+    "none": None,
+    "lengths": torch.tensor([[True, True], [True, False], [True, False]]),
+    "holes": torch.tensor([[False, True], [True, True], [True, False]]),
+}
+
+
+@pytest.mark.parametrize("backend", ["auto", "fused"])  # the operator (C++ on CPU); composite
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("mask_kind", list(MASKS))
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_gradgradcheck(cell: str, mask_kind: str, reverse: bool, backend: str) -> None:
+    fn = CELLS[cell][1]
+    mask = MASKS[mask_kind]
+
+    def run(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return fn(*args, mask=mask, reverse=reverse, zero_padding=mask is not None,
+                  backend=backend)
+
+    args = tuple(_inputs(cell))
+    assert gradcheck(run, args)
+    assert gradgradcheck(run, args)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_func_grad_vjp_and_jacrev_equal_autograd(cell: str) -> None:
+    fn = CELLS[cell][1]
+    args = _inputs(cell)
+    mask = MASKS["lengths"]
+
+    def loss(*a: torch.Tensor) -> torch.Tensor:
+        return sum((o * o).sum() for o in fn(*a, mask=mask, zero_padding=True))
+
+    want = torch.autograd.grad(loss(*args), args)
+    got = torch.func.grad(loss, argnums=tuple(range(len(args))))(*args)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    out, pullback = torch.func.vjp(lambda x: fn(x, *args[1:], mask=mask)[0], args[0])
+    (dx,) = pullback(torch.ones_like(out))
+    (want_dx,) = torch.autograd.grad(fn(*args, mask=mask)[0].sum(), args[0])
+    torch.testing.assert_close(dx, want_dx, rtol=1e-12, atol=1e-12)
+    jacobian = torch.func.jacrev(lambda x: fn(x, *args[1:])[1])(args[0])  # d h_n / d x
+    assert jacobian.shape == (B, H, T, B, D)
+    rows = [torch.autograd.grad(fn(*args)[1][i, j], args[0])[0] for i in range(B) for j in range(H)]
+    torch.testing.assert_close(jacobian.reshape(B * H, T, B, D), torch.stack(rows),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # torch's
+def test_jvp_says_why_it_cannot() -> None:
+    args = _inputs("gru")
+    with pytest.raises(NotImplementedError, match="no forward-mode derivative"):
+        torch.func.jvp(lambda x: K.gru(x, *args[1:])[0], (args[0],), (torch.ones_like(args[0]),))
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_vmap_equals_a_loop_and_batched_gradcheck(cell: str) -> None:
+    fn = CELLS[cell][1]
+    args = [a.detach() for a in _inputs(cell)]
+    xs = torch.randn(4, T, B, D, dtype=torch.float64)
+    got = torch.func.vmap(lambda x: fn(x, *args[1:])[0])(xs)
+    want = torch.stack([fn(x, *args[1:])[0] for x in xs])
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    leaves = tuple(a.requires_grad_() for a in args)  # gradcheck's vmap over the backward
+    assert gradcheck(lambda *a: fn(*a, mask=MASKS["holes"]), leaves, check_batched_grad=True)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_autocast_returns_what_torch_nn_returns(kind: str) -> None:
+    """torch.nn on the CPU under bfloat16 autocast: LSTM and RNN return bfloat16 (oneDNN), GRU
+    float32 (not on autocast's list); the rnnkit modules return the same dtypes and values."""
+    torch.manual_seed(0)
+    ours = getattr(rnn, kind)(D, H, batch_first=True)
+    theirs = getattr(torch.nn, kind)(D, H, batch_first=True)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(B, 5, D)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, want = ours(x), theirs(x)
+    for a, b in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(want)):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_fake_kernels_give_the_shapes(cell: str) -> None:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    args = [a.detach() for a in _inputs(cell, torch.float32)]
+    op = getattr(torch.ops.rnnkit, cell)
+    real = op(*args, None, False, False, True)
+    with FakeTensorMode() as mode:
+        fake = op(*(mode.from_tensor(a) for a in args), None, False, False, True)
+    assert [f.shape for f in fake] == [r.shape for r in real]
+    assert [f.dtype for f in fake] == [r.dtype for r in real]
+
+
+@pytest.mark.parametrize("cell", ["elman", "gru", "lstm"])
+def test_torch_library_opcheck(cell: str) -> None:
+    """torch.library's consistency checks: schema, fake kernel, autograd registration."""
+    inputs = _inputs({"elman": "tanh"}.get(cell, cell))
+    tail = (MASKS["lengths"], True, False, True) if cell == "elman" else \
+        (MASKS["lengths"], True, True, True)
+    torch.library.opcheck(getattr(torch.ops.rnnkit, cell), (*inputs, *tail),
+                          test_utils=("test_schema", "test_faketensor",
+                                      "test_autograd_registration"))
