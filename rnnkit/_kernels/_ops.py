@@ -192,6 +192,9 @@ def _setup_context(cell: _Cell) -> Callable[..., None]:
         ctx.train = train
         if output[outputs:]:
             ctx.mark_non_differentiable(*output[outputs:])
+        # no zero gradients for the saved buffers (a (T, B, 4H) tensor each); the backward
+        # fills in the few it reads
+        ctx.set_materialize_grads(False)
 
     return setup_context
 
@@ -230,7 +233,10 @@ class _FunctorchMixin:
 
 def _function(cell: _Cell) -> type:
     def forward(*args: Any) -> Any:
-        return cell.op(*args)
+        if torch._C._are_functorch_transforms_active():
+            return cell.op(*args)
+        with torch._C._AutoDispatchBelowAutograd():  # straight to the kernel: this is autograd
+            return cell.op(*args)
 
     return type(f"_{cell.name.title()}Function", (_FunctorchMixin, torch.autograd.Function), {
         "forward": staticmethod(forward),
@@ -239,17 +245,44 @@ def _function(cell: _Cell) -> type:
     })
 
 
-_FUNCTIONS: dict[str, type] = {}
+def _eager_function(cell: _Cell) -> type:
+    """The same formula as an old-style Function (``forward(ctx, ...)``): ``apply`` of one with
+    ``setup_context`` binds its arguments through ``inspect.signature`` on every call (measured:
+    a third of a tiny training step), which torch.func needs and plain autograd does not."""
+    setup_context = _setup_context(cell)
+
+    def forward(ctx: Any, *args: Any) -> Any:
+        with torch._C._AutoDispatchBelowAutograd():
+            output = cell.op(*args)
+        setup_context(ctx, args, output)
+        return output
+
+    return type(f"_{cell.name.title()}EagerFunction", (torch.autograd.Function,), {
+        "forward": staticmethod(forward),
+        "backward": staticmethod(_backward(cell)),
+    })
+
+
+_FUNCTIONS: dict[str, type] = {}  # for torch.func transforms
+_EAGER_FUNCTIONS: dict[str, type] = {}  # for plain autograd
 
 
 def apply(name: str, *args: Any) -> Any:
-    """Call the operator ``name``; under a ``torch.func`` transform through an
-    ``autograd.Function``, which those transforms can differentiate (they cannot enter the
-    autograd kernel the dispatcher holds)."""
+    """Call the operator ``name``. Tracers (compile, export, jit.trace) record the operator
+    itself, with the autograd formula registered on it. Eager calls go through an
+    ``autograd.Function`` sharing that formula: ``torch.func`` transforms can differentiate it
+    (they cannot enter an autograd kernel the dispatcher holds), and it skips the generic
+    Python wrapper of ``register_autograd`` (measured: half the fixed cost of a tiny call);
+    a call with nothing to differentiate goes straight to the kernel."""
     cell = CELLS[name]
-    if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return cell.op(*args)
+    if torch._C._are_functorch_transforms_active():
         return _FUNCTIONS[name].apply(*args)
-    return cell.op(*args)
+    if torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
+        return _EAGER_FUNCTIONS[name].apply(*args)
+    with torch._C._AutoDispatchBelowAutograd():
+        return cell.op(*args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,6 +329,7 @@ def register(on_first_use: Callable[[], None]) -> None:
         torch.library.register_autograd(f"rnnkit::{name}", _backward(cell),
                                         setup_context=_setup_context(cell), lib=_LIB)
         _FUNCTIONS[name] = _function(cell)
+        _EAGER_FUNCTIONS[name] = _eager_function(cell)
         torch.library.register_vmap(f"rnnkit::{name}", _loop_vmap(cell.op), lib=_LIB)
         torch.library.register_vmap(f"rnnkit::{name}_backward", _loop_vmap(cell.backward_op),
                                     lib=_LIB)

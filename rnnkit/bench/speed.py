@@ -43,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -264,6 +265,9 @@ def torch_contenders(cell: str, size: Size, training: bool) -> dict[str, Call]:
     model = RNNKIT_CLASSES[cell](size.features, size.hidden)
     model.load_state_dict(reference.state_dict())
     torch._dynamo.reset()  # one compile per row: earlier rows' would count toward the limit
+    with warnings.catch_warnings():  # inductor imports a module that uses torch.jit.script_method
+        warnings.simplefilter("ignore", DeprecationWarning)
+        importlib.import_module("torch._inductor.compile_fx")
     compiled_model = torch.compile(model, fullgraph=True)
     calls[COMPILED] = (_training(model, lambda: _first(compiled_model(x))) if training
                        else _inference(compiled_model, x))

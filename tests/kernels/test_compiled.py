@@ -431,3 +431,25 @@ def test_prefix_mask_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> N
                                                    [False, False, True]]), rtol=0, atol=0)
     assert (low, high) == (0, 3)
     assert K.prefix_mask(torch.zeros(0, dtype=torch.long), 2)[0].shape == (2, 0)
+
+
+def test_build_progress_names_each_finished_file_and_the_time(tmp_path) -> None:
+    """A first build is not silent: a line as each translation unit finishes, with the time."""
+    import io
+    import time
+
+    build = tmp_path / "rnnkit_cpu_x"
+    build.mkdir()
+    stream = io.StringIO()
+    progress = compiled._Progress(build, stream)
+    (build / "lstm.o").write_bytes(b"")
+    (build / "gru.o").write_bytes(b"")
+    deadline = time.monotonic() + 10
+    while "compiled" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    progress.stop()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith(f"rnnkit: building the C++ kernels ({len(compiled._SOURCES)} files, "
+                             f"once per version; cached in {tmp_path})")
+    assert any("compiled gru.cpp, lstm.cpp (2/6)" in line for line in lines)
+    assert lines[-1].endswith("] done") and lines[-1].startswith("[")
