@@ -18,8 +18,10 @@ node. What runs (``backend="auto"``, the default)::
     -------------------------------------  ------------------------  --------------------------
     CPU float32/float64                    C++ time loop (csrc/)     fastest on every bench row
     CPU bfloat16/float16 (e.g. autocast)   C++ loop, widened to f32  float32 accumulation
-    dense float32 LSTM inference on CPU,   torch._VF.lstm (oneDNN)   measured faster there; the
-      batch x hidden >= 16384                                          rule is _route.py's
+    dense float32 LSTM inference on CPU    torch._VF.lstm (oneDNN)   measured faster there;
+      from B x H = 16384 (AVX2) / 2048 with                            _route.py decides (a
+      H >= 128 (AVX-512)                                               rule per vector unit, or
+                                                                       a measurement, opt-in)
     CUDA, other devices, no C++ compiler,  composite (composite.py)  plain PyTorch ops: runs
       RNNKIT_NO_EXTENSION=1                                            anywhere
     fake tensors, device="meta"            shape functions (_ops)    tracing
@@ -41,7 +43,7 @@ from torch import Tensor
 
 from . import _onnx, _ops
 from . import compiled as _compiled
-from ._route import prefers_torch_lstm as _prefers_torch_lstm
+from ._route import prefers_torch as _prefers_torch
 from ._route import torch_recurrence as _torch_recurrence
 from .cells import elman_cell, gru_cell, lstm_cell
 from .loop import scan
@@ -140,6 +142,12 @@ def elman(
                               zero_padding, relu)
         return out, h_n
     if path == "op":
+        cell = "rnn_relu" if relu else "rnn_tanh"
+        if (backend == "auto" and not _tracing()
+                and _prefers_torch(cell, x, w_hh, mask, h0, w_ih, w_hh, b_ih, b_hh)):
+            out, h_n = _torch_recurrence(getattr(torch._VF, cell), x, (h0,), w_ih, w_hh, b_ih,
+                                         b_hh, reverse)
+            return out, h_n
         out, h_n = _ops.apply("elman", x.contiguous(), h0, w_ih, w_hh, b_ih, b_hh, mask,
                               reverse, relu, zero_padding)
         return out, h_n
@@ -171,6 +179,11 @@ def gru(
                               zero_padding)
         return out, h_n
     if path == "op":
+        if (backend == "auto" and not _tracing()
+                and _prefers_torch("gru", x, w_hh, mask, h0, w_ih, w_hh, b_ih, b_hh)):
+            out, h_n = _torch_recurrence(torch._VF.gru, x, (h0,), w_ih, w_hh, b_ih, b_hh,
+                                         reverse)
+            return out, h_n
         train = _train(x, h0, w_ih, w_hh, b_ih, b_hh)
         out, h_n, _, _ = _ops.apply("gru", x.contiguous(), h0, w_ih, w_hh, b_ih, b_hh, mask,
                                     reverse, zero_padding, train)
@@ -206,7 +219,7 @@ def lstm(
         return out, h_n, c_n
     if path == "op":
         if (backend == "auto" and not _tracing()
-                and _prefers_torch_lstm(x, w_hh, mask, h0, c0, w_ih, w_hh, b_ih, b_hh)):
+                and _prefers_torch("lstm", x, w_hh, mask, h0, c0, w_ih, w_hh, b_ih, b_hh)):
             out, h_n, c_n = _torch_recurrence(torch._VF.lstm, x, (h0, c0), w_ih, w_hh, b_ih,
                                               b_hh, reverse)
             return out, h_n, c_n

@@ -138,6 +138,44 @@ def matmul_peak_gflops(n: int, repeats: int = 5) -> float:
     return 2 * n**3 / seconds / 1e9
 
 
+# -- the machine ----------------------------------------------------------------------------
+VECTOR_BITS = {"AVX512": 512, "AVX2": 256}  # torch's CPU capability -> vector register width
+
+
+def cpu_description() -> dict[str, Any]:
+    """The CPU the numbers came from: its model name (with the family and model numbers, which
+    tell e.g. Zen 1 from Zen 5 where a hypervisor shortens the name to "AMD EPYC"), the vector
+    unit torch found on it (``torch.backends.cpu.get_cpu_capability()``: what oneDNN, MKL and
+    rnnkit's kernels dispatch on) and its width in bits, and the logical core count."""
+    name, family, model = platform.processor() or platform.machine(), None, None
+    try:
+        with open("/proc/cpuinfo") as info:
+            fields = dict(line.split(":", 1) for line in info.read().split("\n\n")[0].splitlines()
+                          if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        name = fields.get("model name", name)
+        family, model = fields.get("cpu family"), fields.get("model")
+    except OSError:  # not Linux: the platform's name is all there is
+        pass
+    if family is not None and model is not None:
+        name = f"{name} (family {family}, model {model})"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return {"cpu_model": name, "vector_isa": capability,
+            "vector_bits": VECTOR_BITS.get(capability, 128), "cpu_count": os.cpu_count()}
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    """One line naming the machine of a report, for the tables' captions (reports written
+    before the CPU was recorded say so)."""
+    cpu = machine.get("cpu_model")
+    if cpu is None:
+        where = "CPU not recorded in this report"
+    else:
+        where = f"{cpu}, {machine['vector_isa']} ({machine['vector_bits']}-bit vectors)"
+    return (f"{where}; {machine['threads']} threads, matmul peak "
+            f"{machine['matmul_peak_gflops']:.0f} GFLOP/s, torch {machine['torch']}")
+
+
 def peak_memory_bytes(fn: Call) -> int:
     """Highest total of tensor bytes alive at once among those allocated during ``fn()``."""
     from torch.profiler import ProfilerActivity, profile
@@ -396,7 +434,9 @@ def run(cells: list[str], sizes: list[str], variable_sizes: list[str], modes: li
         settings: Settings, progress: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """Measure every requested row; returns the JSON-ready report."""
     peak = matmul_peak_gflops(settings.mm_size)
-    progress(f"matrix-multiply peak: {peak:.1f} GFLOP/s ({settings.mm_size}^2 float32 torch.mm)")
+    cpu = cpu_description()
+    progress(f"matrix-multiply peak: {peak:.1f} GFLOP/s ({settings.mm_size}^2 float32 torch.mm) "
+             f"on {cpu['cpu_model']}, {cpu['vector_isa']} ({cpu['vector_bits']}-bit vectors)")
     extension = "available"
     try:
         compiled.load()
@@ -411,7 +451,7 @@ def run(cells: list[str], sizes: list[str], variable_sizes: list[str], modes: li
         progress(_row_summary(row))
     return {
         "machine": {
-            "platform": platform.platform(), "processor": platform.processor(),
+            "platform": platform.platform(), "processor": platform.processor(), **cpu,
             "python": platform.python_version(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "matmul_peak_gflops": peak,
             "matmul_size": settings.mm_size, "compiled_extension": extension,
@@ -435,8 +475,7 @@ def print_table(report: dict[str, Any]) -> None:
 
     machine = report["machine"]
     table = Table(title=f"rnnkit vs torch.nn: ms per call and speed-up (x, > 1 is faster); "
-                        f"{machine['threads']} threads, mm peak "
-                        f"{machine['matmul_peak_gflops']:.0f} GFLOP/s", title_justify="left")
+                        f"{machine_line(machine)}", title_justify="left")
     for column in ("cell", "size", "mode", "torch.nn ms", "rnnkit.nn ms", "nn x",
                    "layers x", "fused x", "compiled x", "torch.compile x", "other x", "GFLOP/s", "% peak",
                    "mem MB torch/rnnkit"):
@@ -463,12 +502,15 @@ def print_table(report: dict[str, Any]) -> None:
 
 
 def markdown_table(report: dict[str, Any]) -> str:
-    """The report as the README's table: one line per cell, size and case, with the inference
-    and training numbers side by side (ratios are torch.nn's time over the contender's)."""
+    """The report as the README's table: a line naming the machine, then one line per cell,
+    size and case, with the inference and training numbers side by side (ratios are torch.nn's
+    time over the contender's)."""
     pairs: dict[tuple[str, str, bool], dict[str, dict[str, Any]]] = {}
     for row in report["rows"]:
         pairs.setdefault((row["cell"], row["size"], row["variable_length"]), {})[row["mode"]] = row
     lines = [
+        f"Machine: {machine_line(report['machine'])}.",
+        "",
         "| cell | size (B, T, D, H) | torch.nn ms: inference / training | rnnkit.nn ×: inference "
         "/ training | rnnkit.layers ×: inference / training | JAX ×: inference / training | "
         "training: % of matmul peak; memory MB torch.nn / rnnkit |",

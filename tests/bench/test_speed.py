@@ -62,7 +62,10 @@ def test_markdown_table_of_a_saved_report(tmp_path: Path,
     variable-length line after its dense one, each with the report's own numbers."""
     report = _tiny_run(tmp_path, capsys)
     speed.main(["--markdown", str(tmp_path / "speed.json")])
-    lines = capsys.readouterr().out.strip().splitlines()
+    machine, blank, *lines = capsys.readouterr().out.strip().splitlines()
+    cpu = speed.cpu_description()
+    assert machine.startswith(f"Machine: {cpu['cpu_model']}, {cpu['vector_isa']} "
+                              f"({cpu['vector_bits']}-bit vectors)") and blank == ""
     assert lines[0].startswith("| cell | size (B, T, D, H) |") and lines[1].startswith("|---")
     body = [line.split(" | ") for line in lines[2:]]
     assert [(cells[0], "random lengths" in cells[1]) for cells in body] == [
@@ -133,6 +136,23 @@ def test_training_step_needs_no_more_memory_than_torch(cell: str) -> None:
         step(model)  # first-call allocations (the compiled kernels' build, caches) stay outside
         peaks[name] = speed.peak_memory_bytes(lambda model=model: step(model))
     assert peaks["rnnkit"] <= peaks["torch"], peaks
+
+
+def test_machine_is_named_next_to_the_peak(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The report records the CPU's model name, its vector unit and width (what torch, oneDNN
+    and rnnkit's kernels dispatch on) next to the matmul peak; the caption says so, and a report
+    from before these fields were recorded says that instead of failing."""
+    report = _tiny_run(tmp_path, capsys)
+    machine = report["machine"]
+    assert machine["cpu_model"] and machine["cpu_count"] >= 1
+    assert machine["vector_isa"] == torch.backends.cpu.get_cpu_capability()
+    assert machine["vector_bits"] == {"AVX512": 512, "AVX2": 256}.get(machine["vector_isa"], 128)
+    line = speed.machine_line(machine)
+    assert f"{machine['vector_bits']}-bit vectors" in line
+    assert f"matmul peak {machine['matmul_peak_gflops']:.0f} GFLOP/s" in line
+    old = {k: v for k, v in machine.items() if k not in ("cpu_model", "vector_isa", "vector_bits")}
+    assert speed.machine_line(old).startswith("CPU not recorded in this report; ")
 
 
 def test_output_carries_no_profiler_noise(capfd: pytest.CaptureFixture[str]) -> None:

@@ -1,5 +1,5 @@
 """Where "auto" hands a call to PyTorch's own kernel (dense float32 LSTM inference from batch x
-hidden = 16384): the same values as the autograd loop, in both directions, with two, one or no
+hidden = 16384 on every CPU; the rule itself: test_route.py): the same values as the autograd loop, in both directions, with two, one or no
 biases; training, masks, float64 and smaller sizes stay on rnnkit's kernels. Float32:
 rtol/atol 1e-5."""
 
@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rnnkit import _kernels as K
+from rnnkit._kernels import _route
 from rnnkit._kernels._route import prefers_torch_lstm
 
 T, B, D, H = 5, 64, 3, 256  # B * H = 16384: the torch path for inference
@@ -37,7 +38,9 @@ def test_torch_path_matches_the_loop(reverse: bool, bias: str) -> None:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_training_masks_small_sizes_and_float64_stay_on_rnnkit_kernels() -> None:
+def test_training_masks_small_sizes_and_float64_stay_on_rnnkit_kernels(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_route, "capability", lambda: "AVX2")  # the sizes of the AVX2 rule
     args = _inputs("both")
     x, h0, c0, w_ih, w_hh, *_ = args
     weight = w_ih.clone().requires_grad_()

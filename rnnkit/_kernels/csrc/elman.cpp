@@ -6,6 +6,7 @@
 // step (its elementwise part fused into one pass), and every weight gradient is one matrix
 // product after the loop.
 #include "common.h"
+#include "fused_loops.h"
 
 namespace rnnkit {
 namespace {
@@ -23,6 +24,11 @@ void hold_rows(T* state, const T* previous, const bool* keep, int64_t rows, int6
 template <typename T>
 void forward_loop(T* out, const T* h0, const T* w_hh, const bool* mask, int64_t steps,
                   int64_t batch, int64_t hidden, bool reverse, bool relu, bool zero) {
+  if constexpr (std::is_same_v<T, float>) {  // dense float32: the fused micro-kernel steps
+    if (fused::takes<T>(mask)) {
+      return fused::elman_forward(out, h0, w_hh, steps, batch, hidden, reverse, relu);
+    }
+  }
   const double flops = 2.0 * steps * batch * hidden * hidden;
   over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0, n = rows * hidden;
@@ -57,6 +63,12 @@ template <typename T>
 void backward_loop(const T* d_out, T* dh, const T* out, const T* w_hh, const bool* mask,
                    T* d_pre, int64_t steps, int64_t batch, int64_t hidden, bool reverse,
                    bool relu, bool zero) {
+  if constexpr (std::is_same_v<T, float>) {  // dense float32: the fused micro-kernel steps
+    if (fused::takes<T>(mask)) {
+      return fused::elman_backward(d_out, dh, out, w_hh, d_pre, steps, batch, hidden, reverse,
+                                   relu);
+    }
+  }
   const double flops = 2.0 * steps * batch * hidden * hidden;
   over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0;

@@ -7,6 +7,7 @@
 // overwrites gi in place with (r, z, n) and keeps gh_n, which is all the backward pass needs.
 // The backward pass's elementwise gate gradients are one fused pass per step.
 #include "common.h"
+#include "fused_loops.h"
 
 namespace rnnkit {
 namespace {
@@ -17,6 +18,12 @@ template <typename T>
 void forward_loop(T* gates, T* out, T* hn_all, const T* h0, const T* w_hh, const T* b_hh,
                   const bool* mask, int64_t steps, int64_t batch, int64_t hidden, bool reverse,
                   bool zero) {
+  if constexpr (std::is_same_v<T, float>) {  // dense float32: the fused micro-kernel steps
+    if (fused::takes<T>(mask)) {
+      return fused::gru_forward(gates, out, hn_all, h0, w_hh, b_hh, steps, batch, hidden,
+                                reverse);
+    }
+  }
   const int64_t width = 3 * hidden;
   const double flops = 2.0 * steps * batch * width * hidden;
   over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
@@ -77,6 +84,12 @@ template <typename T>
 void backward_loop(const T* d_out, T* dh, const T* out, const T* h0, const T* gates,
                    const T* hn_all, const T* w_hh, const bool* mask, T* d_gi, T* d_ghn,
                    int64_t steps, int64_t batch, int64_t hidden, bool reverse, bool zero) {
+  if constexpr (std::is_same_v<T, float>) {  // dense float32: the fused micro-kernel steps
+    if (fused::takes<T>(mask)) {
+      return fused::gru_backward(d_out, dh, out, h0, gates, hn_all, w_hh, d_gi, d_ghn, steps,
+                                 batch, hidden, reverse);
+    }
+  }
   const int64_t width = 3 * hidden;
   const double flops = 2.0 * steps * batch * width * hidden;
   const std::vector<int64_t> sources =

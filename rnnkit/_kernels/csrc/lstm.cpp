@@ -7,6 +7,7 @@
 // its slice (one small matrix product) and replaces it by the activated gates in the same pass
 // that updates c and h. The backward pass's gate gradients are one fused pass per step.
 #include "common.h"
+#include "fused_loops.h"
 
 namespace rnnkit {
 namespace {
@@ -18,6 +19,12 @@ template <typename T>
 void forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0, const T* w_hh,
                   const bool* mask, int64_t steps, int64_t batch, int64_t hidden, bool reverse,
                   bool zero) {
+  if constexpr (std::is_same_v<T, float>) {  // dense float32: the fused micro-kernel steps
+    if (fused::takes<T>(mask)) {
+      return fused::lstm_forward(gates, out, c_all, c_n, h0, c0, w_hh, steps, batch, hidden,
+                                 reverse);
+    }
+  }
   const int64_t width = 4 * hidden;
   const double flops = 2.0 * steps * batch * width * hidden;
   over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
@@ -83,6 +90,12 @@ template <typename T>
 void backward_loop(const StridedRows<T>& d_out, T* dh, T* dc, const T* c_all, const T* c0,
                    const T* gates, const T* w_hh, const bool* mask, T* d_gates, int64_t steps,
                    int64_t batch, int64_t hidden, bool reverse, bool zero) {
+  if constexpr (std::is_same_v<T, float>) {  // dense float32: the fused micro-kernel steps
+    if (fused::takes<T>(mask)) {
+      return fused::lstm_backward(d_out, dh, dc, c_all, c0, gates, w_hh, d_gates, steps, batch,
+                                  hidden, reverse);
+    }
+  }
   const int64_t width = 4 * hidden;
   const double flops = 2.0 * steps * batch * width * hidden;
   over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
