@@ -68,11 +68,16 @@ class Registry:
         aliases: extra names to entries (``"glorot_uniform" -> GlorotUniform``).
         expected: how the module's own ``get`` names what else it takes, for the unknown-name
             error (losses: "one of ['mae', 'mse', ...]"); by default the registered names.
+        plural: the kind in the plural, for the error of :meth:`serialize` ("losses").
+        advice: what that error tells the user to do instead.
     """
 
     def __init__(self, kind: str, base: type | None, entries: Iterable[Any],
-                 aliases: dict[str, Any] | None = None, expected: str | None = None) -> None:
+                 aliases: dict[str, Any] | None = None, expected: str | None = None,
+                 plural: str | None = None, advice: str | None = None) -> None:
         self.kind = kind
+        self.plural = plural or f"{kind}s"
+        self.advice = advice or "register its class with @rnnkit.register_serializable()"
         self.base = base
         self.expected = expected
         self.by_name: dict[str, Any] = {}
@@ -131,8 +136,8 @@ class Registry:
         key = registered_name(cls)
         if key is None and self.by_name.get(cls.__name__) is not cls:
             raise TypeError(
-                f"Cannot write the custom {self.kind} {obj!r} into a config: it is not one of "
-                f"rnnkit's; register its class with @rnnkit.register_serializable()")
+                f"Cannot write the custom {self.kind} {obj!r} into a config: only rnnkit's "
+                f"built-in {self.plural} and registered classes can be; {self.advice}")
         config: dict[str, Any] = {"class_name": cls.__name__, "config": obj.get_config()}
         if key is not None:
             config["registered_name"] = key
