@@ -99,14 +99,20 @@ class Registry:
         if name in self.by_name:
             return self.by_name[name]
         matches = [obj for key, obj in _CUSTOM.items() if key.split(">", 1)[1] == name
-                   and (self.base is None or not inspect.isclass(obj)
-                        or issubclass(obj, self.base))]
+                   and self._accepts(obj)]
         if len(matches) == 1:
             return matches[0]
         what = f"{self.kind} class" if in_config else self.kind
         expected = self.expected or f"one of {self.names()}"
         raise ValueError(f"Unknown {what} {name!r}; expected {expected}, or an object "
                          "registered with rnnkit.register_serializable")
+
+    def _accepts(self, obj: Any) -> bool:
+        """Whether a registered object is of this kind: a subclass of ``base``, or a plain
+        function (for a registry of functions, such as the activations, functions only)."""
+        if not inspect.isclass(obj):
+            return True
+        return self.base is not None and issubclass(obj, self.base)
 
     def name_of(self, entry: Any, exclude: Iterable[str] = ()) -> str | None:
         """The first name ``entry`` is registered under (skipping ``exclude``), or None."""
