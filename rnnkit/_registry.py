@@ -66,12 +66,20 @@ class Registry:
         base: the base class instances must have (None for plain functions).
         entries: classes or functions, registered by ``__name__`` (and their snake_case name).
         aliases: extra names to entries (``"glorot_uniform" -> GlorotUniform``).
+        expected: how the module's own ``get`` names what else it takes, for the unknown-name
+            error (losses: "one of ['mae', 'mse', ...]"); by default the registered names.
+        plural: the kind in the plural, for the error of :meth:`serialize` ("losses").
+        advice: what that error tells the user to do instead.
     """
 
     def __init__(self, kind: str, base: type | None, entries: Iterable[Any],
-                 aliases: dict[str, Any] | None = None) -> None:
+                 aliases: dict[str, Any] | None = None, expected: str | None = None,
+                 plural: str | None = None, advice: str | None = None) -> None:
         self.kind = kind
+        self.plural = plural or f"{kind}s"
+        self.advice = advice or "register its class with @rnnkit.register_serializable()"
         self.base = base
+        self.expected = expected
         self.by_name: dict[str, Any] = {}
         for entry in entries:
             self.by_name[entry.__name__] = entry
@@ -81,21 +89,36 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self.by_name)
 
-    def lookup(self, name: str, registered: str | None = None) -> Any:
+    def lookup(self, name: str, registered: str | None = None, in_config: bool = False) -> Any:
         """The entry called ``name`` (a built-in, a registered ``package>Name``, or a class
-        registered under any package with that name)."""
+        registered under any package with that name); ``in_config`` says, in the error, that
+        the name is a config's class_name."""
         for key in (registered, name):
             if key and key in _CUSTOM:
                 return _CUSTOM[key]
         if name in self.by_name:
             return self.by_name[name]
         matches = [obj for key, obj in _CUSTOM.items() if key.split(">", 1)[1] == name
-                   and (self.base is None or not inspect.isclass(obj)
-                        or issubclass(obj, self.base))]
+                   and self._accepts(obj)]
         if len(matches) == 1:
             return matches[0]
-        raise ValueError(f"Unknown {self.kind} {name!r}; expected one of {self.names()}, or "
-                         "an object registered with rnnkit.register_serializable")
+        what = f"{self.kind} class" if in_config else self.kind
+        expected = self.expected or f"one of {self.names()}"
+        raise ValueError(f"Unknown {what} {name!r}; expected {expected}, or an object "
+                         "registered with rnnkit.register_serializable")
+
+    def _accepts(self, obj: Any) -> bool:
+        """Whether a registered object is of this kind: a subclass of ``base``, or a plain
+        function (for a registry of functions, such as the activations, functions only)."""
+        if not inspect.isclass(obj):
+            return True
+        return self.base is not None and issubclass(obj, self.base)
+
+    def name_of(self, entry: Any, exclude: Iterable[str] = ()) -> str | None:
+        """The first name ``entry`` is registered under (skipping ``exclude``), or None."""
+        skipped = set(exclude)
+        return next((name for name, known in self.by_name.items()
+                     if known is entry and name not in skipped), None)
 
     def get(self, identifier: Any) -> Any:
         """None (stays None), a name (an instance with defaults), a config dict, or an object
@@ -103,12 +126,14 @@ class Registry:
         if identifier is None:
             return None
         if isinstance(identifier, str):
-            return self.lookup(identifier)()
+            entry = self.lookup(identifier)
+            return entry() if inspect.isclass(entry) else entry
         if isinstance(identifier, dict):
             return self.deserialize(identifier)
         if callable(identifier):
             return identifier
-        raise TypeError(f"A {self.kind} must be a name, a config dict or a callable, "
+        article = "An" if self.kind[:1] in "aeiou" else "A"
+        raise TypeError(f"{article} {self.kind} must be a name, a config dict or a callable, "
                         f"got {identifier!r}")
 
     def serialize(self, obj: Any) -> dict[str, Any]:
@@ -117,8 +142,8 @@ class Registry:
         key = registered_name(cls)
         if key is None and self.by_name.get(cls.__name__) is not cls:
             raise TypeError(
-                f"Cannot write the {self.kind} {obj!r} into a config: it is not one of "
-                f"rnnkit's; register its class with @rnnkit.register_serializable()")
+                f"Cannot write the custom {self.kind} {obj!r} into a config: only rnnkit's "
+                f"built-in {self.plural} and registered classes can be; {self.advice}")
         config: dict[str, Any] = {"class_name": cls.__name__, "config": obj.get_config()}
         if key is not None:
             config["registered_name"] = key
@@ -128,7 +153,7 @@ class Registry:
         """The inverse of :meth:`serialize` (Keras' ``module`` key is ignored)."""
         if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
             raise ValueError(f"A {self.kind} config needs a class_name, got {config!r}")
-        cls = self.lookup(config["class_name"], config.get("registered_name"))
+        cls = self.lookup(config["class_name"], config.get("registered_name"), in_config=True)
         options = dict(config.get("config") or {})
         if not inspect.isclass(cls):
             return cls

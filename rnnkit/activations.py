@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import _registry
+
 Activation = Callable[[Tensor], Tensor]
 
 __all__ = ["get", "serialize", "deserialize", "names", *[
@@ -124,18 +126,17 @@ def mish(x: Tensor) -> Tensor:
     return F.mish(x)
 
 
-_BY_NAME: dict[str, Activation] = {
-    "linear": linear, "relu": relu, "relu6": relu6, "tanh": tanh, "sigmoid": sigmoid,
-    "hard_sigmoid": hard_sigmoid, "softmax": softmax, "log_softmax": log_softmax, "elu": elu,
-    "selu": selu, "softplus": softplus, "softsign": softsign, "swish": swish, "silu": silu,
-    "gelu": gelu, "exponential": exponential, "leaky_relu": leaky_relu, "hard_silu": hard_silu,
-    "hard_swish": hard_swish, "mish": mish,
-}
+_REGISTRY = _registry.Registry(
+    "activation", None,
+    [linear, relu, relu6, tanh, sigmoid, hard_sigmoid, softmax, log_softmax, elu, selu, softplus,
+     softsign, silu, gelu, exponential, leaky_relu, hard_silu, mish],
+    aliases={"swish": swish, "hard_swish": hard_swish},
+)
 
 
 def names() -> list[str]:
     """Every name ``get`` accepts."""
-    return sorted(_BY_NAME)
+    return _REGISTRY.names()
 
 
 def get(identifier: Any) -> Activation:
@@ -147,29 +148,21 @@ def get(identifier: Any) -> Activation:
         identifier = identifier.get("config", identifier.get("class_name"))
         if isinstance(identifier, dict):  # {"config": {"name": "tanh"}}
             identifier = identifier.get("name")
-    if isinstance(identifier, str):
-        try:
-            return _BY_NAME[identifier]
-        except KeyError:
-            raise ValueError(
-                f"Unknown activation {identifier!r}; expected one of {names()}"
-            ) from None
-    if callable(identifier):
-        return identifier  # type: ignore[no-any-return]
+    if isinstance(identifier, str) or callable(identifier):
+        return _REGISTRY.get(identifier)  # type: ignore[no-any-return]
     raise TypeError(f"An activation must be a name, None or a callable, got {identifier!r}")
 
 
 def serialize(activation: Any) -> str:
     """The name of a built-in activation (``"linear"`` for None); other callables cannot be
     written into a config."""
-    function = get(activation)
-    for name, known in _BY_NAME.items():
-        if known is function and name not in ("swish", "hard_swish"):
-            return name
-    raise TypeError(
-        f"Cannot write the custom activation {activation!r} into a config; pass a built-in "
-        f"name ({', '.join(names())}) or rebuild the layer in code"
-    )
+    name = _REGISTRY.name_of(get(activation), exclude=("swish", "hard_swish"))
+    if name is None:
+        raise TypeError(
+            f"Cannot write the custom activation {activation!r} into a config; pass a built-in "
+            f"name ({', '.join(names())}) or rebuild the layer in code"
+        )
+    return name
 
 
 def deserialize(name: Any) -> Activation:

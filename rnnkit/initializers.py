@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import _registry
+
 __all__ = [
     "Initializer", "Zeros", "Ones", "Constant", "RandomNormal", "RandomUniform", "TruncatedNormal",
     "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal", "LecunUniform",
@@ -272,60 +274,37 @@ class Identity(Initializer):
         return {"gain": self.gain}
 
 
-_CLASSES: dict[str, type[Initializer]] = {
-    cls.__name__: cls
-    for cls in (Zeros, Ones, Constant, RandomNormal, RandomUniform, TruncatedNormal,
-                VarianceScaling, GlorotUniform, GlorotNormal, HeUniform, HeNormal, LecunUniform,
-                LecunNormal, Orthogonal, Identity)
-}
-_ALIASES = {
-    "zeros": "Zeros", "zero": "Zeros", "ones": "Ones", "one": "Ones", "constant": "Constant",
-    "random_normal": "RandomNormal", "normal": "RandomNormal", "random_uniform": "RandomUniform",
-    "uniform": "RandomUniform", "truncated_normal": "TruncatedNormal",
-    "variance_scaling": "VarianceScaling", "glorot_uniform": "GlorotUniform",
-    "glorot_normal": "GlorotNormal", "he_uniform": "HeUniform", "he_normal": "HeNormal",
-    "lecun_uniform": "LecunUniform", "lecun_normal": "LecunNormal", "orthogonal": "Orthogonal",
-    "identity": "Identity",
-}
+_REGISTRY = _registry.Registry(
+    "initializer", Initializer,
+    [Zeros, Ones, Constant, RandomNormal, RandomUniform, TruncatedNormal, VarianceScaling,
+     GlorotUniform, GlorotNormal, HeUniform, HeNormal, LecunUniform, LecunNormal, Orthogonal,
+     Identity],
+    aliases={
+        "zeros": Zeros, "zero": Zeros, "ones": Ones, "one": Ones, "constant": Constant,
+        "random_normal": RandomNormal, "normal": RandomNormal, "random_uniform": RandomUniform,
+        "uniform": RandomUniform, "truncated_normal": TruncatedNormal,
+        "variance_scaling": VarianceScaling, "glorot_uniform": GlorotUniform,
+        "glorot_normal": GlorotNormal, "he_uniform": HeUniform, "he_normal": HeNormal,
+        "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal, "orthogonal": Orthogonal,
+        "identity": Identity,
+    },
+)
 
 
 def get(identifier: Any) -> Callable[..., Tensor]:
     """An initializer from a name (``"glorot_uniform"``, ``"GlorotUniform"``), a Keras config
     (``{"class_name": "Constant", "config": {"value": 0.5}}``), an instance or any callable
     ``(shape, dtype) -> tensor``."""
-    if isinstance(identifier, str):
-        name = _ALIASES.get(identifier, identifier)
-        if name not in _CLASSES:
-            raise ValueError(
-                f"Unknown initializer {identifier!r}; expected one of {sorted(_ALIASES)}"
-            )
-        return _CLASSES[name]()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if callable(identifier):
-        return identifier  # type: ignore[no-any-return]
-    raise TypeError(f"An initializer must be a name, a config dict or a callable, "
-                    f"got {identifier!r}")
+    return _REGISTRY.get(identifier)  # type: ignore[no-any-return]
 
 
 def serialize(initializer: Any) -> dict[str, Any]:
-    """Keras' ``{"class_name": ..., "config": ...}`` form of a built-in initializer."""
-    if isinstance(initializer, str):
-        initializer = get(initializer)
-    if not isinstance(initializer, Initializer) or type(initializer).__name__ not in _CLASSES:
-        raise TypeError(
-            f"Cannot write the custom initializer {initializer!r} into a config; use one of "
-            "rnnkit.initializers or rebuild the layer in code"
-        )
-    return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+    """Keras' ``{"class_name": ..., "config": ...}`` form of a built-in (or registered)
+    initializer."""
+    return _REGISTRY.serialize(get(initializer) if isinstance(initializer, str) else initializer)
 
 
 def deserialize(config: dict[str, Any]) -> Initializer:
-    """The inverse of :func:`serialize` (Keras' module/registered_name keys are ignored)."""
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"An initializer config needs a class_name, got {config!r}")
-    name = _ALIASES.get(config["class_name"], config["class_name"])
-    if name not in _CLASSES:
-        raise ValueError(f"Unknown initializer class {config['class_name']!r}")
-    options = dict(config.get("config") or {})
-    return _CLASSES[name].from_config(options)
+    """The inverse of :func:`serialize` (Keras' module key is ignored)."""
+    return _REGISTRY.deserialize(config)  # type: ignore[no-any-return]
+

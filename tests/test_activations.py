@@ -152,3 +152,19 @@ def test_errors():
         activations.get("tanhh")
     with pytest.raises(TypeError, match="name, None or a callable"):
         activations.get(3)
+
+
+def test_a_registered_function_is_found_by_name_and_a_registered_layer_is_not():
+    import rnnkit
+
+    @rnnkit.register_serializable(package="test_activations")
+    def scaled_tanh_for_registry_test(x):
+        return 2 * torch.tanh(x)
+
+    @rnnkit.register_serializable(package="test_activations")
+    class NotAnActivationForRegistryTest(rnnkit.layers.Layer):
+        pass
+
+    assert activations.get("scaled_tanh_for_registry_test") is scaled_tanh_for_registry_test
+    with pytest.raises(ValueError, match="Unknown activation"):
+        activations.get("NotAnActivationForRegistryTest")

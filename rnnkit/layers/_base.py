@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,22 @@ def as_tensor(x: Any, dtype: torch.dtype | None = None) -> Tensor:
     if dtype is None and np.issubdtype(array.dtype, np.floating):
         dtype = torch.get_default_dtype()
     return torch.as_tensor(array, dtype=dtype)
+
+
+def is_structure(x: Any) -> bool:
+    """A dict of inputs, or a list/tuple of arrays or tensors (several inputs, as Keras
+    passes them to ``call``), rather than one array written as nested lists of numbers."""
+    if isinstance(x, dict):
+        return True
+    return isinstance(x, (list, tuple)) and bool(x) and all(
+        isinstance(item, (np.ndarray, Tensor)) for item in x)
+
+
+def map_structure(fn: Callable[[Any], Any], x: Any) -> Any:
+    """``fn`` on each input of a dict/list/tuple of inputs, keeping the container."""
+    if isinstance(x, dict):
+        return {key: fn(value) for key, value in x.items()}
+    return type(x)(fn(item) for item in x)
 
 
 def first_weight(module: torch.nn.Module) -> torch.nn.Parameter | None:
@@ -140,6 +156,9 @@ class Layer(torch.nn.Module):
     """Base class of rnnkit's Keras-style layers (see the module docstring for the contract)."""
 
     supports_masking: bool = False
+    # Keras 3 reads input_dim=n as input_shape=(n,); a layer over sequences (the recurrent
+    # layers) reads it as (None, n): n features at each of any number of steps.
+    input_dim_is_step_features: bool = False
     # True for a layer whose inputs are token ids (Embedding): no axis of them is a feature
     # axis, so a model starting with it checks only their rank.
     input_is_ids: bool = False
@@ -171,7 +190,9 @@ class Layer(torch.nn.Module):
         elif input_shape is not None:
             self.batch_input_shape = (batch_size, *tuple(input_shape))
         elif input_dim is not None:
-            self.batch_input_shape = (batch_size, None, input_dim)
+            self.batch_input_shape = ((batch_size, None, input_dim)
+                                      if self.input_dim_is_step_features
+                                      else (batch_size, input_dim))
         else:
             self.batch_input_shape = None
         self.activity_regularizer = regularizers.get(activity_regularizer)
@@ -189,7 +210,7 @@ class Layer(torch.nn.Module):
 
     def maybe_build(self, input_shape: Shape) -> None:
         if not self.built:
-            self.build(tuple(input_shape))
+            self.build(input_shape if isinstance(input_shape, dict) else tuple(input_shape))
             self.built = True
             if not self._trainable:
                 self.requires_grad_(False)
@@ -236,8 +257,12 @@ class Layer(torch.nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must implement call()")
 
     def forward(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        inputs = self.convert_inputs(inputs)
-        self.maybe_build(tuple(inputs.shape))
+        if is_structure(inputs):  # a dict or list of arrays reaches call() as one (Keras)
+            inputs = map_structure(self.convert_inputs, inputs)
+            self.maybe_build(map_structure(lambda t: tuple(t.shape), inputs))
+        else:
+            inputs = self.convert_inputs(inputs)
+            self.maybe_build(tuple(inputs.shape))
         if kwargs.get("training") is None and "training" in self._call_arguments():
             kwargs["training"] = self.training
         if "mask" in kwargs and kwargs["mask"] is not None:

@@ -55,6 +55,7 @@ class Bidirectional(Layer):
         208
     """
 
+    input_dim_is_step_features = True
     supports_masking = True
 
     def __init__(

@@ -112,6 +112,7 @@ class RNN(Layer):
     ``mask`` a (B, T) bool tensor (True = real step).
     """
 
+    input_dim_is_step_features = True
     supports_masking = True
 
     def __init__(

@@ -26,6 +26,7 @@ from ._serialization import deserialize_layer, serialize_layer
 
 
 class TimeDistributed(Layer):
+    input_dim_is_step_features = True
     supports_masking = True
 
     def __init__(self, layer: Layer, **kwargs: Any) -> None:

@@ -419,11 +419,14 @@ _FUNCTIONS: dict[str, Callable[..., Tensor]] = {
     "categorical_crossentropy": categorical_crossentropy,
     "sparse_categorical_crossentropy": sparse_categorical_crossentropy,
 }
-_CLASSES: dict[str, type[Loss]] = {
-    cls.__name__: cls
-    for cls in (MeanSquaredError, MeanAbsoluteError, BinaryCrossentropy,
-                CategoricalCrossentropy, SparseCategoricalCrossentropy)
-}
+_LOSS_CLASSES = (MeanSquaredError, MeanAbsoluteError, BinaryCrossentropy,
+                 CategoricalCrossentropy, SparseCategoricalCrossentropy)
+_REGISTRY = _registry.Registry(
+    "loss", Loss, _LOSS_CLASSES,
+    expected=f"one of {sorted(_FUNCTIONS)} or {sorted(c.__name__ for c in _LOSS_CLASSES)}, "
+             "a Loss object or a function (y_true, y_pred) -> values",
+    plural="losses", advice="compile the loaded model again with your loss",
+)
 _CLASS_OF_FUNCTION = {
     mean_squared_error: MeanSquaredError,
     mean_absolute_error: MeanAbsoluteError,
@@ -445,12 +448,7 @@ def get(identifier: Any) -> Loss | None:
         if identifier in _FUNCTIONS:
             function = _FUNCTIONS[identifier]
             return _CLASS_OF_FUNCTION[function](name=identifier)
-        if identifier in _CLASSES:
-            return _CLASSES[identifier]()
-        raise ValueError(
-            f"Unknown loss {identifier!r}; expected one of {sorted(_FUNCTIONS)} or "
-            f"{sorted(_CLASSES)}, a Loss object or a function (y_true, y_pred) -> values"
-        )
+        return _REGISTRY.get(identifier)  # type: ignore[no-any-return]
     if inspect.isclass(identifier) and issubclass(identifier, Loss):
         return identifier()
     if callable(identifier) and identifier in _CLASS_OF_FUNCTION:
@@ -462,23 +460,14 @@ def get(identifier: Any) -> Loss | None:
 
 def serialize(loss: Loss) -> dict[str, Any]:
     """``{"class_name", "config"}`` for a built-in loss; a TypeError for a user's function."""
-    name = type(loss).__name__
-    if name not in _CLASSES:
-        raise TypeError(
-            f"Only rnnkit's built-in losses can be written to a config; got {loss!r}. Compile "
-            "the loaded model again with your loss."
-        )
-    config = loss.get_config()
-    config.pop("fn", None)
-    return {"class_name": name, "config": config}
+    spec = _REGISTRY.serialize(loss)
+    spec["config"].pop("fn", None)
+    return spec
 
 
 def deserialize(config: dict[str, Any]) -> Loss:
-    """The inverse of :func:`serialize` (only rnnkit's built-in loss classes)."""
-    name = config.get("class_name") if isinstance(config, dict) else None
-    if name not in _CLASSES:
-        raise ValueError(f"Unknown loss class {name!r} in config; expected one of {sorted(_CLASSES)}")
-    return _CLASSES[name].from_config(dict(config.get("config", {})))
+    """The inverse of :func:`serialize` (rnnkit's loss classes and registered ones)."""
+    return _REGISTRY.deserialize(config)  # type: ignore[no-any-return]
 
 
 __all__ = [

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import _registry
 from . import losses
 from .losses import squeeze_or_expand_to_same_rank, to_tensor
 
@@ -341,12 +342,9 @@ class SparseCategoricalCrossentropy(MeanMetricWrapper):
                          from_logits=bool(from_logits))
 
 
-_CLASSES: dict[str, type[Metric]] = {
-    cls.__name__: cls
-    for cls in (Mean, Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy,
-                MeanSquaredError, MeanAbsoluteError, BinaryCrossentropy,
-                CategoricalCrossentropy, SparseCategoricalCrossentropy)
-}
+_METRIC_CLASSES = (Mean, Accuracy, BinaryAccuracy, CategoricalAccuracy,
+                   SparseCategoricalAccuracy, MeanSquaredError, MeanAbsoluteError,
+                   BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy)
 
 # Names Keras' ``metrics.get`` understands: name -> (function, larger is better).
 _FUNCTIONS: dict[str, tuple[Callable[..., Tensor], bool]] = {
@@ -365,6 +363,14 @@ _UP_FUNCTIONS = {accuracy, binary_accuracy, categorical_accuracy, sparse_categor
 _DOWN_FUNCTIONS = {losses.mean_squared_error, losses.mean_absolute_error,
                    losses.binary_crossentropy, losses.categorical_crossentropy,
                    losses.sparse_categorical_crossentropy}
+
+
+_REGISTRY = _registry.Registry(
+    "metric", Metric, _METRIC_CLASSES,
+    expected=f"'accuracy', one of {sorted(_FUNCTIONS)}, "
+             f"{sorted(c.__name__ for c in _METRIC_CLASSES)}, a Metric object or a function "
+             "(y_true, y_pred) -> values",
+)
 
 
 def is_binary_or_sparse(y_true: Tensor, y_pred: Tensor) -> tuple[bool, bool]:
@@ -404,12 +410,7 @@ def get(identifier: Any, y_true: Tensor | None = None, y_pred: Tensor | None = N
         if identifier in _FUNCTIONS:
             function, up = _FUNCTIONS[identifier]
             return MeanMetricWrapper(function, name=identifier, direction="up" if up else "down")
-        if identifier in _CLASSES:
-            return _CLASSES[identifier]()
-        raise ValueError(
-            f"Unknown metric {identifier!r}; expected 'accuracy', one of {sorted(_FUNCTIONS)}, "
-            f"{sorted(_CLASSES)}, a Metric object or a function (y_true, y_pred) -> values"
-        )
+        return _REGISTRY.get(identifier)  # type: ignore[no-any-return]
     if inspect.isclass(identifier) and issubclass(identifier, Metric):
         return identifier()
     if _is_torchmetric(identifier):
@@ -431,15 +432,13 @@ def serialize(metric: Any) -> Any:
     ``{"class_name", "config"}``; anything else is a TypeError."""
     if isinstance(metric, str):
         return metric
-    if isinstance(metric, Metric) and type(metric).__name__ in _CLASSES:
-        return {"class_name": type(metric).__name__, "config": metric.get_config()}
-    if isinstance(metric, MeanMetricWrapper):
+    if isinstance(metric, MeanMetricWrapper) and not _REGISTRY.name_of(type(metric)):
         for name, (function, _) in _FUNCTIONS.items():
             if metric.fn is function and not metric._fn_kwargs:
                 return name if metric.name == name else {"class_name": "function",
                                                          "config": {"fn": name,
                                                                     "name": metric.name}}
-    raise TypeError(f"Only rnnkit's built-in metrics can be written to a config; got {metric!r}")
+    return _REGISTRY.serialize(metric)
 
 
 def deserialize(config: dict[str, Any]) -> Metric:
@@ -451,9 +450,7 @@ def deserialize(config: dict[str, Any]) -> Metric:
             function, up = _FUNCTIONS[inner["fn"]]
             return MeanMetricWrapper(function, name=inner.get("name"),
                                      direction="up" if up else "down")
-    if name in _CLASSES:
-        return _CLASSES[name].from_config(dict(config.get("config", {})))
-    raise ValueError(f"Unknown metric class {name!r} in config; expected one of {sorted(_CLASSES)}")
+    return _REGISTRY.deserialize(config)  # type: ignore[no-any-return]
 
 
 __all__ = [

@@ -58,6 +58,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _registry
 from . import schedules
 
 
@@ -667,9 +668,17 @@ def _is_json_scalar(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
-_CLASSES: dict[str, type[Optimizer]] = {
-    cls.__name__.lower(): cls for cls in (SGD, RMSprop, Adam, AdamW)
-}
+_REGISTRY = _registry.Registry(
+    "optimizer", Optimizer, [SGD, RMSprop, Adam, AdamW],
+    aliases={cls.__name__.lower(): cls for cls in (SGD, RMSprop, Adam, AdamW)},
+    expected="one of ['adam', 'adamw', 'rmsprop', 'sgd'] (any case), an rnnkit optimizer or "
+             "a torch.optim optimizer",
+)
+
+
+def _known_name(name: str) -> str:
+    """Keras takes optimizer names in any case ("Adam", "ADAM"): the registered spelling."""
+    return name.lower() if name.lower() in _REGISTRY.by_name else name
 
 
 def get(identifier: Any) -> Optimizer | TorchOptimizer:
@@ -679,11 +688,7 @@ def get(identifier: Any) -> Optimizer | TorchOptimizer:
     if isinstance(identifier, (Optimizer, TorchOptimizer)):
         return identifier
     if isinstance(identifier, str):
-        cls = _CLASSES.get(identifier.lower())
-        if cls is None:
-            raise ValueError(f"Unknown optimizer {identifier!r}; expected one of "
-                             f"{sorted(_CLASSES)}, an rnnkit optimizer or a torch.optim optimizer")
-        return cls()
+        return _REGISTRY.lookup(_known_name(identifier))()  # type: ignore[no-any-return]
     if isinstance(identifier, dict):
         return deserialize(identifier)
     if inspect.isclass(identifier) and issubclass(identifier, Optimizer):
@@ -699,11 +704,7 @@ def serialize(optimizer: Optimizer | TorchOptimizer) -> dict[str, Any]:
     """``{"class_name", "config"}``; torch optimizers as ``"torch.optim.<Name>"``."""
     if isinstance(optimizer, TorchOptimizer):
         return {"class_name": f"torch.optim.{optimizer.name}", "config": optimizer.get_config()}
-    name = type(optimizer).__name__
-    if name.lower() not in _CLASSES:
-        raise TypeError(f"Only rnnkit's built-in optimizers can be written to a config; got "
-                        f"{optimizer!r}")
-    return {"class_name": name, "config": optimizer.get_config()}
+    return _REGISTRY.serialize(optimizer)
 
 
 def deserialize(config: dict[str, Any]) -> Optimizer | TorchOptimizer:
@@ -714,9 +715,9 @@ def deserialize(config: dict[str, Any]) -> Optimizer | TorchOptimizer:
         cls = getattr(torch.optim, name.removeprefix("torch.optim."), None)
         if inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer):
             return TorchOptimizer(cls, **options)
-    elif isinstance(name, str) and name.lower() in _CLASSES:
-        return _CLASSES[name.lower()].from_config(options)
-    raise ValueError(f"Unknown optimizer class {name!r} in config")
+        raise ValueError(f"Unknown optimizer class {name!r} in config")
+    return _REGISTRY.deserialize(  # type: ignore[no-any-return]
+        {**config, "class_name": _known_name(name)} if isinstance(name, str) else config)
 
 
 def get_learning_rate(optimizer: Any) -> float:

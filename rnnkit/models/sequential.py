@@ -39,7 +39,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..layers._base import Layer, Shape, as_mask, as_tensor, collect_losses, unique_name
+from ..layers._base import (
+    Layer,
+    Shape,
+    as_mask,
+    as_tensor,
+    collect_losses,
+    is_structure,
+    map_structure,
+    unique_name,
+)
 from ..layers._symbolic import input_layer_of
 from . import saving, summary
 from .training import Trainer
@@ -49,7 +58,7 @@ def is_input_spec(obj: Any) -> bool:
     """An ``Input(...)`` / ``InputLayer`` marker: it carries ``batch_input_shape`` and is not a
     computing layer (duck-typed, so any input marker of rnnkit.layers works)."""
     obj = input_layer_of(obj)  # rnnkit.Input(...) is the symbolic tensor of an InputLayer
-    if getattr(obj, "batch_input_shape", None) is None:
+    if getattr(obj, "batch_input_shape", None) is None or isinstance(obj, Sequential):
         return False
     return not isinstance(obj, Layer) or type(obj).__name__ == "InputLayer" or bool(
         getattr(obj, "is_input", False)
@@ -87,21 +96,28 @@ class Sequential(Trainer, torch.nn.Module):
         """The layers, in order (a copy: use ``add``/``pop`` to change them)."""
         return list(self._layers)
 
+    @layers.setter
+    def layers(self, value: Any) -> None:
+        raise AttributeError("`Sequential.layers` attribute is reserved and should not be used. "
+                             "Use `add()` and `pop()` to change the layers in this model.")
+
     def add(self, layer: Any) -> None:
         """Append a layer; the first element may instead declare the input shape."""
         layer = input_layer_of(layer)
         if is_input_spec(layer):
             if len(self._layers) or self._input_declared:
                 raise ValueError(
-                    f"Sequential model '{self.name}' already has an input shape or layers; an "
-                    "Input/InputLayer can only be its first element"
+                    f"Sequential model '{self.name}' has already been configured to use input "
+                    f"shape {_show(self._input_shape) if self._input_shape else None} or has "
+                    "layers; an Input/InputLayer can only be its first element"
                 )
             self._set_input_shape(tuple(layer.batch_input_shape), declared=True)
             return
         if not isinstance(layer, (Layer, Sequential)):
-            raise TypeError(
-                "Only rnnkit.layers.Layer instances (or a Sequential, nested as one layer) can "
-                f"be added to a Sequential model, got {layer!r} of type {type(layer).__name__}"
+            raise ValueError(
+                "Only instances of rnnkit.layers.Layer (or a Sequential, nested as one layer) "
+                f"can be added to a Sequential model, got {layer!r} of type "
+                f"{type(layer).__name__}"
             )
         if layer is self:
             raise ValueError(f"Sequential model '{self.name}' cannot contain itself")
@@ -160,11 +176,18 @@ class Sequential(Trainer, torch.nn.Module):
         shapes: list[Any] = []
         shape: Any = self._input_shape
         for index, layer in enumerate(self._layers):
+            _single_input(layer)
             if index:
                 _single_output(self._layers[index - 1], shape)
             layer.maybe_build(shape)
-            shape = layer.compute_output_shape(shape)
-            shapes.append(_as_shape(shape))
+            try:
+                shape = _as_shape(layer.compute_output_shape(shape))
+            except NotImplementedError:
+                # A layer that cannot say its output shape (Keras' "dynamic" layer) is built
+                # by the call; the shapes from here on are unknown ("?" in the summary).
+                shapes.extend([None] * (len(self._layers) - index))
+                break
+            shapes.append(shape)
         self._output_shapes = shapes
 
     def build(self, input_shape: Sequence[int | None] | None = None) -> None:
@@ -177,7 +200,15 @@ class Sequential(Trainer, torch.nn.Module):
                 raise ValueError("build() needs input_shape, e.g. (None, timesteps, features)")
             self._rebuild()
             return
-        self._set_input_shape(tuple(input_shape), declared=True)
+        input_shape = tuple(input_shape)
+        if self._input_declared and self._input_shape is not None and not _compatible(
+                self._input_shape, input_shape):
+            raise ValueError(
+                f"Sequential model '{self.name}' has already been configured to use input "
+                f"shape {_show(self._input_shape)}. You cannot build it with input_shape "
+                f"{_show(input_shape)}"
+            )
+        self._set_input_shape(input_shape, declared=True)
 
     @property
     def built(self) -> bool:
@@ -192,15 +223,23 @@ class Sequential(Trainer, torch.nn.Module):
     @property
     def input_shape(self) -> Shape:
         if self._input_shape is None:
-            raise ValueError(f"Sequential model '{self.name}' has no input shape yet: give the "
+            raise NoShapeError(f"Sequential model '{self.name}' has no input shape yet: give the "
                              "first layer input_shape=, call build(), or call it on data")
         return self._input_shape
 
     @property
     def output_shape(self) -> Any:
         if self._output_shapes is None:
-            raise ValueError(f"Sequential model '{self.name}' is not built yet")
+            raise NoShapeError(f"Sequential model '{self.name}' has no output shape yet: it "
+                               "is not built")
         return self._output_shapes[-1]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("input_shape", "output_shape"):
+            # The property raised NoShapeError; torch.nn.Module.__getattr__ would replace its
+            # message by "no attribute", so ask the property again for its own error.
+            getattr(type(self), name).fget(self)
+        return super().__getattr__(name)
 
     def _check_input_shape(self, shape: tuple[int, ...], what: str) -> None:
         """Keras 3's rule: inputs must have the model's rank and, when the first layer reads
@@ -238,11 +277,14 @@ class Sequential(Trainer, torch.nn.Module):
         if not len(self._layers):
             raise ValueError(f"Sequential model '{self.name}' has no layers; add some with "
                              "model.add(layer) first")
-        x: Any = inputs if isinstance(inputs, Tensor) else as_tensor(inputs)
-        first_shape = tuple(x.shape)
+        structured = is_structure(inputs)
+        x: Any = (map_structure(as_tensor, inputs) if structured
+                  else inputs if isinstance(inputs, Tensor) else as_tensor(inputs))
+        first_shape = None if structured else tuple(x.shape)
         mask = as_mask(mask)
         last = len(self._layers) - 1
         for index, layer in enumerate(self._layers):
+            _single_input(layer)
             arguments = layer._call_arguments()
             kwargs: dict[str, Any] = {}
             if mask is not None and "mask" in arguments:
@@ -252,12 +294,13 @@ class Sequential(Trainer, torch.nn.Module):
             outputs = layer(x, **kwargs)
             if index < last and isinstance(outputs, (list, tuple)):
                 _single_output(layer, [None] * len(outputs))
-            mask = layer.compute_mask(x if isinstance(x, Tensor) else as_tensor(x), mask)
+            if mask is not None or not is_structure(x):
+                mask = layer.compute_mask(x if isinstance(x, Tensor) else as_tensor(x), mask)
             x = outputs
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         self.__dict__["_output_mask"] = mask  # what compute_mask gives, nested in a model
-        if self._input_shape is None:
+        if self._input_shape is None and first_shape is not None:
             self._set_input_shape((None, *first_shape[1:]), declared=False)
         elif self._output_shapes is None:
             self._rebuild()
@@ -280,6 +323,8 @@ class Sequential(Trainer, torch.nn.Module):
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> Any:
         """The output shape for inputs of ``input_shape`` (batch first), layer by layer."""
         if not len(self._layers):
+            if self._input_declared:  # only an Input: the identity (Keras)
+                return tuple(input_shape)
             raise ValueError(f"Sequential model '{self.name}' has no layers")
         shape: Any = tuple(input_shape)
         for index, layer in enumerate(self._layers):
@@ -443,6 +488,32 @@ class Sequential(Trainer, torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+class NoShapeError(AttributeError, ValueError):
+    """A shape asked of a model that has none yet: an AttributeError as in Keras (so
+    ``hasattr(model, "input_shape")`` is False) and a ValueError as rnnkit raised before."""
+
+
+def _compatible(declared: Shape, given: Sequence[int | None]) -> bool:
+    return len(declared) == len(given) and all(
+        a is None or b is None or a == b for a, b in zip(declared, given))
+
+
+def _single_input(layer: Any) -> None:
+    """Keras' rule: a layer of a Sequential takes one required positional argument."""
+    call = getattr(type(layer), "call", None)
+    if call is None or isinstance(layer, Sequential):
+        return
+    code = call.__code__
+    required = code.co_argcount - 1 - len(call.__defaults__ or ())  # minus self
+    if required > 1:
+        names = list(code.co_varnames[1:1 + required])
+        raise ValueError(
+            "Layers added to a Sequential model can only have a single required positional "
+            f"argument, the input tensor. Layer {type(layer).__name__} has multiple required "
+            f"positional arguments: {names}"
+        )
 
 
 def _as_shape(shape: Any) -> Any:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.layers import Layer
+from rnnkit.layers import Dense, Layer, SimpleRNN
 from rnnkit.models import Sequential
 
 
@@ -160,7 +160,7 @@ def test_add_pop_and_names():
     model = Sequential([first])
     with pytest.raises(ValueError, match="unique names.*'first'"):
         model.add(Affine(2, name="first"))
-    with pytest.raises(TypeError, match="Only rnnkit.layers.Layer"):
+    with pytest.raises(ValueError, match="Only instances of rnnkit.layers.Layer"):
         model.add(torch.nn.Linear(2, 2))
     model.add(Affine(5))
     assert model.output_shape == (None, 5)
@@ -218,3 +218,21 @@ def test_config_needs_rnnkit_layers():
     model = Sequential([Affine(2, input_shape=(3,))], name="net")
     with pytest.raises(TypeError, match="'affine.*' is a Affine, which is neither an rnnkit.layers class nor registered"):
         model.get_config()
+
+
+def test_unbuilt_shapes_are_attribute_errors_with_their_message():
+    """Keras raises AttributeError (hasattr is False); the message survives torch's
+    Module.__getattr__, and it is still a ValueError as before."""
+    model = Sequential()
+    assert not hasattr(model, "input_shape") and not hasattr(model, "output_shape")
+    with pytest.raises(AttributeError, match="has no input shape yet"):
+        model.input_shape
+    with pytest.raises(ValueError, match="has no output shape yet"):
+        model.output_shape
+
+
+def test_input_dim_is_the_feature_axis():
+    """Keras 3 reads input_dim=n as input_shape=(n,); the recurrent layers read it as n
+    features per step (an rnnkit extension: Keras would fail on rank 2)."""
+    assert Sequential([Dense(4, input_dim=2)]).input_shape == (None, 2)
+    assert Sequential([SimpleRNN(3, input_dim=2)]).input_shape == (None, None, 2)
