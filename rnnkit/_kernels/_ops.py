@@ -202,20 +202,24 @@ def _setup_context(cell: _Cell) -> Callable[..., None]:
 def _backward(cell: _Cell) -> Callable[..., tuple[Tensor | None, ...]]:
     n = cell.differentiable
 
+    outputs = 1 + cell.states  # the differentiable outputs: out and the final state(s)
+
     def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, ...]:
         saved = ctx.saved_tensors
-        inputs, mask, out, workspace = saved[:n], saved[n], saved[n + 1], saved[n + 2:]
-        needs = tuple(bool(v) for v in ctx.needs_input_grad[:n])
-        grads = tuple(torch.zeros_like(like) if g is None else g
-                      for g, like in zip(grads, (out, *inputs[1:1 + cell.states])))
-        trailing = (None,) * (len(ctx.needs_input_grad) - n)
-        if torch.is_grad_enabled() or not ctx.train:
+        inputs, mask, out = saved[:n], saved[n], saved[n + 1]
+        needs = ctx.needs_input_grad  # a tuple of bools, one per forward argument
+        trailing = (None,) * (len(needs) - n)
+        needs = needs[:n]
+        grads = grads[:outputs]
+        if None in grads:
+            grads = tuple(torch.zeros_like(like) if g is None else g
+                          for g, like in zip(grads, (out, *inputs[1:outputs])))
+        create_graph = torch.is_grad_enabled()
+        if create_graph or not ctx.train:
             result = composite.recurrence_backward(
-                cell.name, grads[:1 + cell.states], (*inputs, mask), ctx.flags, needs,
-                create_graph=torch.is_grad_enabled())
+                cell.name, grads, (*inputs, mask), ctx.flags, needs, create_graph=create_graph)
             return (*result, *trailing)
-        found = cell.backward_op(*grads[:1 + cell.states], *inputs, out, *workspace, mask,
-                                 *ctx.flags, list(needs))
+        found = cell.backward_op(*grads, *inputs, out, *saved[n + 2:], mask, *ctx.flags, needs)
         return (*(g if want else None for g, want in zip(found, needs)), *trailing)
 
     return backward
@@ -264,7 +268,12 @@ def _eager_function(cell: _Cell) -> type:
 
 
 _FUNCTIONS: dict[str, type] = {}  # for torch.func transforms
-_EAGER_FUNCTIONS: dict[str, type] = {}  # for plain autograd
+# for plain autograd: the C++ ``apply`` of each eager Function, bound to it. It skips the Python
+# ``Function.apply`` wrapper, which only binds default arguments (these Functions have no
+# ``setup_context`` and take no defaults), unwraps torch.func wrappers of transforms that have
+# exited (a tensor leaked out of one; apply() sends every call inside a transform elsewhere)
+# and routes to torch.func: a sixth of a tiny training step.
+_EAGER_APPLY: dict[str, Callable[..., Any]] = {}
 
 
 def apply(name: str, *args: Any) -> Any:
@@ -280,7 +289,7 @@ def apply(name: str, *args: Any) -> Any:
     if torch._C._are_functorch_transforms_active():
         return _FUNCTIONS[name].apply(*args)
     if torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
-        return _EAGER_FUNCTIONS[name].apply(*args)
+        return _EAGER_APPLY[name](*args)
     with torch._C._AutoDispatchBelowAutograd():
         return cell.op(*args)
 
@@ -329,7 +338,7 @@ def register(on_first_use: Callable[[], None]) -> None:
         torch.library.register_autograd(f"rnnkit::{name}", _backward(cell),
                                         setup_context=_setup_context(cell), lib=_LIB)
         _FUNCTIONS[name] = _function(cell)
-        _EAGER_FUNCTIONS[name] = _eager_function(cell)
+        _EAGER_APPLY[name] = super(torch.autograd.Function, _eager_function(cell)).apply
         torch.library.register_vmap(f"rnnkit::{name}", _loop_vmap(cell.op), lib=_LIB)
         torch.library.register_vmap(f"rnnkit::{name}_backward", _loop_vmap(cell.backward_op),
                                     lib=_LIB)
