@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import io
 import math
 import os
 import warnings
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _io
 from . import optimizers
 from ._progress import ProgressBar
 
@@ -253,7 +255,11 @@ class TerminateOnNaN(Callback):
 
 
 class CSVLogger(Callback):
-    """Writes each epoch's logs as a CSV row: ``epoch`` (from 0) then the sorted log keys."""
+    """Writes each epoch's logs as a CSV row: ``epoch`` (from 0) then the sorted log keys.
+
+    The file is rewritten whole after every epoch through rnnkit's atomic writer, so a run
+    killed at any moment leaves the previous epoch's complete file, never a cut-off row.
+    ``append=True`` keeps the rows already in the file (Keras' option)."""
 
     def __init__(self, filename: str | os.PathLike[str], separator: str = ",",
                  append: bool = False) -> None:
@@ -262,40 +268,40 @@ class CSVLogger(Callback):
         self.separator = separator
         self.append = append
         self.keys: list[str] | None = None
+        self._text: io.StringIO | None = None
         self._writer: csv.DictWriter[str] | None = None
-        self._file: Any = None
         self._write_header = True
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
+        self._text = io.StringIO(newline="")
+        self._write_header = True
         if self.append and os.path.exists(self.filename):
-            with open(self.filename, encoding="utf-8") as existing:
-                self._write_header = not existing.readline()
-            mode = "a"
-        else:
-            self._write_header = True
-            mode = "w"
-        self._file = open(self.filename, mode, newline="", encoding="utf-8")  # noqa: SIM115
+            with open(self.filename, encoding="utf-8", newline="") as existing:
+                previous = existing.read()
+            self._write_header = not previous
+            self._text.write(previous)
         self._writer = None
         self.keys = None
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         logs = logs or {}
+        if self._text is None:  # used without on_train_begin (a hand-driven loop)
+            self.on_train_begin()
+        assert self._text is not None
         if self.keys is None:
             self.keys = sorted(logs)
         if self._writer is None:
-            self._writer = csv.DictWriter(self._file, fieldnames=["epoch", *self.keys],
+            self._writer = csv.DictWriter(self._text, fieldnames=["epoch", *self.keys],
                                           delimiter=self.separator)
             if self._write_header:
                 self._writer.writeheader()
         row = collections.OrderedDict(epoch=epoch)
         row.update((key, logs.get(key, "NA")) for key in self.keys)
         self._writer.writerow(row)
-        self._file.flush()
+        _io.atomic_write(self.filename, self._text.getvalue().encode("utf-8"))
 
     def on_train_end(self, logs: Logs | None = None) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._text = None
         self._writer = None
 
 

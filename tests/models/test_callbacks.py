@@ -193,6 +193,28 @@ def test_csv_logger(tmp_path):
     assert rows[-1] == ["0", "0.5", "0.1"] and len(rows) == 4  # no second header
 
 
+def test_csv_logger_replaces_the_whole_file_each_epoch(tmp_path, monkeypatch):
+    # Each epoch goes through the one atomic writer with the complete file, so a kill leaves
+    # the previous epoch's whole file, never a cut-off row.
+    from rnnkit import _io
+
+    path = tmp_path / "log.csv"
+    seen = []
+    real = _io.atomic_write
+
+    def recording(target, data, **kw):
+        seen.append(data.decode())
+        real(target, data, **kw)
+
+    monkeypatch.setattr(_io, "atomic_write", recording)
+    logger = callbacks.CSVLogger(path)
+    logger.on_train_begin()
+    logger.on_epoch_end(0, {"loss": 1.0})
+    logger.on_epoch_end(1, {"loss": 0.5})
+    assert seen == ["epoch,loss\r\n0,1.0\r\n", "epoch,loss\r\n0,1.0\r\n1,0.5\r\n"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]
+
+
 def test_lambda_callback_and_callback_list_order():
     calls = []
     recorder = callbacks.LambdaCallback(
