@@ -69,10 +69,7 @@ def _operators(graph: torch.fx.Graph) -> list[str]:
 
 
 @pytest.mark.parametrize("kind,extra", KINDS)
-def test_compile_fullgraph_three_lengths_one_compile(kind: str, extra: dict,
-                                                    fresh_process: bool) -> None:
-    if not fresh_process:
-        return  # passed in a fresh process (see the fixture)
+def test_compile_fullgraph_three_lengths_one_compile(kind: str, extra: dict) -> None:
     torch._dynamo.reset()
     module = _module(kind, extra)
     explanation = torch._dynamo.explain(module)(torch.randn(2, 4, D), lengths=torch.tensor([4, 2]))

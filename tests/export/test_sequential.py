@@ -50,10 +50,7 @@ def _operators(program: torch.export.ExportedProgram) -> list[str]:
             if n.op == "call_function" and str(n.target).startswith("rnnkit.")]
 
 
-def test_compile_fullgraph_equals_eager_at_three_lengths_with_one_compile(
-        fresh_process: bool) -> None:
-    if not fresh_process:
-        return  # passed in a fresh process (see the fixture)
+def test_compile_fullgraph_equals_eager_at_three_lengths_with_one_compile() -> None:
     torch._dynamo.reset()
     model = _model()
     explanation = torch._dynamo.explain(model)(_tokens(3, 7))
