@@ -63,6 +63,7 @@ def _ensure_library() -> None:
 
 
 _ops.register(_ensure_library)
+_compiled.on_load(_ops.library_loaded)
 _onnx.register_legacy_symbolics()
 
 

@@ -249,49 +249,40 @@ def _function(cell: _Cell) -> type:
     })
 
 
-def _eager_function(cell: _Cell) -> type:
-    """The same formula as an old-style Function (``forward(ctx, ...)``): ``apply`` of one with
-    ``setup_context`` binds its arguments through ``inspect.signature`` on every call (measured:
-    a third of a tiny training step), which torch.func needs and plain autograd does not."""
-    setup_context = _setup_context(cell)
-
-    def forward(ctx: Any, *args: Any) -> Any:
-        with torch._C._AutoDispatchBelowAutograd():
-            output = cell.op(*args)
-        setup_context(ctx, args, output)
-        return output
-
-    return type(f"_{cell.name.title()}EagerFunction", (torch.autograd.Function,), {
-        "forward": staticmethod(forward),
-        "backward": staticmethod(_backward(cell)),
-    })
-
-
-_FUNCTIONS: dict[str, type] = {}  # for torch.func transforms
-# for plain autograd: the C++ ``apply`` of each eager Function, bound to it. It skips the Python
-# ``Function.apply`` wrapper, which only binds default arguments (these Functions have no
-# ``setup_context`` and take no defaults), unwraps torch.func wrappers of transforms that have
-# exited (a tensor leaked out of one; apply() sends every call inside a transform elsewhere)
-# and routes to torch.func: a sixth of a tiny training step.
-_EAGER_APPLY: dict[str, Callable[..., Any]] = {}
+_FUNCTIONS: dict[str, type] = {}  # for torch.func transforms, and eager without the C++ library
+# for plain autograd: the C++ library's ``_<cell>_eager`` operators (csrc/autograd.cpp), the
+# same operator and formula with the autograd bookkeeping in C++ (measured: half the fixed cost
+# of a tiny training step is the Python Function's). Filled when the library is loaded.
+_EAGER: dict[str, Any] = {}
 
 
 def apply(name: str, *args: Any) -> Any:
     """Call the operator ``name``. Tracers (compile, export, jit.trace) record the operator
-    itself, with the autograd formula registered on it. Eager calls go through an
-    ``autograd.Function`` sharing that formula: ``torch.func`` transforms can differentiate it
-    (they cannot enter an autograd kernel the dispatcher holds), and it skips the generic
-    Python wrapper of ``register_autograd`` (measured: half the fixed cost of a tiny call);
-    a call with nothing to differentiate goes straight to the kernel."""
+    itself, with the autograd formula registered on it, and autocast goes through its autocast
+    kernel, so the casts are recorded by autograd. Eager calls with something to differentiate
+    go through the C++ ``_<cell>_eager`` operator, or (inside ``torch.func`` transforms, which
+    cannot enter a C++ autograd Function, and without the C++ library) an
+    ``autograd.Function`` sharing the formula. A call with nothing to differentiate goes
+    straight to the kernel."""
     cell = CELLS[name]
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or torch._C._is_any_autocast_enabled()):
         return cell.op(*args)
     if torch._C._are_functorch_transforms_active():
         return _FUNCTIONS[name].apply(*args)
     if torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
-        return _EAGER_APPLY[name](*args)
+        eager = _EAGER.get(name)
+        if eager is None:
+            return _FUNCTIONS[name].apply(*args)
+        return eager(*args)
     with torch._C._AutoDispatchBelowAutograd():
         return cell.op(*args)
+
+
+def library_loaded() -> None:
+    """Called once the C++ library is loaded: its eager operators become the fast path."""
+    for name in CELLS:
+        _EAGER[name] = getattr(torch.ops.rnnkit, f"_{name}_eager").default
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,7 +329,6 @@ def register(on_first_use: Callable[[], None]) -> None:
         torch.library.register_autograd(f"rnnkit::{name}", _backward(cell),
                                         setup_context=_setup_context(cell), lib=_LIB)
         _FUNCTIONS[name] = _function(cell)
-        _EAGER_APPLY[name] = super(torch.autograd.Function, _eager_function(cell)).apply
         torch.library.register_vmap(f"rnnkit::{name}", _loop_vmap(cell.op), lib=_LIB)
         torch.library.register_vmap(f"rnnkit::{name}_backward", _loop_vmap(cell.backward_op),
                                     lib=_LIB)

@@ -73,6 +73,14 @@ RULES: dict[tuple[str, str, bool], Rule] = {
 }
 
 
+_RULED = frozenset(family for _, family, _ in RULES)  # cells some rule sends to PyTorch
+
+
+def _family(cell: str) -> str:
+    """"rnn_tanh" / "rnn_relu" -> "rnn": the rules' name of a cell."""
+    return "rnn" if cell.startswith("rnn") else cell
+
+
 def capability() -> str:
     """The vector unit the rule is chosen by: torch's detected CPU capability (``AVX512``,
     ``AVX2``, ...); anything but AVX512 is ruled as AVX2."""
@@ -116,25 +124,28 @@ def prefers_torch(cell: str, x: Tensor, w_hh: Tensor, mask: Tensor | None,
     """Whether this call (``cell`` one of ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"``,
     ``"lstm"``; time-major ``x``, recurrent weights ``w_hh``) runs faster on PyTorch's kernel.
     ``tensors`` are the call's other inputs, to tell inference from training."""
-    if mask is not None or x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 3:
+    if mask is not None or x.dtype != torch.float32 or not x.is_cpu or x.dim() != 3:
         return False
+    measure = _current_policy() == "measure"
+    if _family(cell) not in _RULED and not _measured and not measure:
+        return False  # the common case on every call of a GRU or an RNN: nothing to decide
     training = needs_grad(x, *tensors)
     steps, batch, features = x.shape
     hidden = w_hh.shape[1]
     if steps == 0 or batch == 0:
         return False
-    key = _shape_class(cell, training, steps, batch, features, hidden)
-    if key in _measured:
-        return _measured[key]
-    if _current_policy() == "measure":
-        return _measure(key, cell, training, steps, batch, features, hidden)
+    if _measured or measure:
+        key = _shape_class(cell, training, steps, batch, features, hidden)
+        if key in _measured:
+            return _measured[key]
+        if measure:
+            return _measure(key, cell, training, steps, batch, features, hidden)
     return rule(cell, training, batch, hidden)
 
 
 def rule(cell: str, training: bool, batch: int, hidden: int, cap: str | None = None) -> bool:
     """The rule's answer for this machine's capability (or ``cap``)."""
-    family = "rnn" if cell.startswith("rnn") else cell
-    return RULES.get((cap or capability(), family, training), _NEVER).holds(batch, hidden)
+    return RULES.get((cap or capability(), _family(cell), training), _NEVER).holds(batch, hidden)
 
 
 def prefers_torch_lstm(x: Tensor, w_hh: Tensor, mask: Tensor | None,
@@ -164,7 +175,7 @@ def _forget_measurements() -> None:
 
 
 def needs_grad(*tensors: Tensor | None) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    return torch.is_grad_enabled() and torch._C._any_requires_grad(*tensors)
 
 
 # -- measuring ------------------------------------------------------------------------------

@@ -25,17 +25,19 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 import torch
 
 __all__ = ["ENV_DISABLE", "ExtensionUnavailable", "ExtensionWarning", "available", "load",
-           "needs_build"]
+           "needs_build", "on_load"]
 
 ENV_DISABLE = "RNNKIT_NO_EXTENSION"
 # the longest first: ninja starts them in this order
-_SOURCES = ("lstm.cpp", "gru.cpp", "elman.cpp", "ops.cpp", "shared.cpp", "gemm.cpp")
+_SOURCES = ("lstm.cpp", "gru.cpp", "autograd.cpp", "elman.cpp", "ops.cpp", "shared.cpp",
+            "gemm.cpp")
 _HEADERS = ("common.h", "vmath.h", "microkernel.h", "microkernel_body.h", "fused_loops.h")
 _CSRC = Path(__file__).parent / "csrc"
 
@@ -52,6 +54,7 @@ _lock = threading.Lock()
 _module: str | None = None  # the loaded library's path
 _error: str | None = None
 _warned = False
+_on_load: list[Callable[[], None]] = []
 
 
 def _flags() -> list[str]:
@@ -177,12 +180,22 @@ def load() -> str:
             except Exception as e:  # no compiler, no ninja, a compile error: all mean "absent"
                 first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 _error = f"{type(e).__name__}: {first_line}"
+            else:
+                for callback in _on_load:
+                    callback()
     if _module is None:
         raise ExtensionUnavailable(
             f"rnnkit's compiled kernels could not be built ({_error}); they need a C++ compiler "
             "and ninja (pip install ninja). Use backend='auto' to run without them"
         )
     return _module
+
+
+def on_load(callback: Callable[[], None]) -> None:
+    """Call ``callback`` once the library is loaded (now, if it already is)."""
+    _on_load.append(callback)
+    if _module is not None:
+        callback()
 
 
 def available() -> bool:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from functools import partial
 from typing import Any
+import operator
 import weakref
 
 import torch
@@ -37,6 +38,7 @@ from .. import _kernels
 from ._checks import ShapeError, check_input, check_mask, check_state, lengths_to_mask
 
 State = tuple[Tensor, ...]
+Weights = tuple[Tensor | None, ...]  # one layer and direction's, in the order of _KINDS
 
 
 class _RecurrentBase(torch.nn.RNNBase):
@@ -87,35 +89,37 @@ class _RecurrentBase(torch.nn.RNNBase):
     def _directions(self) -> int:
         return 2 if self.bidirectional else 1
 
-    def _layer_weights(self) -> list[dict[str, Tensor | None]]:
-        """Each layer and direction's weights by kind, read as attributes (not from
-        ``_parameters``) so that parametrized, pruned and plain-tensor weights are the ones used."""
-        groups = []
-        flat = []
-        for names in self._all_weights:
-            weights = {kind: None for kind in _KINDS}
-            for name in names:
-                weight = getattr(self, name)
-                weights[_kind(name)] = weight
-                flat.append(weight)
-            groups.append(weights)
+    def _layer_weights(self) -> list[Weights]:
+        """Each layer and direction's weights, (w_ih, w_hh, b_ih, b_hh, w_hr) with None for the
+        absent ones, read as attributes (not from ``_parameters``) so that parametrized, pruned
+        and plain-tensor weights are the ones used."""
+        # a registered parameter is what the attribute returns; anything else (a parametrized
+        # property, a pruned or weight-dropped plain tensor) is read as the attribute
+        parameter = self._parameters.get
+        flat = [w if (w := parameter(name)) is not None else getattr(self, name)
+                for name in self._flat_weights_names]
         self._sync_flat_weights(flat)
-        return groups
+        slots = self.__dict__.get("_weight_slots")
+        if slots is None:  # where each group's weights sit in the flat list, by kind
+            index = {name: i for i, name in enumerate(self._flat_weights_names)}
+            slots = [tuple(next((index[n] for n in names if _kind(n) == kind), None)
+                           for kind in _KINDS) for names in self._all_weights]
+            self.__dict__["_weight_slots"] = slots
+        return [tuple(None if i is None else flat[i] for i in group) for group in slots]
 
     def _sync_flat_weights(self, weights: list[Tensor]) -> None:
         """Keep ``_flat_weights`` the tensors forward used, as ``torch.nn``'s forward does (its
         ``_update_flat_weights``), without recomputing a parametrization a second time."""
         if torch.compiler.is_compiling() or torch.jit.is_tracing():
             return  # a trace must not record (or guard on) this bookkeeping
-        if len(weights) == len(self._flat_weights) and all(
-            a is b for a, b in zip(weights, self._flat_weights)
-        ):
+        current = self._flat_weights
+        if len(weights) == len(current) and all(map(operator.is_, weights, current)):
             return
         self.__dict__["_flat_weights"] = weights
         self.__dict__["_flat_weight_refs"] = [weakref.ref(w) for w in weights]
 
     def _run(
-        self, x: Tensor, state: State, weights: dict[str, Tensor | None], mask: Tensor | None,
+        self, x: Tensor, state: State, weights: Weights, mask: Tensor | None,
         reverse: bool,
     ) -> tuple[Tensor, State]:
         """One layer and direction: outputs (T, B, H), zero where ``mask`` is False (torch.nn's
@@ -138,7 +142,7 @@ class _RecurrentBase(torch.nn.RNNBase):
                 raise ValueError(f"{name}: pass lengths/mask with padded input, not a PackedSequence")
             input, lengths = pad_packed_sequence(packed, batch_first=self.batch_first)
         weights = self._layer_weights()
-        check_input(input, self.input_size, weights[0]["weight_ih"].dtype, name)
+        check_input(input, self.input_size, weights[0][0].dtype, name)
         batched = input.dim() == 3
         if not batched:
             if lengths is not None or mask is not None:
@@ -180,10 +184,10 @@ class _RecurrentBase(torch.nn.RNNBase):
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
 
         output = layer_input.transpose(0, 1) if self.batch_first else layer_input
-        final_states = [
-            finals[0][i].unsqueeze(0) if len(finals) == 1 else torch.stack([f[i] for f in finals])
-            for i in range(self.state_count)
-        ]
+        if len(finals) == 1:
+            final_states = [state.unsqueeze(0) for state in finals[0]]
+        else:
+            final_states = [torch.stack(states) for states in zip(*finals)]
         if not batched:
             output = output.squeeze(0 if self.batch_first else 1)
             final_states = [s.squeeze(1) for s in final_states]
@@ -198,7 +202,10 @@ class _RecurrentBase(torch.nn.RNNBase):
 
     def _zero_states(self, x: Tensor) -> State:
         """One layer and direction's initial states when no hx is given: zeros (B, size)."""
-        return tuple(x.new_zeros(x.shape[1], shape[2]) for shape in self._state_shapes(1))
+        batch = x.shape[1]
+        if self.state_count == 1:
+            return (x.new_zeros(batch, self.hidden_size),)
+        return tuple(x.new_zeros(batch, shape[2]) for shape in self._state_shapes(1))
 
     def _initial_states(self, hx: Any, batch: int, batched: bool, x: Tensor) -> list[Tensor]:
         """hx as a list of (layers * directions, B, size) tensors, or [] for zeros."""
@@ -298,8 +305,7 @@ class RNN(_RecurrentBase):
 
     def _run(self, x, state, weights, mask, reverse):  # type: ignore[no-untyped-def]
         out, h_n = _kernels.elman(
-            x, state[0], weights["weight_ih"], weights["weight_hh"], weights["bias_ih"],
-            weights["bias_hh"], nonlinearity=self.nonlinearity, mask=mask, reverse=reverse,
+            x, state[0], *weights[:4], nonlinearity=self.nonlinearity, mask=mask, reverse=reverse,
             zero_padding=True, backend=self.backend,
         )
         return out, (h_n,)
@@ -347,8 +353,7 @@ class GRU(_RecurrentBase):
 
     def _run(self, x, state, weights, mask, reverse):  # type: ignore[no-untyped-def]
         out, h_n = _kernels.gru(
-            x, state[0], weights["weight_ih"], weights["weight_hh"], weights["bias_ih"],
-            weights["bias_hh"], mask=mask, reverse=reverse, zero_padding=True,
+            x, state[0], *weights[:4], mask=mask, reverse=reverse, zero_padding=True,
             backend=self.backend,
         )
         return out, (h_n,)
@@ -404,9 +409,9 @@ class LSTM(_RecurrentBase):
         return [(layers, batch, self.proj_size or self.hidden_size), (layers, batch, self.hidden_size)]
 
     def _run(self, x, state, weights, mask, reverse):  # type: ignore[no-untyped-def]
-        args = (weights["weight_ih"], weights["weight_hh"], weights["bias_ih"], weights["bias_hh"])
-        if weights["weight_hr"] is not None:
-            step = partial(_projected_lstm_step, weights=args, w_hr=weights["weight_hr"])
+        args, w_hr = weights[:4], weights[4]
+        if w_hr is not None:
+            step = partial(_projected_lstm_step, weights=args, w_hr=w_hr)
             out, final = _kernels.scan(step, x, state, mask, reverse)
             return (out if mask is None else _kernels.zero_masked(out, mask)), final
         out, h_n, c_n = _kernels.lstm(

@@ -121,6 +121,25 @@ def test_autocast_returns_what_torch_nn_returns(kind: str) -> None:
         torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_autocast_training_gives_torch_nns_gradients(kind: str) -> None:
+    """A training step under bfloat16 autocast: the casts are recorded by autograd, so every
+    parameter gets a float32 gradient, equal to torch.nn's within bfloat16's resolution."""
+    torch.manual_seed(0)
+    ours = getattr(rnn, kind)(D, H, batch_first=True)
+    theirs = getattr(torch.nn, kind)(D, H, batch_first=True)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(B, 5, D, requires_grad=True)
+    grads = []
+    for module in (ours, theirs):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, _ = module(x)
+        grads.append(torch.autograd.grad(out.float().square().sum(), [x, *module.parameters()]))
+    for a, b in zip(*grads):
+        assert a.dtype == b.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=5e-2, atol=5e-2)
+
+
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_fake_kernels_give_the_shapes(cell: str) -> None:
     from torch._subclasses.fake_tensor import FakeTensorMode
