@@ -159,7 +159,7 @@ class TranslateTask(Task):
                                 config.embedding_dim or 32, config.attention)
 
     def compile_args(self, config: RunConfig, data: Prepared) -> dict[str, Any]:
-        from ...models import losses, optimizers
+        from ...training import losses, optimizers
 
         return {"optimizer": optimizers.Adam(learning_rate=config.lr),
                 # the target embedding's mask (mask_zero) leaves the padding out of the loss
