@@ -5,9 +5,10 @@ and distributed training under ``torchrun``.
 
 It sits below :mod:`rnnkit.models` and never imports it: a model kind mixes the trainers in
 and provides their hooks (``_call_with_mask(x, training)``, ``_check_input_shape(shape,
-what)``, ``_check_input_shapes(shapes, what)``); callbacks reach the model only through the methods every kind has (``save``,
-``state_dict``, ``stop_training``). The public modules are re-exported as ``rnnkit.losses``,
-``rnnkit.metrics``, ``rnnkit.optimizers``, ``rnnkit.schedules`` and ``rnnkit.callbacks``.
+what)``, ``_check_input_shapes(shapes, what)``); callbacks reach the model only through the
+methods every kind has (``save``, ``get_weights``, ``state_dict``, ``stop_training``, ...).
+The public modules are re-exported as ``rnnkit.losses``, ``rnnkit.metrics``,
+``rnnkit.optimizers``, ``rnnkit.schedules`` and ``rnnkit.callbacks``.
 """
 
 from __future__ import annotations
