@@ -17,9 +17,9 @@ see an ``autograd.Function`` with ``setup_context`` (:func:`traced`), since they
 autograd kernel registered in the dispatcher; it shares the formulas below. Eager calls take
 the same formula in C++ (:func:`eager`, ``csrc/autograd.cpp``). Forward-mode AD
 (``jvp``) raises, saying why. ``vmap`` runs a batching rule that loops over the mapped
-dimension. Under ``torch.autocast`` the LSTM and Elman operators run in the autocast dtype, as
-``torch.nn.LSTM``/``RNN`` do (CPU: bfloat16), and the GRU in its inputs' dtype, as
-``torch.nn.GRU`` does.
+dimension. Under ``torch.autocast`` the operators run in the dtype torch.nn's would: on the CPU
+the LSTM and Elman ones in the autocast dtype (bfloat16) and the GRU in its inputs' dtype; on
+CUDA all three in the autocast dtype (float16), as cuDNN's RNN does.
 
 Schemas (``mask`` is (T, B) bool; ``train`` asks for the buffers the backward pass reads)::
 
@@ -303,7 +303,7 @@ def _loop_vmap(op: Any) -> Callable[..., Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Autocast: run in the autocast dtype (LSTM, Elman) as torch.nn does.
+# Autocast: run in the autocast dtype where torch.nn does.
 
 def _autocast(op: Any, device_type: str) -> Callable[..., Any]:
     key = getattr(torch._C.DispatchKey, "Autocast" + torch._C._dispatch_key_for_device(device_type))
@@ -333,5 +333,9 @@ def register(on_first_use: Callable[[], None]) -> None:
         torch.library.register_vmap(f"rnnkit::{name}", _loop_vmap(cell.op), lib=_LIB)
         torch.library.register_vmap(f"rnnkit::{name}_backward", _loop_vmap(cell.backward_op),
                                     lib=_LIB)
-    for name in ("elman", "lstm"):  # torch.nn's GRU keeps its inputs' dtype under autocast
-        _LIB.impl(name, _autocast(CELLS[name].op, "cpu"), "AutocastCPU", with_keyset=True)
+    # which cells torch.nn runs in the autocast dtype: on the CPU the ones oneDNN has (its GRU
+    # keeps its inputs' dtype), on CUDA all three (cuDNN's RNN, ATen/cudnn/AutocastRNN.cpp)
+    for device, names in (("cpu", ("elman", "lstm")), ("cuda", ("elman", "gru", "lstm"))):
+        key = "Autocast" + torch._C._dispatch_key_for_device(device)
+        for name in names:
+            _LIB.impl(name, _autocast(CELLS[name].op, device), key, with_keyset=True)
