@@ -76,9 +76,25 @@ class Model(MultiIOTrainer, Trainer, Layer):
         )
 
     def forward(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        if not self.built:  # remembered so that a saved subclassed model can be rebuilt
-            self.__dict__["_build_input_shape"] = _shapes_of(inputs)
-        outputs = self.call(inputs, *args, **kwargs)
+        if self.built:
+            return self.call(inputs, *args, **kwargs)
+        # the building call: remembered so that a saved subclassed model can be rebuilt, and
+        # each layer's output shape in it, which summary() shows as Keras' does
+        self.__dict__["_build_input_shape"] = _shapes_of(inputs)
+        shapes: dict[int, Any] = {}
+
+        def record(layer: torch.nn.Module, _: Any, output: Any) -> None:
+            found = [tuple(t.shape) for t in torch.utils._pytree.tree_leaves(output)
+                     if isinstance(t, torch.Tensor)]
+            shapes[id(layer)] = found[0] if len(found) == 1 else found
+
+        hooks = [layer.register_forward_hook(record) for layer in self.layers]
+        try:
+            outputs = self.call(inputs, *args, **kwargs)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        self.__dict__["_layer_shapes"] = shapes
         self.built = True
         return outputs
 
@@ -224,8 +240,10 @@ class Model(MultiIOTrainer, Trainer, Layer):
         return None
 
     def layer_output_shapes(self) -> list[Any] | None:
-        """Each layer's output shape for ``summary()`` (a subclassed model knows none)."""
-        return [None] * len(self.layers)
+        """Each layer's output shape for ``summary()``: a subclassed model's, in the call that
+        built it (None for a layer that call did not use, or before it)."""
+        shapes = self.__dict__.get("_layer_shapes", {})
+        return [shapes.get(id(layer)) for layer in self.layers]
 
     # -- description --------------------------------------------------------------------------
     def summary(

@@ -269,6 +269,30 @@ def test_subclassed_model_trains_summarises_and_saves(tmp_path):
     assert isinstance(loaded, Seq2Seq) and loaded.name == "s2s"
 
 
+def test_subclassed_summary_shows_the_building_calls_shapes():
+    """Keras 3.15.1 prints a subclassed model's layers with their output shapes in the call
+    that built it, batch included: LSTM(4) then Dense(2) on (1, 3, 5) show (1, 4) and (1, 2);
+    a layer the call never used stays unbuilt, shown as '?'."""
+
+    class Chain(rk.Model):
+        def __init__(self):
+            super().__init__()
+            self.rnn = L.LSTM(4, return_state=True)
+            self.head = L.Dense(2)
+            self.unused = L.Dense(3)
+
+        def call(self, inputs):
+            return self.head(self.rnn(inputs)[0])
+
+    model = Chain()
+    model(_x(1, 3, 5))
+    assert model.layer_output_shapes() == [[(1, 4), (1, 4), (1, 4)], (1, 2), None]
+    captured = []
+    model.summary(print_fn=captured.append)
+    rows = [line for line in captured[0].splitlines() if "(Dense)" in line]
+    assert "(1, 2)" in rows[0] and "?" in rows[1]
+
+
 def test_subclassed_model_without_config_says_how_to_save(tmp_path):
     model = NoConfig()
     model.predict(_x(2, 3), verbose=0)
