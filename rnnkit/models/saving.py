@@ -9,7 +9,8 @@ File layout (``model.save(path)``; any file name works, e.g. ``model.rnnkit``)::
         rnnkit_version  the writing version
         model_config    JSON: {"class_name": "Sequential", "config": {name, layers, ...}}
         layers          JSON: [{"name", "class_name", "shapes"}] (to explain mismatches)
-        compile_config  JSON: {"optimizer", "loss", "metrics"} when compiled (model files)
+        compile_config  JSON: {"optimizer", "loss", "loss_weights", "metrics"} when compiled
+                        (model files; loss and metrics per output where given so)
         sha256          digest of every tensor's name, dtype, shape and bytes
     tensors
       layers/<i>/<j>    weight j of layer i, in Keras' get_weights() order
@@ -36,6 +37,7 @@ import json
 import os
 import struct
 import warnings
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -139,14 +141,42 @@ def _serialize_metric(spec: Any) -> Any:
     return metrics_module.serialize(spec)
 
 
+def _per_output(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """``leaf`` of each entry of a per-output dict or list (a loss or metric spec), or of
+    ``value`` itself; None stays None."""
+    if isinstance(value, dict):
+        return {key: _per_output(v, leaf) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_per_output(v, leaf) for v in value]
+    return None if value is None else leaf(value)
+
+
+def _serialized(value: Any) -> bool:
+    """A serialised loss or metric ({"class_name", "config"}), not a dict per output."""
+    return isinstance(value, dict) and "class_name" in value and "config" in value
+
+
+def _per_output_back(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    if _serialized(value):
+        return leaf(value)
+    if isinstance(value, dict):
+        return {key: _per_output_back(v, leaf) for key, v in value.items()}
+    if isinstance(value, list):
+        return [_per_output_back(v, leaf) for v in value]
+    return value  # a name, a weight or None
+
+
 def _compile_config(model: Any) -> tuple[dict[str, Any] | None, str | None]:
     if not getattr(model, "compiled", False):
         return None, None
+    given = model.__dict__.get("_compile_args") or {
+        "loss": model.loss, "loss_weights": None, "metrics": model._metric_specs}
     try:
         return {
             "optimizer": optimizers.serialize(model.optimizer),
-            "loss": _serialize_loss(model.loss),
-            "metrics": [_serialize_metric(m) for m in model._metric_specs],
+            "loss": _per_output(given["loss"], _serialize_loss),
+            "loss_weights": given["loss_weights"],
+            "metrics": _per_output(given["metrics"], _serialize_metric),
         }, None
     except TypeError as error:
         return None, f"the compile settings were not saved: they use {error}"
@@ -363,16 +393,14 @@ def _model_from_spec(spec: Any, custom_objects: dict[str, type] | None, path: st
 
 def _restore_compile(model: Any, path: str, config: dict[str, Any],
                      tensors: dict[str, Tensor]) -> None:
-    loss = config.get("loss")
-    if isinstance(loss, dict):
-        loss = losses.deserialize(loss)
-    metrics = [m if isinstance(m, str) else metrics_module.deserialize(m)
-               for m in config.get("metrics") or []]
+    loss = _per_output_back(config.get("loss"), losses.deserialize)
+    metrics = _per_output_back(config.get("metrics"), metrics_module.deserialize) or None
     try:
         optimizer = optimizers.deserialize(config["optimizer"])
     except (KeyError, ValueError, TypeError) as error:
         raise ValueError(f"{path!r}: its optimizer could not be restored: {error}") from None
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    model.compile(optimizer=optimizer, loss=loss, loss_weights=config.get("loss_weights"),
+                  metrics=metrics)
     state = {key.removeprefix("optimizer/"): value for key, value in tensors.items()
              if key.startswith("optimizer/")}
     if state and model.built:

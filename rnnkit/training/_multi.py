@@ -73,6 +73,9 @@ class MultiIOTrainer:
                 metrics: Any = None, **kwargs: Any) -> None:
         """Keras' ``compile``; see the module docstring for several outputs."""
         self.__dict__["_multi"] = None
+        # as given, per output where they are (what a saved model's compile settings hold)
+        self.__dict__["_compile_args"] = {"loss": loss, "loss_weights": loss_weights,
+                                          "metrics": metrics}
         names = self._output_names()
         if len(names) == 1 and not _is_struct(loss) and not isinstance(metrics, dict) \
                 and loss_weights is None:

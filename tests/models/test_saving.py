@@ -191,3 +191,33 @@ def test_models_nested_in_models_round_trip(tmp_path: Path) -> None:
             type(layer).__name__ for layer in model.layers]
         np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
                                    rtol=0, atol=1e-6)  # float32, the same weights
+
+
+def test_multi_output_compile_settings_round_trip(tmp_path: Path) -> None:
+    """A loss and metrics per output and loss_weights are saved as given and restored: the
+    loaded model evaluates with the same names and values and trains on identically."""
+    import rnnkit as rk
+    from rnnkit.training import losses
+
+    torch.manual_seed(0)
+    inputs = rk.Input(shape=(4, 3))
+    hidden = rk.layers.LSTM(5)(inputs)
+    model = rk.Model(inputs, [Dense(2, name="cls")(hidden), Dense(1, name="reg")(hidden)])
+    model.compile(optimizer="adam",
+                  loss={"cls": "sparse_categorical_crossentropy",
+                        "reg": losses.MeanAbsoluteError()},
+                  loss_weights={"cls": 1.0, "reg": 0.5},
+                  metrics={"cls": ["accuracy"], "reg": ["mse"]})
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 4, 3)).astype("float32")
+    y = {"cls": rng.integers(0, 2, size=8), "reg": rng.random((8, 1)).astype("float32")}
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "multi.rnnkit")
+    loaded = load_model(tmp_path / "multi.rnnkit")
+    want = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert sorted(want) == ["cls_accuracy", "cls_loss", "loss", "reg_loss", "reg_mse"]
+    assert loaded.evaluate(x, y, verbose=0, return_dict=True) == want
+    # the weighted total: cls_loss + 0.5 * reg_loss
+    assert want["loss"] == pytest.approx(want["cls_loss"] + 0.5 * want["reg_loss"], rel=1e-6)
+    more = [m.fit(x, y, epochs=1, verbose=0, shuffle=False).history for m in (model, loaded)]
+    assert more[0] == more[1]
