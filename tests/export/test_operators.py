@@ -103,6 +103,25 @@ def test_compile_fullgraph_three_lengths_one_compile(kind: str, extra: dict) -> 
     assert counter.frame_count == 1, f"guard failures: {failures}"
 
 
+def test_compile_dynamic_true_of_an_eval_module_traces_once() -> None:
+    """With dynamic=True every float attribute dynamo reads becomes a symbolic float, and one
+    that the forward branches on makes dynamo restart its trace: two backend calls for one
+    compile (on a cold AOTAutograd cache; off here, so the check is deterministic). In eval
+    mode the modules read no float (the dropout rate only matters in training)."""
+    module = _module("LSTM", {}, dropout=0.5).eval()
+    torch._dynamo.reset()
+    counter = torch._dynamo.testing.CompileCounterWithBackend("inductor")
+    compiled = torch.compile(module, backend=counter, fullgraph=True, dynamic=True)
+    with torch._functorch.config.patch(enable_autograd_cache=False), \
+            torch._inductor.config.patch(fx_graph_cache=False), torch.no_grad():
+        for steps in (7, 4):
+            x = torch.randn(3, steps, D)
+            for a, b in zip(_flat(compiled(x)), _flat(module(x))):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+    failures = [str(r) for v in torch._dynamo.utils.guard_failures.values() for r in v]
+    assert counter.frame_count == 1, f"guard failures: {failures}"
+
+
 @pytest.mark.parametrize("kind,extra", KINDS)
 def test_export_keeps_the_operator_with_dynamic_batch_and_length(kind: str, extra: dict) -> None:
     module = _module(kind, extra).eval()
