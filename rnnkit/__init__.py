@@ -22,21 +22,21 @@ __version__ = "0.1.0"
 # public name -> (module, attribute or None for the module itself)
 _EXPORTS: dict[str, tuple[str, str | None]] = {
     "activations": (".activations", None),
-    "callbacks": (".models.callbacks", None),
+    "callbacks": (".training.callbacks", None),
     "constraints": (".constraints", None),
     "data": (".data", None),
     "export": (".export", None),
     "diagnostics": (".diagnostics", None),
     "initializers": (".initializers", None),
     "layers": (".layers", None),
-    "losses": (".models.losses", None),
-    "metrics": (".models.metrics", None),
+    "losses": (".training.losses", None),
+    "metrics": (".training.metrics", None),
     "models": (".models", None),
     "nn": (".nn", None),
-    "optimizers": (".models.optimizers", None),
+    "optimizers": (".training.optimizers", None),
     "reference": (".reference", None),
     "regularizers": (".regularizers", None),
-    "schedules": (".models.schedules", None),
+    "schedules": (".training.schedules", None),
     "utils": (".utils", None),
     "Input": (".layers", "Input"),
     "Model": (".models", "Model"),
@@ -50,7 +50,8 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 if TYPE_CHECKING:
     from . import activations, data, diagnostics, initializers, layers, models, nn, reference, utils
     from .layers import Input
-    from .models import Model, Sequential, callbacks, load_model, losses, metrics, optimizers
+    from .models import Model, Sequential, load_model
+    from .training import callbacks, losses, metrics, optimizers, schedules
 
 
 def __getattr__(name: str) -> Any:

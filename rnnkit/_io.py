@@ -13,7 +13,7 @@ has no JSON form, so it is written as ``null`` with a :class:`NonFiniteWarning` 
 was; ``allow_nan=False`` stays on underneath, so nothing else can slip through.
 
 Every file rnnkit writes goes through here: models and weights (``models/saving.py``), the
-training backup (``models/backup.py``), everything in a RUN_DIR (``cli/run_dir.py``), plots,
+training backup (``training/backup.py``), everything in a RUN_DIR (``cli/run_dir.py``), plots,
 diagnostics, ONNX exports and benchmark reports.
 """
 
@@ -30,8 +30,8 @@ from typing import IO, Any
 
 from . import _faults
 
-__all__ = ["NonFiniteWarning", "atomic_write", "json_text", "temporary_names", "write_json",
-           "write_text"]
+__all__ = ["NonFiniteWarning", "atomic_write", "json_text", "safetensors_bytes",
+           "temporary_names", "write_json", "write_text"]
 
 
 class NonFiniteWarning(RuntimeWarning):
@@ -102,6 +102,22 @@ def _sync_folder(directory: Path) -> None:
 def write_text(path: str | os.PathLike[str], text: str, *, parents: bool = False) -> None:
     """:func:`atomic_write` of ``text`` as UTF-8."""
     atomic_write(path, text.encode("utf-8"), parents=parents)
+
+
+def safetensors_bytes(tensors: dict[str, Any], metadata: dict[str, str]) -> bytes:
+    """``safetensors.torch.save`` with a canonical header: the same tensors and metadata give
+    the same bytes in every process (safetensors writes its metadata map in hash order). The
+    one safetensors serializer of models (``models/saving.py``) and the training backup."""
+    import struct
+
+    import safetensors.torch  # imports torch: not at module level (the CLI's --help)
+
+    data = safetensors.torch.save(tensors, metadata=metadata)
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the tensor data stays 8-byte aligned, as safetensors has it
+    return struct.pack("<Q", len(text)) + text + data[8 + size:]
 
 
 def json_text(data: Any, *, indent: int | None = 2, source: str = "JSON") -> str:

@@ -107,7 +107,7 @@ def _compiled_refuses(x: Tensor, tensors: tuple[Tensor | None, ...]) -> str | No
 def _tracing() -> bool:
     """Under a tracer or transform: the call must stay the rnnkit operator (the torch._VF
     route is an eager-time, size-dependent choice a traced graph would bake in)."""
-    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+    return (torch.compiler.is_compiling() or torch._C._is_tracing()
             or torch._C._are_functorch_transforms_active())
 
 
@@ -117,6 +117,35 @@ def _train(*tensors: Tensor | None) -> bool:
     if torch.jit.is_tracing():
         return True
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _operator(name: str, torch_cell: str, backend: str, x: Tensor, states: tuple[Tensor, ...],
+              w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
+              mask: Tensor | None, reverse: bool, zero_padding: bool,
+              *flags: bool) -> tuple[Tensor, ...]:
+    """The operator path of :func:`elman`, :func:`gru` and :func:`lstm`: (states, *finals).
+
+    Under a tracer: the ONNX node when exporting to ONNX, else the operator. Eagerly:
+    PyTorch's own kernel where :mod:`._route` prefers it (``backend="auto"``), else the
+    operator. ``flags`` are the cell's own (Elman: ``relu``)."""
+    finals = len(states)
+    if _tracing():
+        if _onnx_exporting():
+            return _onnx.emit(name, x, states, w_ih, w_hh, b_ih, b_hh, mask, reverse,
+                              zero_padding, *flags)
+        run = _ops.traced
+    else:
+        if backend == "auto" and _prefers_torch(torch_cell, x, w_hh, mask, *states, w_ih, w_hh,
+                                                b_ih, b_hh):
+            return _torch_recurrence(getattr(torch._VF, torch_cell), x, states, w_ih, w_hh,
+                                     b_ih, b_hh, reverse)
+        run = _ops.eager
+    if name == "elman":  # the schemas' trailing arguments
+        tail = (reverse, *flags, zero_padding)
+    else:  # the GRU and LSTM operators keep their backward's buffers on request
+        tail = (reverse, zero_padding, _train(x, *states, w_ih, w_hh, b_ih, b_hh))
+    outputs = run(name, x.contiguous(), *states, w_ih, w_hh, b_ih, b_hh, mask, *tail)
+    return outputs[:1 + finals]
 
 
 def elman(
@@ -138,19 +167,9 @@ def elman(
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     path = _path(backend, x, h0, w_ih, w_hh, b_ih, b_hh)
     relu = nonlinearity == "relu"
-    if path == "op" and _onnx_exporting():
-        out, h_n = _onnx.emit("elman", x, (h0,), w_ih, w_hh, b_ih, b_hh, mask, reverse,
-                              zero_padding, relu)
-        return out, h_n
     if path == "op":
-        cell = "rnn_relu" if relu else "rnn_tanh"
-        if (backend == "auto" and not _tracing()
-                and _prefers_torch(cell, x, w_hh, mask, h0, w_ih, w_hh, b_ih, b_hh)):
-            out, h_n = _torch_recurrence(getattr(torch._VF, cell), x, (h0,), w_ih, w_hh, b_ih,
-                                         b_hh, reverse)
-            return out, h_n
-        out, h_n = _ops.apply("elman", x.contiguous(), h0, w_ih, w_hh, b_ih, b_hh, mask,
-                              reverse, relu, zero_padding)
+        out, h_n = _operator("elman", "rnn_relu" if relu else "rnn_tanh", backend, x, (h0,),
+                             w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, relu)
         return out, h_n
     if path == "composite":
         return _composite.elman(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu,
@@ -175,19 +194,9 @@ def gru(
 ) -> tuple[Tensor, Tensor]:
     """GRU in PyTorch's formulation (gates r, z, n). Returns (states, h_n)."""
     path = _path(backend, x, h0, w_ih, w_hh, b_ih, b_hh)
-    if path == "op" and _onnx_exporting():
-        out, h_n = _onnx.emit("gru", x, (h0,), w_ih, w_hh, b_ih, b_hh, mask, reverse,
-                              zero_padding)
-        return out, h_n
     if path == "op":
-        if (backend == "auto" and not _tracing()
-                and _prefers_torch("gru", x, w_hh, mask, h0, w_ih, w_hh, b_ih, b_hh)):
-            out, h_n = _torch_recurrence(torch._VF.gru, x, (h0,), w_ih, w_hh, b_ih, b_hh,
-                                         reverse)
-            return out, h_n
-        train = _train(x, h0, w_ih, w_hh, b_ih, b_hh)
-        out, h_n, _, _ = _ops.apply("gru", x.contiguous(), h0, w_ih, w_hh, b_ih, b_hh, mask,
-                                    reverse, zero_padding, train)
+        out, h_n = _operator("gru", "gru", backend, x, (h0,), w_ih, w_hh, b_ih, b_hh, mask,
+                             reverse, zero_padding)
         return out, h_n
     if path == "composite":
         out, h_n, _, _ = _composite.gru(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse,
@@ -214,19 +223,9 @@ def lstm(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """LSTM (gates i, f, g, o). Returns (states h, h_n, c_n)."""
     path = _path(backend, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-    if path == "op" and _onnx_exporting():
-        out, h_n, c_n = _onnx.emit("lstm", x, (h0, c0), w_ih, w_hh, b_ih, b_hh, mask, reverse,
-                                   zero_padding)
-        return out, h_n, c_n
     if path == "op":
-        if (backend == "auto" and not _tracing()
-                and _prefers_torch("lstm", x, w_hh, mask, h0, c0, w_ih, w_hh, b_ih, b_hh)):
-            out, h_n, c_n = _torch_recurrence(torch._VF.lstm, x, (h0, c0), w_ih, w_hh, b_ih,
-                                              b_hh, reverse)
-            return out, h_n, c_n
-        train = _train(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-        out, h_n, c_n, _, _ = _ops.apply("lstm", x.contiguous(), h0, c0, w_ih, w_hh, b_ih, b_hh,
-                                         mask, reverse, zero_padding, train)
+        out, h_n, c_n = _operator("lstm", "lstm", backend, x, (h0, c0), w_ih, w_hh, b_ih, b_hh,
+                                  mask, reverse, zero_padding)
         return out, h_n, c_n
     if path == "composite":
         out, h_n, c_n, _, _ = _composite.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse,

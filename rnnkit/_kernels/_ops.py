@@ -13,12 +13,13 @@ Autograd is registered on the forward operator. Its backward calls the ``*_backw
 (one fused C++ pass on the CPU) when no graph of the gradient is wanted; when one is (double
 backward, ``torch.func``), or the forward did not keep its buffers, it differentiates the
 composite forward pass instead, so every derivative order is exact. ``torch.func`` transforms
-see an ``autograd.Function`` with ``setup_context`` (:func:`apply`), since they cannot enter an
-autograd kernel registered in the dispatcher; it shares the formulas below. Forward-mode AD
+see an ``autograd.Function`` with ``setup_context`` (:func:`traced`), since they cannot enter an
+autograd kernel registered in the dispatcher; it shares the formulas below. Eager calls take
+the same formula in C++ (:func:`eager`, ``csrc/autograd.cpp``). Forward-mode AD
 (``jvp``) raises, saying why. ``vmap`` runs a batching rule that loops over the mapped
-dimension. Under ``torch.autocast`` the LSTM and Elman operators run in the autocast dtype, as
-``torch.nn.LSTM``/``RNN`` do (CPU: bfloat16), and the GRU in its inputs' dtype, as
-``torch.nn.GRU`` does.
+dimension. Under ``torch.autocast`` the operators run in the dtype torch.nn's would: on the CPU
+the LSTM and Elman ones in the autocast dtype (bfloat16) and the GRU in its inputs' dtype; on
+CUDA all three in the autocast dtype (float16), as cuDNN's RNN does.
 
 Schemas (``mask`` is (T, B) bool; ``train`` asks for the buffers the backward pass reads)::
 
@@ -39,7 +40,7 @@ from torch import Tensor
 
 from . import composite
 
-__all__ = ["CELLS", "apply"]
+__all__ = ["CELLS", "eager", "traced"]
 
 _LIB = torch.library.Library("rnnkit", "DEF")  # noqa: TOR901 (kept for the process's lifetime)
 
@@ -178,7 +179,7 @@ def _register_fakes(on_first_use: Callable[[], None]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Autograd: one formula per cell, used by the dispatcher's autograd kernel and by apply().
+# Autograd: one formula per cell, used by the dispatcher's autograd kernel and by traced().
 
 def _setup_context(cell: _Cell) -> Callable[..., None]:
     n = cell.differentiable
@@ -256,27 +257,27 @@ _FUNCTIONS: dict[str, type] = {}  # for torch.func transforms, and eager without
 _EAGER: dict[str, Any] = {}
 
 
-def apply(name: str, *args: Any) -> Any:
-    """Call the operator ``name``. Tracers (compile, export, jit.trace) record the operator
-    itself, with the autograd formula registered on it, and autocast goes through its autocast
-    kernel, so the casts are recorded by autograd. Eager calls with something to differentiate
-    go through the C++ ``_<cell>_eager`` operator, or (inside ``torch.func`` transforms, which
-    cannot enter a C++ autograd Function, and without the C++ library) an
-    ``autograd.Function`` sharing the formula. A call with nothing to differentiate goes
-    straight to the kernel."""
-    cell = CELLS[name]
-    if (torch.compiler.is_compiling() or torch.jit.is_tracing()
-            or torch._C._is_any_autocast_enabled()):
-        return cell.op(*args)
-    if torch._C._are_functorch_transforms_active():
-        return _FUNCTIONS[name].apply(*args)
+def traced(name: str, *args: Any) -> Any:
+    """Call the operator ``name`` under a tracer (compile, export, jit.trace), which records
+    the operator itself with the autograd formula registered on it, or inside ``torch.func``
+    transforms, which see an ``autograd.Function`` sharing that formula (they cannot enter an
+    autograd kernel the dispatcher holds, nor a C++ autograd Function)."""
+    if torch.compiler.is_compiling() or torch._C._is_tracing():
+        return CELLS[name].op(*args)
+    return _FUNCTIONS[name].apply(*args)
+
+
+def eager(name: str, *args: Any) -> Any:
+    """Call the operator ``name`` eagerly. Under autocast: the operator, whose autocast kernel
+    casts above autograd (so the casts are recorded). With something to differentiate: the
+    C++ ``_<cell>_eager`` operator, the same formula with the autograd bookkeeping in C++, or
+    without the C++ library the ``autograd.Function``. Otherwise straight to the kernel."""
+    if torch._C._is_any_autocast_enabled():
+        return CELLS[name].op(*args)
     if torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
-        eager = _EAGER.get(name)
-        if eager is None:
-            return _FUNCTIONS[name].apply(*args)
-        return eager(*args)
+        return _EAGER.get(name, _FUNCTIONS[name].apply)(*args)
     with torch._C._AutoDispatchBelowAutograd():
-        return cell.op(*args)
+        return CELLS[name].op(*args)
 
 
 def library_loaded() -> None:
@@ -302,7 +303,7 @@ def _loop_vmap(op: Any) -> Callable[..., Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Autocast: run in the autocast dtype (LSTM, Elman) as torch.nn does.
+# Autocast: run in the autocast dtype where torch.nn does.
 
 def _autocast(op: Any, device_type: str) -> Callable[..., Any]:
     key = getattr(torch._C.DispatchKey, "Autocast" + torch._C._dispatch_key_for_device(device_type))
@@ -332,5 +333,9 @@ def register(on_first_use: Callable[[], None]) -> None:
         torch.library.register_vmap(f"rnnkit::{name}", _loop_vmap(cell.op), lib=_LIB)
         torch.library.register_vmap(f"rnnkit::{name}_backward", _loop_vmap(cell.backward_op),
                                     lib=_LIB)
-    for name in ("elman", "lstm"):  # torch.nn's GRU keeps its inputs' dtype under autocast
-        _LIB.impl(name, _autocast(CELLS[name].op, "cpu"), "AutocastCPU", with_keyset=True)
+    # which cells torch.nn runs in the autocast dtype: on the CPU the ones oneDNN has (its GRU
+    # keeps its inputs' dtype), on CUDA all three (cuDNN's RNN, ATen/cudnn/AutocastRNN.cpp)
+    for device, names in (("cpu", ("elman", "lstm")), ("cuda", ("elman", "gru", "lstm"))):
+        key = "Autocast" + torch._C._dispatch_key_for_device(device)
+        for name in names:
+            _LIB.impl(name, _autocast(CELLS[name].op, device), key, with_keyset=True)

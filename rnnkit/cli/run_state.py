@@ -110,7 +110,7 @@ def _metrics_epochs(run: RunDir) -> int | None:
 
 def inspect(run: RunDir, config: RunConfig) -> Status:
     """The state of ``run`` (see the module notes); ``config`` is its validated run.json."""
-    from ..models.backup import FILENAME, BackupAndRestore
+    from ..training.backup import FILENAME, BackupAndRestore
 
     has_checkpoint = (run.checkpoint / FILENAME).is_file()
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..models.callbacks import Callback
+from ..training.callbacks import Callback
 
 __all__ = ["TensorBoardLogger"]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _faults
-from ..models.callbacks import Callback
+from ..training.callbacks import Callback
 from ._common import EXIT_INTERRUPTED, Fail, console, say, seed_everything, select_device
 from .config import RunConfig, file_digest
 from .run_dir import LAYOUT, RunDir, default_run_dir
@@ -162,8 +162,8 @@ def _open_for_resume(options: TrainOptions) -> tuple[RunDir, RunConfig, Task, in
 def train(options: TrainOptions) -> RunDir:
     """Run one ``rnnkit train``; returns the RUN_DIR written (on ranks other than 0 of a
     distributed run, which write nothing, the RUN_DIR that rank 0 writes)."""
-    from ..models.backup import BackupAndRestore
-    from ..models.distributed import is_main_process, launched_by_torchrun
+    from ..training.backup import BackupAndRestore
+    from ..training.distributed import is_main_process, launched_by_torchrun
 
     if options.nproc is not None and options.nproc > 1:
         return launch(options)
@@ -339,7 +339,7 @@ def _train_other_rank(options: TrainOptions, config: RunConfig, data: Any, model
                       start: int) -> RunDir:
     """A rank other than 0: the same fit (its share of every batch), no files, no output. On
     --resume it restores the same checkpoint as rank 0 so all ranks start alike."""
-    from ..models.backup import BackupAndRestore
+    from ..training.backup import BackupAndRestore
 
     callbacks: list[Any] = []
     if options.resume is not None:
@@ -360,7 +360,7 @@ def launch(options: TrainOptions) -> RunDir:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    from ..models.distributed import ENV_VARS
+    from ..training.distributed import ENV_VARS
 
     assert options.nproc is not None
     if any(name in os.environ for name in ("WORLD_SIZE", "TORCHELASTIC_RUN_ID")):

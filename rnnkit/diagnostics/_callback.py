@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..models.callbacks import Callback, Logs
-from ..models.saving import atomic_write
+from ..training.callbacks import Callback, Logs
+from .._io import atomic_write
 from ._reading import gradient_ratio
 from ._spectra import recurrent_matrices
 from ._trace import Trace, trace

@@ -35,8 +35,8 @@ from torch import Tensor
 
 from ..layers import GRUCell, LSTMCell
 from ..layers.rnn import RNN, activation_name
-from ..models import losses as losses_module
-from ..models import metrics as metrics_module
+from ..training import losses as losses_module
+from ..training import metrics as metrics_module
 
 __all__ = ["LayerTrace", "Trace", "gradient_flow", "trace"]
 

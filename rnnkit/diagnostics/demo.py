@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..models.saving import atomic_write
+from .._io import atomic_write
 from ._callback import DiagnosticsCallback
 from ._reading import explain, gradient_ratio
 from ._spectra import recurrent_matrices

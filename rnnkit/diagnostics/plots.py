@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..models.saving import atomic_write
+from .._io import atomic_write
 from ._trace import LayerTrace
 
 __all__ = ["gradient_flow_plot", "hidden_states_plot", "saturation_history_plot"]

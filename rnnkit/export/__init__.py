@@ -57,8 +57,9 @@ def onnx(model_or_module: Any, path: str | os.PathLike[str], *, lengths: bool = 
     """Write ``model_or_module`` as an ONNX model to ``path`` (atomically); returns the path.
 
     Args:
-        model_or_module: an ``rnnkit.Sequential`` (built), one built ``rnnkit.layers`` layer,
-            or an ``rnnkit.nn`` / ``torch.nn`` ``RNN``, ``GRU`` or ``LSTM``.
+        model_or_module: an ``rnnkit.Sequential`` (built; other model kinds are refused, as
+            they are not a chain of layers), one built ``rnnkit.layers`` layer, or an
+            ``rnnkit.nn`` / ``torch.nn`` ``RNN``, ``GRU`` or ``LSTM``.
         path: the ``.onnx`` file to write.
         lengths: add an int64 ``lengths`` input (B,) for padded variable-length batches.
         opset: the ONNX opset (17 or later).
@@ -69,9 +70,8 @@ def onnx(model_or_module: Any, path: str | os.PathLike[str], *, lengths: bool = 
     import onnx as onnx_lib
     from onnx import helper
 
+    from .._io import atomic_write
     from ..layers._base import Layer
-    from ..models.saving import atomic_write
-    from ..models.sequential import Sequential
     from . import _keras, _torch_nn
     from ._graph import FLOAT, INT64, Graph, value_info
 
@@ -98,20 +98,28 @@ def onnx(model_or_module: Any, path: str | os.PathLike[str], *, lengths: bool = 
             outputs.append(value_info(name, FLOAT, [directions * module.num_layers, "batch",
                                                     module.hidden_size]))
         graph_name = type(module).__name__
-    elif isinstance(model_or_module, (Sequential, Layer)):
-        if isinstance(model_or_module, Sequential):
-            if not model_or_module.built:
+    elif isinstance(model_or_module, Layer):
+        # Any model kind (the rnnkit.Model base) says whether it is a plain chain of layers;
+        # export asks it rather than importing the kinds (models import export, not back).
+        chain = getattr(model_or_module, "_layer_chain", None)
+        if chain is not None:
+            model = model_or_module
+            if not model.built:
                 raise ValueError("Build the model before exporting it (give the first layer "
                                  "input_shape=, call model.build(...), or call it on data)")
-            layers = model_or_module.layers
-            shape = model_or_module.input_shape
-            graph_name = model_or_module.name
+            layers = chain()
+            if layers is None:
+                raise ValueError(
+                    f"Model '{model.name}' ({type(model).__name__}) is not a chain of layers "
+                    "each feeding the next: only a Sequential model (or one layer) can be "
+                    "exported to ONNX")
+            shape = model.input_shape
         else:
             if not model_or_module.built or model_or_module.batch_input_shape is None:
                 raise ValueError(f"Layer '{model_or_module.name}' needs input_shape= to be "
                                  "exported on its own (or put it in a built Sequential)")
             layers, shape = [model_or_module], model_or_module.batch_input_shape
-            graph_name = model_or_module.name
+        graph_name = model_or_module.name
         token_ids = isinstance(layers[0], _keras.Embedding)
         has_time = len(shape) >= 3 or (token_ids and len(shape) == 2)
         dims = ["batch", *[d if d is not None else f"dim{i + 1}" for i, d in
@@ -131,7 +139,7 @@ def onnx(model_or_module: Any, path: str | os.PathLike[str], *, lengths: bool = 
         seq_lens = g.op("Cast", ["lengths"], to=6) if lengths else None  # int32
         out = _keras.layers_graph(g, layers, "input", mask, seq_lens)
         g.op("Identity", [out], ["output"])
-        out_shape = (model_or_module.output_shape if isinstance(model_or_module, Sequential)
+        out_shape = (model_or_module.output_shape if chain is not None
                      else model_or_module.compute_output_shape(shape))
         if isinstance(out_shape, list):
             raise ValueError("The model returns several tensors; only one output can be exported")

@@ -1,14 +1,14 @@
-"""Keras-style models: ``Sequential``, training (``compile``/``fit``/``evaluate``/``predict``),
-losses, metrics, optimizers, callbacks, summaries and saving.
+"""Keras-style models: the three kinds (``Sequential``, functional ``Model(inputs, outputs)``,
+subclassed ``class M(rnnkit.Model)``) on one :class:`Model` base, their summaries and their
+saving (rnnkit files, Keras 3 ``.keras``/``.h5`` files in).
 
-The lead re-exports ``rnnkit.Sequential`` and the modules ``rnnkit.losses``, ``rnnkit.metrics``,
-``rnnkit.optimizers`` and ``rnnkit.callbacks`` from here.
+Training (``compile``/``fit``/``evaluate``/``predict``, losses, metrics, optimizers, callbacks)
+lives below, in :mod:`rnnkit.training`; ``rnnkit.Model``, ``rnnkit.Sequential`` and
+``rnnkit.load_model`` are re-exported from here.
 """
 
 from __future__ import annotations
 
-from . import callbacks, losses, metrics, optimizers
-from .callbacks import History
 from .functional import Functional
 from .keras_format import load_keras
 from .model import Model
@@ -21,9 +21,4 @@ __all__ = [
     "Sequential",
     "load_model",
     "load_keras",
-    "History",
-    "callbacks",
-    "losses",
-    "metrics",
-    "optimizers",
 ]

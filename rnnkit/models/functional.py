@@ -246,6 +246,10 @@ class Functional(Model):
             return
         _check_shape(self._inputs[0], shape, what, self)
 
+    def _check_input_shapes(self, shapes: list[tuple[int, ...]], what: str) -> None:
+        for index, (spec, shape) in enumerate(zip(self._inputs, shapes)):
+            _check_shape(spec, shape, f"{what}[{index}]", self)
+
     # -- configuration ------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         """The graph as JSON-ready values, in Keras' functional config layout."""

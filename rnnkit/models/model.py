@@ -11,7 +11,7 @@ Three ways to make a model, as in Keras 3:
 A model is a :class:`~rnnkit.layers.Layer` (so one model can be called inside another, and on
 symbolic tensors) and a ``torch.nn.Module``, with Keras' ``compile/fit/evaluate/predict``,
 ``summary``, ``get_weights/set_weights``, ``save``. Inputs and targets may be lists or dicts of
-arrays for models with several inputs or outputs (:mod:`rnnkit.models._multi`).
+arrays for models with several inputs or outputs (:mod:`rnnkit.training._multi`).
 
 Example (subclassed)::
 
@@ -34,14 +34,15 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..layers._base import Layer, _snake_case, unique_name
-from . import _multi, saving, summary
-from .training import Trainer
+from ..training import MultiIOTrainer, Trainer
+from . import saving, summary
 
 
-class Model(_multi.MultiIOTrainer, Trainer, Layer):
+class Model(MultiIOTrainer, Trainer, Layer):
     """Base of rnnkit's models; ``Model(inputs, outputs)`` makes a functional model and a
     subclass with ``call`` is a subclassed model (see the module docstring)."""
 
@@ -92,6 +93,18 @@ class Model(_multi.MultiIOTrainer, Trainer, Layer):
             torch.nn.Module.__call__(self, _zeros_like_shapes(input_shape))
         self.__dict__["_build_input_shape"] = _shapes_of(_zeros_like_shapes(input_shape))
 
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        """The output shape(s) for inputs of ``input_shape`` (batch first), measured as a
+        symbolic call measures a layer: the model runs on zeros twice, unknown sizes 2 then 3,
+        and a size that differs between the runs is unknown (None)."""
+        kwargs = {"training": False} if "training" in self._call_arguments() else {}
+        runs = []
+        for unknown in (2, 3):
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                runs.append(torch.nn.Module.__call__(
+                    self, _zeros_like_shapes(input_shape, unknown), **kwargs))
+        return _measured_shapes(*runs)
+
     def _call_with_mask(self, inputs: Any, training: bool | None = None,
                         mask: Any = None) -> tuple[Any, Any]:
         """The outputs and their masks (a subclassed model's outputs carry none)."""
@@ -102,6 +115,9 @@ class Model(_multi.MultiIOTrainer, Trainer, Layer):
 
     def _check_input_shape(self, shape: tuple[int, ...], what: str) -> None:
         """Subclassed models declare no input shape: their layers check what they get."""
+
+    def _check_input_shapes(self, shapes: list[tuple[int, ...]], what: str) -> None:
+        """The same for several inputs (``what[0]``, ``what[1]``, ...)."""
 
     # -- layers and weights -------------------------------------------------------------------
     @property
@@ -125,25 +141,54 @@ class Model(_multi.MultiIOTrainer, Trainer, Layer):
         raise ValueError(f"No such layer: {name}. Existing layers are: "
                          f"{[layer.name for layer in layers]}.")
 
-    @property
-    def weights(self) -> list[torch.nn.Parameter]:
-        """All weights in Keras' order (layer by layer; a shared layer once), then any the model
-        holds itself."""
+    def _weights_by_layer(self) -> list[tuple[Any, int, torch.nn.Parameter]]:
+        """(owner, index in the owner's weights, weight) in Keras' order: layer by layer, a
+        shared layer once, then any weights the model holds itself."""
         seen: set[int] = set()
         out = []
         for layer in self.layers:
             if not layer.built:
                 continue
-            for weight in layer.keras_weights():
+            for index, weight in enumerate(layer.keras_weights()):
                 if id(weight) not in seen:
                     seen.add(id(weight))
-                    out.append(weight)
-        for weight in self.parameters():
-            if id(weight) not in seen and not isinstance(
-                    weight, torch.nn.parameter.UninitializedParameter):
-                seen.add(id(weight))
-                out.append(weight)
+                    out.append((layer, index, weight))
+        own = [w for w in self.parameters() if id(w) not in seen
+               and not isinstance(w, torch.nn.parameter.UninitializedParameter)]
+        out.extend((self, index, weight) for index, weight in enumerate(own))
         return out
+
+    @property
+    def weights(self) -> list[torch.nn.Parameter]:
+        """All weights in Keras' order (layer by layer; a shared layer once), then any the model
+        holds itself."""
+        return [weight for _, _, weight in self._weights_by_layer()]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Set all weights from a list in :meth:`get_weights` order; every shape is checked
+        before anything changes."""
+        self._require_built("set_weights()")
+        weights = list(weights)
+        expected = self._weights_by_layer()
+        if len(weights) != len(expected):
+            counts: dict[str, int] = {}
+            for owner, _, _ in expected:
+                counts[owner.name] = counts.get(owner.name, 0) + 1
+            raise ValueError(
+                f"You called set_weights(weights) on model '{self.name}' with a list of "
+                f"{len(weights)} weights, but the model expects {len(expected)}: "
+                + ", ".join(f"{name}: {count}" for name, count in counts.items())
+            )
+        for position, (value, (owner, index, param)) in enumerate(zip(weights, expected)):
+            shape = tuple(np.shape(value))
+            if shape != tuple(param.shape):
+                raise ValueError(
+                    f"Layer '{owner.name}' weight {index} (entry {position} of the list) has "
+                    f"shape {tuple(param.shape)}, but the value given has shape {shape}"
+                )
+        with torch.no_grad():
+            for value, (_, _, param) in zip(weights, expected):
+                param.copy_(torch.as_tensor(np.asarray(value), dtype=param.dtype))
 
     def keras_weights(self) -> list[torch.nn.Parameter]:
         return self.weights
@@ -172,6 +217,11 @@ class Model(_multi.MultiIOTrainer, Trainer, Layer):
         if not self.built:
             raise ValueError(f"You tried to call {what} on model '{self.name}', but it isn't "
                              "built yet: call it on data first.")
+
+    def _layer_chain(self) -> list[Layer] | None:
+        """The layers in order when each feeds the next and nothing else (what ONNX export
+        walks, :mod:`rnnkit.export`); None for a graph or a subclassed model's ``call``."""
+        return None
 
     def layer_output_shapes(self) -> list[Any] | None:
         """Each layer's output shape for ``summary()`` (a subclassed model knows none)."""
@@ -221,6 +271,13 @@ class Model(_multi.MultiIOTrainer, Trainer, Layer):
         """Load weights written by :meth:`save_weights` or :meth:`save` into this model."""
         saving.load_weights(self, filepath)
 
+    def export_onnx(self, path: str | os.PathLike[str], **kwargs: Any) -> str:
+        """Write the model as ONNX; see :func:`rnnkit.export.onnx` (same keyword arguments;
+        a Sequential model, the one kind that is a chain of layers)."""
+        from ..export import onnx
+
+        return onnx(self, path, **kwargs)
+
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
 
@@ -235,13 +292,22 @@ def _shapes_of(inputs: Any) -> Any:
     return None if shape is None else [None, *[int(d) for d in tuple(shape)[1:]]]
 
 
-def _zeros_like_shapes(shapes: Any) -> Any:
+def _zeros_like_shapes(shapes: Any, unknown: int = 1) -> Any:
     if isinstance(shapes, dict):
-        return {k: _zeros_like_shapes(v) for k, v in shapes.items()}
+        return {k: _zeros_like_shapes(v, unknown) for k, v in shapes.items()}
     if isinstance(shapes, (list, tuple)) and shapes and isinstance(shapes[0], (list, tuple,
                                                                                 dict)):
-        return [_zeros_like_shapes(v) for v in shapes]
-    return torch.zeros([1 if d is None else int(d) for d in shapes])
+        return [_zeros_like_shapes(v, unknown) for v in shapes]
+    return torch.zeros([unknown if d is None else int(d) for d in shapes])
+
+
+def _measured_shapes(first: Any, second: Any) -> Any:
+    """The shapes of two runs' outputs, None where their sizes differ."""
+    if isinstance(first, dict):
+        return {k: _measured_shapes(first[k], second[k]) for k in first}
+    if isinstance(first, (list, tuple)):
+        return [_measured_shapes(a, b) for a, b in zip(first, second)]
+    return tuple(a if a == b else None for a, b in zip(first.shape, second.shape))
 
 
 __all__ = ["Model"]

@@ -45,7 +45,7 @@ from torch import Tensor
 
 from .. import _io
 from ..layers import _serialization
-from . import losses, metrics as metrics_module, optimizers
+from ..training import losses, metrics as metrics_module, optimizers
 
 FORMAT_VERSION = 1
 MODEL_FORMAT = "rnnkit.model"
@@ -80,17 +80,6 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` with rnnkit's one atomic writer (:mod:`rnnkit._io`): readers
     see the old file or the new one, never a partial one; the folder must exist."""
     _io.atomic_write(path, data, write=lambda handle, chunk: _write_all(handle, chunk))
-
-
-def safetensors_bytes(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
-    """``safetensors.torch.save`` with a canonical header: the same tensors and metadata give
-    the same bytes in every process (safetensors writes its metadata map in hash order)."""
-    data = safetensors.torch.save(tensors, metadata=metadata)
-    (size,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + size])
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)  # the tensor data stays 8-byte aligned, as safetensors has it
-    return struct.pack("<Q", len(text)) + text + data[8 + size:]
 
 
 def _digest(tensors: dict[str, Tensor]) -> str:
@@ -185,7 +174,7 @@ def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = T
     if note is not None:
         metadata["compile_note"] = note
     metadata["sha256"] = _digest(tensors)
-    atomic_write(path, safetensors_bytes(tensors, metadata))
+    atomic_write(path, _io.safetensors_bytes(tensors, metadata))
 
 
 def _model_spec(model: Any) -> dict[str, Any]:
@@ -208,7 +197,7 @@ def save_weights(model: Any, filepath: str | os.PathLike[str], overwrite: bool =
         "layers": _json(layers),
         "sha256": _digest(tensors),
     }
-    atomic_write(path, safetensors_bytes(tensors, metadata))
+    atomic_write(path, _io.safetensors_bytes(tensors, metadata))
 
 
 def _version() -> str:

@@ -31,11 +31,9 @@ Example::
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -44,29 +42,30 @@ from ..layers._base import (
     Shape,
     as_mask,
     as_tensor,
-    collect_losses,
     is_structure,
     map_structure,
     unique_name,
 )
 from ..layers._symbolic import input_layer_of
-from . import saving, summary
-from .training import Trainer
+from . import saving
+from .model import Model
 
 
 def is_input_spec(obj: Any) -> bool:
     """An ``Input(...)`` / ``InputLayer`` marker: it carries ``batch_input_shape`` and is not a
     computing layer (duck-typed, so any input marker of rnnkit.layers works)."""
     obj = input_layer_of(obj)  # rnnkit.Input(...) is the symbolic tensor of an InputLayer
-    if getattr(obj, "batch_input_shape", None) is None or isinstance(obj, Sequential):
+    if getattr(obj, "batch_input_shape", None) is None:
         return False
     return not isinstance(obj, Layer) or type(obj).__name__ == "InputLayer" or bool(
         getattr(obj, "is_input", False)
     )
 
 
-class Sequential(Trainer, torch.nn.Module):
-    """A linear stack of layers with ``compile``/``fit``/``evaluate``/``predict``/``summary``.
+class Sequential(Model):
+    """A linear stack of layers; the training, summary, weights and saving API is
+    :class:`~rnnkit.Model`'s (as in Keras 3, a Sequential is a Model, and so a Layer: it nests
+    in another model or in ``TimeDistributed``).
 
     Args:
         layers: the layers (an ``rnnkit.Input(shape)`` may come first to declare the input).
@@ -76,15 +75,13 @@ class Sequential(Trainer, torch.nn.Module):
 
     def __init__(self, layers: Iterable[Any] | None = None, name: str | None = None,
                  trainable: bool = True) -> None:
-        torch.nn.Module.__init__(self)
+        Model.__init__(self, name=name if name is not None else unique_name("sequential"))
         if layers is not None and not isinstance(layers, (list, tuple)):
             layers = [layers] if isinstance(layers, Layer) or is_input_spec(layers) else layers
-        self.name = name if name is not None else unique_name("sequential")
         self._layers = torch.nn.ModuleList()
         self._input_shape: Shape | None = None  # batch first, None for unknown sizes
         self._input_declared = False  # given by the user (checked strictly) or seen in data
         self._output_shapes: list[Any] | None = None
-        self._init_trainer()
         for layer in layers or []:
             self.add(layer)
         if not trainable:
@@ -113,9 +110,9 @@ class Sequential(Trainer, torch.nn.Module):
                 )
             self._set_input_shape(tuple(layer.batch_input_shape), declared=True)
             return
-        if not isinstance(layer, (Layer, Sequential)):
+        if not isinstance(layer, Layer):
             raise ValueError(
-                "Only instances of rnnkit.layers.Layer (or a Sequential, nested as one layer) "
+                "Only instances of rnnkit.layers.Layer (a model too, nested as one layer) "
                 f"can be added to a Sequential model, got {layer!r} of type "
                 f"{type(layer).__name__}"
             )
@@ -129,11 +126,11 @@ class Sequential(Trainer, torch.nn.Module):
             )
         if any(existing is layer for existing in self._layers):
             raise ValueError(f"Layer '{layer.name}' is already in this model")
-        if not len(self._layers) and self._input_shape is None and (
-            layer.batch_input_shape is not None
-        ):
-            self._input_shape = tuple(layer.batch_input_shape)
-            self._input_declared = True
+        if not len(self._layers) and self._input_shape is None:
+            shape = _declared_input_shape(layer)
+            if shape is not None:
+                self._input_shape = shape
+                self._input_declared = True
         self._layers.append(layer)
         layer.train(self.training)
         self._rebuild()
@@ -146,21 +143,6 @@ class Sequential(Trainer, torch.nn.Module):
         del self._layers[-1]
         self._rebuild()
         return layer
-
-    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
-        """A layer by name or by index."""
-        if (name is None) == (index is None):
-            raise ValueError("Provide exactly one of name= or index=")
-        if index is not None:
-            if not -len(self._layers) <= index < len(self._layers):
-                raise ValueError(f"index {index} is out of range for a model of "
-                                 f"{len(self._layers)} layers")
-            return self._layers[index]
-        for layer in self._layers:
-            if layer.name == name:
-                return layer
-        raise ValueError(f"No layer named {name!r}; the layers are "
-                         f"{[layer.name for layer in self._layers]}")
 
     # -- building --------------------------------------------------------------------------
     def _set_input_shape(self, shape: Sequence[int | None], declared: bool) -> None:
@@ -215,6 +197,11 @@ class Sequential(Trainer, torch.nn.Module):
         return bool(len(self._layers)) and self._output_shapes is not None and all(
             layer.built for layer in self._layers
         )
+
+    @built.setter
+    def built(self, value: bool) -> None:
+        """Nothing to set: a Sequential is built when its layers and shapes are (the Layer
+        base starts every layer unbuilt)."""
 
     def layer_output_shapes(self) -> list[Any] | None:
         """Each layer's output shape (batch first), once the model is built."""
@@ -272,6 +259,9 @@ class Sequential(Trainer, torch.nn.Module):
         outputs, _ = self._call_with_mask(inputs, training=training, mask=mask)
         return outputs
 
+    def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
+        return self.forward(inputs, training=training, mask=mask)
+
     def _call_with_mask(self, inputs: Any, training: bool | None = None,
                         mask: Any = None) -> tuple[Any, Tensor | None]:
         if not len(self._layers):
@@ -306,12 +296,17 @@ class Sequential(Trainer, torch.nn.Module):
             self._rebuild()
         return x, mask
 
-    # -- as a layer (nested in another Sequential) -------------------------------------------
+    # -- as a layer (nested in another model, or in TimeDistributed) --------------------------
     supports_masking = True
 
     @property
     def batch_input_shape(self) -> Shape | None:
         return self._input_shape if self._input_declared else None
+
+    @batch_input_shape.setter
+    def batch_input_shape(self, shape: Sequence[int | None] | None) -> None:
+        if shape is not None:  # the Layer base sets None: nothing declared yet
+            self._set_input_shape(tuple(shape), declared=True)
 
     def _call_arguments(self) -> tuple[str, ...]:
         return ("inputs", "training", "mask")
@@ -338,14 +333,8 @@ class Sequential(Trainer, torch.nn.Module):
         """The output mask of the last call (the mask the next layer receives)."""
         return self.__dict__.get("_output_mask")
 
-    def keras_weights(self) -> list[torch.nn.Parameter]:
-        return self.weights
-
-    @property
-    def losses(self) -> list[Tensor]:
-        """The layers' loss terms (see :attr:`rnnkit.layers.Layer.losses`); ``fit`` and
-        ``evaluate`` add their sum to the loss."""
-        return collect_losses(self)
+    def _layer_chain(self) -> list[Layer]:
+        return list(self._layers)
 
     # -- weights ---------------------------------------------------------------------------
     def _require_built(self, what: str) -> None:
@@ -357,81 +346,6 @@ class Sequential(Trainer, torch.nn.Module):
                 + ". Give the first layer input_shape=, call model.build(input_shape), or call "
                 "the model on data first."
             )
-
-    @property
-    def weights(self) -> list[torch.nn.Parameter]:
-        """All weights in Keras' order (layer by layer, each in its Keras order)."""
-        return [w for layer in self._layers if layer.built for w in layer.keras_weights()]
-
-    @property
-    def trainable_weights(self) -> list[torch.nn.Parameter]:
-        return [w for w in self.weights if w.requires_grad]
-
-    @property
-    def non_trainable_weights(self) -> list[torch.nn.Parameter]:
-        return [w for w in self.weights if not w.requires_grad]
-
-    @property
-    def trainable(self) -> bool:
-        return all(layer.trainable for layer in self._layers)
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        for layer in self._layers:
-            layer.trainable = value
-
-    def count_params(self) -> int:
-        """The number of weights (Keras' count)."""
-        self._require_built("count_params()")
-        return sum(layer.count_params() for layer in self._layers)
-
-    def get_weights(self) -> list[np.ndarray]:
-        """Every layer's ``get_weights()``, concatenated in layer order."""
-        return [w for layer in self._layers for w in layer.get_weights()]
-
-    def set_weights(self, weights: Sequence[Any]) -> None:
-        """Set all weights from a list in :meth:`get_weights` order; every shape is checked
-        before anything changes."""
-        self._require_built("set_weights()")
-        weights = list(weights)
-        expected = [(layer, j, p) for layer in self._layers
-                    for j, p in enumerate(layer.keras_weights())]
-        if len(weights) != len(expected):
-            raise ValueError(
-                f"You called set_weights(weights) on model '{self.name}' with a list of "
-                f"{len(weights)} weights, but the model expects {len(expected)}: "
-                + ", ".join(f"{layer.name}: {len(layer.keras_weights())}"
-                            for layer in self._layers)
-            )
-        for position, (value, (layer, j, param)) in enumerate(zip(weights, expected)):
-            shape = tuple(np.shape(value))
-            if shape != tuple(param.shape):
-                raise ValueError(
-                    f"Layer '{layer.name}' weight {j} (entry {position} of the list) has shape "
-                    f"{tuple(param.shape)}, but the value given has shape {shape}"
-                )
-        start = 0
-        for layer in self._layers:
-            count = len(layer.keras_weights())
-            layer.set_weights(weights[start:start + count])
-            start += count
-
-    # -- description -----------------------------------------------------------------------
-    def summary(
-        self,
-        line_length: int | None = None,
-        positions: Sequence[float] | None = None,
-        print_fn: Callable[..., Any] | None = None,
-        expand_nested: bool = False,
-        show_trainable: bool = False,
-        layer_range: Sequence[str] | None = None,
-    ) -> None:
-        """Print Keras' summary table (see :mod:`rnnkit.models.summary`). ``print_fn`` gets
-        the whole text as one string. ``expand_nested`` is accepted for Keras compatibility:
-        no rnnkit layer nests a model, so there is nothing to expand."""
-        summary.print_summary(self, line_length=line_length, positions=positions,
-                              print_fn=print_fn, show_trainable=show_trainable,
-                              layer_range=layer_range)
 
     def get_config(self) -> dict[str, Any]:
         """The architecture as JSON-ready values: name, layer configs and the input shape."""
@@ -464,32 +378,6 @@ class Sequential(Trainer, torch.nn.Module):
             model.trainable = False
         return model
 
-    # -- saving ------------------------------------------------------------------------------
-    def save(self, filepath: str | os.PathLike[str], overwrite: bool = True,
-             include_optimizer: bool = True) -> None:
-        """Write the model (architecture, weights, compile settings, optimizer state) to one
-        file, atomically; see :mod:`rnnkit.models.saving`."""
-        saving.save_model(self, filepath, overwrite=overwrite,
-                          include_optimizer=include_optimizer)
-
-    def save_weights(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
-        """Write the weights only (safetensors), atomically."""
-        saving.save_weights(self, filepath, overwrite=overwrite)
-
-    def load_weights(self, filepath: str | os.PathLike[str]) -> None:
-        """Load weights written by :meth:`save_weights` or :meth:`save` into this model."""
-        saving.load_weights(self, filepath)
-
-    def export_onnx(self, path: str | os.PathLike[str], **kwargs: Any) -> str:
-        """Write the model as ONNX; see :func:`rnnkit.export.onnx` (same keyword arguments)."""
-        from ..export import onnx
-
-        return onnx(self, path, **kwargs)
-
-    def extra_repr(self) -> str:
-        return f"name={self.name!r}"
-
-
 class NoShapeError(AttributeError, ValueError):
     """A shape asked of a model that has none yet: an AttributeError as in Keras (so
     ``hasattr(model, "input_shape")`` is False) and a ValueError as rnnkit raised before."""
@@ -503,7 +391,7 @@ def _compatible(declared: Shape, given: Sequence[int | None]) -> bool:
 def _single_input(layer: Any) -> None:
     """Keras' rule: a layer of a Sequential takes one required positional argument."""
     call = getattr(type(layer), "call", None)
-    if call is None or isinstance(layer, Sequential):
+    if call is None:
         return
     code = call.__code__
     required = code.co_argcount - 1 - len(call.__defaults__ or ())  # minus self
@@ -514,6 +402,21 @@ def _single_input(layer: Any) -> None:
             f"argument, the input tensor. Layer {type(layer).__name__} has multiple required "
             f"positional arguments: {names}"
         )
+
+
+def _declared_input_shape(layer: Layer) -> Shape | None:
+    """The input shape a first layer declares: its ``batch_input_shape``, or a model's one
+    input shape (Keras builds a Sequential whose first layer is a functional model from it)."""
+    if layer.batch_input_shape is not None:
+        return tuple(layer.batch_input_shape)
+    if isinstance(layer, Model):
+        try:
+            shape = layer.input_shape
+        except (AttributeError, ValueError):  # a subclassed model declares none
+            return None
+        if isinstance(shape, tuple):  # one input (a list is several)
+            return shape
+    return None
 
 
 def _as_shape(shape: Any) -> Any:

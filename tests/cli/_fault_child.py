@@ -24,7 +24,7 @@ import rnnkit.cli.plots
 import rnnkit.cli.run_state  # noqa: F401
 import rnnkit.cli.tasks  # noqa: F401
 import rnnkit.cli.train  # noqa: F401
-import rnnkit.models.backup  # noqa: F401
+import rnnkit.training.backup  # noqa: F401
 import rnnkit.models.saving  # noqa: F401
 
 

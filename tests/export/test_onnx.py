@@ -295,3 +295,26 @@ def test_export_names_and_clean_write(tmp_path: Path) -> None:
     assert model.export_onnx(path, lengths=True) == str(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # no temporary files left
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+def test_models_that_are_not_a_chain_of_layers_are_refused_by_name(tmp_path: Path) -> None:
+    # export asks any model (the rnnkit.Model base) for its chain of layers
+    inputs = rnnkit.Input((None, 3))
+    functional = rnnkit.Model(inputs, L.Dense(2)(L.LSTM(4)(inputs)), name="graph")
+
+    class Subclassed(rnnkit.Model):
+        def __init__(self):
+            super().__init__(name="mine")
+            self.head = L.Dense(1)
+
+        def call(self, inputs):
+            return self.head(inputs)
+
+    subclassed = Subclassed()
+    subclassed(np.zeros((1, 3), np.float32))
+    for model, name in ((functional, r"'graph' \(Functional\)"),
+                        (subclassed, r"'mine' \(Subclassed\)")):
+        path = tmp_path / "m.onnx"
+        with pytest.raises(ValueError, match=f"Model {name} is not a chain of layers"):
+            model.export_onnx(path)
+        assert not path.exists()

@@ -121,6 +121,29 @@ def test_autocast_returns_what_torch_nn_returns(kind: str) -> None:
         torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_cuda_autocast_returns_what_torch_nn_returns(kind: str) -> None:
+    """torch.nn on CUDA under float16 autocast returns float16 for all three (cuDNN)."""
+    torch.manual_seed(0)
+    ours = getattr(rnn, kind)(D, H, batch_first=True).cuda()
+    theirs = getattr(torch.nn, kind)(D, H, batch_first=True).cuda()
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(B, 5, D, device="cuda")
+    with torch.autocast("cuda", dtype=torch.float16):
+        got, want = ours(x), theirs(x)
+    for a, b in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(want)):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a.float(), b.float(), rtol=1e-2, atol=1e-2)
+
+
+def test_autocast_kernels_are_registered_where_torch_nn_casts() -> None:
+    has = torch._C._dispatch_has_kernel_for_dispatch_key
+    assert [has(f"rnnkit::{c}", "AutocastCPU") for c in ("elman", "gru", "lstm")] == [
+        True, False, True]
+    assert all(has(f"rnnkit::{c}", "AutocastCUDA") for c in ("elman", "gru", "lstm"))
+
+
 @pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
 def test_autocast_training_gives_torch_nns_gradients(kind: str) -> None:
     """A training step under bfloat16 autocast: the casts are recorded by autograd, so every

@@ -19,7 +19,7 @@ from keras_fixtures.fixtures import FIXTURES_DIR
 from rnnkit import constraints, regularizers
 from rnnkit.layers import (GRU, LSTM, RNN, Dense, Embedding, GRUCell, LSTMCell, SimpleRNN,
                            SimpleRNNCell, StackedRNNCells)
-from rnnkit.models import optimizers, schedules
+from rnnkit.training import optimizers, schedules
 
 META = json.loads((FIXTURES_DIR / "features.json").read_text())
 with np.load(FIXTURES_DIR / "features.npz") as _data:

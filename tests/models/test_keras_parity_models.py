@@ -33,7 +33,8 @@ import torch
 import rnnkit.layers as layers
 from keras_fixtures.fixtures import ModelCase, load_model_cases, load_training
 from rnnkit.layers import _base
-from rnnkit.models import Sequential, callbacks, load_model, optimizers
+from rnnkit.models import Sequential, load_model
+from rnnkit.training import callbacks, optimizers
 
 TOL = dict(rtol=1e-5, atol=2e-6)
 LOG_TOL = dict(rtol=1e-5, atol=1e-6)

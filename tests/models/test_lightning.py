@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import rnnkit as rk
 from rnnkit.layers import LSTM, Dense, Dropout
-from rnnkit.models import optimizers
+from rnnkit.training import optimizers
 
 lightning = pytest.importorskip("lightning")
 

@@ -168,3 +168,26 @@ def test_a_config_naming_a_class_outside_rnnkit_layers_is_refused(tmp_path: Path
     _rewrite_header(path, header)
     with pytest.raises(ValueError, match="os.system"):
         load_model(path)
+
+
+def test_models_nested_in_models_round_trip(tmp_path: Path) -> None:
+    # every kind is a Layer: a functional model first in a Sequential, a Sequential inside
+    # TimeDistributed in a functional model
+    import rnnkit
+    from rnnkit.layers import Flatten, SimpleRNN, TimeDistributed
+
+    torch.manual_seed(0)
+    inputs = rnnkit.Input((5, 3))
+    encoder = rnnkit.Model(inputs, SimpleRNN(4, return_sequences=True)(inputs))
+    first = Sequential([encoder, Flatten(), Dense(1)])
+    steps = rnnkit.Input((5, 3))
+    second = rnnkit.Model(steps, TimeDistributed(Sequential([Dense(2), Dense(1)]))(steps))
+    x = np.random.default_rng(0).random((2, 5, 3)).astype(np.float32)
+    for index, model in enumerate((first, second)):
+        path = tmp_path / f"m{index}.rnnkit"
+        model.save(path)
+        loaded = load_model(path)
+        assert [type(layer).__name__ for layer in loaded.layers] == [
+            type(layer).__name__ for layer in model.layers]
+        np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                                   rtol=0, atol=1e-6)  # float32, the same weights

@@ -236,3 +236,17 @@ def test_input_dim_is_the_feature_axis():
     features per step (an rnnkit extension: Keras would fail on rank 2)."""
     assert Sequential([Dense(4, input_dim=2)]).input_shape == (None, 2)
     assert Sequential([SimpleRNN(3, input_dim=2)]).input_shape == (None, None, 2)
+
+
+def test_a_sequential_is_a_model_and_a_layer_as_in_keras():
+    import rnnkit
+
+    model = Sequential([Affine(2, input_shape=(3,))])
+    assert isinstance(model, rnnkit.Model) and isinstance(model, Layer)
+    assert Sequential.summary is rnnkit.Model.summary  # one implementation for every kind
+    assert Sequential.fit is rnnkit.Model.fit
+    outer = Sequential([model, Affine(1)])  # nested as one layer
+    assert outer.built and outer.count_params() == 8 + 3
+    # Keras 3: the model's own flag, not all(layer.trainable)
+    model.layers[0].trainable = False
+    assert model.trainable and len(model.non_trainable_weights) == 2

@@ -148,7 +148,7 @@ class ClassifyTask(Task):
                            layers.Dense(classes)])
 
     def compile_args(self, config: RunConfig, data: Prepared) -> dict[str, Any]:
-        from ...models import losses, optimizers
+        from ...training import losses, optimizers
 
         return {"optimizer": optimizers.Adam(learning_rate=config.lr),
                 "loss": losses.SparseCategoricalCrossentropy(from_logits=True),

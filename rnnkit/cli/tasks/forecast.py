@@ -264,7 +264,7 @@ class ForecastTask(Task):
                            layers.Dense(config.horizon)])
 
     def compile_args(self, config: RunConfig, data: Prepared) -> dict[str, Any]:
-        from ...models import optimizers
+        from ...training import optimizers
 
         return {"optimizer": optimizers.Adam(learning_rate=config.lr), "loss": "mse",
                 "metrics": ["mae"]}

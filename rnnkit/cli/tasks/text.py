@@ -118,7 +118,7 @@ class TextTask(Task):
                            layers.Dense(size)])
 
     def compile_args(self, config: RunConfig, data: Prepared) -> dict[str, Any]:
-        from ...models import losses, optimizers
+        from ...training import losses, optimizers
 
         return {"optimizer": optimizers.Adam(learning_rate=config.lr),
                 "loss": losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -92,7 +92,9 @@ def _encode(texts: list[str], index: dict[str, int], length: int, offset: int = 
 class TranslateTask(Task):
     name = "translate"
     datasets = ("dates",)
-    defaults = {"units": 64, "epochs": 8, "batch_size": 64, "lr": 3e-3, "embedding_dim": 32}
+    # measured (seed 0, no attention, 6000 pairs): 8 epochs at batch 64 reached 17.8% exact match,
+    # 10 at batch 32 60.3% (91.0% of characters); with --attention 3000 pairs give 81.3%
+    defaults = {"units": 64, "epochs": 10, "batch_size": 32, "lr": 3e-3, "embedding_dim": 32}
 
     def data_files(self, config: RunConfig) -> list[str]:
         return [config.tsv] if config.tsv else []
@@ -159,7 +161,7 @@ class TranslateTask(Task):
                                 config.embedding_dim or 32, config.attention)
 
     def compile_args(self, config: RunConfig, data: Prepared) -> dict[str, Any]:
-        from ...models import losses, optimizers
+        from ...training import losses, optimizers
 
         return {"optimizer": optimizers.Adam(learning_rate=config.lr),
                 # the target embedding's mask (mask_zero) leaves the padding out of the loss

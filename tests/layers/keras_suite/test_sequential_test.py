@@ -288,9 +288,6 @@ def test_layers_setter():
         model.layers = [layers.Dense(4)]
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="a Sequential is not an rnnkit Layer yet, so TimeDistributed refuses it "
-                          "(the model kinds do not share the Layer base: issue 13, item 7)")
 def test_basic_flow_as_a_submodel():
     submodel = Sequential()
     submodel.add(layers.Flatten())
@@ -302,9 +299,6 @@ def test_basic_flow_as_a_submodel():
     assert tuple(y.shape) == (2, 3, 4)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="a Sequential whose first layer is a functional model is not built on "
-                          "construction (Keras builds it from the model's input shape)")
 def test_basic_flow_with_functional_model_as_first_layer():
     inputs = Input((5, 3))
     outputs = layers.SimpleRNN(4, return_sequences=True)(inputs)

@@ -15,7 +15,7 @@ gives back the mode the model had before (a new model is in train mode, as torch
 
 Under ``torchrun`` (or with ``fit(distributed=True)``) each process trains on its share of every
 global batch behind ``DistributedDataParallel``, with the same steps as one process with the
-same ``batch_size``; see :mod:`rnnkit.models.distributed`.
+same ``batch_size``; see :mod:`rnnkit.training.distributed`.
 
 Data are checked before any step: sample counts of x, y and sample_weight, an empty x, NaN or
 inf values, the feature size the model was built for, y missing when a loss needs it. Each is a
@@ -44,7 +44,7 @@ _ACCEPTED_COMPILE_FLAGS = ("run_eagerly", "jit_compile", "steps_per_execution", 
 
 class Trainer:
     """The Keras training API for a model that provides ``_call_with_mask(x, training)`` and
-    ``_check_input_shape(shape, what)`` (see :class:`rnnkit.models.Sequential`)."""
+    ``_check_input_shape(shape, what)`` (see :class:`rnnkit.Model`)."""
 
     def _init_trainer(self) -> None:
         self.optimizer: optimizers.Optimizer | None = None
@@ -328,7 +328,7 @@ class Trainer:
         with more than one process (or initialised a process group), ``True`` demands it,
         ``False`` never. Each rank then trains on its share of every global batch of
         ``batch_size`` samples, metrics are summed over ranks, and only rank 0 prints and runs
-        the callbacks that write files (:mod:`rnnkit.models.distributed`). A distributed fit
+        the callbacks that write files (:mod:`rnnkit.training.distributed`). A distributed fit
         takes arrays.
 
         Example::

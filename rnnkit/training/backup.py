@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _io
 from .callbacks import Callback, Logs
 
 __all__ = ["BackupAndRestore"]
@@ -138,8 +139,6 @@ class BackupAndRestore(Callback):
 
     # -- saving --------------------------------------------------------------------------------
     def _save(self) -> None:
-        from .saving import atomic_write, safetensors_bytes
-
         model = self.model
         tensors: dict[str, Tensor] = {}
         for name, value in model.state_dict().items():
@@ -169,7 +168,8 @@ class BackupAndRestore(Callback):
         # Clones: safetensors refuses tensors that share memory (tied weights, views).
         tensors = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
         self.backup_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, safetensors_bytes(tensors, {"state": json.dumps(state)}))
+        data = _io.safetensors_bytes(tensors, {"state": json.dumps(state)})
+        _io.atomic_write(self.path, data)
 
     # -- restoring -----------------------------------------------------------------------------
     def _restore(self) -> None:

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from rnnkit.models import callbacks, metrics, optimizers
+from rnnkit.training import callbacks, metrics, optimizers
 
 
 class StandInModel:

@@ -17,7 +17,7 @@ The formulas, with ``s`` the step (float32, as Keras computes them)::
 
 Example::
 
-    >>> from rnnkit.models.schedules import ExponentialDecay
+    >>> from rnnkit.training.schedules import ExponentialDecay
     >>> schedule = ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
     >>> round(schedule(10), 6)
     0.05

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.models import optimizers
+from rnnkit.training import optimizers
 
 TOL = {"rtol": 1e-6, "atol": 1e-7}
 f32 = np.float32

@@ -17,7 +17,7 @@ import torch
 
 from rnnkit.layers import LSTM, Dense
 from rnnkit.models import Sequential
-from rnnkit.models.callbacks import CSVLogger, ModelCheckpoint
+from rnnkit.training.callbacks import CSVLogger, ModelCheckpoint
 
 
 def data() -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ output's last axis is 1, sparse categorical when the targets have a lower rank t
 Example::
 
     >>> import torch
-    >>> from rnnkit.models import metrics
+    >>> from rnnkit.training import metrics
     >>> m = metrics.BinaryAccuracy()
     >>> m.update_state(torch.tensor([[1.0], [0.0]]), torch.tensor([[0.7], [0.6]]))
     >>> m.result()
@@ -208,7 +208,7 @@ def _is_torchmetric(obj: Any) -> bool:
 class TorchMetric(Metric):
     """A ``torchmetrics`` metric (or any object with ``update(preds, target)``, ``compute()``
     and ``reset()``) in ``compile(metrics=...)``. Targets and predictions first get Keras'
-    shape rule (:func:`~rnnkit.models.losses.squeeze_or_expand_to_same_rank`: ``(batch,)``
+    shape rule (:func:`~rnnkit.training.losses.squeeze_or_expand_to_same_rank`: ``(batch,)``
     targets meet ``(batch, 1)`` outputs as ``(batch, 1)``). It cannot weight samples, so a
     sample weight or an output mask that hides steps is an error rather than ignored."""
 

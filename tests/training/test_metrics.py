@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.models import metrics
+from rnnkit.training import metrics
 
 
 def test_binary_accuracy_threshold():

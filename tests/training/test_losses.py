@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.models import losses
+from rnnkit.training import losses
 
 EPS = 1e-7
 TOL = {"rtol": 1e-6, "atol": 1e-7}

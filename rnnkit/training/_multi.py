@@ -57,7 +57,7 @@ def _is_struct(value: Any) -> bool:
 
 
 class MultiIOTrainer:
-    """Overrides of :class:`~rnnkit.models.training.Trainer`'s hooks for models with several
+    """Overrides of :class:`~rnnkit.training.Trainer`'s hooks for models with several
     inputs or outputs (mixed in before it by :class:`rnnkit.Model`)."""
 
     # -- names ------------------------------------------------------------------------------
@@ -227,12 +227,7 @@ class MultiIOTrainer:
             if tensors:
                 _data.check_same_samples(tensors[0], tensor, f"{what}[0]", label)
             tensors.append(tensor)
-        specs = getattr(self, "_inputs", None)
-        if specs is not None:
-            from .functional import _check_shape
-
-            for spec, tensor, index in zip(specs, tensors, range(len(tensors))):
-                _check_shape(spec, tuple(tensor.shape), f"{what}[{index}]", self)  # type: ignore
+        self._check_input_shapes([tuple(t.shape) for t in tensors], what)  # type: ignore
         return tensors
 
     def _standardize_targets(self, y: Any, what: str) -> list[Tensor]:

@@ -29,7 +29,7 @@ Before a function runs, ``y_true`` and ``y_pred`` whose ranks differ by one trai
 Example::
 
     >>> import torch
-    >>> from rnnkit.models import losses
+    >>> from rnnkit.training import losses
     >>> loss = losses.MeanSquaredError()
     >>> float(loss(torch.tensor([1.0, 2.0]), torch.tensor([[1.5], [2.0]])))
     0.125

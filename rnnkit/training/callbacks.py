@@ -16,7 +16,7 @@ logs, e.g. ``learning_rate`` from :class:`ReduceLROnPlateau`) and then the progr
 
 Example::
 
-    >>> from rnnkit.models.callbacks import EarlyStopping
+    >>> from rnnkit.training.callbacks import EarlyStopping
     >>> stop = EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
     >>> # model.fit(x, y, validation_split=0.2, epochs=100, callbacks=[stop])
 """

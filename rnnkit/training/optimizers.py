@@ -36,7 +36,7 @@ in :class:`TorchOptimizer` so that ``learning_rate`` reads and sets ``param_grou
 Example::
 
     >>> import torch
-    >>> from rnnkit.models.optimizers import SGD
+    >>> from rnnkit.training.optimizers import SGD
     >>> w = torch.nn.Parameter(torch.tensor([1.0]))
     >>> opt = SGD(learning_rate=0.1)
     >>> opt.build([w])
@@ -116,7 +116,7 @@ class Optimizer(torch.optim.Optimizer):
 
     Args:
         learning_rate: the step size: a float, or a schedule ``step -> lr`` (see
-            :mod:`rnnkit.models.schedules`) evaluated at ``iterations`` before each update.
+            :mod:`rnnkit.training.schedules`) evaluated at ``iterations`` before each update.
         weight_decay: decoupled weight decay (None: none).
         clipnorm / clipvalue / global_clipnorm: gradient clipping (at most one of them).
         name: the optimizer's name.
@@ -356,7 +356,7 @@ class Optimizer(torch.optim.Optimizer):
             learning_rate = schedules.serialize(self._schedule)
         elif self._schedule is not None:
             raise TypeError(f"{self.name}: its learning rate is a plain callable, which cannot "
-                            "be written to a config; use an rnnkit.models.schedules schedule")
+                            "be written to a config; use an rnnkit.training.schedules schedule")
         return {
             "name": self.name,
             "learning_rate": learning_rate,

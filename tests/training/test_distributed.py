@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnkit.models import distributed
+from rnnkit.training import distributed
 
 WORKER = Path(__file__).with_name("_distributed_worker.py")
 

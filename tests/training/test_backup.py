@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from rnnkit.layers import LSTM, Dense, Dropout
-from rnnkit.models import Sequential, optimizers
-from rnnkit.models.backup import BackupAndRestore
-from rnnkit.models.callbacks import Callback
+from rnnkit.models import Sequential
+from rnnkit.training import optimizers
+from rnnkit.training.backup import BackupAndRestore
+from rnnkit.training.callbacks import Callback
 
 
 class _StopAfter(Callback):
