@@ -180,7 +180,8 @@ class _RecurrentBase(torch.nn.RNNBase):
                 finals.append(final)
             # each direction's outputs are already zero past each sequence's end (_run)
             layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
-            if self.dropout and self.training and layer < self.num_layers - 1:
+            # the rate last: eval and last-layer calls never read (or, compiled, guard on) it
+            if self.training and layer < self.num_layers - 1 and self.dropout:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
 
         output = layer_input.transpose(0, 1) if self.batch_first else layer_input
