@@ -20,8 +20,8 @@ node. What runs (``backend="auto"``, the default)::
     CPU bfloat16/float16 (e.g. autocast)   C++ loop, widened to f32  float32 accumulation
     dense float32 LSTM inference on CPU    torch._VF.lstm (oneDNN)   measured faster there;
       from B x H = 16384 (AVX2) / 2048 with                            _route.py decides (a
-      H >= 128 (AVX-512)                                               rule per vector unit, or
-                                                                       a measurement, opt-in)
+      H >= 128 (AVX-512); training from                                rule per vector unit, or
+      B x H = 16384 (AVX-512)                                          a measurement, opt-in)
     CUDA, other devices, no C++ compiler,  composite (composite.py)  plain PyTorch ops: runs
       RNNKIT_NO_EXTENSION=1                                            anywhere
     fake tensors, device="meta"            shape functions (_ops)    tracing

@@ -38,7 +38,7 @@ def _lstm_args(steps: int, batch: int, features: int, hidden: int,
 def test_rule_per_vector_unit(monkeypatch: pytest.MonkeyPatch, cap: str) -> None:
     """AVX2: LSTM inference from B x H = 16384 only (bench/results-full.json). AVX-512 (where
     oneDNN's LSTM uses the wider unit): LSTM inference from B x H = 2048 with H >= 128 (the
-    long row). Training, GRU and RNN, never."""
+    long row), LSTM training from B x H = 16384 (medium, large). GRU and RNN, never."""
     monkeypatch.setattr(_route, "capability", lambda: cap)
     avx512 = cap == "AVX512"
     assert _route.rule("lstm", False, 64, 256)            # medium
@@ -47,7 +47,11 @@ def test_rule_per_vector_unit(monkeypatch: pytest.MonkeyPatch, cap: str) -> None
     assert not _route.rule("lstm", False, 32, 64)         # small: H < 128
     assert not _route.rule("lstm", False, 6, 10)          # tiny
     assert not _route.rule("gru", False, 64, 256)        # torch's GRU is no oneDNN kernel
-    for cell in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
+    assert _route.rule("lstm", True, 64, 256) is avx512   # medium training
+    assert _route.rule("lstm", True, 128, 512) is avx512  # large training
+    assert not _route.rule("lstm", True, 16, 128)         # long training stays on rnnkit
+    assert not _route.rule("lstm", True, 32, 64)          # small
+    for cell in ("gru", "rnn_tanh", "rnn_relu"):
         assert not _route.rule(cell, True, 128, 512)      # training stays on rnnkit
     assert not _route.rule("rnn_tanh", False, 128, 512)
 

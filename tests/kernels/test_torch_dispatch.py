@@ -1,5 +1,5 @@
 """Where "auto" hands a call to PyTorch's own kernel (dense float32 LSTM inference from batch x
-hidden = 16384 on every CPU; the rule itself: test_route.py): the same values as the autograd loop, in both directions, with two, one or no
+hidden = 16384 on every CPU, training there on AVX-512; the rule itself: test_route.py): the same values as the autograd loop, in both directions, with two, one or no
 biases; training, masks, float64 and smaller sizes stay on rnnkit's kernels. Float32:
 rtol/atol 1e-5."""
 
@@ -36,6 +36,29 @@ def test_torch_path_matches_the_loop(reverse: bool, bias: str) -> None:
         slow = K.lstm(*args, reverse=reverse, backend="loop")
     for a, b in zip(fast, slow):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_avx512_training_on_torch_gives_the_loops_gradients(monkeypatch: pytest.MonkeyPatch,
+                                                            reverse: bool) -> None:
+    """AVX-512 LSTM training from B x H = 16384 runs torch's kernel: values and gradients
+    equal the autograd loop's (float32: 1e-5 for values, 1e-4 for the summed gradients)."""
+    monkeypatch.setattr(_route, "capability", lambda: "AVX512")
+    used = []
+    real = _route.torch_recurrence
+    monkeypatch.setattr(K, "_torch_recurrence", lambda f, *a: used.append(f) or real(f, *a))
+    results = []
+    for backend in ("auto", "loop"):
+        args = [a.clone().requires_grad_() if a is not None else None for a in _inputs("both")]
+        out = K.lstm(*args, reverse=reverse, backend=backend)
+        sum((o * o).sum() for o in out).backward()
+        results.append((out, [a.grad for a in args if a is not None]))
+    assert used == [torch._VF.lstm]
+    (fast, fast_grads), (slow, slow_grads) = results
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for a, b in zip(fast_grads, slow_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_training_masks_small_sizes_and_float64_stay_on_rnnkit_kernels(
