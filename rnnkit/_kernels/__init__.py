@@ -41,7 +41,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from . import _onnx, _ops
+from . import _onnx, _ops, _route
 from . import compiled as _compiled
 from ._route import prefers_torch as _prefers_torch
 from ._route import torch_recurrence as _torch_recurrence
@@ -125,14 +125,21 @@ def _operator(name: str, torch_cell: str, backend: str, x: Tensor, states: tuple
               *flags: bool) -> tuple[Tensor, ...]:
     """The operator path of :func:`elman`, :func:`gru` and :func:`lstm`: (states, *finals).
 
-    Under a tracer: the ONNX node when exporting to ONNX, else the operator. Eagerly:
-    PyTorch's own kernel where :mod:`._route` prefers it (``backend="auto"``), else the
-    operator. ``flags`` are the cell's own (Elman: ``relu``)."""
+    Under a tracer: the ONNX node when exporting to ONNX; inside ``torch.compile`` PyTorch's
+    own kernel for inference where :mod:`._route`'s rule prefers it at static sizes; else the
+    operator.
+    Eagerly: PyTorch's own kernel where :mod:`._route` prefers it (``backend="auto"``), else
+    the operator. ``flags`` are the cell's own (Elman: ``relu``)."""
     finals = len(states)
     if _tracing():
         if _onnx_exporting():
             return _onnx.emit(name, x, states, w_ih, w_hh, b_ih, b_hh, mask, reverse,
                               zero_padding, *flags)
+        if (backend == "auto" and torch.compiler.is_compiling()
+                and _route.prefers_torch_compiled(torch_cell, x, w_hh, mask, *states, w_ih,
+                                                  w_hh, b_ih, b_hh)):
+            return _torch_recurrence(getattr(torch._VF, torch_cell), x, states, w_ih, w_hh,
+                                     b_ih, b_hh, reverse)
         run = _ops.traced
     else:
         if backend == "auto" and _prefers_torch(torch_cell, x, w_hh, mask, *states, w_ih, w_hh,

@@ -35,7 +35,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["ENV_POLICY", "POLICIES", "RULES", "Rule", "calibrate", "capability", "needs_grad",
-           "prefers_torch", "prefers_torch_lstm", "set_policy", "torch_recurrence"]
+           "prefers_torch", "prefers_torch_compiled", "prefers_torch_lstm", "set_policy",
+           "torch_recurrence"]
 
 ENV_POLICY = "RNNKIT_DISPATCH"
 POLICIES = ("rule", "measure")
@@ -51,8 +52,9 @@ class Rule:
     min_hidden: int = 0
 
     def holds(self, batch: int, hidden: int) -> bool:
-        return (self.min_work is not None and batch * hidden >= self.min_work
-                and hidden >= self.min_hidden)
+        # hidden first: under torch.compile each comparison asked is a shape guard
+        return (self.min_work is not None and hidden >= self.min_hidden
+                and batch * hidden >= self.min_work)
 
 
 _NEVER = Rule(None)
@@ -85,6 +87,7 @@ def _family(cell: str) -> str:
     return "rnn" if cell.startswith("rnn") else cell
 
 
+@torch.compiler.assume_constant_result  # a compiled graph bakes it in: it never changes
 def capability() -> str:
     """The vector unit the rule is chosen by: torch's detected CPU capability (``AVX512``,
     ``AVX2``, ...); anything but AVX512 is ruled as AVX2."""
@@ -179,7 +182,25 @@ def _forget_measurements() -> None:
 
 
 def needs_grad(*tensors: Tensor | None) -> bool:
+    if torch.compiler.is_compiling():  # dynamo cannot trace the C helper
+        return torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                               for t in tensors)
     return torch.is_grad_enabled() and torch._C._any_requires_grad(*tensors)
+
+
+def prefers_torch_compiled(cell: str, x: Tensor, w_hh: Tensor, mask: Tensor | None,
+                           *tensors: Tensor | None) -> bool:
+    """:func:`prefers_torch` inside ``torch.compile``, by the rule alone (a measurement would
+    not be a graph's). Its comparison of the sizes becomes one of dynamo's shape guards (with
+    a symbolic batch too), so a call on the other side of the threshold recompiles and the
+    choice is made again. Never under ``torch.export`` or ``jit.trace``, whose graphs keep
+    the operator (and would have no such guard). Inference only: a compiled
+    training graph of ``torch._VF.lstm`` fails in inductor (torch 2.13: an output assertion on
+    ``aten.mkldnn_rnn_layer``), so training keeps the operator."""
+    if (torch.compiler.is_exporting() or mask is not None or x.dtype != torch.float32
+            or not x.is_cpu or x.dim() != 3 or needs_grad(x, *tensors)):
+        return False
+    return rule(cell, False, x.shape[1], w_hh.shape[1])
 
 
 # -- measuring ------------------------------------------------------------------------------

@@ -232,3 +232,45 @@ def test_onnx_export_of_a_held_mask_raises() -> None:
     pytest.importorskip("onnxscript")
     with pytest.raises(Exception, match="rnnkit"):
         torch.onnx.export(Held().eval(), args, dynamo=True, verbose=False)
+
+
+def _compiled_targets(module: torch.nn.Module, x: torch.Tensor, **mark: int) -> tuple[
+        list[str], list[torch.Tensor]]:
+    """The call targets of ``module``'s compiled (fullgraph) graph and its outputs."""
+    targets: list[str] = []
+
+    def backend(gm: torch.fx.GraphModule, example_inputs: object):  # type: ignore[no-untyped-def]
+        targets.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    torch._dynamo.reset()
+    for dim in mark.values():
+        torch._dynamo.mark_dynamic(x, dim)
+    out = torch.compile(module, backend=backend, fullgraph=True)(x)
+    return targets, _flat(out)
+
+
+def test_compiled_lstm_inference_takes_torchs_kernel_where_eager_does(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the rule sends dense float32 LSTM inference to torch's kernel (B x H = 16384: both
+    vector units' rule), the compiled graph takes it too, with eager's values exactly, also
+    with a symbolic batch (the rule becomes a shape guard); training keeps the operator."""
+    from rnnkit._kernels import _route
+
+    monkeypatch.setattr(_route, "capability", lambda: "AVX2")
+    torch.manual_seed(0)
+    module = rnn.LSTM(D, 256, batch_first=True).eval()
+    x = torch.randn(64, 6, D)
+    with torch.no_grad():
+        targets, got = _compiled_targets(module, x)
+        want = _flat(module(x))
+        assert any("lstm" in t and not t.startswith("rnnkit") for t in targets), targets
+        assert not any(t.startswith("rnnkit.") for t in targets), targets
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        targets, got = _compiled_targets(module, x.clone(), batch=0)
+        assert not any(t.startswith("rnnkit.") for t in targets), targets
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    targets, _ = _compiled_targets(module.train(), x.clone().requires_grad_())
+    assert any(t.startswith("rnnkit.lstm") for t in targets), targets
