@@ -131,7 +131,7 @@ def prefers_torch(cell: str, x: Tensor, w_hh: Tensor, mask: Tensor | None,
     """Whether this call (``cell`` one of ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"``,
     ``"lstm"``; time-major ``x``, recurrent weights ``w_hh``) runs faster on PyTorch's kernel.
     ``tensors`` are the call's other inputs, to tell inference from training."""
-    if mask is not None or x.dtype != torch.float32 or not x.is_cpu or x.dim() != 3:
+    if not _candidate(x, mask):
         return False
     measure = _current_policy() == "measure"
     if _family(cell) not in _RULED and not _measured and not measure:
@@ -197,10 +197,15 @@ def prefers_torch_compiled(cell: str, x: Tensor, w_hh: Tensor, mask: Tensor | No
     the operator (and would have no such guard). Inference only: a compiled
     training graph of ``torch._VF.lstm`` fails in inductor (torch 2.13: an output assertion on
     ``aten.mkldnn_rnn_layer``), so training keeps the operator."""
-    if (torch.compiler.is_exporting() or mask is not None or x.dtype != torch.float32
-            or not x.is_cpu or x.dim() != 3 or needs_grad(x, *tensors)):
+    if torch.compiler.is_exporting() or not _candidate(x, mask) or needs_grad(x, *tensors):
         return False
     return rule(cell, False, x.shape[1], w_hh.shape[1])
+
+
+def _candidate(x: Tensor, mask: Tensor | None) -> bool:
+    """Whether torch's kernel could take the call at all: dense (no mask: torch.nn would
+    pack), float32, on the CPU, time-major 3-D."""
+    return mask is None and x.dtype == torch.float32 and x.is_cpu and x.dim() == 3
 
 
 # -- measuring ------------------------------------------------------------------------------
