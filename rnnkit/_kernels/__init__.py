@@ -1,7 +1,8 @@
 """Recurrences over whole sequences: one layer, one direction, time-major.
 
-Every function takes ``x`` of shape (T, B, D), initial state(s) of shape (B, H) and weights in
-``torch.nn``'s layout, and returns the state after every step, (T, B, H), and the final state.
+Every function takes ``x`` of shape (T, B, D), initial state(s) of shape (B, H) (or None:
+zeros, made by the kernel) and weights in ``torch.nn``'s layout, and returns the state after
+every step, (T, B, H), and the final state.
 
 ``mask`` is an optional (T, B) bool tensor. Where it is False the state is *held*: the step is
 skipped for that sequence. With a prefix mask (per-sequence lengths) this means a sequence's
@@ -75,9 +76,7 @@ def _onnx_exporting() -> bool:
 def _path(backend: str, x: Tensor, *tensors: Tensor | None) -> str:
     """The path a call takes: "op" (the dispatcher chooses), "composite" or "loop"."""
     if backend == "auto":
-        if not torch.compiler.is_compiling():
-            _ensure_library()
-        return "op"
+        return "op"  # _operator loads the library
     if backend == "compiled":
         reason = _compiled_refuses(x, tensors)
         if reason is not None:
@@ -104,13 +103,6 @@ def _compiled_refuses(x: Tensor, tensors: tuple[Tensor | None, ...]) -> str | No
     return None
 
 
-def _tracing() -> bool:
-    """Under a tracer or transform: the call must stay the rnnkit operator (the torch._VF
-    route is an eager-time, size-dependent choice a traced graph would bake in)."""
-    return (torch.compiler.is_compiling() or torch._C._is_tracing()
-            or torch._C._are_functorch_transforms_active())
-
-
 def _train(*tensors: Tensor | None) -> bool:
     """Whether the operator should keep the buffers of its backward pass. Always under
     ``jit.trace``: the flag is a constant of the traced graph, which may later be trained."""
@@ -119,7 +111,8 @@ def _train(*tensors: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _operator(name: str, torch_cell: str, backend: str, x: Tensor, states: tuple[Tensor, ...],
+def _operator(name: str, torch_cell: str, backend: str, x: Tensor,
+              states: tuple[Tensor | None, ...],
               w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
               mask: Tensor | None, reverse: bool, zero_padding: bool,
               *flags: bool) -> tuple[Tensor, ...]:
@@ -131,33 +124,41 @@ def _operator(name: str, torch_cell: str, backend: str, x: Tensor, states: tuple
     Eagerly: PyTorch's own kernel where :mod:`._route` prefers it (``backend="auto"``), else
     the operator. ``flags`` are the cell's own (Elman: ``relu``)."""
     finals = len(states)
-    if _tracing():
+    compiling = torch.compiler.is_compiling()
+    if not compiling and _compiled._module is None:  # the fake kernels load it when compiling
+        _ensure_library()
+    # Under a tracer or transform the call stays the operator (the torch._VF route is an
+    # eager-time, size-dependent choice a traced graph would bake in), but for the two below.
+    if compiling or torch._C._is_tracing() or torch._C._are_functorch_transforms_active():
         if _onnx_exporting():
             return _onnx.emit(name, x, states, w_ih, w_hh, b_ih, b_hh, mask, reverse,
                               zero_padding, *flags)
-        if (backend == "auto" and torch.compiler.is_compiling()
+        if (backend == "auto" and compiling
                 and _route.prefers_torch_compiled(torch_cell, x, w_hh, mask, *states, w_ih,
                                                   w_hh, b_ih, b_hh)):
-            return _torch_recurrence(getattr(torch._VF, torch_cell), x, states, w_ih, w_hh,
-                                     b_ih, b_hh, reverse)
-        run = _ops.traced
+            return _torch_recurrence(getattr(torch._VF, torch_cell), x,
+                                     _initial(states, x, w_hh), w_ih, w_hh, b_ih, b_hh, reverse)
+        traced, train = True, _train(x, *states, w_ih, w_hh, b_ih, b_hh)
     else:
-        if backend == "auto" and _prefers_torch(torch_cell, x, w_hh, mask, *states, w_ih, w_hh,
-                                                b_ih, b_hh):
-            return _torch_recurrence(getattr(torch._VF, torch_cell), x, states, w_ih, w_hh,
-                                     b_ih, b_hh, reverse)
-        run = _ops.eager
+        # whether a gradient is wanted, asked once per call
+        train = torch.is_grad_enabled() and torch._C._any_requires_grad(x, *states, w_ih, w_hh,
+                                                                          b_ih, b_hh)
+        if backend == "auto" and _prefers_torch(torch_cell, x, w_hh, mask, training=train):
+            return _torch_recurrence(getattr(torch._VF, torch_cell), x,
+                                     _initial(states, x, w_hh), w_ih, w_hh, b_ih, b_hh, reverse)
+        traced = False
     if name == "elman":  # the schemas' trailing arguments
         tail = (reverse, *flags, zero_padding)
     else:  # the GRU and LSTM operators keep their backward's buffers on request
-        tail = (reverse, zero_padding, _train(x, *states, w_ih, w_hh, b_ih, b_hh))
-    outputs = run(name, x.contiguous(), *states, w_ih, w_hh, b_ih, b_hh, mask, *tail)
+        tail = (reverse, zero_padding, train)
+    args = (x, *states, w_ih, w_hh, b_ih, b_hh, mask, *tail)  # the kernels make x contiguous
+    outputs = _ops.traced(name, *args) if traced else _ops.eager(name, *args, grad=train)
     return outputs[:1 + finals]
 
 
 def elman(
     x: Tensor,
-    h0: Tensor,
+    h0: Tensor | None,
     w_ih: Tensor,
     w_hh: Tensor,
     b_ih: Tensor | None = None,
@@ -182,13 +183,13 @@ def elman(
         return _composite.elman(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu,
                                 zero_padding)
     step = partial(_elman_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, act=nonlinearity)
-    out, (h_n,) = scan(step, x, (h0,), mask, reverse)
+    out, (h_n,) = scan(step, x, _initial((h0,), x, w_hh), mask, reverse)
     return _padded(out, mask, zero_padding), h_n
 
 
 def gru(
     x: Tensor,
-    h0: Tensor,
+    h0: Tensor | None,
     w_ih: Tensor,
     w_hh: Tensor,
     b_ih: Tensor | None = None,
@@ -210,14 +211,14 @@ def gru(
                                         zero_padding, False)
         return out, h_n
     step = partial(_gru_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
-    out, (h_n,) = scan(step, x, (h0,), mask, reverse)
+    out, (h_n,) = scan(step, x, _initial((h0,), x, w_hh), mask, reverse)
     return _padded(out, mask, zero_padding), h_n
 
 
 def lstm(
     x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
+    h0: Tensor | None,
+    c0: Tensor | None,
     w_ih: Tensor,
     w_hh: Tensor,
     b_ih: Tensor | None = None,
@@ -239,7 +240,7 @@ def lstm(
                                               zero_padding, False)
         return out, h_n, c_n
     step = partial(_lstm_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
-    out, (h_n, c_n) = scan(step, x, (h0, c0), mask, reverse)
+    out, (h_n, c_n) = scan(step, x, _initial((h0, c0), x, w_hh), mask, reverse)
     return _padded(out, mask, zero_padding), h_n, c_n
 
 
@@ -269,6 +270,12 @@ def zero_masked(out: Tensor, mask: Tensor) -> Tensor:
         torch.ops.rnnkit.zero_masked_(out, mask)
         return out
     return torch.where(mask.unsqueeze(-1), out, out.new_zeros(()))
+
+
+def _initial(states: tuple[Tensor | None, ...], x: Tensor, w_hh: Tensor) -> tuple[Tensor, ...]:
+    """The initial states with zeros (B, H) for the absent ones: for the paths that are not
+    the operator, whose kernels make their own."""
+    return tuple(x.new_zeros(x.shape[1], w_hh.shape[1]) if s is None else s for s in states)
 
 
 def _padded(out: Tensor, mask: Tensor | None, zero_padding: bool) -> Tensor:

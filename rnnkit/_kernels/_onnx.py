@@ -42,7 +42,7 @@ def _refuse_held_mask(mask: Any, zero_padding: bool) -> None:
             "rnnkit.export.onnx(model, path), which writes it as an ONNX Scan")
 
 
-def emit(cell: str, x: Tensor, states: tuple[Tensor, ...], w_ih: Tensor, w_hh: Tensor,
+def emit(cell: str, x: Tensor, states: tuple[Tensor | None, ...], w_ih: Tensor, w_hh: Tensor,
          b_ih: Tensor | None, b_hh: Tensor | None, mask: Tensor | None, reverse: bool,
          zero_padding: bool, relu: bool = False) -> tuple[Tensor, ...]:
     """The ONNX node of one direction for the dynamo exporter: (states (T, B, H), *finals)."""
@@ -61,7 +61,8 @@ def emit(cell: str, x: Tensor, states: tuple[Tensor, ...], w_ih: Tensor, w_hh: T
         attrs["activations"] = ["Relu" if relu else "Tanh"]
     if cell == "gru":
         attrs["linear_before_reset"] = 1
-    inputs = [x, *weights, bias, lengths, *(s.unsqueeze(0) for s in states)]
+    # an absent initial state is an omitted input: zeros, in ONNX as in the operator
+    inputs = [x, *weights, bias, lengths, *(None if s is None else s.unsqueeze(0) for s in states)]
     shapes = [[steps, 1, batch, hidden]] + [[1, batch, hidden]] * len(states)
     results = torch.onnx.ops.symbolic_multi_out(
         f"::{_ONNX_OP[cell]}", inputs, attrs, dtypes=[x.dtype] * len(shapes), shapes=shapes,
@@ -115,7 +116,7 @@ def register_legacy_symbolics() -> None:
             counts = g.op("ReduceSum", g.op("Cast", mask, to_i=6),  # int32
                           g.op("Constant", value_t=torch.tensor([0])), keepdims_i=0)
             inputs.append(counts)
-        inputs += [unsqueeze0(s) for s in states]
+        inputs += [omitted(g) if symbolic_helper._is_none(s) else unsqueeze0(s) for s in states]
         attrs: dict[str, Any] = {"hidden_size_i": hidden,
                                  "direction_s": "reverse" if reverse else "forward"}
         if cell == "elman":

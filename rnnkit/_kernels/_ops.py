@@ -21,12 +21,13 @@ dimension. Under ``torch.autocast`` the operators run in the dtype torch.nn's wo
 the LSTM and Elman ones in the autocast dtype (bfloat16) and the GRU in its inputs' dtype; on
 CUDA all three in the autocast dtype (float16), as cuDNN's RNN does.
 
-Schemas (``mask`` is (T, B) bool; ``train`` asks for the buffers the backward pass reads)::
+Schemas (``mask`` is (T, B) bool; ``train`` asks for the buffers the backward pass reads; an
+absent initial state is zeros, made by the kernel)::
 
-    elman(x, h0, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, relu, zero_padding) -> (out, h_n)
-    gru(x, h0, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train)
+    elman(x, h0?, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, relu, zero_padding) -> (out, h_n)
+    gru(x, h0?, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train)
         -> (out, h_n, gates, hn_all)
-    lstm(x, h0, c0, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train)
+    lstm(x, h0?, c0?, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train)
         -> (out, h_n, c_n, gates, c_all)
 """
 
@@ -45,22 +46,22 @@ __all__ = ["CELLS", "eager", "traced"]
 _LIB = torch.library.Library("rnnkit", "DEF")  # noqa: TOR901 (kept for the process's lifetime)
 
 _OPTIONAL = "Tensor? b_ih, Tensor? b_hh, Tensor? mask, bool reverse"
-_LIB.define(f"elman(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, {_OPTIONAL}, bool relu, "
+_LIB.define(f"elman(Tensor x, Tensor? h0, Tensor w_ih, Tensor w_hh, {_OPTIONAL}, bool relu, "
             "bool zero_padding) -> (Tensor, Tensor)")
-_LIB.define("elman_backward(Tensor grad_out, Tensor grad_h_n, Tensor x, Tensor h0, Tensor w_ih, "
+_LIB.define("elman_backward(Tensor grad_out, Tensor grad_h_n, Tensor x, Tensor? h0, Tensor w_ih, "
             "Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor out, Tensor? mask, bool reverse, "
             "bool relu, bool zero_padding, "
             "bool[6] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
-_LIB.define(f"gru(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, {_OPTIONAL}, "
+_LIB.define(f"gru(Tensor x, Tensor? h0, Tensor w_ih, Tensor w_hh, {_OPTIONAL}, "
             "bool zero_padding, bool train) -> (Tensor, Tensor, Tensor, Tensor)")
-_LIB.define("gru_backward(Tensor grad_out, Tensor grad_h_n, Tensor x, Tensor h0, Tensor w_ih, "
+_LIB.define("gru_backward(Tensor grad_out, Tensor grad_h_n, Tensor x, Tensor? h0, Tensor w_ih, "
             "Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor out, Tensor gates, Tensor hn_all, "
             "Tensor? mask, bool reverse, bool zero_padding, bool[6] output_mask) "
             "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
-_LIB.define(f"lstm(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, {_OPTIONAL}, "
+_LIB.define(f"lstm(Tensor x, Tensor? h0, Tensor? c0, Tensor w_ih, Tensor w_hh, {_OPTIONAL}, "
             "bool zero_padding, bool train) -> (Tensor, Tensor, Tensor, Tensor, Tensor)")
 _LIB.define("lstm_backward(Tensor grad_out, Tensor grad_h_n, Tensor grad_c_n, Tensor x, "
-            "Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+            "Tensor? h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
             "Tensor out, Tensor gates, "
             "Tensor c_all, Tensor? mask, bool reverse, bool zero_padding, bool[7] output_mask) "
             "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
@@ -76,6 +77,8 @@ class _Cell:
         self.name, self.states = name, states
         self.differentiable = 5 + states  # x, the states, w_ih, w_hh, b_ih, b_hh
         self.op = getattr(torch.ops.rnnkit, name).default
+        # the dispatcher's entry without OpOverload's Python frame: for eager calls
+        self.call = getattr(self.op, "_op", self.op)
         self.backward_op = getattr(torch.ops.rnnkit, f"{name}_backward").default
 
 
@@ -156,26 +159,28 @@ def _register_fakes(on_first_use: Callable[[], None]) -> None:
         return (x.new_empty(t, b, h), x.new_empty(b, h), x.new_empty(b, h),
                 x.new_empty(t, b, 4 * h), x.new_empty(t, b, h))
 
-    def gradients(like: Sequence[Tensor], output_mask: Sequence[bool], bias_size: Any,
+    def gradients(like: Sequence[Tensor | None], output_mask: Sequence[bool], w_hh: Tensor,
                   x: Tensor) -> tuple[Tensor, ...]:
-        shapes = [t.shape for t in like] + [(bias_size,), (bias_size,)]
+        state = (x.shape[1], w_hh.shape[1])  # an absent initial state's gradient: (B, H)
+        bias = (w_hh.shape[0],)
+        shapes = [state if t is None else t.shape for t in like] + [bias, bias]
         return tuple(x.new_empty(s) if want else x.new_empty(0)
                      for s, want in zip(shapes, output_mask))
 
     @torch.library.register_fake("rnnkit::elman_backward", lib=_LIB)
     def _elman_backward(grad_out, grad_h_n, x, h0, w_ih, w_hh, b_ih, b_hh, out, mask, reverse, relu,
                         zero_padding, output_mask):
-        return gradients((x, h0, w_ih, w_hh), output_mask, w_hh.shape[0], x)
+        return gradients((x, h0, w_ih, w_hh), output_mask, w_hh, x)
 
     @torch.library.register_fake("rnnkit::gru_backward", lib=_LIB)
     def _gru_backward(grad_out, grad_h_n, x, h0, w_ih, w_hh, b_ih, b_hh, out, gates, hn_all, mask,
                       reverse, zero_padding, output_mask):
-        return gradients((x, h0, w_ih, w_hh), output_mask, w_hh.shape[0], x)
+        return gradients((x, h0, w_ih, w_hh), output_mask, w_hh, x)
 
     @torch.library.register_fake("rnnkit::lstm_backward", lib=_LIB)
     def _lstm_backward(grad_out, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, out,
                        gates, c_all, mask, reverse, zero_padding, output_mask):
-        return gradients((x, h0, c0, w_ih, w_hh), output_mask, w_hh.shape[0], x)
+        return gradients((x, h0, c0, w_ih, w_hh), output_mask, w_hh, x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,9 +217,9 @@ def _backward(cell: _Cell) -> Callable[..., tuple[Tensor | None, ...]]:
         trailing = (None,) * (len(needs) - n)
         needs = needs[:n]
         grads = grads[:outputs]
-        if None in grads:
-            grads = tuple(torch.zeros_like(like) if g is None else g
-                          for g, like in zip(grads, (out, *inputs[1:outputs])))
+        if None in grads:  # out (T, B, H), then the final states, (B, H) each
+            grads = tuple(torch.zeros_like(out if i == 0 else out[0]) if g is None else g
+                          for i, g in enumerate(grads))
         create_graph = torch.is_grad_enabled()
         if create_graph or not ctx.train:
             result = composite.recurrence_backward(
@@ -267,17 +272,19 @@ def traced(name: str, *args: Any) -> Any:
     return _FUNCTIONS[name].apply(*args)
 
 
-def eager(name: str, *args: Any) -> Any:
-    """Call the operator ``name`` eagerly. Under autocast: the operator, whose autocast kernel
-    casts above autograd (so the casts are recorded). With something to differentiate: the
-    C++ ``_<cell>_eager`` operator, the same formula with the autograd bookkeeping in C++, or
-    without the C++ library the ``autograd.Function``. Otherwise straight to the kernel."""
+def eager(name: str, *args: Any, grad: bool) -> Any:
+    """Call the operator ``name`` eagerly; ``grad``: whether a gradient is wanted (grad mode
+    on and an input requiring one, asked once by the caller). Under autocast: the operator,
+    whose autocast kernel casts above autograd (so the casts are recorded). With something to
+    differentiate: the C++ ``_<cell>_eager`` operator, the same formula with the autograd
+    bookkeeping in C++, or without the C++ library the ``autograd.Function``. Otherwise
+    straight to the kernel."""
     if torch._C._is_any_autocast_enabled():
         return CELLS[name].op(*args)
-    if torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
+    if grad:
         return _EAGER.get(name, _FUNCTIONS[name].apply)(*args)
     with torch._C._AutoDispatchBelowAutograd():
-        return CELLS[name].op(*args)
+        return CELLS[name].call(*args)
 
 
 def library_loaded() -> None:

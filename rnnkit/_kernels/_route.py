@@ -94,13 +94,14 @@ def capability() -> str:
     return "AVX512" if torch.backends.cpu.get_cpu_capability() == "AVX512" else "AVX2"
 
 
-_policy: str | None = None  # None: read ENV_POLICY on the next decision
+_policy: str | None = None  # None: read ENV_POLICY on the next decision, then keep it
 _measured: dict[tuple[Any, ...], bool] = {}
 
 
 def set_policy(policy: str | None) -> None:
     """``"rule"`` (the default) or ``"measure"`` (time unseen shape classes on first sight);
-    None goes back to reading ``RNNKIT_DISPATCH``. Measurements already made are kept."""
+    None goes back to ``RNNKIT_DISPATCH`` (read at the next decision, as it is then).
+    Measurements already made are kept."""
     global _policy
     if policy is not None and policy not in POLICIES:
         raise ValueError(f"dispatch policy must be one of {POLICIES} or None, got {policy!r}")
@@ -108,12 +109,15 @@ def set_policy(policy: str | None) -> None:
 
 
 def _current_policy() -> str:
-    if _policy is not None:
-        return _policy
-    value = os.environ.get(ENV_POLICY, "") or "rule"
-    if value not in POLICIES:
-        raise ValueError(f"{ENV_POLICY} must be one of {POLICIES}, got {value!r}")
-    return value
+    """The policy, ``RNNKIT_DISPATCH`` read once (not on every call: that read alone cost a
+    tenth of a tiny call)."""
+    global _policy
+    if _policy is None:
+        value = os.environ.get(ENV_POLICY, "") or "rule"
+        if value not in POLICIES:
+            raise ValueError(f"{ENV_POLICY} must be one of {POLICIES}, got {value!r}")
+        _policy = value
+    return _policy
 
 
 def _pow2(n: int) -> int:
@@ -127,16 +131,18 @@ def _shape_class(cell: str, training: bool, steps: int, batch: int, features: in
 
 
 def prefers_torch(cell: str, x: Tensor, w_hh: Tensor, mask: Tensor | None,
-                  *tensors: Tensor | None) -> bool:
+                  *tensors: Tensor | None, training: bool | None = None) -> bool:
     """Whether this call (``cell`` one of ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"``,
     ``"lstm"``; time-major ``x``, recurrent weights ``w_hh``) runs faster on PyTorch's kernel.
-    ``tensors`` are the call's other inputs, to tell inference from training."""
+    ``training`` says whether it is one (a gradient to compute), or else ``tensors``, the
+    call's other inputs, tell inference from training."""
+    measure = _current_policy() == "measure"
+    if not measure and not _measured and _family(cell) not in _RULED:
+        return False  # the common case on every call of a GRU or an RNN: nothing to decide
     if not _candidate(x, mask):
         return False
-    measure = _current_policy() == "measure"
-    if _family(cell) not in _RULED and not _measured and not measure:
-        return False  # the common case on every call of a GRU or an RNN: nothing to decide
-    training = needs_grad(x, *tensors)
+    if training is None:
+        training = needs_grad(x, *tensors)
     steps, batch, features = x.shape
     hidden = w_hh.shape[1]
     if steps == 0 or batch == 0:

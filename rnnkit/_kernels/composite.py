@@ -70,7 +70,12 @@ def _placeholder(x: Tensor) -> Tensor:
     return x.new_empty(0)
 
 
-def elman(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+def _initial(state: Tensor | None, x: Tensor, w_hh: Tensor) -> Tensor:
+    """An initial state, zeros (B, H) where the call passed none."""
+    return x.new_zeros(x.shape[1], w_hh.shape[1]) if state is None else state
+
+
+def elman(x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
           b_hh: Tensor | None, mask: Tensor | None, reverse: bool, relu: bool,
           zero_padding: bool) -> tuple[Tensor, Tensor]:
     """h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh). Returns (states, h_n)."""
@@ -79,12 +84,12 @@ def elman(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None
     def step(gi_t: Tensor, state: State) -> tuple[State, tuple[Tensor, ...]]:
         return (elman_step(gi_t, state[0], w_hh, b_hh, act),), ()
 
-    (out,), (h_n,), _ = _run(step, _project(x, w_ih, b_ih), (h0,), mask, reverse, zero_padding,
-                             ())
+    (out,), (h_n,), _ = _run(step, _project(x, w_ih, b_ih), (_initial(h0, x, w_hh),), mask,
+                             reverse, zero_padding, ())
     return out, h_n
 
 
-def gru(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+def gru(x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
         b_hh: Tensor | None, mask: Tensor | None, reverse: bool, zero_padding: bool,
         train: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """PyTorch's GRU. Returns (states, h_n, (r, z, n) per step, W_hn h + b_hn per step)."""
@@ -95,16 +100,16 @@ def gru(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
         return (h,), ((gates, hn) if train else ())
 
     widths = (3 * hidden, hidden) if train else ()
-    (out,), (h_n,), saved = _run(step, _project(x, w_ih, b_ih), (h0,), mask, reverse,
-                                 zero_padding, widths)
+    (out,), (h_n,), saved = _run(step, _project(x, w_ih, b_ih), (_initial(h0, x, w_hh),),
+                                 mask, reverse, zero_padding, widths)
     if not train:
         return out, h_n, _placeholder(x), _placeholder(x)
     return out, h_n, saved[0], saved[1]
 
 
-def lstm(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
-         b_hh: Tensor | None, mask: Tensor | None, reverse: bool, zero_padding: bool,
-         train: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def lstm(x: Tensor, h0: Tensor | None, c0: Tensor | None, w_ih: Tensor, w_hh: Tensor,
+         b_ih: Tensor | None, b_hh: Tensor | None, mask: Tensor | None, reverse: bool,
+         zero_padding: bool, train: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """LSTM (gates i, f, g, o). Returns (states h, h_n, c_n, activated gates, c per step)."""
     hidden = w_hh.shape[1]
 
@@ -113,7 +118,8 @@ def lstm(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Te
         return (h, c), ((gates,) if train else ())
 
     widths = (4 * hidden,) if train else ()
-    (out, *c_all), (h_n, c_n), saved = _run(step, _project(x, w_ih, b_ih), (h0, c0), mask,
+    states = (_initial(h0, x, w_hh), _initial(c0, x, w_hh))
+    (out, *c_all), (h_n, c_n), saved = _run(step, _project(x, w_ih, b_ih), states, mask,
                                             reverse, zero_padding, widths)
     if not train:
         return out, h_n, c_n, _placeholder(x), _placeholder(x)

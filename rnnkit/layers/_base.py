@@ -133,14 +133,25 @@ def serialize_option(module: Any, given: Any, resolved: Any) -> Any:
 
 
 def activation_name(function: Any) -> str | None:
-    """"tanh", "sigmoid" or "relu" when ``function`` is one of those (the kernels' set)."""
+    """"tanh", "sigmoid" or "relu" when ``function`` is one of those (the kernels' set): asked
+    on every call of a recurrent layer, so one lookup by identity."""
+    known = _KERNEL_ACTIVATIONS or _kernel_activations()
+    return next((name for fn, name in known if function is fn), None)
+
+
+_KERNEL_ACTIVATIONS: tuple[tuple[Any, str], ...] = ()  # filled on first use
+
+
+def _kernel_activations() -> tuple[tuple[Any, str], ...]:
+    """The kernels' activations, rnnkit's own and torch's, with their names (a plain global
+    rather than functools.cache, which torch.compile warns about)."""
     from .. import activations
 
-    for name in ("tanh", "sigmoid", "relu"):
-        if function is activations.get(name):
-            return name
-    builtin = {torch.tanh: "tanh", torch.sigmoid: "sigmoid", torch.relu: "relu"}
-    return builtin.get(function)
+    global _KERNEL_ACTIVATIONS
+    ours = tuple((activations.get(name), name) for name in ("tanh", "sigmoid", "relu"))
+    _KERNEL_ACTIVATIONS = ours + ((torch.tanh, "tanh"), (torch.sigmoid, "sigmoid"),
+                                  (torch.relu, "relu"))
+    return _KERNEL_ACTIVATIONS
 
 
 def weight_options_config(layer: Layer) -> dict[str, Any]:

@@ -110,7 +110,7 @@ class _RecurrentBase(torch.nn.RNNBase):
     def _sync_flat_weights(self, weights: list[Tensor]) -> None:
         """Keep ``_flat_weights`` the tensors forward used, as ``torch.nn``'s forward does (its
         ``_update_flat_weights``), without recomputing a parametrization a second time."""
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        if torch.compiler.is_compiling() or torch._C._is_tracing():
             return  # a trace must not record (or guard on) this bookkeeping
         current = self._flat_weights
         if len(weights) == len(current) and all(map(operator.is_, weights, current)):
@@ -119,11 +119,12 @@ class _RecurrentBase(torch.nn.RNNBase):
         self.__dict__["_flat_weight_refs"] = [weakref.ref(w) for w in weights]
 
     def _run(
-        self, x: Tensor, state: State, weights: Weights, mask: Tensor | None,
-        reverse: bool,
+        self, x: Tensor, state: tuple[Tensor | None, ...], weights: Weights,
+        mask: Tensor | None, reverse: bool,
     ) -> tuple[Tensor, State]:
-        """One layer and direction: outputs (T, B, H), zero where ``mask`` is False (torch.nn's
-        padding), and the final state, held from each sequence's last real step."""
+        """One layer and direction from ``state`` (None: zeros): outputs (T, B, H), zero where
+        ``mask`` is False (torch.nn's padding), and the final state, held from each sequence's
+        last real step."""
         raise NotImplementedError
 
     # -- forward ----------------------------------------------------------------------------
@@ -161,17 +162,19 @@ class _RecurrentBase(torch.nn.RNNBase):
             step_mask = lengths_to_mask(lengths, batch, steps, x.device)  # (T, B)
         elif mask is not None:
             step_mask = check_mask(mask, batch, steps, x.device)
-        states = self._initial_states(hx, batch, batched, x)
+        states = [] if hx is None else self._initial_states(hx, batch, batched)
+        no_state = (None,) * self.state_count  # zeros, made by the kernel
 
         finals: list[State] = []
         layer_input = x
+        directions = self._directions
         for layer in range(self.num_layers):
             outputs = []
-            for direction in range(self._directions):
-                index = layer * self._directions + direction
+            for direction in range(directions):
+                index = layer * directions + direction
                 out, final = self._run(
                     layer_input,
-                    tuple(s[index] for s in states) if states else self._zero_states(x),
+                    tuple(s[index] for s in states) if states else no_state,
                     weights[index],
                     step_mask,
                     bool(direction),
@@ -186,7 +189,7 @@ class _RecurrentBase(torch.nn.RNNBase):
 
         output = layer_input.transpose(0, 1) if self.batch_first else layer_input
         if len(finals) == 1:
-            final_states = [state.unsqueeze(0) for state in finals[0]]
+            final_states = [state[None] for state in finals[0]]  # (1, B, H)
         else:
             final_states = [torch.stack(states) for states in zip(*finals)]
         if not batched:
@@ -201,17 +204,8 @@ class _RecurrentBase(torch.nn.RNNBase):
         layers = self.num_layers * self._directions
         return [(layers, batch, self.proj_size or self.hidden_size)]
 
-    def _zero_states(self, x: Tensor) -> State:
-        """One layer and direction's initial states when no hx is given: zeros (B, size)."""
-        batch = x.shape[1]
-        if self.state_count == 1:
-            return (x.new_zeros(batch, self.hidden_size),)
-        return tuple(x.new_zeros(batch, shape[2]) for shape in self._state_shapes(1))
-
-    def _initial_states(self, hx: Any, batch: int, batched: bool, x: Tensor) -> list[Tensor]:
-        """hx as a list of (layers * directions, B, size) tensors, or [] for zeros."""
-        if hx is None:
-            return []  # _zero_states, per layer and direction: no stacked tensor to index
+    def _initial_states(self, hx: Any, batch: int, batched: bool) -> list[Tensor]:
+        """hx as a list of (layers * directions, B, size) tensors."""
         shapes = self._state_shapes(batch)
         given = list(hx) if isinstance(hx, (tuple, list)) else [hx]
         if len(given) != len(shapes):
@@ -412,6 +406,8 @@ class LSTM(_RecurrentBase):
     def _run(self, x, state, weights, mask, reverse):  # type: ignore[no-untyped-def]
         args, w_hr = weights[:4], weights[4]
         if w_hr is not None:
+            if state[0] is None:  # no hx: zeros, h of the projected size
+                state = tuple(x.new_zeros(x.shape[1], s[2]) for s in self._state_shapes(1))
             step = partial(_projected_lstm_step, weights=args, w_hr=w_hr)
             out, final = _kernels.scan(step, x, state, mask, reverse)
             return (out if mask is None else _kernels.zero_masked(out, mask)), final

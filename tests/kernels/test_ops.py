@@ -185,3 +185,53 @@ def test_torch_library_opcheck(cell: str) -> None:
     torch.library.opcheck(getattr(torch.ops.rnnkit, cell), (*inputs, *tail),
                           test_utils=("test_schema", "test_faketensor",
                                       "test_autograd_registration"))
+
+
+def _without_states(cell: str, args: list[torch.Tensor]) -> list[torch.Tensor | None]:
+    """The same call with the initial state(s) absent (None): what rnnkit.nn passes without hx."""
+    states = 2 if cell == "lstm" else 1
+    return [args[0], *([None] * states), *args[1 + states:]]
+
+
+@pytest.mark.parametrize("backend", ["auto", "fused", "loop"])
+@pytest.mark.parametrize("mask_kind", ["none", "lengths"])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_absent_initial_state_is_zeros(cell: str, mask_kind: str, backend: str) -> None:
+    """None for h0 (and c0) is zeros: the same values and gradients (float64, to 1e-12) as
+    explicit zero states, on every path, in both directions; and the operator's double
+    backward stays exact (gradgradcheck) without them."""
+    fn, mask = CELLS[cell][1], MASKS[mask_kind]
+    args = _inputs(cell)
+    states = 2 if cell == "lstm" else 1
+    zeros = [torch.zeros(B, H, dtype=torch.float64) for _ in range(states)]
+    for reverse in (False, True):
+        kw = dict(mask=mask, reverse=reverse, zero_padding=mask is not None, backend=backend)
+        given = fn(args[0], *zeros, *args[1 + states:], **kw)
+        absent = fn(*_without_states(cell, args), **kw)
+        for a, b in zip(absent, given):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+        leaves = [args[0], *args[1 + states:]]
+        want = torch.autograd.grad(sum(g.sum() for g in given), leaves)
+        got = torch.autograd.grad(sum(a.sum() for a in absent), leaves)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    if backend != "loop":
+        def run(x: torch.Tensor, *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return fn(x, *([None] * states), *weights, mask=mask, zero_padding=mask is not None,
+                      backend=backend)
+
+        leaves = (args[0], *args[1 + states:])
+        assert gradcheck(run, leaves)
+        assert gradgradcheck(run, leaves)
+
+
+@pytest.mark.parametrize("cell", ["elman", "gru", "lstm"])
+def test_torch_library_opcheck_without_initial_states(cell: str) -> None:
+    """The operators with h0 (and c0) absent, through torch.library's consistency checks."""
+    name = {"elman": "tanh"}.get(cell, cell)
+    inputs = _without_states(name, _inputs(name))
+    tail = (MASKS["lengths"], False, False, True) if cell == "elman" else \
+        (MASKS["lengths"], False, True, True)
+    torch.library.opcheck(getattr(torch.ops.rnnkit, cell), (*inputs, *tail),
+                          test_utils=("test_schema", "test_faketensor",
+                                      "test_autograd_registration"))

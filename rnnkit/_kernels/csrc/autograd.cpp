@@ -89,24 +89,25 @@ variable_list chosen(const Tuple& found, const std::array<bool, N>& needs, size_
 // ------------------------------------------------------------------------------------------
 // Elman: (x, h0, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, relu, zero_padding) -> (out, h_n)
 
-using ElmanOp = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
+using ElmanOp = std::tuple<Tensor, Tensor>(const Tensor&, const Opt&, const Tensor&,
                                            const Tensor&, const Opt&, const Opt&, const Opt&,
                                            bool, bool, bool);
 using ElmanBackwardOp = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
-    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+    const Tensor&, const Tensor&, const Tensor&, const Opt&, const Tensor&, const Tensor&,
     const Opt&, const Opt&, const Tensor&, const Opt&, bool, bool, bool, std::array<bool, 6>);
 
 struct Elman : torch::autograd::Function<Elman> {
   static constexpr size_t kDifferentiable = 6, kArguments = 10;
 
-  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& h0,
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Opt& h0,
                                const Tensor& w_ih, const Tensor& w_hh, const Opt& b_ih,
                                const Opt& b_hh, const Opt& mask, bool reverse, bool relu,
                                bool zero) {
     static auto op = handle<ElmanOp>("rnnkit::elman");
     at::AutoDispatchBelowADInplaceOrView below;
     auto [out, h_n] = op.call(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu, zero);
-    ctx->save_for_backward({x, h0, w_ih, w_hh, or_none(b_ih), or_none(b_hh), or_none(mask), out});
+    ctx->save_for_backward(
+        {x, or_none(h0), w_ih, w_hh, or_none(b_ih), or_none(b_hh), or_none(mask), out});
     ctx->saved_data["flags"] = int64_t(reverse) | int64_t(relu) << 1 | int64_t(zero) << 2;
     ctx->set_materialize_grads(false);
     return {out, h_n};
@@ -119,15 +120,15 @@ struct Elman : torch::autograd::Function<Elman> {
     auto needs = wanted<kDifferentiable>(ctx, s);
     if (at::GradMode::is_enabled()) {
       static auto op = handle<ElmanOp>("rnnkit::elman");
-      auto [out, h_n] = op.call(s[0], s[1], s[2], s[3], optional(s[4]), optional(s[5]),
-                                optional(s[6]), reverse, relu, zero);
+      auto [out, h_n] = op.call(s[0], optional(s[1]), s[2], s[3], optional(s[4]),
+                                optional(s[5]), optional(s[6]), reverse, relu, zero);
       return differentiable({out, h_n}, grads, s, needs, kArguments);
     }
     static auto op = handle<ElmanBackwardOp>("rnnkit::elman_backward");
-    auto g = materialized(grads, {s[7], s[1]});
+    auto g = materialized(grads, {s[7], s[7][0]});
     at::AutoDispatchBelowADInplaceOrView below;
-    auto found = op.call(g[0], g[1], s[0], s[1], s[2], s[3], optional(s[4]), optional(s[5]), s[7],
-                         optional(s[6]), reverse, relu, zero, needs);
+    auto found = op.call(g[0], g[1], s[0], optional(s[1]), s[2], s[3], optional(s[4]),
+                         optional(s[5]), s[7], optional(s[6]), reverse, relu, zero, needs);
     return chosen(found, needs, kArguments, std::make_index_sequence<kDifferentiable>());
   }
 };
@@ -136,19 +137,19 @@ struct Elman : torch::autograd::Function<Elman> {
 // GRU: (x, h0, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train)
 //      -> (out, h_n, gates, hn_all)
 
-using GruOp = std::tuple<Tensor, Tensor, Tensor, Tensor>(const Tensor&, const Tensor&,
+using GruOp = std::tuple<Tensor, Tensor, Tensor, Tensor>(const Tensor&, const Opt&,
                                                          const Tensor&, const Tensor&,
                                                          const Opt&, const Opt&, const Opt&,
                                                          bool, bool, bool);
 using GruBackwardOp = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
-    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+    const Tensor&, const Tensor&, const Tensor&, const Opt&, const Tensor&, const Tensor&,
     const Opt&, const Opt&, const Tensor&, const Tensor&, const Tensor&, const Opt&, bool, bool,
     std::array<bool, 6>);
 
 struct Gru : torch::autograd::Function<Gru> {
   static constexpr size_t kDifferentiable = 6, kArguments = 10;
 
-  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& h0,
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Opt& h0,
                                const Tensor& w_ih, const Tensor& w_hh, const Opt& b_ih,
                                const Opt& b_hh, const Opt& mask, bool reverse, bool zero,
                                bool train) {
@@ -158,7 +159,8 @@ struct Gru : torch::autograd::Function<Gru> {
     auto [out, h_n, gates, hn_all] =
         op.call(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero, true);
     ctx->save_for_backward(
-        {x, h0, w_ih, w_hh, or_none(b_ih), or_none(b_hh), or_none(mask), out, gates, hn_all});
+        {x, or_none(h0), w_ih, w_hh, or_none(b_ih), or_none(b_hh), or_none(mask), out, gates,
+         hn_all});
     ctx->saved_data["flags"] = int64_t(reverse) | int64_t(zero) << 1;
     ctx->mark_non_differentiable({gates, hn_all});
     ctx->set_materialize_grads(false);
@@ -172,16 +174,16 @@ struct Gru : torch::autograd::Function<Gru> {
     auto needs = wanted<kDifferentiable>(ctx, s);
     if (at::GradMode::is_enabled()) {
       static auto op = handle<GruOp>("rnnkit::gru");
-      auto result = op.call(s[0], s[1], s[2], s[3], optional(s[4]), optional(s[5]),
+      auto result = op.call(s[0], optional(s[1]), s[2], s[3], optional(s[4]), optional(s[5]),
                             optional(s[6]), reverse, zero, true);
       return differentiable({std::get<0>(result), std::get<1>(result)}, grads, s, needs,
                             kArguments);
     }
     static auto op = handle<GruBackwardOp>("rnnkit::gru_backward");
-    auto g = materialized(grads, {s[7], s[1]});
+    auto g = materialized(grads, {s[7], s[7][0]});
     at::AutoDispatchBelowADInplaceOrView below;
-    auto found = op.call(g[0], g[1], s[0], s[1], s[2], s[3], optional(s[4]), optional(s[5]), s[7],
-                         s[8], s[9], optional(s[6]), reverse, zero, needs);
+    auto found = op.call(g[0], g[1], s[0], optional(s[1]), s[2], s[3], optional(s[4]),
+                         optional(s[5]), s[7], s[8], s[9], optional(s[6]), reverse, zero, needs);
     return chosen(found, needs, kArguments, std::make_index_sequence<kDifferentiable>());
   }
 };
@@ -191,18 +193,18 @@ struct Gru : torch::autograd::Function<Gru> {
 //       -> (out, h_n, c_n, gates, c_all)
 
 using LstmOp = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>(
-    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Opt&,
+    const Tensor&, const Opt&, const Opt&, const Tensor&, const Tensor&, const Opt&,
     const Opt&, const Opt&, bool, bool, bool);
 using LstmBackwardOp = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
-    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Opt&, const Opt&,
     const Tensor&, const Tensor&, const Opt&, const Opt&, const Tensor&, const Tensor&,
     const Tensor&, const Opt&, bool, bool, std::array<bool, 7>);
 
 struct Lstm : torch::autograd::Function<Lstm> {
   static constexpr size_t kDifferentiable = 7, kArguments = 11;
 
-  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& h0,
-                               const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Opt& h0,
+                               const Opt& c0, const Tensor& w_ih, const Tensor& w_hh,
                                const Opt& b_ih, const Opt& b_hh, const Opt& mask, bool reverse,
                                bool zero, bool train) {
     TORCH_CHECK(train, "rnnkit::_lstm_eager keeps the backward pass's buffers: train=True");
@@ -210,8 +212,8 @@ struct Lstm : torch::autograd::Function<Lstm> {
     at::AutoDispatchBelowADInplaceOrView below;
     auto [out, h_n, c_n, gates, c_all] =
         op.call(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero, true);
-    ctx->save_for_backward({x, h0, c0, w_ih, w_hh, or_none(b_ih), or_none(b_hh), or_none(mask),
-                            out, gates, c_all});
+    ctx->save_for_backward({x, or_none(h0), or_none(c0), w_ih, w_hh, or_none(b_ih),
+                            or_none(b_hh), or_none(mask), out, gates, c_all});
     ctx->saved_data["flags"] = int64_t(reverse) | int64_t(zero) << 1;
     ctx->mark_non_differentiable({gates, c_all});
     ctx->set_materialize_grads(false);
@@ -225,29 +227,30 @@ struct Lstm : torch::autograd::Function<Lstm> {
     auto needs = wanted<kDifferentiable>(ctx, s);
     if (at::GradMode::is_enabled()) {
       static auto op = handle<LstmOp>("rnnkit::lstm");
-      auto result = op.call(s[0], s[1], s[2], s[3], s[4], optional(s[5]), optional(s[6]),
-                            optional(s[7]), reverse, zero, true);
+      auto result = op.call(s[0], optional(s[1]), optional(s[2]), s[3], s[4], optional(s[5]),
+                            optional(s[6]), optional(s[7]), reverse, zero, true);
       return differentiable(
           {std::get<0>(result), std::get<1>(result), std::get<2>(result)}, grads, s, needs,
           kArguments);
     }
     static auto op = handle<LstmBackwardOp>("rnnkit::lstm_backward");
-    auto g = materialized(grads, {s[8], s[1], s[2]});
+    auto g = materialized(grads, {s[8], s[8][0], s[8][0]});
     at::AutoDispatchBelowADInplaceOrView below;
-    auto found = op.call(g[0], g[1], g[2], s[0], s[1], s[2], s[3], s[4], optional(s[5]),
-                         optional(s[6]), s[8], s[9], s[10], optional(s[7]), reverse, zero, needs);
+    auto found = op.call(g[0], g[1], g[2], s[0], optional(s[1]), optional(s[2]), s[3], s[4],
+                         optional(s[5]), optional(s[6]), s[8], s[9], s[10], optional(s[7]),
+                         reverse, zero, needs);
     return chosen(found, needs, kArguments, std::make_index_sequence<kDifferentiable>());
   }
 };
 
-std::tuple<Tensor, Tensor> elman_eager(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
+std::tuple<Tensor, Tensor> elman_eager(const Tensor& x, const Opt& h0, const Tensor& w_ih,
                                        const Tensor& w_hh, const Opt& b_ih, const Opt& b_hh,
                                        const Opt& mask, bool reverse, bool relu, bool zero) {
   auto r = Elman::apply(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu, zero);
   return {r[0], r[1]};
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor> gru_eager(const Tensor& x, const Tensor& h0,
+std::tuple<Tensor, Tensor, Tensor, Tensor> gru_eager(const Tensor& x, const Opt& h0,
                                                      const Tensor& w_ih, const Tensor& w_hh,
                                                      const Opt& b_ih, const Opt& b_hh,
                                                      const Opt& mask, bool reverse, bool zero,
@@ -257,7 +260,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_eager(const Tensor& x, const Tens
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_eager(
-    const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+    const Tensor& x, const Opt& h0, const Opt& c0, const Tensor& w_ih, const Tensor& w_hh,
     const Opt& b_ih, const Opt& b_hh, const Opt& mask, bool reverse, bool zero, bool train) {
   auto r = Lstm::apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero, train);
   return {r[0], r[1], r[2], r[3], r[4]};
@@ -269,13 +272,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_eager(
 // The schemas are the operators' own (see _ops.py), under a private name; defined here
 // because only this library implements them.
 TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
-  m.def("_elman_eager(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+  m.def("_elman_eager(Tensor x, Tensor? h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
         "Tensor? b_hh, Tensor? mask, bool reverse, bool relu, bool zero_padding) "
         "-> (Tensor, Tensor)");
-  m.def("_gru_eager(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+  m.def("_gru_eager(Tensor x, Tensor? h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
         "Tensor? b_hh, Tensor? mask, bool reverse, bool zero_padding, bool train) "
         "-> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("_lstm_eager(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+  m.def("_lstm_eager(Tensor x, Tensor? h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
         "Tensor? b_hh, Tensor? mask, bool reverse, bool zero_padding, bool train) "
         "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }

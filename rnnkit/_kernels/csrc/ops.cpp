@@ -9,6 +9,8 @@
 // the inputs are widened on entry and every output narrowed back to the input's dtype.
 #include <torch/library.h>
 
+#include <cstring>
+
 #include "common.h"
 
 namespace rnnkit {
@@ -44,6 +46,18 @@ auto as_tuple(std::array<Tensor, N> grads) {
   return std::apply([](auto&... t) { return std::make_tuple(t...); }, grads);
 }
 
+// An initial state, widened like the rest; zeros (B, H) when the call passed none (the
+// default of every module: no Python allocation per call).
+Tensor state(const OptionalTensor& s, const Tensor& x, const Tensor& w_hh) {
+  if (s.has_value()) return wide(*s, x);
+  const int64_t batch = x.dim() == 3 ? x.size(1) : 0;  // check_inputs reports a bad x
+  const int64_t hidden = w_hh.dim() == 2 ? w_hh.size(1) : 0;
+  Tensor zeros =
+      at::empty({batch, hidden}, x.options().dtype(reduced(x) ? at::kFloat : x.scalar_type()));
+  std::memset(zeros.data_ptr(), 0, zeros.nbytes());  // at::zeros: two more dispatches
+  return zeros;
+}
+
 // The outputs in the input's dtype again, when the call ran widened.
 template <typename Tuple>
 Tuple narrow(Tuple outputs, const Tensor& x) {
@@ -52,70 +66,73 @@ Tuple narrow(Tuple outputs, const Tensor& x) {
                     std::make_index_sequence<std::tuple_size_v<Tuple>>());
 }
 
-std::tuple<Tensor, Tensor> elman_cpu(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
-                                     const Tensor& w_hh, const OptionalTensor& b_ih,
+std::tuple<Tensor, Tensor> elman_cpu(const Tensor& x, const OptionalTensor& h0,
+                                     const Tensor& w_ih, const Tensor& w_hh,
+                                     const OptionalTensor& b_ih,
                                      const OptionalTensor& b_hh, const OptionalTensor& mask,
                                      bool reverse, bool relu, bool zero) {
-  return narrow(elman_forward(wide(x, x), wide(h0, x), wide(w_ih, x), wide(w_hh, x),
+  return narrow(elman_forward(wide(x, x), state(h0, x, w_hh), wide(w_ih, x), wide(w_hh, x),
                               wide(b_ih, x), wide(b_hh, x), wide(mask, x), reverse, relu, zero),
                 x);
 }
 
 auto elman_backward_cpu(const Tensor& grad_out, const Tensor& grad_h_n, const Tensor& x,
-                        const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                        const OptionalTensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                         const OptionalTensor& /*b_ih*/, const OptionalTensor& /*b_hh*/,
                         const Tensor& out, const OptionalTensor& mask, bool reverse, bool relu,
                         bool zero, std::array<bool, 6> output_mask) {
   return narrow(as_tuple(elman_backward(wide(grad_out, x), wide(grad_h_n, x), wide(x, x),
-                                        wide(h0, x), wide(w_ih, x), wide(w_hh, x), wide(out, x),
-                                        wide(mask, x), reverse, relu, zero, output_mask)),
+                                        state(h0, x, w_hh), wide(w_ih, x), wide(w_hh, x),
+                                        wide(out, x), wide(mask, x), reverse, relu, zero,
+                                        output_mask)),
                 x);
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor> gru_cpu(const Tensor& x, const Tensor& h0,
+std::tuple<Tensor, Tensor, Tensor, Tensor> gru_cpu(const Tensor& x, const OptionalTensor& h0,
                                                    const Tensor& w_ih, const Tensor& w_hh,
                                                    const OptionalTensor& b_ih,
                                                    const OptionalTensor& b_hh,
                                                    const OptionalTensor& mask, bool reverse,
                                                    bool zero, bool train) {
-  return narrow(gru_forward(wide(x, x), wide(h0, x), wide(w_ih, x), wide(w_hh, x),
+  return narrow(gru_forward(wide(x, x), state(h0, x, w_hh), wide(w_ih, x), wide(w_hh, x),
                             wide(b_ih, x), wide(b_hh, x), wide(mask, x), reverse, zero, train),
                 x);
 }
 
 auto gru_backward_cpu(const Tensor& grad_out, const Tensor& grad_h_n, const Tensor& x,
-                      const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                      const OptionalTensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                       const OptionalTensor& /*b_ih*/, const OptionalTensor& /*b_hh*/,
                       const Tensor& out, const Tensor& gates, const Tensor& hn_all,
                       const OptionalTensor& mask, bool reverse, bool zero,
                       std::array<bool, 6> output_mask) {
   return narrow(as_tuple(gru_backward(wide(grad_out, x), wide(grad_h_n, x), wide(x, x),
-                                      wide(h0, x), wide(w_ih, x), wide(w_hh, x), wide(out, x),
-                                      wide(gates, x), wide(hn_all, x), wide(mask, x), reverse,
-                                      zero, output_mask)),
+                                      state(h0, x, w_hh), wide(w_ih, x), wide(w_hh, x),
+                                      wide(out, x), wide(gates, x), wide(hn_all, x),
+                                      wide(mask, x), reverse, zero, output_mask)),
                 x);
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_cpu(
-    const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
-    const OptionalTensor& b_ih, const OptionalTensor& b_hh, const OptionalTensor& mask,
-    bool reverse, bool zero, bool train) {
-  return narrow(lstm_forward(wide(x, x), wide(h0, x), wide(c0, x), wide(w_ih, x), wide(w_hh, x),
-                             wide(b_ih, x), wide(b_hh, x), wide(mask, x), reverse, zero, train),
+    const Tensor& x, const OptionalTensor& h0, const OptionalTensor& c0, const Tensor& w_ih,
+    const Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
+    const OptionalTensor& mask, bool reverse, bool zero, bool train) {
+  return narrow(lstm_forward(wide(x, x), state(h0, x, w_hh), state(c0, x, w_hh), wide(w_ih, x),
+                             wide(w_hh, x), wide(b_ih, x), wide(b_hh, x), wide(mask, x),
+                             reverse, zero, train),
                 x);
 }
 
 auto lstm_backward_cpu(const Tensor& grad_out, const Tensor& grad_h_n, const Tensor& grad_c_n,
-                       const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
-                       const Tensor& w_hh, const OptionalTensor& /*b_ih*/,
+                       const Tensor& x, const OptionalTensor& h0, const OptionalTensor& c0,
+                       const Tensor& w_ih, const Tensor& w_hh, const OptionalTensor& /*b_ih*/,
                        const OptionalTensor& /*b_hh*/, const Tensor& out, const Tensor& gates,
                        const Tensor& c_all, const OptionalTensor& mask, bool reverse, bool zero,
                        std::array<bool, 7> output_mask) {
   return narrow(as_tuple(lstm_backward(wide(grad_out, x), wide(grad_h_n, x), wide(grad_c_n, x),
-                                       wide(x, x), wide(h0, x), wide(c0, x), wide(w_ih, x),
-                                       wide(w_hh, x), wide(out, x), wide(gates, x),
-                                       wide(c_all, x), wide(mask, x), reverse, zero,
-                                       output_mask)),
+                                       wide(x, x), state(h0, x, w_hh), state(c0, x, w_hh),
+                                       wide(w_ih, x), wide(w_hh, x), wide(out, x),
+                                       wide(gates, x), wide(c_all, x), wide(mask, x), reverse,
+                                       zero, output_mask)),
                 x);
 }
 
