@@ -9,7 +9,8 @@ operators: time-major ``x`` (T, B, D), ``torch.nn`` weight layout, a (T, B) bool
 the final state still the held one) and ``train`` (also return the buffers the backward pass
 of the compiled kernels reads, else (0,) placeholders).
 
-The input projection of all steps is one matrix product; the step is :mod:`.cells`.
+The input projection of all steps is one matrix product; each step is a ``*_step`` of
+:mod:`.cells`.
 
 Example::
 
@@ -79,7 +80,7 @@ def elman(x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor
           b_hh: Tensor | None, mask: Tensor | None, reverse: bool, relu: bool,
           zero_padding: bool) -> tuple[Tensor, Tensor]:
     """h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh). Returns (states, h_n)."""
-    act = "relu" if relu else "tanh"
+    act = torch.relu if relu else torch.tanh
 
     def step(gi_t: Tensor, state: State) -> tuple[State, tuple[Tensor, ...]]:
         return (elman_step(gi_t, state[0], w_hh, b_hh, act),), ()
