@@ -17,7 +17,11 @@ from .rnn import RNN, States, to_weights_dtype
 
 class RecurrentCell(Layer, DropoutRNNCell):
     """What the built-in cells share: Keras' arguments, their ``kernel`` (D, G*U),
-    ``recurrent_kernel`` (U, G*U) and ``bias`` parameters (G gates), and dropout."""
+    ``recurrent_kernel`` (U, G*U) and ``bias`` parameters (G gates), and dropout.
+
+    A cell's ``call`` forms its gates' projections in this layout and gate order, with its
+    dropout masks, and hands them to its equation in :mod:`rnnkit._kernels.cells`, the one
+    ``torch.nn``'s layout and the kernels' composite path use too."""
 
     gates = 1
 

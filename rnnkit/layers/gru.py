@@ -10,9 +10,10 @@ input bias b and, with ``reset_after=True``, recurrent bias rb (``bias`` is then
     hh = activation(x K_h + b_h + (r * h) R_h)              reset_after=False
     h' = z * h + (1 - z) * hh
 
-``reset_after=True`` is PyTorch's GRU with the gate blocks reordered (torch: r, z, n); the
-fused kernel runs it with the blocks permuted by differentiable indexing, so gradients reach
-the Keras-layout parameters.
+The cell calls the one GRU equation, :func:`rnnkit._kernels.cells.gru_equation`
+(``reset_after=False`` is its ``reset_before``). ``reset_after=True`` is PyTorch's GRU with the
+gate blocks reordered (torch: r, z, n); the fused kernel runs it with the blocks permuted by
+differentiable indexing, so gradients reach the Keras-layout parameters.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .. import _kernels, activations
+from .._kernels.cells import gru_equation
 from ._base import serialize_option
 from ._cells import KerasRNN, RecurrentCell
 from ._checks import backend_from_use_cudnn
@@ -127,17 +129,14 @@ class GRUCell(RecurrentCell):
             rb_z, rb_r, rb_h = recurrent_bias.split(units)
             rec_z, rec_r = rec_z + rb_z, rec_r + rb_r
 
-        z = self.recurrent_activation(x_z + rec_z)
-        r = self.recurrent_activation(x_r + rec_r)
-        if self.reset_after:
-            rec_h = h_h @ r_h
+        if self.reset_after:  # the reset gate multiplies h R_h + rb_h
+            rec_h, reset_before = h_h @ r_h, None
             if recurrent_bias is not None:
                 rec_h = rec_h + rb_h
-            rec_h = r * rec_h
-        else:
-            rec_h = (r * h_h) @ r_h
-        candidate = self.activation(x_h + rec_h)
-        h_new = z * h + (1 - z) * candidate
+        else:  # it multiplies h, before R_h
+            rec_h, reset_before = h_h, r_h
+        h_new = gru_equation(x_r, x_z, x_h, rec_r, rec_z, rec_h, h, self.activation,
+                             self.recurrent_activation, reset_before=reset_before)[0]
         return h_new, [h_new]
 
     def get_config(self) -> dict[str, Any]:

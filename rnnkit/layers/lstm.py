@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .. import _kernels, activations
+from .._kernels.cells import lstm_equation
 from ._base import serialize_option
 from ._cells import KerasRNN, RecurrentCell
 from ._checks import backend_from_use_cudnn
@@ -107,12 +108,8 @@ class LSTMCell(RecurrentCell):
             z = z + h @ self.recurrent_kernel
         if self.bias is not None:
             z = z + self.bias
-        z_i, z_f, z_c, z_o = z.split(units, dim=-1)
-        i = self.recurrent_activation(z_i)
-        f = self.recurrent_activation(z_f)
-        c_new = f * c + i * self.activation(z_c)
-        o = self.recurrent_activation(z_o)
-        h_new = o * self.activation(c_new)
+        h_new, c_new, _ = lstm_equation(*z.split(units, dim=-1), c, self.activation,
+                                        self.recurrent_activation)  # blocks i, f, c, o
         return h_new, [h_new, c_new]
 
     def get_config(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 from torch import Tensor
 
 from .. import _kernels
+from .._kernels.cells import elman_equation
 from ._base import activation_name
 from ._cells import KerasRNN, RecurrentCell
 from .rnn import States
@@ -46,10 +47,10 @@ class SimpleRNNCell(RecurrentCell):
             inputs = inputs * self.get_dropout_mask(inputs)
         if training and self.recurrent_dropout > 0:
             h_prev = h_prev * self.get_recurrent_dropout_mask(h_prev)
-        h = inputs @ self.kernel
+        projected = inputs @ self.kernel
         if self.bias is not None:
-            h = h + self.bias
-        h = self.activation(h + h_prev @ self.recurrent_kernel)
+            projected = projected + self.bias
+        h = elman_equation(projected, h_prev @ self.recurrent_kernel, self.activation)
         return h, [h]
 
 

@@ -121,6 +121,37 @@ def test_cell_is_the_equation_both_conventions():
         assert out is state
 
 
+def _hard_sigmoid(a: np.ndarray) -> np.ndarray:
+    return np.clip((a + 3.0) / 6.0, 0.0, 1.0)  # Keras 3: relu6(x + 3) / 6
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_other_activations_follow_keras_equations(reset_after):
+    """relu candidate, hard_sigmoid gates (the loop path): Keras' equations written out here,
+    in the gate order z, r, h, with Keras' update h' = z * h + (1 - z) * hh."""
+    rng = np.random.default_rng(17)
+    k, r, b = _weights(rng, reset_after)
+    x, h = 3.0 * rng.normal(size=(B, T, D)), rng.normal(size=(B, U))  # wide enough to clip
+    layer = _layer([k, r, b], reset_after=reset_after, activation="relu",
+                   recurrent_activation="hard_sigmoid", return_sequences=True)
+    assert layer._fast_path_blocker(False) is not None
+    outputs = layer(x, initial_state=[h]).detach().numpy()
+    b_x, b_h = (b[0], b[1]) if reset_after else (b, np.zeros(3 * U))
+    expected, gate_inputs, candidates = [], [], []
+    for t in range(T):
+        x_z, x_r, x_h = np.split(x[:, t] @ k + b_x, 3, axis=-1)
+        h_z, h_r, h_h = np.split(h @ r + b_h, 3, axis=-1)
+        z, g = _hard_sigmoid(x_z + h_z), _hard_sigmoid(x_r + h_r)
+        recurrent = g * h_h if reset_after else (g * h) @ r[:, 2 * U:]
+        h = z * h + (1 - z) * np.maximum(x_h + recurrent, 0.0)
+        expected.append(h)
+        gate_inputs += [x_z + h_z, x_r + h_r]
+        candidates.append(x_h + recurrent)
+    # so the test can fail: hard_sigmoid clips somewhere, relu cuts somewhere
+    assert (np.abs(np.concatenate(gate_inputs)) > 3).any() and (np.concatenate(candidates) < 0).any()
+    np.testing.assert_allclose(outputs, np.stack(expected, axis=1), **F64)
+
+
 def test_shapes_counts_and_weight_layout():
     layer = GRU(4, return_sequences=True, return_state=True)
     outputs, state = layer(torch.randn(2, 5, 3))

@@ -142,20 +142,31 @@ def test_return_state_is_output_h_c():
     assert not torch.allclose(h, c)
 
 
-def test_non_default_activation_runs_the_loop():
+GATES = {"sigmoid": torch.sigmoid,
+         "hard_sigmoid": lambda a: ((a + 3.0) / 6.0).clamp(0.0, 1.0)}  # Keras 3: relu6(a + 3) / 6
+
+
+@pytest.mark.parametrize("recurrent_activation", list(GATES))
+def test_non_default_activation_runs_the_loop(recurrent_activation):
     rng = np.random.default_rng(25)
     weights = _weights(rng)
-    layer = _layer(weights, activation="relu", return_sequences=True)
+    layer = _layer(weights, activation="relu", recurrent_activation=recurrent_activation,
+                   return_sequences=True)
     assert layer._fast_path_blocker(False) is not None
     with pytest.raises(ValueError, match="activation must be one of"):
         _layer(weights, activation="relu", backend="fused")(torch.randn(1, 2, D))
-    x = torch.randn(2, 4, D, dtype=torch.float64)
+    torch.manual_seed(25)
+    x = 3.0 * torch.randn(2, 4, D, dtype=torch.float64)  # wide enough for hard_sigmoid to clip
     k, r, b = (torch.tensor(w) for w in weights)
+    gate = GATES[recurrent_activation]
     h = c = torch.zeros(2, U, dtype=torch.float64)
+    clipped = False
     for t in range(4):  # the same equations with relu in place of tanh
         i, f, g, o = (x[:, t] @ k + h @ r + b).split(U, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.relu(g)
-        h = torch.sigmoid(o) * torch.relu(c)
+        c = gate(f) * c + gate(i) * torch.relu(g)
+        h = gate(o) * torch.relu(c)
+        clipped |= bool((torch.cat([i, f, o]).abs() > 3).any())
+    assert clipped  # so hard_sigmoid's flat parts count
     torch.testing.assert_close(layer(x)[:, -1], h, **F64)
 
 
