@@ -20,8 +20,8 @@ class RecurrentCell(Layer, DropoutRNNCell):
     ``recurrent_kernel`` (U, G*U) and ``bias`` parameters (G gates), and dropout.
 
     A cell's ``call`` forms its gates' projections in this layout and gate order, with its
-    dropout masks, and hands them to its equation in :mod:`rnnkit._kernels.cells`, the one
-    ``torch.nn``'s layout and the kernels' composite path use too."""
+    dropout masks, and hands them to its equation in :mod:`rnnkit._kernels.cells`: the same
+    equations the composite path and the ``rnnkit.nn`` cells run in torch's layout."""
 
     gates = 1
 
