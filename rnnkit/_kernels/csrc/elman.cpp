@@ -107,6 +107,24 @@ Tensor run_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const 
                    const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask, bool reverse,
                    bool relu, bool zero) {
   const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(0);
+  const int64_t chunk = chunk_steps(steps, batch, hidden);
+  if (chunk < steps && x.scalar_type() == at::kFloat &&
+      fused::takes<float>(mask.defined() ? mask.data_ptr<bool>() : nullptr)) {
+    // the projections are the outputs' first value: each chunk's, right before its steps
+    Tensor out = at::empty({steps, batch, hidden}, x.options());
+    const micro::Panel panel =
+        micro::elman_forward_panel(micro::fused_isa(), w_hh.data_ptr<float>(), hidden);
+    float* o = out.data_ptr<float>();
+    const int64_t stride = batch * hidden;  // one step of out
+    in_chunks(
+        x, w_ih, b_ih, b_hh, chunk, reverse,
+        [&](float* gates, int64_t t0, int64_t n, bool first) {
+          const float* h = first ? h0.data_ptr<float>() : o + (reverse ? t0 + n : t0 - 1) * stride;
+          fused::elman_forward(panel, gates, h, n, batch, hidden, reverse, relu);
+        },
+        o);
+    return out;
+  }
   Tensor out = project_inputs(x, w_ih, b_ih, b_hh);  // (T, B, H)
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "elman_forward", [&] {
     forward_loop(out.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),

@@ -29,12 +29,13 @@ inline const char* isa_name() { return vmath::isa_name(micro::fused_isa()); }
 // ---------------------------------------------------------------------------------------------
 // LSTM. gates (T, B, 4H): projections in, activated gates out; out (T, B, H) the states h;
 // c_all (T, B, H) every c when not null (training), else two per-thread buffers; c_n (B, H).
-inline void lstm_forward(float* gates, float* out, float* c_all, float* c_n, const float* h0,
-                         const float* c0, const float* w_hh, int64_t steps, int64_t batch,
-                         int64_t hidden, bool reverse) {
+// `panel` is W_hh packed by gate_panel (4 gates); c0 may be c_n itself (a chunk continuing
+// the previous one: each thread reads its rows before it writes them).
+inline void lstm_forward(const micro::Panel& panel, float* gates, float* out, float* c_all,
+                         float* c_n, const float* h0, const float* c0, int64_t steps,
+                         int64_t batch, int64_t hidden, bool reverse) {
   const Isa isa = micro::fused_isa();
   const int64_t width = 4 * hidden;
-  const micro::Panel panel = micro::gate_panel(isa, w_hh, 4, hidden);
   over_batch(batch, 2.0 * steps * batch * width * hidden, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0;
     std::vector<float> c_buffer(c_all == nullptr ? 2 * rows * hidden : 0);
@@ -52,6 +53,13 @@ inline void lstm_forward(float* gates, float* out, float* c_all, float* c_n, con
     }
     std::copy(c, c + rows * hidden, c_n + b0 * hidden);
   });
+}
+
+inline void lstm_forward(float* gates, float* out, float* c_all, float* c_n, const float* h0,
+                         const float* c0, const float* w_hh, int64_t steps, int64_t batch,
+                         int64_t hidden, bool reverse) {
+  lstm_forward(micro::gate_panel(micro::fused_isa(), w_hh, 4, hidden), gates, out, c_all, c_n,
+               h0, c0, steps, batch, hidden, reverse);
 }
 
 // dh, dc: d h_n, d c_n in, d h0, d c0 out; d_gates (T, B, 4H) receives dA of every step; d_out
@@ -90,12 +98,12 @@ inline void lstm_backward(const StridedRows<float>& d_out, float* dh, float* dc,
 // ---------------------------------------------------------------------------------------------
 // GRU. gates (T, B, 3H): gi in, (r, z, n) out; hn_all (T, B, H) gh_n of every step when not
 // null; b_hh (3H) never null (zeros when absent).
-inline void gru_forward(float* gates, float* out, float* hn_all, const float* h0,
-                        const float* w_hh, const float* b_hh, int64_t steps, int64_t batch,
+// `panel` is W_hh packed by gate_panel (3 gates).
+inline void gru_forward(const micro::Panel& panel, float* gates, float* out, float* hn_all,
+                        const float* h0, const float* b_hh, int64_t steps, int64_t batch,
                         int64_t hidden, bool reverse) {
   const Isa isa = micro::fused_isa();
   const int64_t width = 3 * hidden;
-  const micro::Panel panel = micro::gate_panel(isa, w_hh, 3, hidden);
   over_batch(batch, 2.0 * steps * batch * width * hidden, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0;
     const float* h = h0 + b0 * hidden;
@@ -108,6 +116,13 @@ inline void gru_forward(float* gates, float* out, float* hn_all, const float* h0
       h = o;
     }
   });
+}
+
+inline void gru_forward(float* gates, float* out, float* hn_all, const float* h0,
+                        const float* w_hh, const float* b_hh, int64_t steps, int64_t batch,
+                        int64_t hidden, bool reverse) {
+  gru_forward(micro::gate_panel(micro::fused_isa(), w_hh, 3, hidden), gates, out, hn_all, h0,
+              b_hh, steps, batch, hidden, reverse);
 }
 
 // dh: d h_n in, d h0 out; d_gi (T, B, 3H), d_ghn (T, B, H) receive the gradients of gi and
@@ -145,10 +160,10 @@ inline void gru_backward(const float* d_out, float* dh, const float* out, const 
 
 // ---------------------------------------------------------------------------------------------
 // Elman. out (T, B, H): projections in, states out.
-inline void elman_forward(float* out, const float* h0, const float* w_hh, int64_t steps,
+// `panel` is W_hh packed by elman_forward_panel.
+inline void elman_forward(const micro::Panel& panel, float* out, const float* h0, int64_t steps,
                           int64_t batch, int64_t hidden, bool reverse, bool relu) {
   const Isa isa = micro::fused_isa();
-  const micro::Panel panel = micro::elman_forward_panel(isa, w_hh, hidden);
   over_batch(batch, 2.0 * steps * batch * hidden * hidden, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0;
     const float* h = h0 + b0 * hidden;
@@ -159,6 +174,12 @@ inline void elman_forward(float* out, const float* h0, const float* w_hh, int64_
       h = o;
     }
   });
+}
+
+inline void elman_forward(float* out, const float* h0, const float* w_hh, int64_t steps,
+                          int64_t batch, int64_t hidden, bool reverse, bool relu) {
+  elman_forward(micro::elman_forward_panel(micro::fused_isa(), w_hh, hidden), out, h0, steps,
+                batch, hidden, reverse, relu);
 }
 
 // dh: d h_n in, d h0 out; d_pre (T, B, H) receives d pre_t (may be d_out itself).

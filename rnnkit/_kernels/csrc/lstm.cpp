@@ -151,10 +151,29 @@ Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const T
                     const Tensor& mask, bool reverse, bool keep_for_backward, bool zero) {
   const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(1);
   Forward f;
-  f.gates = project_inputs(x, w_ih, b_ih, b_hh);  // (T, B, 4H)
   f.out = at::empty({steps, batch, hidden}, x.options());
-  if (keep_for_backward) f.c_all = at::empty({steps, batch, hidden}, x.options());
   f.c_n = at::empty({batch, hidden}, x.options());
+  const int64_t chunk = chunk_steps(steps, batch, 4 * hidden);
+  if (!keep_for_backward && chunk < steps && x.scalar_type() == at::kFloat &&
+      fused::takes<float>(mask.defined() ? mask.data_ptr<bool>() : nullptr)) {
+    const micro::Panel panel = micro::gate_panel(micro::fused_isa(), w_hh.data_ptr<float>(), 4,
+                                                 hidden);
+    float* out = f.out.data_ptr<float>();
+    float* c_n = f.c_n.data_ptr<float>();
+    const int64_t stride = batch * hidden;  // one step of out
+    in_chunks(x, w_ih, b_ih, b_hh, chunk, reverse,
+              [&](float* gates, int64_t t0, int64_t n, bool first) {
+                // a chunk starts from the state the previous one ended at
+                const float* h = first ? h0.data_ptr<float>()
+                                       : out + (reverse ? t0 + n : t0 - 1) * stride;
+                const float* c = first ? c0.data_ptr<float>() : c_n;
+                fused::lstm_forward(panel, gates, out + t0 * stride, nullptr, c_n, h, c, n,
+                                    batch, hidden, reverse);
+              });
+    return f;
+  }
+  f.gates = project_inputs(x, w_ih, b_ih, b_hh);  // (T, B, 4H)
+  if (keep_for_backward) f.c_all = at::empty({steps, batch, hidden}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward", [&] {
     forward_loop(f.gates.data_ptr<scalar_t>(), f.out.data_ptr<scalar_t>(),
                  keep_for_backward ? f.c_all.data_ptr<scalar_t>() : nullptr,

@@ -7,28 +7,59 @@
 
 namespace rnnkit {
 
-Tensor project_inputs(const Tensor& x, const Tensor& w, const Tensor& bias_in,
-                      const Tensor& bias2_in) {
+namespace {
+
+// out (rows, width) = x (rows, features) @ w^T + bias + bias2. Every row starts as the bias
+// (the sum of both when both are given), written by both threads: the first touch of a fresh
+// buffer's pages is a good part of its cost.
+template <typename T>
+void project(T* out, const T* x, int64_t rows, int64_t features, const Tensor& w,
+             const Tensor& bias_in, const Tensor& bias2_in) {
   const Tensor bias = contiguous_or_empty(bias_in), bias2 = contiguous_or_empty(bias2_in);
+  const int64_t width = w.size(0);
+  T beta = 0;
+  const Tensor& one = bias.defined() ? bias : bias2;
+  if (one.defined()) {
+    std::vector<T> row(one.data_ptr<T>(), one.data_ptr<T>() + width);
+    if (bias.defined() && bias2.defined()) {
+      const T* b2 = bias2.data_ptr<T>();
+      for (int64_t j = 0; j < width; ++j) row[j] += b2[j];
+    }
+    at::parallel_for(0, rows, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(width, 1)),
+                     [&](int64_t r0, int64_t r1) {
+                       for (int64_t r = r0; r < r1; ++r) {
+                         std::copy(row.begin(), row.end(), out + r * width);
+                       }
+                     });
+    beta = 1;
+  }
+  gemm(Op::N, Op::T, rows, width, features, T(1), x, features, w.data_ptr<T>(), features, beta,
+       out, width);
+}
+
+}  // namespace
+
+Tensor project_inputs(const Tensor& x, const Tensor& w, const Tensor& bias,
+                      const Tensor& bias2) {
   const int64_t rows = x.size(0) * x.size(1), features = x.size(2), width = w.size(0);
   Tensor out = at::empty({x.size(0), x.size(1), width}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "project_inputs", [&] {
-    scalar_t* o = out.data_ptr<scalar_t>();
-    scalar_t beta = 0;
-    const Tensor& one = bias.defined() ? bias : bias2;
-    if (one.defined()) {  // every row starts as the bias (the sum of both when both are given)
-      std::vector<scalar_t> row(one.data_ptr<scalar_t>(), one.data_ptr<scalar_t>() + width);
-      if (bias.defined() && bias2.defined()) {
-        const scalar_t* b2 = bias2.data_ptr<scalar_t>();
-        for (int64_t j = 0; j < width; ++j) row[j] += b2[j];
-      }
-      for (int64_t r = 0; r < rows; ++r) std::copy(row.begin(), row.end(), o + r * width);
-      beta = 1;
-    }
-    gemm(Op::N, Op::T, rows, width, features, scalar_t(1), x.data_ptr<scalar_t>(), features,
-         w.data_ptr<scalar_t>(), features, beta, o, width);
+    project(out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), rows, features, w, bias, bias2);
   });
   return out;
+}
+
+void project_steps(float* out, const Tensor& x, int64_t t0, int64_t steps, const Tensor& w,
+                   const Tensor& bias, const Tensor& bias2) {
+  const int64_t batch = x.size(1), features = x.size(2);
+  project(out, x.data_ptr<float>() + t0 * batch * features, steps * batch, features, w, bias,
+          bias2);
+}
+
+int64_t chunk_steps(int64_t steps, int64_t batch, int64_t width) {
+  constexpr int64_t kChunkBytes = int64_t(1) << 20;
+  const int64_t per_step = std::max<int64_t>(1, batch * width * int64_t(sizeof(float)));
+  return std::min(steps, std::max<int64_t>(4, kChunkBytes / per_step));
 }
 
 Tensor recurrent_weight_grad(const Tensor& d, int64_t ld_offset, int64_t gates_width,
