@@ -185,9 +185,8 @@ namespace rnnkit {
 Tensor project_inputs(const Tensor& x, const Tensor& w, const Tensor& bias,
                       const Tensor& bias2 = Tensor());
 
-// The same projection of `steps` steps of x from step t0, written into `out` (steps, B, G).
-void project_steps(float* out, const Tensor& x, int64_t t0, int64_t steps, const Tensor& w,
-                   const Tensor& bias, const Tensor& bias2 = Tensor());
+// bias + bias2 as one row of n values (either may be undefined; empty when both are).
+std::vector<float> summed_bias(const Tensor& bias, const Tensor& bias2, int64_t n);
 
 // How many steps a chunked pass projects at a time (see in_chunks): enough for the chunk's
 // projections (batch x width floats per step) to fill about 1 MiB, at least 4 steps; `steps`
@@ -195,27 +194,6 @@ void project_steps(float* out, const Tensor& x, int64_t t0, int64_t steps, const
 // per core): 0.25 to 4 MiB all ran the bench's medium, long and large GRU/LSTM inference
 // 1.3-1.8x faster than projecting every step first, within noise of each other.
 int64_t chunk_steps(int64_t steps, int64_t batch, int64_t width);
-
-// A dense float32 pass in chunks of steps: each chunk's input projections are formed right
-// before run(gates, t0, n, first) steps through them, so they are still in cache. By default
-// into one (chunk, B, G) buffer that every chunk reuses (inference: no (T, B, G) buffer is
-// allocated, and page-faulted, at all); with `into`, into that (T, B, G) buffer's own steps
-// (the Elman cell, whose projections become its outputs). Chunks go in processing order (from
-// the end with reverse).
-template <typename Run>
-void in_chunks(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& bias2,
-               int64_t chunk, bool reverse, const Run& run, float* into = nullptr) {
-  const int64_t steps = x.size(0), step_size = x.size(1) * w.size(0);
-  Tensor buffer = into == nullptr ? at::empty({chunk, x.size(1), w.size(0)}, x.options())
-                                  : Tensor();
-  for (int64_t done = 0; done < steps; done += chunk) {
-    const int64_t n = std::min(chunk, steps - done);
-    const int64_t t0 = reverse ? steps - done - n : done;
-    float* gates = into == nullptr ? buffer.data_ptr<float>() : into + t0 * step_size;
-    project_steps(gates, x, t0, n, w, bias, bias2);
-    run(gates, t0, n, done == 0);
-  }
-}
 
 // dW (G, H) = sum_t d_t^T h_{t-1}: the recurrent weight gradient as two matrix products, with
 // h_{t-1} taken from the saved states (T, B, H) shifted one step, and h0 for the first step.

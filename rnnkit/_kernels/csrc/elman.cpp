@@ -116,7 +116,7 @@ Tensor run_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const 
         micro::elman_forward_panel(micro::fused_isa(), w_hh.data_ptr<float>(), hidden);
     float* o = out.data_ptr<float>();
     const int64_t stride = batch * hidden;  // one step of out
-    in_chunks(
+    fused::in_chunks(
         x, w_ih, b_ih, b_hh, chunk, reverse,
         [&](float* gates, int64_t t0, int64_t n, bool first) {
           const float* h = first ? h0.data_ptr<float>() : o + (reverse ? t0 + n : t0 - 1) * stride;

@@ -159,7 +159,7 @@ Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const
                                                  hidden);
     float* out = f.out.data_ptr<float>();
     const int64_t stride = batch * hidden;  // one step of out
-    in_chunks(x, w_ih, b_ih, Tensor(), chunk, reverse,
+    fused::in_chunks(x, w_ih, b_ih, Tensor(), chunk, reverse,
               [&](float* gates, int64_t t0, int64_t n, bool first) {
                 // a chunk starts from the state the previous one ended at
                 const float* h = first ? h0.data_ptr<float>()

@@ -117,6 +117,10 @@ Panel unit_panel(Isa isa, int64_t depth, int64_t hidden, const Value& value) {
                },
                value);
 }
+// W (N, depth) for the product a (rows, depth) @ W^T: the input projection x W_ih^T.
+inline Panel transposed_panel(Isa isa, const float* w, int64_t n, int64_t depth) {
+  return unit_panel(isa, depth, n, [=](int64_t k, int64_t j) { return w[j * depth + k]; });
+}
 // W (gates H, H) for the backward product d pre (rows, gates H) @ W.
 inline Panel backward_panel(Isa isa, const float* w, int gates, int64_t hidden) {
   return unit_panel(isa, gates * hidden, hidden,
@@ -201,6 +205,17 @@ inline V positive(V h) {
 // ---------------------------------------------------------------------------------------------
 // Entry points: isa is Avx512 or Avx2 (fused_isa() != Portable), and the panels were packed
 // for it.
+
+// out (rows, cols, row stride ldo) = a (rows, depth, row stride lda) @ B + bias, B packed as
+// transposed_panel (or unit_panel) of `cols` columns; bias (cols) may be null.
+inline void product(Isa isa, const Panel& w, const float* a, int64_t lda, int64_t depth,
+                    int64_t rows, const float* bias, float* out, int64_t ldo, int64_t cols) {
+  if (isa == Isa::Avx512) {
+    avx512::product(w, a, lda, depth, rows, bias, out, ldo, cols);
+  } else {
+    avx2::product(w, a, lda, depth, rows, bias, out, ldo, cols);
+  }
+}
 
 // One LSTM step for `rows` rows: gates (rows, 4H, row stride ld) holds x W_ih^T + b on entry
 // and the activated (i, f, g, o) on return; h, c (rows, H) the previous state; h_out, c_out

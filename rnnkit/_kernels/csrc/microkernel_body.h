@@ -57,6 +57,35 @@
     return load(tmp);
   }
 
+  // ---- a plain product: out (rows, cols) = a @ B + bias (a (cols) row, or null) ----
+  struct Product {
+    const float* bias;
+    float* out;
+    int64_t ldo, cols, j0;
+    template <int R>
+    void apply(V (&acc)[R][4]) const {
+      #pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c) {
+        const int64_t j = j0 + c * kLanes;
+        if (j >= cols) break;
+        const int n = static_cast<int>(std::min<int64_t>(kLanes, cols - j));
+        const V b = bias == nullptr ? zero() : load_n(bias + j, n);
+        #pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) store_n(out + r * ldo + j, add(acc[r][c], b), n);
+      }
+    }
+  };
+
+  inline void product(const Panel& w, const float* a, int64_t lda, int64_t depth, int64_t rows,
+                      const float* bias, float* out, int64_t ldo, int64_t cols) {
+    for (int64_t g = 0; g < w.groups(); ++g) {
+      const int64_t j0 = g * 4 * kLanes;
+      over_rows<kRows4, 4>(rows, a, lda, w.group(g), depth, [&](int64_t r0) {
+        return Product{bias, out + r0 * ldo, ldo, cols, j0};
+      });
+    }
+  }
+
   // ---- LSTM forward: acc = the 4 gates of units j0..j0+n of R rows ----
   struct LstmForward {
     const float *c;

@@ -4,17 +4,18 @@
 #include <vector>
 
 #include "common.h"
+#include "fused_loops.h"
 
 namespace rnnkit {
 
 namespace {
 
-// out (rows, width) = x (rows, features) @ w^T + bias + bias2. Every row starts as the bias
-// (the sum of both when both are given), written by both threads: the first touch of a fresh
-// buffer's pages is a good part of its cost.
+// out (rows, width) = x (rows, features) @ w^T + bias + bias2 with the library product: every
+// row starts as the bias (the sum of both when both are given), written by both threads (the
+// first touch of a fresh buffer's pages is a good part of its cost).
 template <typename T>
-void project(T* out, const T* x, int64_t rows, int64_t features, const Tensor& w,
-             const Tensor& bias_in, const Tensor& bias2_in) {
+void library_projection(T* out, const T* x, int64_t rows, int64_t features, const Tensor& w,
+                        const Tensor& bias_in, const Tensor& bias2_in) {
   const Tensor bias = contiguous_or_empty(bias_in), bias2 = contiguous_or_empty(bias2_in);
   const int64_t width = w.size(0);
   T beta = 0;
@@ -39,21 +40,34 @@ void project(T* out, const T* x, int64_t rows, int64_t features, const Tensor& w
 
 }  // namespace
 
+std::vector<float> summed_bias(const Tensor& bias_in, const Tensor& bias2_in, int64_t n) {
+  const Tensor bias = contiguous_or_empty(bias_in), bias2 = contiguous_or_empty(bias2_in);
+  std::vector<float> row;
+  for (const Tensor* b : {&bias, &bias2}) {
+    if (!b->defined()) continue;
+    const float* v = b->data_ptr<float>();
+    if (row.empty()) {
+      row.assign(v, v + n);
+    } else {
+      for (int64_t j = 0; j < n; ++j) row[j] += v[j];
+    }
+  }
+  return row;
+}
+
 Tensor project_inputs(const Tensor& x, const Tensor& w, const Tensor& bias,
                       const Tensor& bias2) {
   const int64_t rows = x.size(0) * x.size(1), features = x.size(2), width = w.size(0);
   Tensor out = at::empty({x.size(0), x.size(1), width}, x.options());
+  if (x.scalar_type() == at::kFloat && fused::takes<float>(nullptr)) {
+    fused::Projection(w, bias, bias2)(x.data_ptr<float>(), rows, out.data_ptr<float>());
+    return out;
+  }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "project_inputs", [&] {
-    project(out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), rows, features, w, bias, bias2);
+    library_projection(out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), rows, features, w,
+                       bias, bias2);
   });
   return out;
-}
-
-void project_steps(float* out, const Tensor& x, int64_t t0, int64_t steps, const Tensor& w,
-                   const Tensor& bias, const Tensor& bias2) {
-  const int64_t batch = x.size(1), features = x.size(2);
-  project(out, x.data_ptr<float>() + t0 * batch * features, steps * batch, features, w, bias,
-          bias2);
 }
 
 int64_t chunk_steps(int64_t steps, int64_t batch, int64_t width) {
