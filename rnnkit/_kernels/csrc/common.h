@@ -188,6 +188,10 @@ Tensor project_inputs(const Tensor& x, const Tensor& w, const Tensor& bias,
 // bias + bias2 as one row of n values (either may be undefined; empty when both are).
 std::vector<float> summed_bias(const Tensor& bias, const Tensor& bias2, int64_t n);
 
+// out (rows, G) = x (rows, D) @ w^T + bias + bias2 on the library's product (float32 rows).
+void library_projection(float* out, const float* x, int64_t rows, int64_t features,
+                        const Tensor& w, const Tensor& bias, const Tensor& bias2);
+
 // How many steps a chunked pass projects at a time (see in_chunks): enough for the chunk's
 // projections (batch x width floats per step) to fill about 1 MiB, at least 4 steps; `steps`
 // itself when the whole sequence fits. Measured on the 2-core AVX-512 machine (2 MiB of L2

@@ -11,6 +11,8 @@
 #include "common.h"
 #include "microkernel.h"
 
+#include <memory>
+
 namespace rnnkit {
 namespace fused {
 
@@ -27,29 +29,40 @@ inline bool takes(const bool* mask) {
 inline const char* isa_name() { return vmath::isa_name(micro::fused_isa()); }
 
 // ---------------------------------------------------------------------------------------------
-// The input projection x W_ih^T + bias (+ bias2) on the micro-kernel, W_ih packed once: the
-// library product (MKL) measured about 200 GFLOP/s on these shapes on the AVX-512 machine,
-// the micro-kernel's product nearly twice that.
+// The input projection x W_ih^T + bias (+ bias2) of float32 rows. With AVX-512 on the
+// micro-kernel, W_ih packed once: the library product (MKL) ran about 200 GFLOP/s on these
+// shapes on the AVX-512 machine, and the bench's GRU/LSTM medium, long and large inference
+// 1.2-1.5x faster on the micro-kernel's. With AVX2 the library's: the AVX2 micro-kernel's
+// 2-row blocks made the same rows 0.88-0.97x as fast (RNNKIT_ISA=avx2 on that machine).
 class Projection {
  public:
   Projection(const Tensor& w, const Tensor& bias, const Tensor& bias2)
-      : isa_(micro::fused_isa()), cols_(w.size(0)), depth_(w.size(1)),
-        panel_(micro::transposed_panel(isa_, w.data_ptr<float>(), cols_, depth_)),
-        bias_(summed_bias(bias, bias2, cols_)) {}
+      : isa_(micro::fused_isa()), cols_(w.size(0)), depth_(w.size(1)), w_(w), bias_(bias),
+        bias2_(bias2) {
+    if (isa_ == Isa::Avx512) {
+      panel_.reset(new micro::Panel(
+          micro::transposed_panel(isa_, w.data_ptr<float>(), cols_, depth_)));
+      row_ = summed_bias(bias, bias2, cols_);
+    }
+  }
 
   // out (rows, cols) = x (rows, depth) @ W^T + bias, the rows split across the threads
   void operator()(const float* x, int64_t rows, float* out) const {
+    if (panel_ == nullptr) {
+      return library_projection(out, x, rows, depth_, w_, bias_, bias2_);
+    }
     over_batch(rows, 2.0 * rows * depth_ * cols_, [&](int64_t r0, int64_t r1) {
-      micro::product(isa_, panel_, x + r0 * depth_, depth_, depth_, r1 - r0,
-                     bias_.empty() ? nullptr : bias_.data(), out + r0 * cols_, cols_, cols_);
+      micro::product(isa_, *panel_, x + r0 * depth_, depth_, depth_, r1 - r0,
+                     row_.empty() ? nullptr : row_.data(), out + r0 * cols_, cols_, cols_);
     });
   }
 
  private:
   Isa isa_;
   int64_t cols_, depth_;
-  micro::Panel panel_;
-  std::vector<float> bias_;
+  Tensor w_, bias_, bias2_;
+  std::unique_ptr<micro::Panel> panel_;  // AVX-512 only
+  std::vector<float> row_;               // bias + bias2, for the micro-kernel's epilogue
 };
 
 // A dense float32 pass in chunks of steps: each chunk's input projections are formed right

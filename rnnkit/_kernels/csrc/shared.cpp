@@ -14,7 +14,7 @@ namespace {
 // row starts as the bias (the sum of both when both are given), written by both threads (the
 // first touch of a fresh buffer's pages is a good part of its cost).
 template <typename T>
-void library_projection(T* out, const T* x, int64_t rows, int64_t features, const Tensor& w,
+void library_product(T* out, const T* x, int64_t rows, int64_t features, const Tensor& w,
                         const Tensor& bias_in, const Tensor& bias2_in) {
   const Tensor bias = contiguous_or_empty(bias_in), bias2 = contiguous_or_empty(bias2_in);
   const int64_t width = w.size(0);
@@ -40,6 +40,11 @@ void library_projection(T* out, const T* x, int64_t rows, int64_t features, cons
 
 }  // namespace
 
+void library_projection(float* out, const float* x, int64_t rows, int64_t features,
+                        const Tensor& w, const Tensor& bias, const Tensor& bias2) {
+  library_product(out, x, rows, features, w, bias, bias2);
+}
+
 std::vector<float> summed_bias(const Tensor& bias_in, const Tensor& bias2_in, int64_t n) {
   const Tensor bias = contiguous_or_empty(bias_in), bias2 = contiguous_or_empty(bias2_in);
   std::vector<float> row;
@@ -64,8 +69,8 @@ Tensor project_inputs(const Tensor& x, const Tensor& w, const Tensor& bias,
     return out;
   }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "project_inputs", [&] {
-    library_projection(out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), rows, features, w,
-                       bias, bias2);
+    library_product(out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), rows, features, w, bias,
+                    bias2);
   });
   return out;
 }
