@@ -112,12 +112,12 @@ def test_unknown_backend_and_nonlinearity_are_rejected() -> None:
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_chunked_passes_equal_the_whole_sequence_pass(cell: str, reverse: bool) -> None:
     """Dense float32 calls on the C++ kernel project the inputs a chunk of steps at a time
-    (about 1 MiB of projections) right before stepping through them: GRU and LSTM in
-    inference (at batch 64 and hidden 256, 5 GRU or 4 LSTM steps: 10 steps are two GRU chunks,
-    or three LSTM ones of 4, 4, 2), Elman always (16 steps: 40 steps are chunks of 16, 16, 8),
-    each continuing from the state the previous one ended at. Values (and the Elman
-    gradients) must equal the composite pass over the whole sequence and torch.nn's, with
-    given and with absent (zero) initial states."""
+    (about 1 MiB of projections) right before stepping through them (at batch 64 and hidden
+    256: 5 GRU steps, 4 LSTM or 16 Elman ones; 10 steps are two GRU chunks, three LSTM ones of
+    4, 4, 2, and 40 Elman steps three of 16, 16, 8), each continuing from the state the
+    previous one ended at; inference into one reused buffer, training into the buffers its
+    backward pass reads. Values must equal the composite pass over the whole sequence and
+    torch.nn's, with given and with absent (zero) initial states; gradients the composite's."""
     gates = CELLS[cell][0]
     steps, batch, features, hidden = (40 if gates == 1 else 10), 64, 8, 256
     g = torch.Generator().manual_seed(3)
@@ -148,10 +148,8 @@ def test_chunked_passes_equal_the_whole_sequence_pass(cell: str, reverse: bool) 
         for a, b, c in zip(chunked, whole, expected):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-5)
-    if gates == 1:  # Elman trains on the chunked pass too
-        leaves = [w.clone().requires_grad_() for w in (x, *weights)]
-        found = [torch.autograd.grad(_loss(fn(leaves[0], states[0], *leaves[1:],
-                                              reverse=reverse, backend=backend)), leaves)
-                 for backend in ("compiled", "fused")]
-        for a, b in zip(*found):
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    leaves = [w.clone().requires_grad_() for w in (x, *states, *weights)]
+    found = [torch.autograd.grad(_loss(fn(*leaves, reverse=reverse, backend=backend)), leaves)
+             for backend in ("compiled", "fused")]
+    for a, b in zip(*found):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

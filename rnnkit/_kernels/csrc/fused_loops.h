@@ -69,8 +69,8 @@ class Projection {
 // before run(gates, t0, n, first) steps through them, so they are still in cache. By default
 // into one (chunk, B, G) buffer that every chunk reuses (inference: no (T, B, G) buffer is
 // allocated, and page-faulted, at all); with `into`, into that (T, B, G) buffer's own steps
-// (the Elman cell, whose projections become its outputs). Chunks go in processing order (from
-// the end with reverse).
+// (training, whose backward pass reads them; the Elman cell, whose projections become its
+// outputs). Chunks go in processing order (from the end with reverse).
 template <typename Run>
 void in_chunks(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& bias2,
                int64_t chunk, bool reverse, const Run& run, float* into = nullptr) {

@@ -153,20 +153,29 @@ Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const
   f.out = at::empty({steps, batch, hidden}, x.options());
   const Tensor bias = bias_or_zeros(b_hh, 3 * hidden, x);
   const int64_t chunk = chunk_steps(steps, batch, 3 * hidden);
-  if (!keep_for_backward && chunk < steps && x.scalar_type() == at::kFloat &&
+  if (chunk < steps && x.scalar_type() == at::kFloat &&
       fused::takes<float>(mask.defined() ? mask.data_ptr<bool>() : nullptr)) {
+    // training keeps every step's gates and gh_n, each chunk's projected into its own steps
+    if (keep_for_backward) {
+      f.gates = at::empty({steps, batch, 3 * hidden}, x.options());
+      f.hn_all = at::empty({steps, batch, hidden}, x.options());
+    }
     const micro::Panel panel = micro::gate_panel(micro::fused_isa(), w_hh.data_ptr<float>(), 3,
                                                  hidden);
     float* out = f.out.data_ptr<float>();
+    float* hn_all = keep_for_backward ? f.hn_all.data_ptr<float>() : nullptr;
     const int64_t stride = batch * hidden;  // one step of out
-    fused::in_chunks(x, w_ih, b_ih, Tensor(), chunk, reverse,
-              [&](float* gates, int64_t t0, int64_t n, bool first) {
-                // a chunk starts from the state the previous one ended at
-                const float* h = first ? h0.data_ptr<float>()
-                                       : out + (reverse ? t0 + n : t0 - 1) * stride;
-                fused::gru_forward(panel, gates, out + t0 * stride, nullptr, h,
-                                   bias.data_ptr<float>(), n, batch, hidden, reverse);
-              });
+    fused::in_chunks(
+        x, w_ih, b_ih, Tensor(), chunk, reverse,
+        [&](float* gates, int64_t t0, int64_t n, bool first) {
+          // a chunk starts from the state the previous one ended at
+          const float* h = first ? h0.data_ptr<float>()
+                                 : out + (reverse ? t0 + n : t0 - 1) * stride;
+          fused::gru_forward(panel, gates, out + t0 * stride,
+                             hn_all ? hn_all + t0 * stride : nullptr, h, bias.data_ptr<float>(),
+                             n, batch, hidden, reverse);
+        },
+        keep_for_backward ? f.gates.data_ptr<float>() : nullptr);
     return f;
   }
   f.gates = project_inputs(x, w_ih, b_ih);  // (T, B, 3H)

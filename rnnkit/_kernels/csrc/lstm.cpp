@@ -154,22 +154,31 @@ Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const T
   f.out = at::empty({steps, batch, hidden}, x.options());
   f.c_n = at::empty({batch, hidden}, x.options());
   const int64_t chunk = chunk_steps(steps, batch, 4 * hidden);
-  if (!keep_for_backward && chunk < steps && x.scalar_type() == at::kFloat &&
+  if (chunk < steps && x.scalar_type() == at::kFloat &&
       fused::takes<float>(mask.defined() ? mask.data_ptr<bool>() : nullptr)) {
+    // training keeps every step's gates and c, each chunk's projected into its own steps
+    if (keep_for_backward) {
+      f.gates = at::empty({steps, batch, 4 * hidden}, x.options());
+      f.c_all = at::empty({steps, batch, hidden}, x.options());
+    }
     const micro::Panel panel = micro::gate_panel(micro::fused_isa(), w_hh.data_ptr<float>(), 4,
                                                  hidden);
     float* out = f.out.data_ptr<float>();
     float* c_n = f.c_n.data_ptr<float>();
+    float* c_all = keep_for_backward ? f.c_all.data_ptr<float>() : nullptr;
     const int64_t stride = batch * hidden;  // one step of out
-    fused::in_chunks(x, w_ih, b_ih, b_hh, chunk, reverse,
-              [&](float* gates, int64_t t0, int64_t n, bool first) {
-                // a chunk starts from the state the previous one ended at
-                const float* h = first ? h0.data_ptr<float>()
-                                       : out + (reverse ? t0 + n : t0 - 1) * stride;
-                const float* c = first ? c0.data_ptr<float>() : c_n;
-                fused::lstm_forward(panel, gates, out + t0 * stride, nullptr, c_n, h, c, n,
-                                    batch, hidden, reverse);
-              });
+    fused::in_chunks(
+        x, w_ih, b_ih, b_hh, chunk, reverse,
+        [&](float* gates, int64_t t0, int64_t n, bool first) {
+          // a chunk starts from the state the previous one ended at
+          const int64_t before = (reverse ? t0 + n : t0 - 1) * stride;
+          const float* h = first ? h0.data_ptr<float>() : out + before;
+          const float* c = first ? c0.data_ptr<float>() : c_n;  // the last chunk's c
+          fused::lstm_forward(panel, gates, out + t0 * stride,
+                              c_all ? c_all + t0 * stride : nullptr, c_n, h, c, n, batch,
+                              hidden, reverse);
+        },
+        keep_for_backward ? f.gates.data_ptr<float>() : nullptr);
     return f;
   }
   f.gates = project_inputs(x, w_ih, b_ih, b_hh);  // (T, B, 4H)
