@@ -41,7 +41,8 @@ from ..training import metrics as metrics_module
 __all__ = ["LayerTrace", "Trace", "gradient_flow", "trace"]
 
 # Names of the gates a cell computes with its recurrent_activation, in the order it calls it.
-_GATES: dict[type, tuple[str, ...]] = {GRUCell: ("z", "r"), LSTMCell: ("i", "f", "o")}
+# (rnnkit._kernels.cells.gru_equation / lstm_equation, which the cells call: r before z.)
+_GATES: dict[type, tuple[str, ...]] = {GRUCell: ("r", "z"), LSTMCell: ("i", "f", "o")}
 
 
 @dataclass
