@@ -19,9 +19,9 @@ node. What runs (``backend="auto"``, the default)::
     -------------------------------------  ------------------------  --------------------------
     CPU float32/float64                    C++ time loop (csrc/)     fastest on every bench row
     CPU bfloat16/float16 (e.g. autocast)   C++ loop, widened to f32  float32 accumulation
-    dense float32 LSTM on CPU: inference   torch._VF.lstm (oneDNN)   measured faster there;
-      from B x H = 16384 (AVX2), training                              _route.py decides (a
-      from B x H = 32768 (AVX-512)                                     rule per vector unit, or
+    dense float32 LSTM inference on CPU    torch._VF.lstm (oneDNN)   measured faster there;
+      from B x H = 16384, AVX2 only                                    _route.py decides (a
+                                                                       rule per vector unit, or
                                                                        a measurement, opt-in)
     CUDA, other devices, no C++ compiler,  composite (composite.py)  plain PyTorch ops: runs
       RNNKIT_NO_EXTENSION=1                                            anywhere

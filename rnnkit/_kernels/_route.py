@@ -64,16 +64,15 @@ _NEVER = Rule(None)
 # - AVX2 (2-core Zen 1 EPYC, bench/results-full.json): only dense float32 LSTM inference from
 #   B x H = 16384 was faster on torch (medium (64, 256, 128, 256) and large (128, 128, 256, 512):
 #   0.85-0.93x); every training row and every smaller size >= 1.05x on ours.
-# - AVX512 (2-core Zen 5 EPYC, the README's AVX-512 table): with the input projection on the
-#   micro-kernel and chunked inference passes, rnnkit's LSTM inference ran faster than oneDNN's
-#   on every row (interleaved, same process: small 1.30-1.43x, medium 1.17-1.18x, long
-#   1.18-1.21x, large 1.07-1.08x); before them oneDNN won the long, medium and large rows.
-#   Training: the large row (128, 128, 256, 512) stayed faster on oneDNN (ours 0.85x), the
-#   medium one (64, 256, 128, 256) moved to ours (1.03-1.05x): from B x H = 32768.
+# - AVX512 (2-core Zen 5 EPYC, the README's AVX-512 table): with the input projection and the
+#   backward pass's products on the micro-kernel and chunked passes, rnnkit's LSTM ran faster
+#   than oneDNN's on every row (interleaved, same process; inference: small 1.30-1.43x, medium
+#   1.17-1.18x, long 1.18-1.21x, large 1.07-1.08x; training: small 1.56x, medium 1.34x, long
+#   1.70x, large 1.13x). Before them oneDNN won the long, medium and large inference rows and
+#   the medium and large training rows: no rule sends a call to torch there any more.
 #   torch's GRU and RNN are not oneDNN kernels and were slower on every row.
 RULES: dict[tuple[str, str, bool], Rule] = {
     ("AVX2", "lstm", False): Rule(16384),
-    ("AVX512", "lstm", True): Rule(32768),
 }
 
 

@@ -153,3 +153,29 @@ def test_chunked_passes_equal_the_whole_sequence_pass(cell: str, reverse: bool) 
              for backend in ("compiled", "fused")]
     for a, b in zip(*found):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
+def test_large_backward_products_match_the_composite_with_masks_and_no_biases(cell: str) -> None:
+    """At batch 64 and hidden 128 the backward pass's products (d gates @ W_ih and the weight
+    gradients, sums over T * B rows) are large enough for the AVX-512 micro-kernel, when the
+    CPU has it: their gradients, with a lengths mask, in reverse and without biases, must equal
+    the composite pass's (float32: 1e-4)."""
+    gates = CELLS[cell][0]
+    steps, batch, features, hidden = 20, 64, 40, 128
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(steps, batch, features, generator=g)
+    states = [torch.randn(batch, hidden, generator=g) for _ in range(2 if cell == "lstm" else 1)]
+    w_ih = torch.randn(gates * hidden, features, generator=g) * 0.2
+    w_hh = torch.randn(gates * hidden, hidden, generator=g) * hidden ** -0.5
+    lengths = torch.randint(1, steps + 1, (batch,), generator=g)
+    mask = torch.arange(steps).unsqueeze(1) < lengths.unsqueeze(0)
+    fn = CELLS[cell][1]
+    found = []
+    for backend in ("compiled", "fused"):
+        leaves = [t.clone().requires_grad_() for t in (x, *states, w_ih, w_hh)]
+        out = fn(*leaves, None, None, mask=mask, reverse=True, zero_padding=True,
+                 backend=backend)
+        found.append(torch.autograd.grad(_loss(out), leaves))
+    for a, b in zip(*found):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

@@ -1,6 +1,6 @@
 """Where "auto" hands a call to PyTorch's own kernel (dense float32 LSTM inference from batch x
-hidden = 16384 on AVX2, training from 32768 on AVX-512; the rule itself: test_route.py): the
-same values as the autograd loop, in both directions, with two, one or no biases; training,
+hidden = 16384 on AVX2; training where a measurement or a rule says so; the rule itself:
+test_route.py): the same values as the autograd loop, in both directions, with two, one or no biases; training,
 masks, float64 and smaller sizes stay on rnnkit's kernels. Float32: rtol/atol 1e-5."""
 
 from __future__ import annotations
@@ -41,18 +41,19 @@ def test_torch_path_matches_the_loop(monkeypatch: pytest.MonkeyPatch, reverse: b
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-def test_avx512_training_on_torch_gives_the_loops_gradients(monkeypatch: pytest.MonkeyPatch,
-                                                            reverse: bool) -> None:
-    """AVX-512 LSTM training from B x H = 32768 runs torch's kernel: values and gradients
-    equal the autograd loop's (float32: 1e-5 for values, 1e-4 for the summed gradients)."""
+def test_training_on_torch_gives_the_loops_gradients(monkeypatch: pytest.MonkeyPatch,
+                                                     reverse: bool) -> None:
+    """LSTM training sent to torch's kernel (by a rule, as an earlier AVX-512 one did from
+    B x H = 16384, or by a measurement): values and gradients equal the autograd loop's
+    (float32: 1e-5 for values, 1e-4 for the summed gradients)."""
     monkeypatch.setattr(_route, "capability", lambda: "AVX512")
+    monkeypatch.setitem(_route.RULES, ("AVX512", "lstm", True), _route.Rule(16384))
     used = []
     real = _route.torch_recurrence
     monkeypatch.setattr(K, "_torch_recurrence", lambda f, *a: used.append(f) or real(f, *a))
     results = []
     for backend in ("auto", "loop"):
-        args = [a.clone().requires_grad_() if a is not None else None
-                for a in _inputs("both", batch=128)]
+        args = [a.clone().requires_grad_() if a is not None else None for a in _inputs("both")]
         out = K.lstm(*args, reverse=reverse, backend=backend)
         sum((o * o).sum() for o in out).backward()
         results.append((out, [a.grad for a in args if a is not None]))

@@ -4,11 +4,13 @@
 // C = op(A) op(B) in row-major is C^T = op(B)^T op(A)^T in column-major: swap the operands.
 #include <cstdlib>
 #include <type_traits>
+#include <vector>
 
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/mm.h>
 
 #include "common.h"
+#include "microkernel.h"
 
 extern "C" {
 // The Fortran BLAS interface (32-bit integers, as torch's own CPUBlas declares it). Weak: when
@@ -93,10 +95,54 @@ bool fits_int(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t
   return m <= kMax && n <= kMax && k <= kMax && lda <= kMax && ldb <= kMax && ldc <= kMax;
 }
 
+// The larger float32 products on the AVX-512 micro-kernel (microkernel.h) instead of the BLAS:
+// on the AVX-512 machine MKL ran the backward passes' products (d_gates @ W_ih, d_gates^T @ x,
+// d_gates^T @ h) at about 190 GFLOP/s whatever the layout, the micro-kernel's about twice
+// that. Taken outside the threads' loops only (the per-step products there are the threads'
+// own), for products of at least 4 MFLOP, alpha 1, beta 0 or 1; false when not taken.
+bool micro_gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const double flops = 2.0 * m * n * k;
+  if (micro::fused_isa() != micro::Isa::Avx512 || at::in_parallel_region() || flops < 4e6 ||
+      alpha != 1.0f || (beta != 0.0f && beta != 1.0f) || op_b != Op::N) {
+    return false;
+  }
+  const micro::Isa isa = micro::Isa::Avx512;
+  const int64_t block = 4 * micro::lanes(isa);  // the columns of one panel group
+  if (op_a == Op::N) {  // C (m, n) = A (m, k) @ B (k, n): B packed (a weight: small)
+    const micro::Panel panel =
+        micro::unit_panel(isa, k, n, [=](int64_t kk, int64_t j) { return b[kk * ldb + j]; });
+    over_batch(m, flops, [&](int64_t r0, int64_t r1) {
+      micro::product(isa, panel, a + r0 * lda, lda, k, r1 - r0, nullptr, c + r0 * ldc, ldc, n,
+                     beta != 0.0f);
+    });
+    return true;
+  }
+  // C (m, n) = A^T B with A (k, m), B (k, n): the weight gradients, a sum over the k = T B
+  // rows. As C^T (n, m) = B^T A: the kernel reads B^T's rows as B's columns and A's column
+  // groups in place (A, the gates' gradients, is the wide factor), in blocks of kDepth rows
+  // so that a block's column group stays in cache while the kernel walks B^T's rows.
+  if (m % block != 0) return false;
+  std::vector<float> ct(static_cast<size_t>(n * m));
+  constexpr int64_t kDepth = 256;
+  over_batch(n, flops, [&](int64_t r0, int64_t r1) {
+    for (int64_t k0 = 0; k0 < k; k0 += kDepth) {
+      micro::product_tn(isa, b + k0 * ldb + r0, ldb, a + k0 * lda, lda,
+                        std::min(kDepth, k - k0), r1 - r0, ct.data() + r0 * m, m, m, k0 > 0);
+    }
+  });
+  for (int64_t i = 0; i < m; ++i) {
+    float* ci = c + i * ldc;
+    for (int64_t j = 0; j < n; ++j) ci[j] = (beta != 0.0f ? ci[j] : 0.0f) + ct[j * m + i];
+  }
+  return true;
+}
+
 }  // namespace
 
 void gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (micro_gemm(op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
   if (sgemm_ != nullptr && fits_int(m, n, k, lda, ldb, ldc)) {
     gemm_blas(sgemm_, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   } else {

@@ -207,13 +207,28 @@ inline V positive(V h) {
 // for it.
 
 // out (rows, cols, row stride ldo) = a (rows, depth, row stride lda) @ B + bias, B packed as
-// transposed_panel (or unit_panel) of `cols` columns; bias (cols) may be null.
+// transposed_panel (or unit_panel) of `cols` columns; bias (cols) may be null. With
+// accumulate, out's own values are added.
 inline void product(Isa isa, const Panel& w, const float* a, int64_t lda, int64_t depth,
-                    int64_t rows, const float* bias, float* out, int64_t ldo, int64_t cols) {
+                    int64_t rows, const float* bias, float* out, int64_t ldo, int64_t cols,
+                    bool accumulate = false) {
   if (isa == Isa::Avx512) {
-    avx512::product(w, a, lda, depth, rows, bias, out, ldo, cols);
+    avx512::product(w, a, lda, depth, rows, bias, out, ldo, cols, accumulate);
   } else {
-    avx2::product(w, a, lda, depth, rows, bias, out, ldo, cols);
+    avx2::product(w, a, lda, depth, rows, bias, out, ldo, cols, accumulate);
+  }
+}
+
+// out (rows, cols, row stride ldo) = a^T @ B, a (depth, rows) and B (depth, cols) read in
+// place with row strides lda and ldb (no copy of either): cols must be a multiple of 4
+// vectors (64 floats with AVX-512, 32 with AVX2). With accumulate, out's values are added.
+inline void product_tn(Isa isa, const float* a, int64_t lda, const float* b, int64_t ldb,
+                       int64_t depth, int64_t rows, float* out, int64_t ldo, int64_t cols,
+                       bool accumulate) {
+  if (isa == Isa::Avx512) {
+    avx512::product_tn(a, lda, b, ldb, depth, rows, out, ldo, cols, accumulate);
+  } else {
+    avx2::product_tn(a, lda, b, ldb, depth, rows, out, ldo, cols, accumulate);
   }
 }
 

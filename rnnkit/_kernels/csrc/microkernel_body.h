@@ -3,23 +3,25 @@
 // (V, kLanes, load, fma, sigmoid, ...) and its block sizes kRows4 / kRows3 in scope. Not a
 // header of its own: no include guard, no includes.
 
-  // acc[r][c] = sum_k a[r][k] b[k][c]: R rows of a (stride lda) times one panel group
-  template <int R, int C, typename Epilogue>
+  // acc[r][c] = sum_k a[r][k] b[k][c]: R rows of a (stride lda; with TransposedA, a[r][k] is
+  // a[k * lda + r]) times one panel group, whose k-th C vectors start ldb floats after the
+  // (k-1)-th (packed: right after them)
+  template <int R, int C, typename Epilogue, bool TransposedA = false>
   inline void panel(const float* a, int64_t lda, const float* b, int64_t depth,
-                    const Epilogue& epilogue) {
+                    const Epilogue& epilogue, int64_t ldb = C * kLanes) {
     V acc[R][C];
     #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       #pragma GCC unroll 4
       for (int c = 0; c < C; ++c) acc[r][c] = zero();
     }
-    for (int64_t k = 0; k < depth; ++k, b += C * kLanes) {
+    for (int64_t k = 0; k < depth; ++k, b += ldb) {
       V w[C];
       #pragma GCC unroll 4
       for (int c = 0; c < C; ++c) w[c] = load(b + c * kLanes);
       #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        const V x = set1(a[r * lda + k]);
+        const V x = set1(TransposedA ? a[k * lda + r] : a[r * lda + k]);
         #pragma GCC unroll 4
         for (int c = 0; c < C; ++c) acc[r][c] = fma(x, w[c], acc[r][c]);
       }
@@ -28,24 +30,27 @@
   }
 
   // the block of n rows (1 <= n <= R) as panel<n>
-  template <int R, int C, typename Epilogue>
+  template <int R, int C, typename Epilogue, bool TransposedA = false>
   inline void rows_block(int64_t n, const float* a, int64_t lda, const float* b, int64_t depth,
-                         const Epilogue& epilogue) {
+                         const Epilogue& epilogue, int64_t ldb = C * kLanes) {
     if constexpr (R > 1) {
-      if (n < R) return rows_block<R - 1, C>(n, a, lda, b, depth, epilogue);
+      if (n < R) {
+        return rows_block<R - 1, C, Epilogue, TransposedA>(n, a, lda, b, depth, epilogue, ldb);
+      }
     }
-    panel<R, C>(a, lda, b, depth, epilogue);
+    panel<R, C, Epilogue, TransposedA>(a, lda, b, depth, epilogue, ldb);
   }
 
   // every row block of `rows` rows against panel group g; make(r0) is the block's epilogue
-  template <int R, int C, typename Make>
+  template <int R, int C, typename Make, bool TransposedA = false>
   inline void over_rows(int64_t rows, const float* a, int64_t lda, const float* b,
-                        int64_t depth, const Make& make) {
+                        int64_t depth, const Make& make, int64_t ldb = C * kLanes) {
     const int64_t blocks = (rows + R - 1) / R;
     int64_t r0 = 0;
     for (int64_t i = 0; i < blocks; ++i) {
       const int64_t r1 = rows * (i + 1) / blocks;
-      rows_block<R, C>(r1 - r0, a + r0 * lda, lda, b, depth, make(r0));
+      rows_block<R, C, decltype(make(r0)), TransposedA>(
+          r1 - r0, TransposedA ? a + r0 : a + r0 * lda, lda, b, depth, make(r0), ldb);
       r0 = r1;
     }
   }
@@ -57,11 +62,13 @@
     return load(tmp);
   }
 
-  // ---- a plain product: out (rows, cols) = a @ B + bias (a (cols) row, or null) ----
+  // ---- a plain product: out (rows, cols) = a @ B + bias (a (cols) row, or null), plus out's
+  // own values with accumulate ----
   struct Product {
     const float* bias;
     float* out;
     int64_t ldo, cols, j0;
+    bool accumulate;
     template <int R>
     void apply(V (&acc)[R][4]) const {
       #pragma GCC unroll 4
@@ -71,18 +78,44 @@
         const int n = static_cast<int>(std::min<int64_t>(kLanes, cols - j));
         const V b = bias == nullptr ? zero() : load_n(bias + j, n);
         #pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) store_n(out + r * ldo + j, add(acc[r][c], b), n);
+        for (int r = 0; r < R; ++r) {
+          float* o = out + r * ldo + j;
+          const V v = add(acc[r][c], b);
+          store_n(o, accumulate ? add(v, load_n(o, n)) : v, n);
+        }
       }
     }
   };
 
+  // Tiles of rows, every group for each: a tile of a is read from memory once and stays in
+  // cache for all of B's groups (B, a weight, stays in L2).
   inline void product(const Panel& w, const float* a, int64_t lda, int64_t depth, int64_t rows,
-                      const float* bias, float* out, int64_t ldo, int64_t cols) {
-    for (int64_t g = 0; g < w.groups(); ++g) {
-      const int64_t j0 = g * 4 * kLanes;
-      over_rows<kRows4, 4>(rows, a, lda, w.group(g), depth, [&](int64_t r0) {
-        return Product{bias, out + r0 * ldo, ldo, cols, j0};
-      });
+                      const float* bias, float* out, int64_t ldo, int64_t cols,
+                      bool accumulate) {
+    constexpr int64_t kTile = 16 * kRows4;
+    for (int64_t t0 = 0; t0 < rows; t0 += kTile) {
+      const int64_t n = std::min(kTile, rows - t0);
+      const float* at = a + t0 * lda;
+      float* ot = out + t0 * ldo;
+      for (int64_t g = 0; g < w.groups(); ++g) {
+        const int64_t j0 = g * 4 * kLanes;
+        over_rows<kRows4, 4>(n, at, lda, w.group(g), depth, [&](int64_t r0) {
+          return Product{bias, ot + r0 * ldo, ldo, cols, j0, accumulate};
+        });
+      }
+    }
+  }
+
+  // out (rows, cols) = a^T @ B with a (depth, rows) and B (depth, cols) both read in place,
+  // row strides lda and ldb: cols a multiple of 4 vectors
+  inline void product_tn(const float* a, int64_t lda, const float* b, int64_t ldb,
+                         int64_t depth, int64_t rows, float* out, int64_t ldo, int64_t cols,
+                         bool accumulate) {
+    for (int64_t j0 = 0; j0 < cols; j0 += 4 * kLanes) {
+      auto make = [&](int64_t r0) {
+        return Product{nullptr, out + r0 * ldo, ldo, cols, j0, accumulate};
+      };
+      over_rows<kRows4, 4, decltype(make), true>(rows, a, lda, b + j0, depth, make, ldb);
     }
   }
 
