@@ -273,9 +273,9 @@ def zero_masked(out: Tensor, mask: Tensor) -> Tensor:
 
 
 def _initial(states: tuple[Tensor | None, ...], x: Tensor, w_hh: Tensor) -> tuple[Tensor, ...]:
-    """The initial states with zeros (B, H) for the absent ones: for the paths that are not
-    the operator, whose kernels make their own."""
-    return tuple(x.new_zeros(x.shape[1], w_hh.shape[1]) if s is None else s for s in states)
+    """The initial states with zeros for the absent ones, for the paths that are not the
+    operator (whose kernels make their own)."""
+    return tuple(_composite.initial_state(s, x, w_hh) for s in states)
 
 
 def _padded(out: Tensor, mask: Tensor | None, zero_padding: bool) -> Tensor:

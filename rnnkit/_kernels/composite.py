@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .cells import elman_step, gru_step, lstm_step
 
-__all__ = ["elman", "gru", "lstm", "recurrence_backward"]
+__all__ = ["elman", "gru", "initial_state", "lstm", "recurrence_backward"]
 
 State = tuple[Tensor, ...]
 
@@ -71,8 +71,9 @@ def _placeholder(x: Tensor) -> Tensor:
     return x.new_empty(0)
 
 
-def _initial(state: Tensor | None, x: Tensor, w_hh: Tensor) -> Tensor:
-    """An initial state, zeros (B, H) where the call passed none."""
+def initial_state(state: Tensor | None, x: Tensor, w_hh: Tensor) -> Tensor:
+    """An initial state, zeros (B, H) where the call passed none (also for the paths of
+    :mod:`rnnkit._kernels` that are not the operator)."""
     return x.new_zeros(x.shape[1], w_hh.shape[1]) if state is None else state
 
 
@@ -85,7 +86,7 @@ def elman(x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor
     def step(gi_t: Tensor, state: State) -> tuple[State, tuple[Tensor, ...]]:
         return (elman_step(gi_t, state[0], w_hh, b_hh, act),), ()
 
-    (out,), (h_n,), _ = _run(step, _project(x, w_ih, b_ih), (_initial(h0, x, w_hh),), mask,
+    (out,), (h_n,), _ = _run(step, _project(x, w_ih, b_ih), (initial_state(h0, x, w_hh),), mask,
                              reverse, zero_padding, ())
     return out, h_n
 
@@ -101,7 +102,7 @@ def gru(x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor |
         return (h,), ((gates, hn) if train else ())
 
     widths = (3 * hidden, hidden) if train else ()
-    (out,), (h_n,), saved = _run(step, _project(x, w_ih, b_ih), (_initial(h0, x, w_hh),),
+    (out,), (h_n,), saved = _run(step, _project(x, w_ih, b_ih), (initial_state(h0, x, w_hh),),
                                  mask, reverse, zero_padding, widths)
     if not train:
         return out, h_n, _placeholder(x), _placeholder(x)
@@ -119,7 +120,7 @@ def lstm(x: Tensor, h0: Tensor | None, c0: Tensor | None, w_ih: Tensor, w_hh: Te
         return (h, c), ((gates,) if train else ())
 
     widths = (4 * hidden,) if train else ()
-    states = (_initial(h0, x, w_hh), _initial(c0, x, w_hh))
+    states = (initial_state(h0, x, w_hh), initial_state(c0, x, w_hh))
     (out, *c_all), (h_n, c_n), saved = _run(step, _project(x, w_ih, b_ih), states, mask,
                                             reverse, zero_padding, widths)
     if not train:

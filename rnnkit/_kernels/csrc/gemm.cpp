@@ -138,11 +138,12 @@ bool micro_gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, 
   return true;
 }
 
-}  // namespace
-
-void gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (micro_gemm(op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
+// The BLAS's product (or ATen's where the BLAS lacks the symbol): what gemm() runs when the
+// micro-kernel does not take the call, and what the per-step products of PackedRight fall
+// back to (a step's product must not pack its right factor again on every step).
+void library_gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                  int64_t ldc) {
   if (sgemm_ != nullptr && fits_int(m, n, k, lda, ldb, ldc)) {
     gemm_blas(sgemm_, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   } else {
@@ -150,13 +151,27 @@ void gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, const 
   }
 }
 
-void gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
-          int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+void library_gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, double alpha,
+                  const double* a, int64_t lda, const double* b, int64_t ldb, double beta,
+                  double* c, int64_t ldc) {
   if (dgemm_ != nullptr && fits_int(m, n, k, lda, ldb, ldc)) {
     gemm_blas(dgemm_, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   } else {
     gemm_aten(op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
+}
+
+}  // namespace
+
+void gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (micro_gemm(op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
+  library_gemm(op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+          int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  library_gemm(op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 namespace {
@@ -199,7 +214,7 @@ void PackedRight<T>::multiply(const T* a, int64_t lda, T beta, T* c, int64_t ldc
       return;
     }
   }
-  gemm(Op::N, op_b_, m_, n_, k_, T(1), a, lda, b_, ldb_, beta, c, ldc);
+  library_gemm(Op::N, op_b_, m_, n_, k_, T(1), a, lda, b_, ldb_, beta, c, ldc);
 }
 
 template class PackedRight<float>;

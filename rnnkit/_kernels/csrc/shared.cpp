@@ -10,32 +10,41 @@ namespace rnnkit {
 
 namespace {
 
+// bias + bias2 as one row of n values (either may be undefined; empty when both are).
+template <typename T>
+std::vector<T> bias_row(const Tensor& bias_in, const Tensor& bias2_in, int64_t n) {
+  const Tensor bias = contiguous_or_empty(bias_in), bias2 = contiguous_or_empty(bias2_in);
+  std::vector<T> row;
+  for (const Tensor* b : {&bias, &bias2}) {
+    if (!b->defined()) continue;
+    const T* v = b->data_ptr<T>();
+    if (row.empty()) {
+      row.assign(v, v + n);
+    } else {
+      for (int64_t j = 0; j < n; ++j) row[j] += v[j];
+    }
+  }
+  return row;
+}
+
 // out (rows, width) = x (rows, features) @ w^T + bias + bias2 with the library product: every
-// row starts as the bias (the sum of both when both are given), written by both threads (the
-// first touch of a fresh buffer's pages is a good part of its cost).
+// row starts as the bias row, written by both threads (the first touch of a fresh buffer's
+// pages is a good part of its cost).
 template <typename T>
 void library_product(T* out, const T* x, int64_t rows, int64_t features, const Tensor& w,
-                        const Tensor& bias_in, const Tensor& bias2_in) {
-  const Tensor bias = contiguous_or_empty(bias_in), bias2 = contiguous_or_empty(bias2_in);
+                     const Tensor& bias, const Tensor& bias2) {
   const int64_t width = w.size(0);
-  T beta = 0;
-  const Tensor& one = bias.defined() ? bias : bias2;
-  if (one.defined()) {
-    std::vector<T> row(one.data_ptr<T>(), one.data_ptr<T>() + width);
-    if (bias.defined() && bias2.defined()) {
-      const T* b2 = bias2.data_ptr<T>();
-      for (int64_t j = 0; j < width; ++j) row[j] += b2[j];
-    }
+  const std::vector<T> row = bias_row<T>(bias, bias2, width);
+  if (!row.empty()) {
     at::parallel_for(0, rows, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(width, 1)),
                      [&](int64_t r0, int64_t r1) {
                        for (int64_t r = r0; r < r1; ++r) {
                          std::copy(row.begin(), row.end(), out + r * width);
                        }
                      });
-    beta = 1;
   }
-  gemm(Op::N, Op::T, rows, width, features, T(1), x, features, w.data_ptr<T>(), features, beta,
-       out, width);
+  gemm(Op::N, Op::T, rows, width, features, T(1), x, features, w.data_ptr<T>(), features,
+       row.empty() ? T(0) : T(1), out, width);
 }
 
 }  // namespace
@@ -45,19 +54,8 @@ void library_projection(float* out, const float* x, int64_t rows, int64_t featur
   library_product(out, x, rows, features, w, bias, bias2);
 }
 
-std::vector<float> summed_bias(const Tensor& bias_in, const Tensor& bias2_in, int64_t n) {
-  const Tensor bias = contiguous_or_empty(bias_in), bias2 = contiguous_or_empty(bias2_in);
-  std::vector<float> row;
-  for (const Tensor* b : {&bias, &bias2}) {
-    if (!b->defined()) continue;
-    const float* v = b->data_ptr<float>();
-    if (row.empty()) {
-      row.assign(v, v + n);
-    } else {
-      for (int64_t j = 0; j < n; ++j) row[j] += v[j];
-    }
-  }
-  return row;
+std::vector<float> summed_bias(const Tensor& bias, const Tensor& bias2, int64_t n) {
+  return bias_row<float>(bias, bias2, n);
 }
 
 Tensor project_inputs(const Tensor& x, const Tensor& w, const Tensor& bias,
