@@ -112,18 +112,18 @@ def load_trained(path: Path, device: str | None = None) -> tuple[RunDir, RunConf
     Works in every state of :mod:`.run_state` in which the model exists (with a note on stderr
     when the run is not finished); otherwise one error naming the command that continues it.
     """
-    from .run_state import open_run
+    from .run_state import load_preprocessing, open_run
 
     run, config, status = open_run(path)
     status.require_model()
     note = status.note()
     if note:
         say(note)
+    preprocessing = load_preprocessing(run, config)
     from ..models import load_model
 
     model = load_model(run.model)
     model.to(select_device(device or "cpu"))
-    preprocessing = run.read_json(run.preprocessing)
     return run, config, model, preprocessing
 
 

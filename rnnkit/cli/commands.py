@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from ._common import console, load_trained, print_report, say
-from .config import file_digest
 from .. import _io
 
 __all__ = ["bench", "evaluate", "generate", "predict", "summary"]
@@ -22,8 +21,7 @@ def evaluate(run_dir: Path, device: str | None = None) -> None:
     from .tasks import TASKS
 
     run, config, model, _ = load_trained(run_dir, device)
-    changed = [name for name, digest in config.data_digests.items()
-               if not Path(name).is_file() or file_digest(Path(name)) != digest]
+    changed = config.changed_data()
     if changed:
         raise ValueError(f"the data of this run changed or disappeared since training: "
                          f"{', '.join(changed)}")
@@ -52,7 +50,9 @@ def summary(run_dir: Path) -> None:
             settings.add_row(key, str(value))
     out.print(settings)
     if run.metrics.is_file():
-        metrics = run.read_json(run.metrics)
+        from .run_state import read_metrics
+
+        metrics = read_metrics(run)
         shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
         table = Table(title="Final metrics (metrics.json)", title_justify="left",
                       show_header=False)

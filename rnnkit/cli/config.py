@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .fields import check_int, read_fields
 
 __all__ = ["CELLS", "TASKS", "RunConfig", "file_digest"]
 
@@ -73,10 +73,10 @@ class RunConfig:
             raise ValueError(f"'cell' must be one of {', '.join(CELLS)}, got {self.cell!r}")
         for name, minimum in (("units", 1), ("layers", 1), ("epochs", 1), ("batch_size", 1),
                               ("horizon", 1), ("seed", 0)):
-            _check_int(name, getattr(self, name), minimum)
+            check_int(name, getattr(self, name), minimum)
         for name in ("window", "season", "embedding_dim", "timesteps", "max_chars", "samples"):
             if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), 1)
+                check_int(name, getattr(self, name), 1)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"'dropout' must be in [0, 1), got {self.dropout}")
         if not self.lr > 0:
@@ -98,17 +98,7 @@ class RunConfig:
         if data.get("version") != VERSION:
             raise ValueError(f"{source} has version {data.get('version')!r}; this rnnkit reads "
                              f"version {VERSION}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k not in ("format", "version", "rnnkit")}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{source} has unknown fields: {', '.join(unknown)}")
-        for name, value in values.items():
-            _check_type(name, value, _FIELD_TYPES[name], source)
-        try:
-            return cls(**values)
-        except ValueError as e:  # a value out of range: the check names the field
-            raise ValueError(f"{source}: field {e}") from None
+        return read_fields(cls, data, source, skip=("format", "version", "rnnkit"))
 
     @classmethod
     def load(cls, path: Path) -> RunConfig:
@@ -124,54 +114,17 @@ class RunConfig:
         afterwards is caught instead of silently giving other numbers."""
         return {k: v for k, v in self.to_dict().items() if k not in _MAY_CHANGE}
 
+    def changed_data(self) -> list[str]:
+        """The input files that changed or disappeared since the run started (their digests
+        differ from ``data_digests``)."""
+        return [name for name, digest in self.data_digests.items()
+                if not Path(name).is_file() or file_digest(Path(name)) != digest]
+
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
 
 
 _MAY_CHANGE = ("format", "version", "rnnkit", "epochs", "device")
-_FIELD_TYPES = typing.get_type_hints(RunConfig)
-
-
-def _check_type(name: str, value: Any, expected: Any, source: str) -> None:
-    """One ``ValueError`` naming the field when ``value`` is not of the field's declared type
-    (``int``, ``float``, ``bool``, ``str``, ``X | None``, ``list[str]``, ``dict[str, str]``)."""
-    if not _is_instance(value, expected):
-        raise ValueError(f"{source}: field {name!r} must be {_describe(expected)}, got "
-                         f"{value!r}")
-
-
-def _is_instance(value: Any, expected: Any) -> bool:
-    origin, args = typing.get_origin(expected), typing.get_args(expected)
-    if origin in (typing.Union, types.UnionType):
-        return any(_is_instance(value, arg) for arg in args)
-    if expected is type(None):
-        return value is None
-    if origin is list:
-        return isinstance(value, list) and all(_is_instance(v, args[0]) for v in value)
-    if origin is dict:
-        return isinstance(value, dict) and all(
-            _is_instance(k, args[0]) and _is_instance(v, args[1]) for k, v in value.items())
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, expected)
-
-
-def _describe(expected: Any) -> str:
-    origin, args = typing.get_origin(expected), typing.get_args(expected)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arg) for arg in args)
-    if expected is type(None):
-        return "null"
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
-    if origin is list:
-        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
-    if origin is dict:
-        return "an object of strings"
-    return names.get(expected, getattr(expected, "__name__", str(expected)))
-
-
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's bytes, as hex."""
     digest = hashlib.sha256()
@@ -179,10 +132,3 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name!r} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name!r} must be >= {minimum}, got {value}")

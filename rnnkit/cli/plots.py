@@ -62,9 +62,11 @@ def learning_curves_plot(history: Mapping[str, Sequence[float]], path: Path,
 def forecast_plot(actual: ArrayLike, predicted: ArrayLike, path: Path, *,
                   times: ArrayLike | None = None, history_times: ArrayLike | None = None,
                   history: ArrayLike | None = None, baseline: ArrayLike | None = None,
-                  baseline_label: str = "naive", target: str = "value",
+                  baseline_label: str = "naive", target: str = "value", unit: str = "",
                   title: str = "Forecast vs actual (test split)") -> None:
     """The test split's actual values against the model's forecasts.
+
+    The y axis is labelled ``target`` and, when known, its ``unit``: ``co2 (ppm)``.
 
     ``actual``/``predicted``/``baseline`` are (N,) at ``times`` (dates or step numbers);
     ``history`` (with ``history_times``) draws the end of the series before the test split in
@@ -82,7 +84,7 @@ def forecast_plot(actual: ArrayLike, predicted: ArrayLike, path: Path, *,
     if baseline is not None:
         axis.plot(x, np.asarray(baseline), color="tab:orange", lw=1, ls=":", label=baseline_label)
     axis.plot(x, predicted, color="tab:blue", lw=1.5, ls="--", label="rnnkit forecast")
-    axis.set_ylabel(target)
+    axis.set_ylabel(f"{target} ({unit})" if unit else target)
     axis.set_title(title)
     axis.grid(alpha=0.3)
     axis.legend()

@@ -3,8 +3,9 @@
 Layout (every file is written by rnnkit's one atomic writer, :mod:`rnnkit._io`)::
 
     RUN_DIR/
-      manifest.json          what rnnkit wrote here, the command that started the run and what
-                             it was trained with; written first
+      manifest.json          what rnnkit wrote here (each name added before its file is
+                             written), the command that started the run and what it was
+                             trained with; written first
       run.json               the run's configuration (RunConfig); its presence marks a run
       preprocessing.json     what predict/generate need: scaler, columns, class names, vocabulary
       checkpoint/            the BackupAndRestore state, rewritten after every epoch (resume)
@@ -33,6 +34,7 @@ import io
 import json
 import os
 import secrets
+import shlex
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,17 +43,46 @@ from pathlib import Path
 from typing import Any
 
 from .. import _io
+from .fields import read_fields
 
-__all__ = ["MANIFEST", "RUN_FILE", "RunDir", "RunDirError", "default_run_dir"]
+__all__ = ["MANIFEST", "RUN_FILE", "WRITTEN", "RunDir", "RunDirError", "default_run_dir"]
 
 RUN_FILE = "run.json"
 MANIFEST = "manifest.json"
 _MANIFEST_FORMAT = "rnnkit-run-manifest"
-# What rnnkit train writes in a run of any task (a run made before manifests: all it may hold).
-LAYOUT = (RUN_FILE, "preprocessing.json", "checkpoint", "history.json", "history.csv",
-          "learning_curves.png", "model.rnnkit", "forecast.png", "confusion_matrix.png",
-          "metrics.json", "tensorboard", "gradient_flow.png", "hidden_states.png",
-          "diagnostics.json", "saturation_history.png")
+# What rnnkit train writes in a run of every task; a task's plots, tensorboard/ and what
+# rnnkit diagnose writes are added to the manifest (RunDir.track) only when they are written.
+WRITTEN = (RUN_FILE, "preprocessing.json", "checkpoint", "history.json", "history.csv",
+           "learning_curves.png", "model.rnnkit", "metrics.json")
+# All that a run made before manifests may hold (what --overwrite removes from one).
+LEGACY_LAYOUT = (*WRITTEN, "forecast.png", "confusion_matrix.png", "tensorboard",
+                 "gradient_flow.png", "hidden_states.png", "diagnostics.json",
+                 "saturation_history.png")
+
+
+@dataclass
+class ManifestFile:
+    """``manifest.json``: the schema :meth:`RunDir.manifest` checks (:mod:`rnnkit.cli.fields`)."""
+
+    format: str
+    version: int
+    command: str  # empty when not known
+    trained_with: dict[str, Any]
+    files: list[str]
+
+    def __post_init__(self) -> None:
+        if self.format != _MANIFEST_FORMAT:  # checked first by RunDir.manifest
+            raise ValueError(f"'format' must be {_MANIFEST_FORMAT!r}, got {self.format!r}")
+        if self.version != 1:
+            raise ValueError(f"'version' must be 1 (this rnnkit's manifests), got "
+                             f"{self.version!r}")
+        if self.command and not self.command.startswith("rnnkit train "):
+            raise ValueError(f"'command' must be an rnnkit train command, got "
+                             f"{self.command!r:.60}")
+        odd = [f for f in self.files if not f or "/" in f or "\\" in f or f in (".", "..")]
+        if odd:
+            raise ValueError(f"'files' must hold names of entries of the run folder, got "
+                             f"{odd[0]!r}")
 
 
 class RunDirError(ValueError):
@@ -115,7 +146,7 @@ class RunDir:
     @classmethod
     def create(cls, path: Path, overwrite: bool = False, data_files: Iterable[str] = (),
                command: str = "", trained_with: Mapping[str, Any] | None = None,
-               files: Sequence[str] = LAYOUT) -> RunDir:
+               files: Sequence[str] = WRITTEN) -> RunDir:
         """A run folder at ``path`` holding its new manifest and nothing else of rnnkit's (see
         :meth:`check_new` for what is refused).
 
@@ -159,7 +190,7 @@ class RunDir:
             raise RunDirError(f"RUN_DIR {path} is not a folder")
         run = cls(path)
         if not run.config.is_file():
-            command = run.manifest().get("command") if run.manifest_path.is_file() else None
+            command = run.train_command()
             if command:
                 raise RunDirError(f"RUN_DIR {path} is not a run yet: its rnnkit train stopped "
                                   f"before writing {RUN_FILE}; start it again with: {command}")
@@ -172,17 +203,33 @@ class RunDir:
         return self.path / MANIFEST
 
     def manifest(self) -> dict[str, Any]:
-        """The manifest (for a run made before manifests: one listing :data:`LAYOUT`)."""
+        """The manifest (for a run made before manifests: one listing :data:`LEGACY_LAYOUT`)."""
         if not self.manifest_path.is_file():
             return {"format": _MANIFEST_FORMAT, "version": 1, "command": "",
-                    "trained_with": {}, "files": list(LAYOUT)}
+                    "trained_with": {}, "files": list(LEGACY_LAYOUT)}
         data = self.read_json(self.manifest_path)
-        if (not isinstance(data, dict) or data.get("format") != _MANIFEST_FORMAT
-                or not isinstance(data.get("files"), list)
-                or not all(isinstance(f, str) for f in data["files"])
-                or not isinstance(data.get("trained_with", {}), dict)):
-            raise RunDirError(f"{self.manifest_path} is not an rnnkit run manifest")
+        if isinstance(data, dict) and data.get("format", _MANIFEST_FORMAT) != _MANIFEST_FORMAT:
+            raise RunDirError(f"{self.manifest_path} is not an rnnkit run manifest (field "
+                              f"'format' is {data['format']!r})")
+        try:
+            read_fields(ManifestFile, data, str(self.manifest_path))
+        except ValueError as e:
+            raise RunDirError(str(e)) from None
         return data
+
+    def train_command(self) -> str:
+        """The ``rnnkit train`` command that started this run (from the manifest; "" when not
+        known), writing into this folder: a copied run folder's manifest names the folder it
+        was copied from."""
+        command = self.manifest()["command"] if self.manifest_path.is_file() else ""
+        if not command:
+            return ""
+        words = shlex.split(command)
+        if "--out" in words[:-1]:
+            words[words.index("--out") + 1] = str(self.path)
+        else:
+            words += ["--out", str(self.path)]
+        return shlex.join(words)
 
     def _write_manifest(self, data: Mapping[str, Any]) -> None:
         _io.write_json(self.manifest_path, dict(data))

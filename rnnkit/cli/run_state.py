@@ -33,12 +33,14 @@ everything: a finished run is never retrained from scratch or overwritten by a r
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from .config import RunConfig
+from .fields import check_int, read_fields
 from .run_dir import RunDir, RunDirError
 
 __all__ = ["State", "Status", "inspect", "resume_command"]
@@ -66,12 +68,25 @@ class Status:
     done: int
     epochs: int
     has_model: bool
+    data_changed: tuple[str, ...] = ()  # input files that changed since the run started
+
+    def _cannot_resume(self) -> str | None:
+        """Why --resume would refuse this run, with the command that works instead."""
+        if not self.data_changed:
+            return None
+        return (f"its data changed since it started ({', '.join(self.data_changed)}), so "
+                f"--resume would not reproduce it; train it again on the new data with: "
+                f"{retrain_command(self.run)}")
 
     def require_model(self) -> None:
         """A RunDirError naming the command that continues the run, unless its model exists."""
         if self.has_model:
             return
         run, command = self.run, resume_command(self.run)
+        if self.state is not State.STRANDED and self._cannot_resume():
+            raise RunDirError(f"RUN_DIR {run.path} has no trained model ({run.model.name}) "
+                              f"after {self.done} of {self.epochs} epochs, and "
+                              f"{self._cannot_resume()}")
         if self.state is State.TRAINED:
             raise RunDirError(f"RUN_DIR {run.path} finished training ({self.done} of "
                               f"{self.epochs} epochs) but its model was not written; write it "
@@ -91,21 +106,49 @@ class Status:
         if self.state is State.STRANDED:
             return (f"note: {self.run.path} did not finish and its checkpoint/ is gone: this is "
                     "the model it had when it stopped")
+        if self._cannot_resume():
+            return (f"note: {self.run.path} is not finished ({self.done} of {self.epochs} "
+                    f"epochs trained) and {self._cannot_resume()}")
         return (f"note: {self.run.path} is not finished ({self.done} of {self.epochs} epochs "
                 f"trained); continue it with: {resume_command(self.run)}")
 
 
 def retrain_command(run: RunDir) -> str:
-    command = run.manifest().get("command") if run.manifest_path.is_file() else ""
+    """The command that trains this run again from scratch, in this folder."""
+    command = run.train_command()
     return f"{command} --overwrite" if command else f"rnnkit train ... --out {run.path} --overwrite"
 
 
-def _metrics_epochs(run: RunDir) -> int | None:
-    if not run.metrics.is_file():
-        return None
+@dataclass
+class MetricsFile:
+    """What ``metrics.json`` must hold besides the task's own metrics (which are shown, never
+    computed with): the epochs trained, the last epoch's logs and the training time."""
+
+    epochs: int
+    final: dict[str, float]
+    train_seconds_this_session: float
+
+    def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, 1)
+        if not self.train_seconds_this_session >= 0:
+            raise ValueError(f"'train_seconds_this_session' must be >= 0, got "
+                             f"{self.train_seconds_this_session}")
+
+
+def read_metrics(run: RunDir) -> dict[str, Any]:
+    """``metrics.json``, checked (one error naming the field)."""
     data: Any = run.read_json(run.metrics)
-    epochs = data.get("epochs") if isinstance(data, dict) else None
-    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+    own = {f.name for f in dataclasses.fields(MetricsFile)}
+    others = tuple(k for k in data if k not in own) if isinstance(data, dict) else ()
+    try:
+        read_fields(MetricsFile, data, str(run.metrics), skip=others)
+    except ValueError as e:
+        raise RunDirError(str(e)) from None
+    return data
+
+
+def _metrics_epochs(run: RunDir) -> int | None:
+    return read_metrics(run)["epochs"] if run.metrics.is_file() else None
 
 
 def inspect(run: RunDir, config: RunConfig) -> Status:
@@ -122,14 +165,16 @@ def inspect(run: RunDir, config: RunConfig) -> Status:
     n = config.epochs
     if finished_epochs == n and has_model and (not has_checkpoint or done == n):
         return Status(run, State.FINISHED, n, n, True)
+    changed = tuple(config.changed_data())
     if has_checkpoint:
         if done > n:
             raise RunDirError(f"{run.config}: field 'epochs' is {n}, but the checkpoint has "
                               f"{done} completed epochs; run.json was edited")
-        return Status(run, State.TRAINED if done == n else State.TRAINING, done, n, has_model)
+        return Status(run, State.TRAINED if done == n else State.TRAINING, done, n, has_model,
+                      changed)
     if has_model or finished_epochs is not None:
         return Status(run, State.STRANDED, finished_epochs or 0, n, has_model)
-    return Status(run, State.STARTED, 0, n, False)
+    return Status(run, State.STARTED, 0, n, False, changed)
 
 
 def load_config(run: RunDir) -> RunConfig:
@@ -152,6 +197,29 @@ def load_config(run: RunDir) -> RunConfig:
                 f"with {value!r} ({run.manifest_path.name}); restore it, or train a new run "
                 "with the new setting")
     return config
+
+
+def load_preprocessing(run: RunDir, config: RunConfig) -> dict[str, Any]:
+    """``preprocessing.json`` read and checked on every read, like run.json: the task's schema
+    (:attr:`~rnnkit.cli.tasks.Task.preprocessing_file`, one error naming the field), and the
+    settings it shares with run.json agreeing with it."""
+    from dataclasses import asdict
+
+    from .fields import read_fields
+    from .tasks import TASKS
+
+    data = run.read_json(run.preprocessing)
+    try:
+        checked = asdict(read_fields(TASKS[config.task].preprocessing_file, data,
+                                     str(run.preprocessing)))
+    except ValueError as e:
+        raise RunDirError(str(e)) from None
+    for name in ("window", "horizon"):
+        if name in checked and checked[name] != getattr(config, name):
+            raise RunDirError(f"{run.preprocessing}: field {name!r} is {checked[name]!r}, but "
+                              f"{run.config.name} says {getattr(config, name)!r}; the files "
+                              "were edited")
+    return checked
 
 
 def open_run(path: Any) -> tuple[RunDir, RunConfig, Status]:

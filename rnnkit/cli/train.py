@@ -26,7 +26,7 @@ from .. import _faults
 from ..training.callbacks import Callback
 from ._common import EXIT_INTERRUPTED, Fail, console, say, seed_everything, select_device
 from .config import RunConfig, file_digest
-from .run_dir import LAYOUT, RunDir, default_run_dir
+from .run_dir import WRITTEN, RunDir, default_run_dir
 from .tasks import TASKS, Task
 
 __all__ = ["TrainOptions", "train"]
@@ -130,11 +130,13 @@ def _open_for_resume(options: TrainOptions) -> tuple[RunDir, RunConfig, Task, in
     run = RunDir.open(options.resume)
     config = load_config(run)
     task = TASKS[config.task]
-    changed = [name for name, digest in config.data_digests.items()
-               if not Path(name).is_file() or file_digest(Path(name)) != digest]
+    changed = config.changed_data()
     if changed:
+        from .run_state import retrain_command
+
         raise ValueError(f"the data of this run changed or disappeared since it started: "
-                         f"{', '.join(changed)}; resuming would not reproduce the run")
+                         f"{', '.join(changed)}; resuming would not reproduce the run. Train "
+                         f"it again on the new data with: {retrain_command(run)}")
     status = inspect(run, config)
     if options.epochs is not None:
         config = config.replace(epochs=options.epochs)
@@ -204,7 +206,7 @@ def train(options: TrainOptions) -> RunDir:
     if options.resume is None:
         run = RunDir.create(out, options.overwrite, task.data_files(config),
                             command=_command(options, out), trained_with=config.trained_with(),
-                            files=(*LAYOUT, *task.plots))
+                            files=(*WRITTEN, *(["tensorboard"] if options.tensorboard else [])))
         run.write_json(run.config, config.to_dict())
         run.write_json(run.preprocessing, data.preprocessing)
         say(f"Run folder: {run.path}")
@@ -227,6 +229,7 @@ def train(options: TrainOptions) -> RunDir:
     backup = BackupAndRestore(run.checkpoint, delete_checkpoint=False)
     callbacks: list[Any] = [backup, FaultPoints()]
     if options.tensorboard:
+        run.track(run.tensorboard.name)  # --resume may add it
         callbacks.append(TensorBoardLogger(run.tensorboard))
     began = time.perf_counter()
     try:
@@ -269,8 +272,8 @@ def _write_results(run: RunDir, task: Task, config: RunConfig, data: Any, model:
     learning_curves_plot(history, run.plot("learning_curves"),
                          title=f"{task.name}: {config.cell.upper()} learning curves")
     model.save(run.model)
+    run.track(*task.plots)  # before they are written: --overwrite then knows they are rnnkit's
     report = task.evaluate(model, config, data, run.path)
-    run.track(*(Path(p).name for p in report.plots))
     epochs_done = len(history.get("loss", []))
     run.write_json(run.metrics, {**report.metrics, "epochs": epochs_done,
                                  "final": {k: v[-1] for k, v in history.items() if v},

@@ -74,6 +74,11 @@ POINTS = [
 CONTINUE = re.compile(r"with: (rnnkit train .+?)\s*$")
 
 
+def suggested(output: str) -> set[str]:
+    """Every command a message in ``output`` tells the user to run."""
+    return {m.group(1) for line in output.splitlines() if (m := CONTINUE.search(line))}
+
+
 @pytest.fixture(autouse=True)
 def _no_extension(monkeypatch: pytest.MonkeyPatch) -> None:
     """The commands run in this process too: no wait for the compiled kernels' build."""
@@ -223,6 +228,7 @@ def test_a_run_killed_at_any_point_continues_to_the_same_weights(
     finished_already = False
     for args in (["predict", run], ["evaluate", run], ["summary", run]):
         code, stdout, stderr = cli(*args)
+        named |= suggested(stderr) if code == 0 else set()  # a note's command is run too
         if code != 0:
             assert code == 1 and stderr.startswith("error: "), (args, code, stderr)
             assert len(stderr.strip().splitlines()) == 1, stderr
@@ -308,7 +314,10 @@ def test_after_ctrl_c_the_progress_line_ends_with_a_newline(series: Path, tmp_pa
                *train_args(series, tmp_path / "run")[2:]]  # without --quiet
     process = subprocess.Popen(command, stdout=follower, stderr=subprocess.PIPE,
                                env={**os.environ, **ENV, "RNNKIT_FAULT": "batch:2:2=INT",
-                                    "COLUMNS": "100"})
+                                    "COLUMNS": "100"},
+                               # SIGINT back to its default: a test run in the background
+                               # ignores SIGINT, and the child would inherit that
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(follower)
     output = b""
     while True:
@@ -324,3 +333,65 @@ def test_after_ctrl_c_the_progress_line_ends_with_a_newline(series: Path, tmp_pa
     assert process.returncode == 130, stderr
     assert b"Interrupted: kept the 1 completed epoch(s)" in stderr
     assert output.rstrip(b" ").endswith((b"\n", b"\r\n")), output[-200:]
+
+
+@pytest.mark.parametrize("how", ["KILL", "INT"])
+def test_after_the_data_changed_the_messages_name_a_command_that_works(
+        how: str, spawn: Spawn, series: Path, tmp_path: Path) -> None:
+    """A run stopped in its second epoch, then its CSV edited: --resume refuses (it would not
+    reproduce the run), so no message may suggest it; the one they suggest works."""
+    data = tmp_path / "series.csv"
+    data.write_bytes(series.read_bytes())
+    run = tmp_path / "run"
+    code, log = spawn(train_args(data, run), fault=f"batch:2:3={how}")
+    assert code == (-signal.SIGKILL if how == "KILL" else 130), log
+    data.write_text(data.read_text() + "0.5\n")
+    named: set[str] = set()
+    for args in (["predict", run], ["evaluate", run], ["summary", run]):
+        code, _, stderr = cli(*args)
+        assert code == 0 or len(stderr.strip().splitlines()) == 1, stderr
+        named |= suggested(stderr)
+    code, log = spawn(["train", "--quiet", "--resume", run])
+    assert code == 1 and "data of this run changed" in log, log
+    named |= suggested(log)
+    assert len(named) == 1, named
+    (command,) = named
+    assert "--resume" not in command and f"--out {run}" in command, command
+    code, log = spawn(shlex.split(command)[1:])
+    assert code == 0, (command, log)
+    code, _, stderr = cli("predict", run)
+    assert code == 0 and "note:" not in stderr, stderr
+
+
+@pytest.mark.parametrize("point", ["write:run.json:partial", "batch:2:3"])
+def test_a_copied_run_folder_names_commands_for_the_copy(
+        point: str, spawn: Spawn, series: Path, tmp_path: Path) -> None:
+    """A stopped run's folder copied elsewhere: the commands its messages name write the copy,
+    never the original folder (whose absolute path the manifest holds), and they work."""
+    import shutil
+
+    original, copy = tmp_path / "original", tmp_path / "elsewhere" / "copy"
+    code, log = spawn(train_args(series, original), fault=f"{point}=KILL")
+    assert code == -signal.SIGKILL, log
+    shutil.copytree(original, copy)
+    before = sorted((p.relative_to(original), p.stat().st_mtime_ns) for p in original.rglob("*"))
+    named: set[str] = set()
+    for args in (["predict", copy], ["summary", copy]):
+        code, _, stderr = cli(*args)
+        assert code == 1, stderr
+        named |= suggested(stderr)
+    code, log = spawn(["train", "--quiet", "--resume", copy])
+    assert code in (0, 1), log
+    if code == 0:  # the command the messages named was this one, and it worked
+        named.add(f"rnnkit train --resume {shlex.quote(str(copy))}")
+    named |= suggested(log)
+    assert len(named) == 1, named
+    (command,) = named
+    assert str(original) not in command, command
+    if code:
+        code, log = spawn(shlex.split(command)[1:])
+        assert code == 0, (command, log)
+    code, _, stderr = cli("predict", copy)
+    assert code == 0 and "note:" not in stderr, stderr
+    after = sorted((p.relative_to(original), p.stat().st_mtime_ns) for p in original.rglob("*"))
+    assert after == before  # the original folder was not touched

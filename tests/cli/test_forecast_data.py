@@ -131,3 +131,17 @@ def test_dates_out_of_order(tmp_path):
     with pytest.raises(ValueError, match="increasing time order.*row 4"):
         prepare(write_series(tmp_path, np.arange(33.0), dates=dates), window=3,
                 date_column="date")
+
+
+def test_the_forecast_plot_labels_its_axis_with_the_unit(monkeypatch, tmp_path):
+    """The CO2 series is in ppm: the plot's y axis says so; a CSV's unknown unit is left out."""
+    from rnnkit.cli import plots
+    from rnnkit.cli.tasks.forecast import load_series
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path: figures.append(figure))
+    series = load_series(RunConfig(task="forecast"))
+    assert series.unit == "ppm"
+    for unit, label in ((series.unit, "co2 (ppm)"), ("", "co2")):
+        plots.forecast_plot([1.0, 2.0], [1.5, 2.5], tmp_path / "f.png", target="co2", unit=unit)
+        assert figures[-1].axes[0].get_ylabel() == label

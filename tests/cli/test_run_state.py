@@ -170,14 +170,16 @@ def test_overwrite_removes_only_what_rnnkit_wrote(finished: Path, series: Path) 
     (finished / "notes.txt").write_text("mine")
     (finished / "plots").mkdir()
     (finished / "plots" / "figure.png").write_bytes(b"mine too")
-    (finished / "tensorboard").mkdir()  # a folder rnnkit writes (with --tensorboard)
+    (finished / "tensorboard").mkdir()  # a name rnnkit writes with --tensorboard, not here
+    (finished / "confusion_matrix.png").write_bytes(b"mine")  # another task's plot name
     one_error(("train", "--quiet", "--csv", series, "--target", "value", "--out", finished),
               "already holds a run", "--overwrite")
     code, _, stderr = train(series, finished, "--overwrite", "--epochs", 1)
     assert code == 0, stderr
     assert (finished / "notes.txt").read_text() == "mine"
     assert (finished / "plots" / "figure.png").read_bytes() == b"mine too"
-    assert not (finished / "tensorboard").exists()
+    assert (finished / "tensorboard").is_dir()
+    assert (finished / "confusion_matrix.png").read_bytes() == b"mine"
     assert json.loads((finished / "metrics.json").read_text())["epochs"] == 1
     assert "notes.txt" not in json.loads((finished / "manifest.json").read_text())["files"]
 

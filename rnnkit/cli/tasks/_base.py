@@ -61,6 +61,7 @@ class Task:
     datasets: tuple[str, ...] = ()  # built-in datasets, the first is the default
     defaults: dict[str, Any] = {}   # RunConfig values used when the user gives none
     plots: tuple[str, ...] = ()     # files evaluate(plot_dir=...) writes (a run's manifest lists them)
+    preprocessing_file: type = object  # the dataclass of its preprocessing.json (rnnkit.cli.fields)
 
     def data_files(self, config: RunConfig) -> list[str]:
         """The input files the run reads (their digests guard --resume)."""

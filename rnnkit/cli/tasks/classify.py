@@ -14,6 +14,7 @@ most frequent training class.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..config import RunConfig
+from ..fields import check_int, check_number
 from ..table import read_csv
 from ._base import Prepared, Report, Task, recurrent_stack, split_counts
 
@@ -90,8 +92,47 @@ def _load_npy(path: Path, option: str) -> NDArray[Any]:
         raise ValueError(f"{option}: {path} is not a NumPy .npy file ({e})") from None
 
 
+@dataclass
+class ScalerFile:
+    """``preprocessing.json``'s ``scaler`` (:meth:`rnnkit.data.StandardScaler.to_dict`, one
+    mean and scale per feature)."""
+
+    mean: list[float]
+    scale: list[float]
+
+    def __post_init__(self) -> None:
+        check_number("mean", self.mean)
+        check_number("scale", self.scale, positive=True, length=len(self.mean))
+
+
+@dataclass
+class ClassifyPreprocessing:
+    """A classify run's ``preprocessing.json``: the class names (in the model's output order),
+    the sequences' shape, the feature columns of a --csv run and the fitted scaler."""
+
+    task: str
+    classes: list[str]
+    timesteps: int
+    features: int
+    csv_features: list[str] | None
+    scaler: ScalerFile
+
+    def __post_init__(self) -> None:
+        if self.task != "classify":
+            raise ValueError(f"'task' must be 'classify' (the run's task), got {self.task!r}")
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"'classes' must hold at least 2 distinct names, got "
+                             f"{self.classes!r}")
+        check_int("timesteps", self.timesteps, 1)
+        check_int("features", self.features, 1)
+        if len(self.scaler.mean) != self.features:
+            raise ValueError(f"'scaler.mean' must hold one number per feature "
+                             f"({self.features}), got {len(self.scaler.mean)}")
+
+
 class ClassifyTask(Task):
     name = "classify"
+    preprocessing_file = ClassifyPreprocessing
     datasets = ("digits",)
     plots = ("confusion_matrix.png",)
     defaults = {"units": 64, "epochs": 15, "batch_size": 32, "lr": 3e-3}

@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..config import RunConfig
+from ..fields import check_int, check_number
 from ..table import read_csv
 from ._base import Prepared, Report, Task, recurrent_stack
 
@@ -61,6 +62,7 @@ class Series:
     times: NDArray[Any]  # (T,) datetime64, or row numbers when there are no dates
     season: int | None
     source: str
+    unit: str = ""  # of the target, when known (the built-in series'); "" otherwise
 
 
 def load_series(config: RunConfig) -> Series:
@@ -74,7 +76,7 @@ def load_series(config: RunConfig) -> Series:
     info = _BUILTIN[name]
     season = config.season if config.season is not None else info["season"]
     return Series(loaded.values.reshape(-1, 1), [info["target"]], loaded.dates, season,
-                  f"built-in dataset {name}")
+                  f"built-in dataset {name}", info["unit"])
 
 
 def _csv_series(config: RunConfig) -> Series:
@@ -178,6 +180,50 @@ class WindowScaling:
                    np.asarray(data["scale"], dtype=np.float64))
 
 
+@dataclass
+class ScalingFile:
+    """``preprocessing.json``'s ``scaling`` (:meth:`WindowScaling.to_dict`)."""
+
+    relative: bool
+    mean: list[float]
+    scale: list[float]
+
+    def __post_init__(self) -> None:
+        check_number("mean", self.mean)
+        check_number("scale", self.scale, positive=True, length=len(self.mean))
+
+
+@dataclass
+class ForecastPreprocessing:
+    """A forecast run's ``preprocessing.json``: what ``predict`` needs to cut and scale
+    windows of new data the way training did."""
+
+    task: str
+    columns: list[str]  # the target first, then the --features
+    target: str
+    window: int
+    horizon: int
+    season: int | None
+    date_column: str | None
+    scaling: ScalingFile
+
+    def __post_init__(self) -> None:
+        if self.task != "forecast":
+            raise ValueError(f"'task' must be 'forecast' (the run's task), got {self.task!r}")
+        if not self.columns:
+            raise ValueError("'columns' must name at least the target column, got []")
+        if self.target != self.columns[0]:
+            raise ValueError(f"'target' must be the first of 'columns' "
+                             f"({self.columns[0]!r}), got {self.target!r}")
+        check_int("window", self.window, 1)
+        check_int("horizon", self.horizon, 1)
+        if self.season is not None:
+            check_int("season", self.season, 1)
+        if len(self.scaling.mean) != len(self.columns):
+            raise ValueError(f"'scaling.mean' must hold one number per column "
+                             f"({len(self.columns)}), got {len(self.scaling.mean)}")
+
+
 def raw_windows(series: Series, window: int, horizon: int, source: str
                 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """All windows of ``series``: X (N, window, F) and the target's next values Y (N, horizon)."""
@@ -192,6 +238,7 @@ def raw_windows(series: Series, window: int, horizon: int, source: str
 
 class ForecastTask(Task):
     name = "forecast"
+    preprocessing_file = ForecastPreprocessing
     datasets = tuple(_BUILTIN)
     plots = ("forecast.png",)
     defaults = {"units": 32, "epochs": 40, "batch_size": 32, "lr": 3e-3, "window": 24}
@@ -309,7 +356,7 @@ class ForecastTask(Task):
                 history=series.values[context, 0], history_times=series.times[context],
                 baseline=baseline[:, 0],
                 baseline_label="seasonal naive" if seasonal is not None else "naive",
-                target=series.columns[0],
+                target=series.columns[0], unit=series.unit,
                 title=f"{series.columns[0]}: {step} forecasts on the test split "
                       f"(MAE {results['model']['mae']:.3g} vs {best.replace('_', '-')} "
                       f"{results[best]['mae']:.3g})")

@@ -19,6 +19,7 @@ character frequencies, add-one smoothed) scored on the same test characters.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..config import RunConfig
+from ..fields import check_int
 from ._base import Prepared, Report, Task, recurrent_stack, split_counts
 
 __all__ = ["TextTask", "load_text"]
@@ -59,8 +61,56 @@ def load_text(config: RunConfig) -> tuple[str, str]:
     return text, source
 
 
+@dataclass
+class VocabularyFile:
+    """``preprocessing.json``'s ``vocabulary`` (:meth:`rnnkit.data.Vocabulary.to_dict`)."""
+
+    format: str
+    version: int
+    level: str
+    pad_token: str
+    oov_token: str | None
+    tokens: list[str]
+
+    def __post_init__(self) -> None:
+        from ...data import Vocabulary
+
+        blank = Vocabulary([]).to_dict()
+        for name in ("format", "version"):
+            if getattr(self, name) != blank[name]:
+                raise ValueError(f"{name!r} must be {blank[name]!r}, got {getattr(self, name)!r}")
+        if self.level != "char":
+            raise ValueError(f"'level' must be 'char' (a character model), got {self.level!r}")
+        if not self.pad_token or self.oov_token == "":
+            raise ValueError(f"'pad_token' must be a non-empty string, got {self.pad_token!r}")
+        reserved = [self.pad_token, *([self.oov_token] if self.oov_token else [])]
+        if self.tokens[:len(reserved)] != reserved or len(self.tokens) <= len(reserved):
+            raise ValueError(f"'tokens' must be the reserved tokens {reserved} and then at least "
+                             f"one character, got {self.tokens!r:.60}")
+        if len(set(self.tokens)) != len(self.tokens) or any(
+                len(t) != 1 for t in self.tokens[len(reserved):]):
+            raise ValueError("'tokens' must be distinct single characters after the reserved "
+                             "tokens")
+
+
+@dataclass
+class TextPreprocessing:
+    """A text run's ``preprocessing.json``: the training window and the character vocabulary
+    (token i is the model's output i)."""
+
+    task: str
+    window: int
+    vocabulary: VocabularyFile
+
+    def __post_init__(self) -> None:
+        if self.task != "text":
+            raise ValueError(f"'task' must be 'text' (the run's task), got {self.task!r}")
+        check_int("window", self.window, 1)
+
+
 class TextTask(Task):
     name = "text"
+    preprocessing_file = TextPreprocessing
     datasets = ("stdlib",)
     defaults = {"units": 128, "epochs": 5, "batch_size": 32, "lr": 3e-3, "window": 64,
                 "embedding_dim": 32}
