@@ -277,17 +277,29 @@ def translate(
     beam: Annotated[int, Opt(min=1, help="beam search width (1 = greedy)")] = 1,
     device: DeviceOpt = None,
 ) -> None:
-    """Translate text with a --task translate run (greedy, or beam search with --beam N)."""
-    from ._common import load_trained
+    """Translate text with a --task translate run (greedy, or beam search with --beam N).
+
+    Each TEXT gets its line(s) on stdout; a TEXT that cannot be translated (a character the
+    model never saw) gets an ``error:`` line on stderr naming it, the others are still
+    translated, and the exit code is 1."""
+    from ._common import load_trained, say
     from .tasks.translate import translate as run_translate
 
     _, _, model, preprocessing = load_trained(run_dir, device)
-    for text, results in zip(texts, run_translate(model, preprocessing, list(texts), beam)):
-        for rank, (translation, score) in enumerate(results):
-            shown = f"{text}\t{translation}"
+    failed = 0
+    for number, item in enumerate(run_translate(model, preprocessing, list(texts), beam), 1):
+        if item.warning:
+            say(f"warning: input {number} ({item.source[:40]!r}): {item.warning}")
+        if item.error:
+            print(f"error: input {number} ({item.source[:40]!r}): {item.error}", file=sys.stderr)
+            failed += 1
+        for rank, (translation, score) in enumerate(item.results):
+            shown = f"{item.source}\t{translation}"
             if score is not None:
                 shown += f"\t{rank + 1}\t{score:.4f}"
             print(shown)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -48,22 +48,26 @@ def diagnose(run_dir: Path, samples: int = 64, device: str | None = None) -> lis
     if samples < 1:
         raise ValueError(f"--samples must be at least 1, got {samples}")
     run, config, model, _ = load_trained(run_dir, device)
-    run.track(*WRITES)  # before writing: --overwrite then knows these are rnnkit's
+    history_path = run.path / HISTORY_FILE
+    # before writing: --overwrite then knows these are rnnkit's
+    run.track(*WRITES[:3], *(WRITES[3:] if history_path.is_file() else ()))
     seed_everything(config.seed)
     task = TASKS[config.task]
     data = task.prepare(config)
     model.compile(**task.compile_args(config, data))
     x, y = data.x_val, data.y_val
-    if len(x) == 0:
+    if len(y) == 0:
         x, y = data.x_test, data.y_test
-    result = trace(model, x[:samples], y[:samples])
+    # a model with several inputs (translate: source and target) takes a list of arrays
+    x = [part[:samples] for part in x] if isinstance(x, list) else x[:samples]
+    y = y[:samples]
+    result = trace(model, x, y)
     matrices = recurrent_matrices(model)
     gradient_flow_plot(result.gradient_flow(), run.plot("gradient_flow"),
                        title=f"Gradient flow through time ({run.path.name})")
     hidden_states_plot(result.layers[0], run.plot("hidden_states"))
     run.write_json(run.path / "diagnostics.json", summarize(result, model))
     written = [run.plot("gradient_flow"), run.plot("hidden_states"), run.path / "diagnostics.json"]
-    history_path = run.path / HISTORY_FILE
     if history_path.is_file():
         history = run.read_json(history_path)
         if not isinstance(history, list) or not history:
@@ -72,7 +76,7 @@ def diagnose(run_dir: Path, samples: int = 64, device: str | None = None) -> lis
         written.append(run.plot("saturation_history"))
     lines = explain(result, matrices)
     out = console()
-    out.print(f"Diagnosis of {run.path} ({len(x[:samples])} validation sequences of "
+    out.print(f"Diagnosis of {run.path} ({len(y)} validation sequences of "
               f"{result.layers[0].steps} steps, loss {result.loss:.4g}):", markup=False)
     for line in lines:
         out.print(f"  - {line}", markup=False)

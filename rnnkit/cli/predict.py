@@ -38,8 +38,10 @@ def predict_rows(config: RunConfig, model: Any, preprocessing: dict[str, Any],
     if task == "classify":
         return _classify(config, model, preprocessing, csv_path, npy_path)
     if task == "text":
-        raise ValueError("this is a text run: sample from it with rnnkit generate RUN_DIR")
-    raise ValueError(f"preprocessing.json names an unknown task {task!r}")
+        raise ValueError("this is a text run: predict has no view of it (it writes forecasts "
+                         "or classes); sample from it with rnnkit generate RUN_DIR")
+    raise ValueError(f"this is a {task} run: predict has no view of it (it writes forecasts or "
+                     "classes); translate text with rnnkit translate RUN_DIR TEXT...")
 
 
 def _forecast(config: RunConfig, model: Any, pre: dict[str, Any], csv_path: Path | None,

@@ -246,7 +246,12 @@ def _resolve_loss(model: Any, loss: Any, y: Tensor, y_pred: Tensor) -> losses_mo
     return resolved
 
 
-def _as_input(x: Any, device: torch.device) -> Tensor:
+def _as_input(x: Any, device: torch.device) -> Any:
+    """``x`` as a tensor on ``device``; a list or tuple of arrays (the inputs of a model with
+    several inputs) as a list of them."""
+    if isinstance(x, (list, tuple)) and x and all(
+            isinstance(v, (Tensor, np.ndarray)) for v in x):
+        return [_as_input(v, device) for v in x]
     tensor = x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
     return tensor.to(device)
 
@@ -277,7 +282,8 @@ def trace(
     Args:
         model: a ``Sequential`` or any ``torch.nn.Module`` built from rnnkit.layers recurrent
             layers (``SimpleRNN``, ``GRU``, ``LSTM``, ``RNN``, ``Bidirectional``).
-        x: inputs (B, T, ...) as the model takes them.
+        x: inputs (B, T, ...) as the model takes them (a list of arrays for a model with
+            several inputs).
         y: targets; without them only the forward pass is recorded (no gradients).
         loss: the loss to differentiate (a name, ``rnnkit.losses`` object or function); default
             the model's compiled loss.

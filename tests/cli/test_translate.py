@@ -71,7 +71,7 @@ def test_beam_of_one_is_greedy(trained):
     prep = json.loads((out / "preprocessing.json").read_text(encoding="utf-8"))
     sources = ["7 June 1999", "1999년 6월 7일", "07/06/1999"]
     greedy = greedy_decode(model, prep, sources)
-    assert [beam_decode(model, prep, s, 1)[0][0] for s in sources] == greedy
+    assert [ranked[0][0] for ranked in beam_decode(model, prep, sources, 1)] == greedy
 
 
 def test_tsv_pairs(tmp_path):

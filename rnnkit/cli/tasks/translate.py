@@ -16,8 +16,10 @@ trained with teacher forcing (sparse cross-entropy on logits, masked past each t
 weight), concatenated to the decoder's output before the Dense layer.
 
 Decoding (``evaluate`` and ``rnnkit translate``): greedy, or beam search (``--beam N``: keep the
-N prefixes of highest summed log-probability; a finished one stops), both by running the
-trained model on the growing target prefix, so the decoder is the trained one exactly.
+N prefixes of highest summed log-probability; a finished one stops), both with the trained
+layers run one decoder step per output character, the decoder's state carried between steps
+(:class:`StepDecoder`), every source (and every beam) of a call in one batch. Targets are at
+most ``MAX_TARGET`` characters, so decoding is bounded.
 Metrics on the test pairs: exact match (the whole target right) and character accuracy
 (positions of the reference), next to the trivial baseline that always answers the most
 common training target.
@@ -26,20 +28,26 @@ common training target.
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..config import RunConfig
+from ..fields import check_int
 from ._base import Prepared, Report, Task, split_counts
 
-__all__ = ["TranslateTask", "greedy_decode", "beam_decode", "load_pairs"]
+__all__ = ["StepDecoder", "Translation", "TranslateTask", "beam_decode", "greedy_decode",
+           "load_pairs", "translate"]
 
 FRACTIONS = (0.8, 0.1, 0.1)
 DEFAULT_SAMPLES = 6000
 PAD, START, END = 0, 1, 2
 MAX_SOURCE = 200  # characters: longer sources are refused rather than silently cut
+# characters: decoding takes one decoder step per target character (and the end token), so a
+# target length bounds the work of every translation
+MAX_TARGET = 200
 
 
 def load_pairs(config: RunConfig) -> tuple[list[tuple[str, str]], str]:
@@ -71,10 +79,42 @@ def load_pairs(config: RunConfig) -> tuple[list[tuple[str, str]], str]:
     if len(pairs) < 10:
         raise ValueError(f"{source} has {len(pairs)} pairs: at least 10 are needed for "
                          "train/validation/test")
-    longest = max(len(s) for s, _ in pairs)
-    if longest > MAX_SOURCE:
-        raise ValueError(f"{source}: a source has {longest} characters; at most {MAX_SOURCE}")
+    for what, limit, side in (("source", MAX_SOURCE, 0), ("target", MAX_TARGET, 1)):
+        lengths = [len(pair[side]) for pair in pairs]
+        longest = max(lengths)
+        if longest > limit:
+            where = f"pair {lengths.index(longest) + 1}"
+            raise ValueError(f"{source}: the {what} of {where} has {longest:,} characters; "
+                             f"--task translate takes {what}s of at most {limit} characters")
     return pairs, source
+
+
+def _check_chars(name: str, chars: list[str]) -> None:
+    if not chars:
+        raise ValueError(f"{name!r} must list at least one character, got []")
+    if any(len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
+        raise ValueError(f"{name!r} must be distinct single characters, got {chars!r:.60}")
+
+
+@dataclass
+class TranslatePreprocessing:
+    """A translate run's ``preprocessing.json``: the characters (source id i + 1 is
+    ``source_chars[i]``, target id i + 3 is ``target_chars[i]``), the longest training source
+    and the decoding limit (the longest training target + its end token)."""
+
+    task: str
+    source_chars: list[str]
+    target_chars: list[str]
+    source_length: int
+    target_length: int
+
+    def __post_init__(self) -> None:
+        if self.task != "translate":
+            raise ValueError(f"'task' must be 'translate' (the run's task), got {self.task!r}")
+        _check_chars("source_chars", self.source_chars)
+        _check_chars("target_chars", self.target_chars)
+        check_int("source_length", self.source_length, 1, MAX_SOURCE)
+        check_int("target_length", self.target_length, 2, MAX_TARGET + 1)
 
 
 def _encode(texts: list[str], index: dict[str, int], length: int, offset: int = 0,
@@ -91,6 +131,7 @@ def _encode(texts: list[str], index: dict[str, int], length: int, offset: int = 
 
 class TranslateTask(Task):
     name = "translate"
+    preprocessing_file = TranslatePreprocessing
     datasets = ("dates",)
     # measured (seed 0, no attention, 6000 pairs, quiet 2-core AVX-512 machine): 8 epochs at
     # batch 64 reached 17.8% exact match, 10 at batch 32 60.3%, 30 at batch 32 96.8% (99.2% of
@@ -253,67 +294,200 @@ def _decode_ids(preprocessing: dict[str, Any], ids: Any) -> str:
     return "".join(out)
 
 
+class StepDecoder:
+    """The trained translator run one decoder step at a time, its state carried between steps.
+
+    ``start`` runs the encoder once over the sources; ``step`` feeds one target character per
+    row through the target embedding, one step of the decoder (a copy of the trained decoder
+    layer that also returns its states), the attention over that row's encoder outputs and the
+    output layer. Decoding L characters thus costs L decoder steps, where running the whole
+    model on the growing prefix costs L (L + 1) / 2. The layers and weights are the trained
+    model's, so the logits are the model's own.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.source_embedding = model.get_layer("source_embedding")
+        self.encoder = model.get_layer("encoder")
+        self.target_embedding = model.get_layer("target_embedding")
+        trained = model.get_layer("decoder")
+        self.decoder = type(trained).from_config({**trained.get_config(), "return_state": True})
+        self.decoder.maybe_build((1, 1, self.target_embedding.output_dim))
+        self.decoder.load_state_dict(trained.state_dict())
+        self.decoder.to(next(trained.parameters()).device)
+        names = {layer.name for layer in model.layers}
+        self.attention = model.get_layer("attention") if "attention" in names else None
+        self.logits = model.get_layer("logits")
+        self.device = next(trained.parameters()).device
+
+    def start(self, source_ids: np.ndarray) -> tuple[Any, Any, list[Any]]:
+        """(encoder outputs (N, S, U), source mask (N, S), decoder states [(N, U), ...])."""
+        import torch
+
+        with torch.no_grad():
+            ids = torch.as_tensor(source_ids, device=self.device)
+            mask = self.source_embedding.compute_mask(ids)
+            encoded, *states = self.encoder(self.source_embedding(ids), mask=mask,
+                                            training=False)
+        return encoded, mask, list(states)
+
+    def step(self, memory: tuple[Any, Any], rows: np.ndarray, tokens: np.ndarray,
+             states: list[Any]) -> tuple[np.ndarray, list[Any]]:
+        """Logits (R, target vocabulary) of the next character after ``tokens`` (R,), and the
+        new states; row r reads the encoder outputs of source ``rows[r]``."""
+        import torch
+
+        encoded, source_mask = memory
+        with torch.no_grad():
+            token = torch.as_tensor(tokens, device=self.device).reshape(-1, 1)  # (R, 1)
+            mask = self.target_embedding.compute_mask(token)
+            output, *states = self.decoder(self.target_embedding(token), initial_state=states,
+                                           mask=mask, training=False)  # (R, 1, U)
+            if self.attention is not None:
+                picked = torch.as_tensor(rows, device=self.device)
+                context = self.attention(
+                    [output, encoded[picked]],
+                    mask=[mask, None if source_mask is None else source_mask[picked]],
+                    training=False)
+                output = torch.cat([output, context], dim=-1)
+            logits = self.logits(output)[:, 0]
+        return logits.float().cpu().numpy(), list(states)
+
+
+def _pick(states: list[Any], rows: Any) -> list[Any]:
+    import torch
+
+    index = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=states[0].device)
+    return [s.index_select(0, index) for s in states]
+
+
 def greedy_decode(model: Any, preprocessing: dict[str, Any], sources: list[str],
                   batch_size: int = 256) -> list[str]:
-    """The most likely next character at each step, for every source at once."""
+    """The most likely next character at each step, ``batch_size`` sources at a time."""
+    decoder = StepDecoder(model)
     x = _source_ids(preprocessing, sources)
     steps = int(preprocessing["target_length"])
-    prefix = np.full((len(sources), 1), START, dtype=np.int64)
-    done = np.zeros(len(sources), dtype=bool)
-    for _ in range(steps):
-        logits = np.asarray(model.predict([x, prefix], batch_size=batch_size, verbose=0))
-        logits[:, -1, [PAD, START]] = -np.inf
-        nxt = logits[:, -1].argmax(-1)
-        nxt[done] = END
-        done |= nxt == END
-        prefix = np.concatenate([prefix, nxt[:, None]], axis=1)
-        if done.all():
-            break
-    return [_decode_ids(preprocessing, row[1:]) for row in prefix]
+    out: list[str] = []
+    for first in range(0, len(sources), batch_size):
+        chunk = x[first:first + batch_size]
+        encoded, source_mask, states = decoder.start(chunk)
+        rows = np.arange(len(chunk))
+        tokens = np.full(len(chunk), START, dtype=np.int64)
+        produced = []
+        done = np.zeros(len(chunk), dtype=bool)
+        for _ in range(steps):
+            logits, states = decoder.step((encoded, source_mask), rows, tokens, states)
+            logits[:, [PAD, START]] = -np.inf
+            tokens = logits.argmax(-1)
+            tokens[done] = END
+            done |= tokens == END
+            produced.append(tokens)
+            if done.all():
+                break
+        ids = np.stack(produced, axis=1)  # (n, steps taken)
+        out += [_decode_ids(preprocessing, row) for row in ids]
+    return out
 
 
-def beam_decode(model: Any, preprocessing: dict[str, Any], source: str,
-                beam: int) -> list[tuple[str, float]]:
-    """The ``beam`` best translations of one source with their log-probabilities."""
+def beam_decode(model: Any, preprocessing: dict[str, Any], sources: list[str],
+                beam: int) -> list[list[tuple[str, float]]]:
+    """The ``beam`` best translations of each source with their log-probabilities, all
+    sources' beams decoded as one batch.
+
+    Per source: every step extends each live prefix by its ``beam`` most likely characters,
+    keeps the ``beam`` best of these by summed log-probability, and retires the ones that end;
+    a source stops when ``beam`` have ended (or after ``target_length`` steps).
+    """
     if beam < 1:
         raise ValueError(f"--beam must be >= 1, got {beam}")
-    x = _source_ids(preprocessing, [source])
+    decoder = StepDecoder(model)
+    x = _source_ids(preprocessing, sources)
     steps = int(preprocessing["target_length"])
-    beams: list[tuple[list[int], float]] = [([START], 0.0)]
-    finished: list[tuple[list[int], float]] = []
+    encoded, source_mask, states = decoder.start(x)
+    live: list[list[tuple[list[int], float]]] = [[([START], 0.0)] for _ in sources]
+    finished: list[list[tuple[list[int], float]]] = [[] for _ in sources]
+    rows = np.arange(len(sources))  # the source of each live prefix, in order
     for _ in range(steps):
-        if not beams:
+        if len(rows) == 0:
             break
-        prefixes = np.asarray([b[0] for b in beams], dtype=np.int64)
-        logits = np.asarray(model.predict([np.repeat(x, len(beams), axis=0), prefixes],
-                                          verbose=0), dtype=np.float64)[:, -1]
+        tokens = np.asarray([ids[-1] for group in live for ids, _ in group], dtype=np.int64)
+        logits, states = decoder.step((encoded, source_mask), rows, tokens, states)
+        logits = logits.astype(np.float64)
         logits[:, [PAD, START]] = -np.inf
         log_p = logits - logits.max(-1, keepdims=True)
         log_p = log_p - np.log(np.exp(log_p).sum(-1, keepdims=True))
-        candidates = [(ids + [int(k)], score + float(log_p[row, k]))
-                      for row, (ids, score) in enumerate(beams)
-                      for k in np.argsort(-log_p[row])[:beam]]
-        candidates.sort(key=lambda c: -c[1])
-        beams = []
-        for ids, score in candidates[:beam]:
-            (finished if ids[-1] == END else beams).append((ids, score))
-        if len(finished) >= beam:
-            break
-    finished.extend(beams)
-    finished.sort(key=lambda c: -c[1])
-    return [(_decode_ids(preprocessing, ids[1:]), score) for ids, score in finished[:beam]]
+        parents, next_rows, row = [], [], 0
+        for source, group in enumerate(live):
+            candidates = [(ids + [int(k)], score + float(log_p[row + i, k]), row + i)
+                          for i, (ids, score) in enumerate(group)
+                          for k in np.argsort(-log_p[row + i])[:beam]]
+            row += len(group)
+            candidates.sort(key=lambda c: -c[1])
+            kept = []
+            for ids, score, parent in candidates[:beam]:
+                if ids[-1] == END:
+                    finished[source].append((ids, score))
+                else:
+                    kept.append((ids, score))
+                    parents.append(parent)
+            if len(finished[source]) >= beam:
+                finished[source].extend(kept)
+                parents = parents[:len(parents) - len(kept)]
+                kept = []
+            live[source] = kept
+            next_rows += [source] * len(kept)
+        rows = np.asarray(next_rows, dtype=np.int64)
+        if len(rows):
+            states = _pick(states, parents)
+    results = []
+    for source in range(len(sources)):
+        ended = sorted(finished[source] + live[source], key=lambda c: -c[1])
+        results.append([(_decode_ids(preprocessing, ids[1:]), score)
+                        for ids, score in ended[:beam]])
+    return results
+
+
+@dataclass
+class Translation:
+    """One input of ``rnnkit translate``: its translations (best first, with log-probabilities
+    for a beam), or the error that kept it from being translated, and a warning if any."""
+
+    source: str
+    results: list[tuple[str, float | None]]
+    error: str | None = None
+    warning: str | None = None
 
 
 def translate(model: Any, preprocessing: dict[str, Any], sources: list[str],
-              beam: int = 1) -> list[list[tuple[str, float | None]]]:
-    """``rnnkit translate``: for each source, its translation(s) (with scores for a beam)."""
+              beam: int = 1) -> list[Translation]:
+    """``rnnkit translate``: each source translated, or an error for that source alone (the
+    others are translated); a warning for a source longer than any the model was trained on."""
     if preprocessing.get("task") != "translate":
         raise ValueError(f"this is a {preprocessing.get('task')} run: translate needs a run "
                          "trained with --task translate")
-    if not sources or any(not s for s in sources):
+    if not sources:
         raise ValueError("give the text to translate, e.g. rnnkit translate RUN_DIR "
                          "\"3 March 2021\"")
-    if beam == 1:
-        return [[(t, None)] for t in greedy_decode(model, preprocessing, sources)]
-    return [[(t, s) for t, s in beam_decode(model, preprocessing, text, beam)]
-            for text in sources]
+    index = {c: i + 1 for i, c in enumerate(preprocessing["source_chars"])}
+    longest = int(preprocessing["source_length"])
+    out = []
+    for text in sources:
+        item = Translation(text, [])
+        unknown = "".join(sorted({c for c in text if c not in index}))
+        if not text:
+            item.error = "the text is empty: nothing to translate"
+        elif unknown:
+            item.error = f"it has characters the model never saw in training: {unknown!r}"
+        elif len(text) > longest:
+            item.warning = (f"it has {len(text)} characters, more than any source the model "
+                            f"was trained on (at most {longest}): its translation is unreliable")
+        out.append(item)
+    good = [item for item in out if item.error is None]
+    if good:
+        texts = [item.source for item in good]
+        if beam == 1:
+            for item, text in zip(good, greedy_decode(model, preprocessing, texts)):
+                item.results = [(text, None)]
+        else:
+            for item, ranked in zip(good, beam_decode(model, preprocessing, texts, beam)):
+                item.results = list(ranked)
+    return out
