@@ -196,7 +196,7 @@ def demo_plot(results: Sequence[DemoResult], length: int, path: str | os.PathLik
     for r in results:
         epochs = np.arange(1, len(r.val_mse) + 1)
         left.plot(epochs, r.val_mse, marker="o", markersize=3, color=colors.get(r.cell),
-                  label=f"{r.cell} (accuracy {r.accuracy:.0%})")
+                  label=f"{r.cell} (accuracy {r.accuracy:.1%})")  # as in results_table
     left.axhline(BASELINE_MSE, color="gray", linestyle=":", label="predict the mean")
     left.set_yscale("log")
     left.set_xlabel("epoch")

@@ -150,8 +150,11 @@ def test_ctrl_c_keeps_the_last_completed_epoch(series_csv: Path, tmp_path: Path)
     out = tmp_path / "interrupted"
     command = [sys.executable, "-m", "rnnkit", "train", "--quiet", *map(str, FORECAST[:-2]),
                "--epochs", "500", "--csv", str(series_csv), "--out", str(out)]
+    # SIGINT back to its default in the child: a test run in the background (`pytest &`)
+    # ignores SIGINT, and a child would inherit that and never see the Ctrl-C
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoint = out / "checkpoint" / "backup.safetensors"
     deadline = time.monotonic() + 120
     while not checkpoint.is_file() and time.monotonic() < deadline and process.poll() is None:

@@ -98,3 +98,24 @@ def test_demo_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
                       "--out", str(tmp_path)]) == 0
     assert "| SimpleRNN |" in capsys.readouterr().out
     assert (tmp_path / "demo.png").is_file()
+
+
+def test_demo_legend_and_table_round_alike(monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    """An accuracy of 99.94% is 99.9% in the table and in the plot's legend (not 100%)."""
+    from rnnkit.diagnostics import demo
+
+    figures = []
+    monkeypatch.setattr(demo, "save", lambda figure, path: figures.append(figure))
+    results = [demo.DemoResult(cell=cell, val_mse=[0.1, 0.01], accuracy=accuracy,
+                               flow_initial=[1e-3, 1.0], flow_trained=[0.3, 1.0],
+                               ratio_initial=1e-3, ratio_trained=0.3, reading=[], seconds=1.0,
+                               parameters=10)
+               for cell, accuracy in (("GRU", 0.9994), ("LSTM", 0.9375))]
+    demo.demo_plot(results, 2, tmp_path / "demo.png")
+    legend = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+    table = demo.results_table(results, 2)
+    for shown in ("99.9%", "93.8%"):
+        assert any(shown in text for text in legend), legend
+        assert f"| {shown} |" in table, table
+    assert not any("100%" in text for text in legend), legend
