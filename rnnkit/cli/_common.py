@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import typer
 
 from .config import RunConfig
-from .run_dir import RunDir
+from .run_dir import RunDir, RunDirError
 
 __all__ = ["Fail", "console", "error_boundary", "load_trained", "print_report", "seed_everything",
            "select_device"]
@@ -122,7 +122,14 @@ def load_trained(path: Path, device: str | None = None) -> tuple[RunDir, RunConf
     preprocessing = load_preprocessing(run, config)
     from ..models import load_model
 
+    from .tasks import TASKS
+    from .tasks._base import check_fits
+
     model = load_model(run.model)
+    try:
+        check_fits(TASKS[config.task], preprocessing, model, str(run.preprocessing))
+    except ValueError as e:
+        raise RunDirError(str(e)) from None
     model.to(select_device(device or "cpu"))
     return run, config, model, preprocessing
 

@@ -218,3 +218,18 @@ def test_each_command_on_each_task(run: Path, command: str) -> None:
         assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), stderr
         assert f"{task} run" in lines[0], lines[0]
         assert "Traceback" not in stderr
+
+
+def test_a_preprocessing_that_does_not_fit_the_model(run: Path) -> None:
+    """Edits that keep the schema but describe more or fewer outputs than the model has (a
+    class name added, a character dropped): one error naming the field, before any
+    prediction could index past the list."""
+    pre = run / "preprocessing.json"
+    data = json.loads(pre.read_text())
+    edits = {"forecast": ("horizon", 2), "classify": ("classes", [*data.get("classes", []), "x"]),
+             "text": ("vocabulary.tokens", data.get("vocabulary", {}).get("tokens", [])[:-1]),
+             "translate": ("target_chars", data.get("target_chars", [])[:-1])}
+    field, value = edits[data["task"]]
+    _check(run, "preprocessing.json", field, "out of range", value, "summary", run)
+    if data["task"] == "translate":
+        _check(run, "preprocessing.json", field, "out of range", value, "translate", run, "cat")

@@ -73,6 +73,11 @@ class Task:
     def prepare(self, config: RunConfig) -> Prepared:
         raise NotImplementedError
 
+    def sizes(self, preprocessing: dict[str, Any]) -> dict[str, tuple[str, int]]:
+        """{preprocessing field: (layer name, size)}: how many outputs (or embedding rows) a
+        layer of the model has for the entries of that field (:func:`check_fits`)."""
+        return {}
+
     def build_model(self, config: RunConfig, data: Prepared) -> Any:
         raise NotImplementedError
 
@@ -82,6 +87,17 @@ class Task:
     def evaluate(self, model: Any, config: RunConfig, data: Prepared,
                  plot_dir: Path | None) -> Report:
         raise NotImplementedError
+
+
+def check_fits(task: Task, preprocessing: dict[str, Any], model: Any, source: str) -> None:
+    """A ValueError naming the field when ``preprocessing`` (checked, as read back) describes
+    more or fewer outputs than the model has: an edited list of classes, characters, ..."""
+    for name, (layer_name, size) in task.sizes(preprocessing).items():
+        layer = model.get_layer(layer_name) if layer_name else model.layers[-1]
+        have = getattr(layer, "units", None) or getattr(layer, "input_dim", None)
+        if have != size:
+            raise ValueError(f"{source}: field {name!r} describes {size} entries, but the "
+                             f"model's layer {layer.name!r} has {have}; the files were edited")
 
 
 def recurrent_stack(config: RunConfig, return_sequences: bool) -> list[Any]:

@@ -179,6 +179,9 @@ class ClassifyTask(Task):
         return Prepared(x[train], y[train], x[val], y[val], x[test], y[test], preprocessing,
                         described, extra={"classes": [str(n) for n in names]})
 
+    def sizes(self, preprocessing: dict[str, Any]) -> dict[str, tuple[str, int]]:
+        return {"classes": ("", len(preprocessing["classes"]))}
+
     def build_model(self, config: RunConfig, data: Prepared) -> Any:
         from ... import layers
         from ...models import Sequential

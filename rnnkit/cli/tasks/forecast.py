@@ -302,6 +302,9 @@ class ForecastTask(Task):
                    "test_start": test.start},
         )
 
+    def sizes(self, preprocessing: dict[str, Any]) -> dict[str, tuple[str, int]]:
+        return {"horizon": ("", preprocessing["horizon"])}
+
     def build_model(self, config: RunConfig, data: Prepared) -> Any:
         from ... import layers
         from ...models import Sequential

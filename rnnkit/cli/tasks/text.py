@@ -156,6 +156,9 @@ class TextTask(Task):
         return Prepared(x_train, y_train, x_val, y_val, x_test, y_test, preprocessing,
                         described, extra={"vocabulary": vocab})
 
+    def sizes(self, preprocessing: dict[str, Any]) -> dict[str, tuple[str, int]]:
+        return {"vocabulary.tokens": ("", len(preprocessing["vocabulary"]["tokens"]))}
+
     def build_model(self, config: RunConfig, data: Prepared) -> Any:
         from ... import layers
         from ...models import Sequential

@@ -198,6 +198,10 @@ class TranslateTask(Task):
                         preprocessing, described,
                         extra={"pairs": parts, "most_common": _most_common(parts[0])})
 
+    def sizes(self, preprocessing: dict[str, Any]) -> dict[str, tuple[str, int]]:
+        return {"source_chars": ("source_embedding", len(preprocessing["source_chars"]) + 1),
+                "target_chars": ("logits", len(preprocessing["target_chars"]) + 3)}
+
     def build_model(self, config: RunConfig, data: Prepared) -> Any:
         return build_translator(data.preprocessing, config.cell, config.units,
                                 config.embedding_dim or 32, config.attention)
