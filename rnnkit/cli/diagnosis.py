@@ -15,10 +15,13 @@ validation data with its own loss. Written into RUN_DIR::
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ._common import console, load_trained, say, seed_everything
 from .. import _io
+from .fields import check_int, read_fields
 from .run_dir import RunDirError
 
 __all__ = ["HISTORY_FILE", "diagnose", "demo"]
@@ -69,9 +72,7 @@ def diagnose(run_dir: Path, samples: int = 64, device: str | None = None) -> lis
     run.write_json(run.path / "diagnostics.json", summarize(result, model))
     written = [run.plot("gradient_flow"), run.plot("hidden_states"), run.path / "diagnostics.json"]
     if history_path.is_file():
-        history = run.read_json(history_path)
-        if not isinstance(history, list) or not history:
-            raise RunDirError(f"{history_path} holds no diagnostics records")
+        history = read_history(run.read_json(history_path), str(history_path))
         saturation_history_plot(history, run.plot("saturation_history"))
         written.append(run.plot("saturation_history"))
     lines = explain(result, matrices)
@@ -82,6 +83,49 @@ def diagnose(run_dir: Path, samples: int = 64, device: str | None = None) -> lis
         out.print(f"  - {line}", markup=False)
     say("Wrote " + ", ".join(str(p) for p in written))
     return lines
+
+
+@dataclass
+class HistoryRecord:
+    """One record of ``diagnostics_history.json`` (a :class:`DiagnosticsCallback`'s history):
+    the fields the saturation plot reads are checked; the rest is shown as it is."""
+
+    epoch: int
+    loss: float | None
+    layers: dict[str, dict[str, Any]]  # "matrices" (with a model) is not read back
+
+    def __post_init__(self) -> None:
+        check_int("epoch", self.epoch, 0)
+        for label, entry in self.layers.items():
+            numbers = {"saturation": entry.get("saturation"),
+                       "gradient_ratio": entry.get("gradient_ratio"),
+                       **{f"gate_saturation.{gate}": value
+                          for gate, value in _items(entry.get("gate_saturation", {}))}}
+            if not isinstance(entry.get("gate_saturation", {}), dict):
+                raise ValueError(f"'layers.{label}.gate_saturation' must be an object, got "
+                                 f"{entry['gate_saturation']!r}")
+            for name, value in numbers.items():
+                if value is not None and (isinstance(value, bool)
+                                          or not isinstance(value, (int, float))):
+                    raise ValueError(f"'layers.{label}.{name}' must be a number or null, got "
+                                     f"{value!r}")
+
+
+def _items(value: Any) -> list[tuple[str, Any]]:
+    return list(value.items()) if isinstance(value, dict) else []
+
+
+def read_history(data: Any, source: str) -> list[dict[str, Any]]:
+    """``diagnostics_history.json`` checked record by record (one error naming the record and
+    the field)."""
+    if not isinstance(data, list) or not data:
+        raise RunDirError(f"{source} holds no diagnostics records (a list of them)")
+    for number, record in enumerate(data, 1):
+        try:
+            read_fields(HistoryRecord, record, f"{source} record {number}", skip=("matrices",))
+        except ValueError as e:
+            raise RunDirError(str(e)) from None
+    return data
 
 
 def demo(length: int, epochs: int, out: Path | None) -> None:

@@ -96,10 +96,14 @@ def _describe(expected: Any) -> str:
     if expected is type(None):
         return "null"
     names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
-    if origin is list:
-        return f"a list of {re.sub(r'^an? ', '', _describe(args[0]))}s"
-    if origin is dict:
-        return f"an object of {re.sub(r'^an? ', '', _describe(args[1]))}s"
+    if origin in (list, dict):
+        whole, item = ("a list", args[0]) if origin is list else ("an object", args[1])
+        if item is Any:
+            return whole
+        plural = _describe(item)
+        plural = "objects" if plural.startswith("an object") else plural
+        plural = "lists" if plural.startswith("a list") else plural
+        return f"{whole} of {re.sub(r'^an? ', '', plural).removesuffix('s')}s"
     return names.get(expected, getattr(expected, "__name__", str(expected)))
 
 

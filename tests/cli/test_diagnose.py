@@ -106,3 +106,26 @@ def test_demo_option_delegates_to_the_demo(tmp_path: Path,
     assert calls[0]["length"] == 4 and calls[0]["epochs"] == 1
     assert "| LSTM |" in stdout and (tmp_path / "demo.png").is_file()
     assert (tmp_path / "reading.txt").is_file()
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    ({"epoch": "1"}, "'epoch' must be an integer"),
+    ({"epoch": -1}, "'epoch' must be >= 0"),
+    ({"layers": []}, "'layers' must be an object"),
+    ({"layers": {"simple_rnn": {"saturation": "high"}}}, "'layers.simple_rnn.saturation'"),
+    ({"layers": {"simple_rnn": {"gate_saturation": {"z": "x"}}}},
+     "'layers.simple_rnn.gate_saturation.z'"),
+    ({"loss": None, "layers": None}, "'layers' must be an object"),
+])
+def test_an_edited_diagnostics_history_is_one_error(run: Path, edit: dict, field: str) -> None:
+    record = {"epoch": 0, "loss": 1.0, "layers": {"simple_rnn": {
+        "saturation": 0.1, "gate_saturation": {}, "gradient_ratio": 0.01}}}
+    path = run / HISTORY_FILE
+    path.write_text(json.dumps([record, {**record, **edit}]))
+    try:
+        code, _, stderr = rnnkit("diagnose", run, "--samples", 4)
+    finally:
+        path.unlink()
+    lines = stderr.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert f"{path} record 2" in lines[0] and field in lines[0], lines[0]
