@@ -24,9 +24,10 @@ stranded   not finished, checkpoint/ gone (deleted by hand)   nothing: the model
                                                               kept; training cannot go on
 =========  =================================================  ===============================
 
-``predict``, ``evaluate``, ``summary``, ``generate`` and ``diagnose`` work whenever
-``model.rnnkit`` exists (on a run that is not finished they say so, and name the command that
-continues it); without it they fail with one line naming that command. ``--resume`` works in
+``predict``, ``evaluate``, ``summary``, ``generate``, ``translate`` and ``diagnose`` work
+whenever ``model.rnnkit`` exists (on a run that is not finished they say so, and name the
+command that continues it: ``--resume``, or, when the run's data changed since it started,
+training it again); without it they fail with one line naming that command. ``--resume`` works in
 every state but finished (without ``--epochs M > N``) and stranded, where it refuses and keeps
 everything: a finished run is never retrained from scratch or overwritten by a resume.
 """
