@@ -132,10 +132,11 @@ class _RecurrentBase(torch.nn.RNNBase):
         self,
         input: Tensor | PackedSequence,
         hx: Tensor | tuple[Tensor, Tensor] | None = None,
-        *,
         lengths: Tensor | None = None,
         mask: Tensor | None = None,
     ) -> tuple[Any, Any]:
+        # lengths and mask are not keyword-only: torch.onnx's legacy exporter passes every
+        # parameter of forward positionally (the defaults of those not given)
         name = type(self).__name__
         packed = input if isinstance(input, PackedSequence) else None
         if packed is not None:
