@@ -120,6 +120,22 @@ def safetensors_bytes(tensors: dict[str, Any], metadata: dict[str, str]) -> byte
     return struct.pack("<Q", len(text)) + text + data[8 + size:]
 
 
+def check_not_keras_name(path: str, weights_only: bool = False) -> None:
+    """Refuse to write rnnkit's own format (safetensors) under a Keras file name: Keras could
+    not read it and :func:`rnnkit.models.load_keras` would refuse it. Model files take any
+    other name (``.rnnkit`` by convention), weights files too (``.safetensors``)."""
+    stem, suffix = os.path.splitext(path)
+    if suffix.lower() not in ((".keras",) if weights_only else (".keras", ".h5")):
+        return
+    right = stem.removesuffix(".weights") + (".safetensors" if weights_only else ".rnnkit")
+    raise ValueError(
+        f"{path!r}: rnnkit writes {'weights' if weights_only else 'models'} in its own format, "
+        f"which Keras cannot read, so not under Keras' {suffix} extension; save as {right!r} "
+        f"(read back by rnnkit.models.{'load_model' if not weights_only else 'Model.load_weights'}"
+        "). rnnkit reads Keras files (rnnkit.models.load_keras) but does not write them"
+    )
+
+
 def json_text(data: Any, *, indent: int | None = 2, source: str = "JSON") -> str:
     """``data`` as JSON text; NaN and infinities become null, each with a NonFiniteWarning
     naming its place (``source``, then the keys and indexes down to it)."""

@@ -1,16 +1,19 @@
-"""The README's Python blocks run as written (in order, in one namespace), so the tour stays
-true. The Keras-file block reads a Keras 3 fixture copied to ``model.keras``."""
+"""The README's Python blocks each run as written, on their own: every fenced ``python`` block
+is a file run by a fresh interpreter in an empty folder (warnings are errors), so a reader who
+copies one block gets what it says. The Keras-file block reads the file the README's ``cp``
+command gives. A block's checks (below) run after it, in the same file.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"),
@@ -28,20 +31,44 @@ def test_the_readme_has_its_two_commands_first() -> None:
     assert tests.split("&& ")[-1] in ci  # CI calls the README's test command
 
 
-def test_the_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("h5py")
-    pytest.importorskip("onnx")
-    assert len(BLOCKS) >= 4
-    keras_file = ROOT / "tests" / "keras_fixtures" / "files" / "simplernn_dense.keras"
-    shutil.copy(keras_file, tmp_path / "model.keras")
-    monkeypatch.chdir(tmp_path)
-    torch.manual_seed(0)
-    namespace: dict[str, Any] = {}
-    for index, block in enumerate(BLOCKS):
-        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own README
-        if index == 0:  # the regression learned the ramp: predictions rise with the inputs
-            predictions = namespace["model"].predict(namespace["X"], verbose=0)[:, 0]
-            assert np.all(np.diff(predictions) > 0), predictions
-    assert namespace["states"].shape == (1, 10, 8)
-    assert namespace["out"].shape == (3, 10, 16)
-    assert (tmp_path / "model.onnx").is_file()
+# what each block must have done, run after it (index: code); seeded, so a flaky fit cannot pass
+CHECKS = {
+    # the regression learned the ramp: predictions rise with the inputs
+    0: "predictions = model.predict(X, verbose=0)[:, 0]\n"
+       "assert np.all(np.diff(predictions) > 0), predictions",
+    2: "assert tuple(out.shape) == (3, 10, 16) and tuple(h_n.shape) == (4, 3, 8)\n"
+       "assert (out[1, 4:] == 0).all() and (out[1, :4] != 0).any()",
+    3: "assert states.shape == (1, 10, 8)",
+    4: "import torch\n"
+       "assert translator([torch.ones(2, 7, dtype=torch.long),"
+       " torch.ones(2, 5, dtype=torch.long)]).shape == (2, 5, 14)",
+    5: "import os\nassert os.path.getsize('model.onnx') > 0",
+}
+KERAS_COPY = "cp tests/keras_fixtures/files/simplernn_dense.keras\nmodel.keras"
+
+
+def test_the_blocks_and_their_checks_line_up() -> None:
+    assert len(BLOCKS) == 6
+    assert "model.predict(X))" in BLOCKS[0] and "lengths=" in BLOCKS[2]
+    assert "reference.simple_rnn" in BLOCKS[3] and "translator =" in BLOCKS[4]
+    assert 'load_keras("model.keras")' in BLOCKS[5]
+    assert KERAS_COPY in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_each_python_block_runs_on_its_own(tmp_path: Path, index: int) -> None:
+    block = BLOCKS[index]
+    if "load_keras" in block:
+        pytest.importorskip("h5py")
+        pytest.importorskip("onnx")
+        # the README's command, from the repository's root
+        shutil.copy(ROOT / KERAS_COPY.split()[1], tmp_path / "model.keras")
+    script = tmp_path / f"readme_block_{index}.py"
+    check = CHECKS.get(index, "")
+    script.write_text("import torch as _torch\n_torch.manual_seed(0)\n" + block + "\n" + check
+                      + "\n", encoding="utf-8")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    done = subprocess.run([sys.executable, "-W", "error", script.name], cwd=tmp_path,
+                          env=environment, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"README block {index + 1}:\n{block}\n{done.stderr[-3000:]}"

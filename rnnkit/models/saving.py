@@ -186,6 +186,7 @@ def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = T
                include_optimizer: bool = True) -> None:
     """Write ``model`` (architecture, weights, compile settings, optimizer state) atomically."""
     path = _target(filepath, overwrite)
+    _io.check_not_keras_name(path)
     tensors, layers = _weight_tensors(model)
     metadata = {
         "format": MODEL_FORMAT,
@@ -218,6 +219,7 @@ def _model_spec(model: Any) -> dict[str, Any]:
 def save_weights(model: Any, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
     """Write the model's weights (Keras order) atomically."""
     path = _target(filepath, overwrite)
+    _io.check_not_keras_name(path, weights_only=True)
     model._require_built("save_weights()")
     tensors, layers = _weight_tensors(model)
     metadata = {

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .._kernels import elman_cell, gru_cell, lstm_cell
+from . import _torchscript
 from ._checks import ShapeError
 
 
@@ -88,6 +89,10 @@ class RNNCell(torch.nn.RNNCell):
             )
         super().__init__(input_size, hidden_size, bias, nonlinearity, device, dtype)
 
+    def __prepare_scriptable__(self) -> torch.nn.Module:
+        """What ``torch.jit.script`` compiles: see :mod:`._torchscript`."""
+        return _torchscript.torch_nn_twin(self)
+
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         x, (h,), batched = _prepare(self, input, [hx], ("hidden",))
         out = elman_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
@@ -104,6 +109,10 @@ class GRUCell(torch.nn.GRUCell):
         torch.Size([3, 2])
     """
 
+    def __prepare_scriptable__(self) -> torch.nn.Module:
+        """What ``torch.jit.script`` compiles: see :mod:`._torchscript`."""
+        return _torchscript.torch_nn_twin(self)
+
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         x, (h,), batched = _prepare(self, input, [hx], ("hidden",))
         out = gru_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
@@ -119,6 +128,10 @@ class LSTMCell(torch.nn.LSTMCell):
         >>> h.shape, c.shape
         (torch.Size([3, 2]), torch.Size([3, 2]))
     """
+
+    def __prepare_scriptable__(self) -> torch.nn.Module:
+        """What ``torch.jit.script`` compiles: see :mod:`._torchscript`."""
+        return _torchscript.torch_nn_twin(self)
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         states: list[Tensor | None] = [None, None] if hx is None else list(hx)

@@ -35,6 +35,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .. import _kernels
+from . import _torchscript
 from ._checks import ShapeError, check_input, check_mask, check_state, lengths_to_mask
 
 State = tuple[Tensor, ...]
@@ -132,10 +133,11 @@ class _RecurrentBase(torch.nn.RNNBase):
         self,
         input: Tensor | PackedSequence,
         hx: Tensor | tuple[Tensor, Tensor] | None = None,
-        *,
         lengths: Tensor | None = None,
         mask: Tensor | None = None,
     ) -> tuple[Any, Any]:
+        # lengths and mask are not keyword-only: torch.onnx's legacy exporter passes every
+        # parameter of forward positionally (the defaults of those not given)
         name = type(self).__name__
         packed = input if isinstance(input, PackedSequence) else None
         if packed is not None:
@@ -199,6 +201,10 @@ class _RecurrentBase(torch.nn.RNNBase):
             output = _repack(output, packed, lengths, self.batch_first)
         hidden = final_states[0] if self.state_count == 1 else tuple(final_states)
         return output, hidden
+
+    def __prepare_scriptable__(self) -> torch.nn.Module:
+        """What ``torch.jit.script`` compiles: see :mod:`._torchscript`."""
+        return _torchscript.torch_nn_twin(self)
 
     def _state_shapes(self, batch: int) -> list[tuple[int, ...]]:
         layers = self.num_layers * self._directions

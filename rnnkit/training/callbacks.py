@@ -449,6 +449,7 @@ class ModelCheckpoint(_Monitor):
             raise ValueError(f"Unrecognized save_freq: {save_freq!r}. Expected 'epoch' or a "
                              "positive number of batches")
         self.filepath = os.fspath(filepath)
+        _io.check_not_keras_name(self.filepath, save_weights_only)  # now, not after an epoch
         self.verbose = verbose
         self.save_best_only = save_best_only
         self.save_weights_only = save_weights_only

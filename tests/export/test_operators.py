@@ -213,6 +213,44 @@ def test_onnx_export_runs_standard_operators_at_new_shapes(kind: str, extra: dic
         np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter says it is
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # it traces: see jit.trace above
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch's pytree inside the exporter
+@pytest.mark.parametrize("dynamo", [True, False])
+@pytest.mark.parametrize("kind,extra", KINDS + [("RNN", {})])
+def test_onnx_export_of_a_bare_module_gives_torch_nn_values(kind: str, extra: dict,
+                                                            dynamo: bool) -> None:
+    """``torch.onnx.export(rnnkit.nn.LSTM(...), (x,))`` with no wrapper: the legacy exporter
+    passes every parameter of ``forward`` positionally (``hx``, ``lengths``, ``mask`` as None).
+    The graph runs in ONNX Runtime at a batch and length it never saw, with torch.nn's values
+    for the same weights."""
+    ort = pytest.importorskip("onnxruntime")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    module = _module(kind, extra).eval()
+    reference = getattr(torch.nn, kind)(D, H, num_layers=2, bidirectional=True,
+                                        batch_first=True, **extra).eval()
+    reference.load_state_dict(module.state_dict())
+    x = torch.randn(3, 5, D)
+    if dynamo:
+        program = torch.onnx.export(module, (x,), dynamo=True, verbose=False,
+                                    dynamic_shapes=({0: "batch", 1: "steps"},))
+        data = program.model_proto.SerializeToString()
+    else:
+        buffer = io.BytesIO()
+        torch.onnx.export(module, (x,), f=buffer, dynamo=False, input_names=["x"],
+                          dynamic_axes={"x": {0: "batch", 1: "steps"}})
+        data = buffer.getvalue()
+    session = ort.InferenceSession(data)
+    x_new = torch.randn(2, 9, D)
+    got = session.run(None, {session.get_inputs()[0].name: x_new.numpy()})
+    with torch.no_grad():
+        want = _flat(reference(x_new))
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch's pytree inside the exporter
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter says it is
 def test_onnx_export_of_a_held_mask_raises() -> None:

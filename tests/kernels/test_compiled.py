@@ -8,6 +8,7 @@ few ulp of the activations (the compiled float32 tanh/sigmoid are polynomials, s
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 import torch
@@ -438,18 +439,29 @@ def test_build_progress_names_each_finished_file_and_the_time(tmp_path) -> None:
     import io
     import time
 
-    build = tmp_path / "rnnkit_cpu_x"
+    build = tmp_path / "rnnkit_cpu_x.partial-1"
     build.mkdir()
     stream = io.StringIO()
-    progress = compiled._Progress(build, stream)
+    progress = compiled._Progress(build, stream, list(compiled._SOURCES), tmp_path)
     (build / "lstm.o").write_bytes(b"")
     (build / "gru.o").write_bytes(b"")
     deadline = time.monotonic() + 10
     while "compiled" not in stream.getvalue() and time.monotonic() < deadline:
         time.sleep(0.1)
-    progress.stop()
+    progress.stop("done")
     lines = stream.getvalue().splitlines()
-    assert lines[0].endswith(f"rnnkit: building the C++ kernels ({len(compiled._SOURCES)} files, "
-                             f"once per version; cached in {tmp_path})")
+    assert f"rnnkit: building the C++ kernels ({len(compiled._SOURCES)} files" in lines[0]
+    assert lines[0].endswith(f"cached in {tmp_path})")
     assert any(f"compiled gru.cpp, lstm.cpp (2/{len(compiled._SOURCES)})" in line for line in lines)
-    assert lines[-1].endswith("] done") and lines[-1].startswith("[")
+    assert re.fullmatch(r"\[ *[0-9.]+ s\] done in [0-9]+ s", lines[-1])
+
+
+@pytest.mark.parametrize("outcome", ["interrupted", "failed"])
+def test_build_progress_does_not_say_done_when_the_build_did_not_finish(tmp_path,
+                                                                        outcome: str) -> None:
+    import io
+
+    stream = io.StringIO()
+    compiled._Progress(tmp_path, stream, ["a.cpp"]).stop(outcome)
+    assert stream.getvalue().splitlines()[-1].endswith(f"] {outcome}")
+    assert "done" not in stream.getvalue()

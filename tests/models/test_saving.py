@@ -221,3 +221,31 @@ def test_multi_output_compile_settings_round_trip(tmp_path: Path) -> None:
     assert want["loss"] == pytest.approx(want["cls_loss"] + 0.5 * want["reg_loss"], rel=1e-6)
     more = [m.fit(x, y, epochs=1, verbose=0, shuffle=False).history for m in (model, loaded)]
     assert more[0] == more[1]
+
+
+@pytest.mark.parametrize("name,weights_only,suggested", [
+    ("best.keras", False, "best.rnnkit"), ("Best.H5", False, "Best.rnnkit"),
+    ("w.keras", True, "w.safetensors"), ("model.weights.keras", True, "model.safetensors")])
+def test_keras_file_names_are_refused_with_the_right_one_named(
+        tmp_path: Path, name: str, weights_only: bool, suggested: str) -> None:
+    """rnnkit's own format under a Keras name would be a file Keras cannot read and load_keras
+    refuses: the save (and a ModelCheckpoint, when made) refuses and names rnnkit's extension.
+    Nothing is written."""
+    from rnnkit.training.callbacks import ModelCheckpoint
+
+    model = _model()
+    model.fit(X, Y, epochs=1, verbose=0)
+    path = tmp_path / name
+    save = model.save_weights if weights_only else model.save
+    message = rf"save as '{tmp_path / suggested}'"
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        save(path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="Keras cannot read"):
+        ModelCheckpoint(str(path), save_weights_only=weights_only)
+    save(tmp_path / suggested)  # the name it suggests works and reads back
+    if weights_only:
+        model.load_weights(tmp_path / suggested)
+    else:
+        np.testing.assert_array_equal(load_model(tmp_path / suggested).predict(X, verbose=0),
+                                      model.predict(X, verbose=0))
