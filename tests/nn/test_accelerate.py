@@ -331,6 +331,10 @@ def test_rnnkit_router_choosing_torch_does_not_recurse(monkeypatch) -> None:
             result, names = profiled(lambda: lstm(x))
     assert "rnnkit.accelerate.lstm" in names and "rnnkit::lstm" not in names
     torch.testing.assert_close(result, expected, **TOL[torch.float32])
+    ours = rnnkit.nn.LSTM(3, 4, 2)  # rnnkit.nn's own modules, routed to torch._VF.lstm too
+    ours.load_state_dict(lstm.state_dict())
+    with torch.no_grad(), rnnkit.accelerate():
+        torch.testing.assert_close(ours(x), expected, **TOL[torch.float32])
 
 
 def test_unsupported_calls_run_torch_kernels() -> None:
