@@ -23,8 +23,11 @@ def evaluate(run_dir: Path, device: str | None = None) -> None:
     run, config, model, _ = load_trained(run_dir, device)
     changed = config.changed_data()
     if changed:
+        from .run_state import retrain_command
+
         raise ValueError(f"the data of this run changed or disappeared since training: "
-                         f"{', '.join(changed)}")
+                         f"{', '.join(changed)}; its test metrics cannot be recomputed. Train "
+                         f"it again on the new data with: {retrain_command(run)}")
     from ._common import seed_everything
 
     seed_everything(config.seed)
