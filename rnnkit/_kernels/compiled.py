@@ -47,9 +47,9 @@ _SOURCES = ("lstm.cpp", "gru.cpp", "autograd.cpp", "elman.cpp", "ops.cpp", "shar
             "gemm.cpp")
 _HEADERS = ("common.h", "vmath.h", "microkernel.h", "microkernel_body.h", "fused_loops.h")
 _CSRC = Path(__file__).parent / "csrc"
-# what a first build costs: 86 CPU-seconds measured with GCC 12 (user + system, all seven files
-# and the link); the wall time is that over the free cores
-_BUILD_TIME = "about 90 CPU-seconds: under a minute on two free cores, longer on a busy machine"
+# what a first build costs with GCC 12 (user + system, all seven files and the link): 43 s
+# measured on a quiet machine, 86 s on a busy shared one; the wall time is that over the free cores
+_BUILD_TIME = "45-90 CPU-seconds: under a minute on two free cores, minutes on a busy machine"
 
 
 class ExtensionUnavailable(RuntimeError):

@@ -10,6 +10,7 @@ stage and, when asked, sleeps in it, so a signal lands inside the stage it names
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import torch
 
 from rnnkit._kernels import compiled
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "killpg") or compiled.shutil.which("c++") is None,
+pytestmark = pytest.mark.skipif(not hasattr(os, "killpg") or shutil.which("c++") is None,
                                 reason="needs POSIX signals and a C++ compiler")
 
 _SOURCE = 'extern "C" int rnnkit_standin() { return 42; }\n'
