@@ -3,7 +3,7 @@
 Source: "Character-level recurrent sequence-to-sequence model" by fchollet,
 https://keras.io/examples/nlp/lstm_seq2seq/ (Apache 2.0). The model, training, saving and
 decoding code below is that example's, with ``import keras`` replaced by
-``import rnnkit as keras``. Two things differ, and only outside the model code:
+``import rnnkit as keras``. Three things differ, and only outside the model code:
 
 - the data: the example downloads ``fra-eng.zip``; nothing is downloaded here, so the pairs are
   written to a tab-separated file in the same format (input, target, attribution) from
@@ -11,7 +11,9 @@ decoding code below is that example's, with ``import keras`` replaced by
   ``SEQ2SEQ_DATA`` names a file of real pairs (such as fra.txt);
 - the sizes (``SEQ2SEQ_EPOCHS``, ``SEQ2SEQ_SAMPLES``, ``SEQ2SEQ_LATENT``) can be set from the
   environment, so the test trains a small version in seconds (the example's 100 epochs of
-  10000 pairs take a while on a CPU).
+  10000 pairs take a while on a CPU);
+- the saved model's name: ``s2s_model.rnnkit``, not ``s2s_model.keras``. rnnkit writes its own
+  format, which Keras cannot read, so it refuses Keras' extension.
 
 Run: ``python examples/09_lstm_seq2seq.py``; ``main()`` returns the decoded sentences.
 """
@@ -152,7 +154,7 @@ def main(verbose=True, workdir=None):
         verbose=2 if verbose else 0,
     )
     # Save model
-    model.save(os.path.join(workdir, "s2s_model.keras"))
+    model.save(os.path.join(workdir, "s2s_model.rnnkit"))
 
     # Run inference (sampling)
     # 1. encode input and retrieve initial decoder state
@@ -163,7 +165,7 @@ def main(verbose=True, workdir=None):
 
     # Define sampling models
     # Restore the model and construct the encoder and decoder.
-    model = keras.models.load_model(os.path.join(workdir, "s2s_model.keras"))
+    model = keras.models.load_model(os.path.join(workdir, "s2s_model.rnnkit"))
 
     encoder_inputs = model.input[0]  # input_1
     encoder_outputs, state_h_enc, state_c_enc = model.layers[2].output  # lstm_1

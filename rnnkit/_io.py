@@ -125,14 +125,14 @@ def check_not_keras_name(path: str, weights_only: bool = False) -> None:
     not read it and :func:`rnnkit.models.load_keras` would refuse it. Model files take any
     other name (``.rnnkit`` by convention), weights files too (``.safetensors``)."""
     stem, suffix = os.path.splitext(path)
-    if suffix.lower() not in ((".keras",) if weights_only else (".keras", ".h5")):
+    if suffix.lower() not in (".keras", ".h5"):
         return
     right = stem.removesuffix(".weights") + (".safetensors" if weights_only else ".rnnkit")
     raise ValueError(
         f"{path!r}: rnnkit writes {'weights' if weights_only else 'models'} in its own format, "
         f"which Keras cannot read, so not under Keras' {suffix} extension; save as {right!r} "
-        f"(read back by rnnkit.models.{'load_model' if not weights_only else 'Model.load_weights'}"
-        "). rnnkit reads Keras files (rnnkit.models.load_keras) but does not write them"
+        f"(read back by {'model.load_weights' if weights_only else 'rnnkit.models.load_model'}). "
+        "rnnkit reads Keras files (rnnkit.models.load_keras) but does not write them"
     )
 
 

@@ -47,9 +47,9 @@ _SOURCES = ("lstm.cpp", "gru.cpp", "autograd.cpp", "elman.cpp", "ops.cpp", "shar
             "gemm.cpp")
 _HEADERS = ("common.h", "vmath.h", "microkernel.h", "microkernel_body.h", "fused_loops.h")
 _CSRC = Path(__file__).parent / "csrc"
-# what a first build costs: 86 CPU-seconds measured with GCC 12 (user + system, all seven files
-# and the link); the wall time is that over the free cores
-_BUILD_TIME = "about 90 CPU-seconds: under a minute on two free cores, longer on a busy machine"
+# what a first build costs with GCC 12 (user + system, all seven files and the link): 43 s
+# measured on a quiet machine, 86 s on a busy shared one; the wall time is that over the free cores
+_BUILD_TIME = "45-90 CPU-seconds: under a minute on two free cores, minutes on a busy machine"
 
 
 class ExtensionUnavailable(RuntimeError):
@@ -133,8 +133,8 @@ def _build_library(name: str, sources: list[Path], flags: list[str], root: Path,
 
     A folder named ``name`` is complete: it appears only by an atomic rename of the folder a
     build ran in (``name.partial-<pid>``), so a build killed at any point leaves no half-built
-    library where a later process looks. Builders take turns by an ``flock`` on ``name.lock``,
-    which the kernel releases when its holder dies however it dies (SIGKILL included): a later
+    library where a later process looks. Builders take turns by a lock on ``name.lock``, which
+    the kernel releases when its holder dies however it dies (SIGKILL included): a later
     process never waits on a dead one, and the lock's holder clears the folders of builds that
     died. Without ``fcntl`` (Windows) builders do not wait for each other; the rename still keeps
     the folder whole."""
@@ -189,8 +189,10 @@ def _compile(name: str, sources: list[Path], flags: list[str], root: Path,
 
 
 class _BuildLock:
-    """An exclusive ``flock`` on ``path`` for the time of a build, saying on ``stream`` whom it
-    waits for (the holder writes its pid into the file)."""
+    """An exclusive POSIX lock (``lockf``) on ``path`` for the time of a build, saying on
+    ``stream`` whom it waits for (the holder writes its pid into the file). The kernel releases
+    it when the holder dies, and unlike ``flock`` a child forked during the build does not
+    inherit it."""
 
     def __init__(self, path: Path, stream: TextIO) -> None:
         self._path, self._stream, self._fd = path, stream, -1
@@ -204,9 +206,9 @@ class _BuildLock:
         start = note = time.monotonic()
         while True:
             try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
-            except BlockingIOError:
+            except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: held
                 pass
             except OSError:  # a file system without locks: build unlocked, the rename still holds
                 return self
@@ -224,7 +226,7 @@ class _BuildLock:
 
     def __exit__(self, *exc: object) -> None:
         if self._fd >= 0:
-            os.close(self._fd)  # releases the flock; the file stays (removing it would race)
+            os.close(self._fd)  # releases the lock; the file stays (removing it would race)
             self._fd = -1
 
 

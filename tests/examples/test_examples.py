@@ -229,7 +229,7 @@ def test_lstm_seq2seq_keras_example_trains_and_decodes(monkeypatch, tmp_path):
     assert sorted(history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
     assert history["loss"][-1] < 0.75 * history["loss"][0]
     assert history["val_accuracy"][-1] > history["val_accuracy"][0]
-    assert (tmp_path / "s2s_model.keras").is_file()
+    assert (tmp_path / "s2s_model.rnnkit").is_file()
     assert len(result["decoded"]) == 20
     limit = result["max_decoder_seq_length"]
     for _, target, decoded in result["decoded"]:

@@ -10,6 +10,7 @@ stage and, when asked, sleeps in it, so a signal lands inside the stage it names
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import torch
 
 from rnnkit._kernels import compiled
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "killpg") or compiled.shutil.which("c++") is None,
+pytestmark = pytest.mark.skipif(not hasattr(os, "killpg") or shutil.which("c++") is None,
                                 reason="needs POSIX signals and a C++ compiler")
 
 _SOURCE = 'extern "C" int rnnkit_standin() { return 42; }\n'
@@ -177,3 +178,41 @@ def test_the_build_folder_is_keyed_by_the_torch_installation_and_the_compiler(
     one = compiled._module_name(flags, (source,))
     source.write_text("int f() { return 2; }\n")
     assert compiled._module_name(flags, (source,)) != one
+
+
+def test_the_lock_dies_with_its_holder_even_when_a_forked_child_lives(tmp_path: Path) -> None:
+    """A builder that forked (a data-loader worker, say) and then died holds nothing: the lock
+    is the process's own, not shared with its children."""
+    import io
+    import threading
+
+    lock_path = tmp_path / "x.lock"
+    script = """
+import os, sys, time
+from pathlib import Path
+from rnnkit._kernels import compiled
+compiled._BuildLock(Path(sys.argv[1]), sys.stderr).__enter__()
+if os.fork() == 0:
+    time.sleep(300)
+    os._exit(0)
+print("held", flush=True)
+time.sleep(300)
+"""
+    holder = subprocess.Popen([sys.executable, "-c", script, str(lock_path)],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        stream = io.StringIO()
+        lock = compiled._BuildLock(lock_path, stream)
+        waiter = threading.Thread(target=lock.__enter__)
+        waiter.start()
+        waiter.join(2)
+        assert waiter.is_alive()  # held by a live process: it waits, and says for whom
+        assert f"waiting for process {holder.pid}" in stream.getvalue()
+        os.kill(holder.pid, signal.SIGKILL)  # the forked child lives on
+        waiter.join(30)
+        assert not waiter.is_alive()
+        lock.__exit__()
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.communicate()

@@ -225,7 +225,7 @@ def test_multi_output_compile_settings_round_trip(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name,weights_only,suggested", [
     ("best.keras", False, "best.rnnkit"), ("Best.H5", False, "Best.rnnkit"),
-    ("w.keras", True, "w.safetensors"), ("model.weights.keras", True, "model.safetensors")])
+    ("w.keras", True, "w.safetensors"), ("model.weights.h5", True, "model.safetensors")])
 def test_keras_file_names_are_refused_with_the_right_one_named(
         tmp_path: Path, name: str, weights_only: bool, suggested: str) -> None:
     """rnnkit's own format under a Keras name would be a file Keras cannot read and load_keras

@@ -37,7 +37,7 @@ def run(out: Path) -> None:
     model.build((None, 5, 2))
     model.compile(optimizer="adam", loss="mse", metrics=["mae"])
     x, y = data()
-    callbacks = [ModelCheckpoint(str(own / "model.weights.h5"), save_weights_only=True),
+    callbacks = [ModelCheckpoint(str(own / "model.weights.safetensors"), save_weights_only=True),
                  CSVLogger(str(own / "log.csv"))]
     # 27 samples, 20% held out: 21 to train in global batches of 7, 7, 7; a batch of 5 for the
     # validation data, so one rank of two gets 3 samples and the other 2.

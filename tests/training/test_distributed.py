@@ -87,7 +87,7 @@ def test_logged_metrics_are_reduced_over_ranks(runs: tuple[Path, Path]) -> None:
 def test_only_rank_zero_writes_files_and_progress(runs: tuple[Path, Path]) -> None:
     _, multi = runs
     assert sorted(p.name for p in (multi / "rank-0").iterdir()) == [
-        "log.csv", "model.weights.h5", "stdout.txt"]
+        "log.csv", "model.weights.safetensors", "stdout.txt"]
     assert "Epoch 3/3" in (multi / "rank-0" / "stdout.txt").read_text()
     assert [p.name for p in (multi / "rank-1").iterdir()] == ["stdout.txt"]
     assert (multi / "rank-1" / "stdout.txt").read_text() == ""
