@@ -4,7 +4,8 @@ Each library lives in its own virtual environment (with rnnkit installed editabl
 script runs in any Python and starts the library's interpreter for every measurement, once
 with rnnkit's acceleration off and once on. Acceleration is switched on from outside the
 library, by ``RNNKIT_ACCELERATE=1`` in the environment the process starts with (see
-``accelerated``), never by editing the library. Commands (README.md beside this file has the whole recipe)::
+``accelerated``), never by editing the library. Commands (README.md beside this file has the
+whole recipe)::
 
     harness.py source darts --python VENV/bin/python --repo MIRROR --dest SRC
     harness.py tests  darts --python VENV/bin/python --src SRC --out results/darts-tests.json
@@ -30,6 +31,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -89,7 +91,8 @@ def accelerated(on: bool, library: str) -> dict[str, str]:
 
 def installed_version(python: str, library: Library) -> str:
     return subprocess.run(
-        [python, "-c", f"import importlib.metadata as m; print(m.version({library.distribution!r}))"],
+        [python, "-c",
+         f"import importlib.metadata as m; print(m.version({library.distribution!r}))"],
         check=True, capture_output=True, text=True).stdout.strip()
 
 
@@ -206,7 +209,7 @@ def _load(path: Path):  # type: ignore[no-untyped-def]
 
 
 def table(args: argparse.Namespace) -> None:
-    reports: dict[str, dict[str, object]] = {}
+    reports: dict[str, dict[str, Any]] = {}
     for path in args.reports:
         report = json.loads(Path(path).read_text())
         reports.setdefault(report["library"], {}).update(report)
@@ -216,23 +219,17 @@ def table(args: argparse.Namespace) -> None:
     for name, report in reports.items():
         counts = "-"
         if "tests_off" in report:
-            counts = " / ".join(
-                "{passed}p {failed}f {skipped}s".format(**report[f"tests_{m}"])  # type: ignore[arg-type]
-                for m in ("off", "on"))
+            counts = " / ".join("{passed}p {failed}f {skipped}s".format(**report[f"tests_{m}"])
+                                for m in ("off", "on"))
         runs = report.get("runs", [])
-        thread_counts = sorted({r["requested_threads"] for r in runs}) or [None]  # type: ignore[index]
-        for threads in thread_counts:
-            pair = {r["mode"]: r for r in runs if r["requested_threads"] == threads}  # type: ignore[index]
-            cells = ["-", "-", "-"]
+        for threads in sorted({r["requested_threads"] for r in runs}) or [None]:
+            pair = {r["mode"]: r for r in runs if r["requested_threads"] == threads}
+            cells = ["-"] * 4
             if len(pair) == 2:
-                cells = [_pair(pair, "recurrence_s"), _pair(pair, "fit_s"),
-                         f"{report['max_abs_prediction_difference'][str(threads)]:.2g}"]  # type: ignore[index]
-                threads_label = f"{threads} ({pair['off']['threads']})" if threads else \
-                    f"default ({pair['off']['threads']})"
-            else:
-                threads_label = "-"
-            print(f"| {name} | {report['version']} | {counts} | {threads_label} | "
-                  + " | ".join(cells) + " |")
+                difference = report["max_abs_prediction_difference"][str(threads)]
+                cells = [f"{threads or 'default'} ({pair['off']['threads']})",
+                         _pair(pair, "recurrence_s"), _pair(pair, "fit_s"), f"{difference:.2g}"]
+            print(f"| {name} | {report['version']} | {counts} | " + " | ".join(cells) + " |")
 
 
 def _pair(pair: dict[str, dict[str, float]], key: str) -> str:
