@@ -43,6 +43,8 @@ class Library:
     tag_prefixes: tuple[str, ...]  # its repository tags a release as PREFIX + version
     tests: tuple[str, ...]  # its recurrent-model test files, relative to the repository
     paths: tuple[str, ...]  # what of its repository they need (the package, tests, data)
+    # pytest options: its configuration's coverage options dropped (pytest-cov is not needed)
+    pytest_options: tuple[str, ...] = ()
     # files of its repository that its tests read and would otherwise download:
     # repository path -> path to copy it to
     test_data: dict[str, str] = field(default_factory=dict)
@@ -59,13 +61,15 @@ LIBRARIES = {
         ("tests/test_models/test_lstm.py", "tests/test_models/test_gru.py",
          "tests/test_models/test_rnn.py", "tests/test_models/test_dilated_rnn.py",
          "tests/test_models/test_dummy_recurrent.py"),
-        ("neuralforecast", "tests", "pyproject.toml")),
+        ("neuralforecast", "tests", "pyproject.toml"),
+        ("-o", "addopts=")),
     "pytorch-forecasting": Library(
         "pytorch-forecasting", ("v", ""),
         ("tests/test_models/test_nn/test_rnn.py", "tests/test_models/test_rnn_model.py",
          "tests/test_models/test_deepar.py",
          "tests/test_models/test_temporal_fusion_transformer.py"),
         ("pytorch_forecasting", "tests", "examples/data", "pyproject.toml"),
+        ("-o", "addopts=-rsxX"),
         {"examples/data/stallion.parquet": "pytorch_forecasting/data/stallion.parquet"}),
 }
 
@@ -156,7 +160,8 @@ def tests(args: argparse.Namespace) -> None:
     library = LIBRARIES[args.library]
     report: dict[str, object] = {"library": args.library,
                                  "version": installed_version(args.python, library),
-                                 "test_files": list(library.tests)}
+                                 "test_files": args.files or list(library.tests)}
+    files = report["test_files"]
     check_switch(args.python, args.library)
     for mode in ("off", "on"):
         on = mode == "on"
@@ -164,8 +169,11 @@ def tests(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         done = subprocess.run(
             [args.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-             f"--junitxml={junit}", *args.pytest_args, *library.tests],
+             f"--junitxml={junit}", *library.pytest_options, *files],
             cwd=args.src, env=accelerated(on, args.library), capture_output=True, text=True)
+        if not junit.exists():
+            sys.exit(f"pytest ran no test (exit {done.returncode}):\n{done.stdout[-3000:]}"
+                     f"{done.stderr[-3000:]}")
         report[f"tests_{mode}"] = {**junit_counts(junit), "seconds": time.perf_counter() - start,
                                    "exit": done.returncode,
                                    "tail": done.stdout.splitlines()[-3:]}
@@ -251,7 +259,8 @@ def main(argv: list[str] | None = None) -> None:
             command.add_argument("--dest", required=True)
         if name == "tests":
             command.add_argument("--src", required=True, help="`source`'s --dest")
-            command.add_argument("--pytest-args", nargs="*", default=[])
+            command.add_argument("--files", nargs="+",
+                                 help="these of its test files (default: all those listed)")
         if name in ("tests", "fit"):
             command.add_argument("--out", required=True, help="JSON report")
         if name == "fit":
