@@ -4,7 +4,8 @@ Each library lives in its own virtual environment (with rnnkit installed editabl
 script runs in any Python and starts the library's interpreter for every measurement, once
 with rnnkit's acceleration off and once on. Acceleration is switched on from outside the
 library, by ``RNNKIT_ACCELERATE=1`` in the environment the process starts with (see
-``accelerated``), never by editing the library. Commands (README.md beside this file has the whole recipe)::
+``accelerated``), never by editing the library. Commands (README.md beside this file has the
+whole recipe)::
 
     harness.py source darts --python VENV/bin/python --repo MIRROR --dest SRC
     harness.py tests  darts --python VENV/bin/python --src SRC --out results/darts-tests.json
@@ -30,6 +31,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -41,6 +43,8 @@ class Library:
     tag_prefixes: tuple[str, ...]  # its repository tags a release as PREFIX + version
     tests: tuple[str, ...]  # its recurrent-model test files, relative to the repository
     paths: tuple[str, ...]  # what of its repository they need (the package, tests, data)
+    # pytest options: its configuration's coverage options dropped (pytest-cov is not needed)
+    pytest_options: tuple[str, ...] = ()
     # files of its repository that its tests read and would otherwise download:
     # repository path -> path to copy it to
     test_data: dict[str, str] = field(default_factory=dict)
@@ -57,13 +61,15 @@ LIBRARIES = {
         ("tests/test_models/test_lstm.py", "tests/test_models/test_gru.py",
          "tests/test_models/test_rnn.py", "tests/test_models/test_dilated_rnn.py",
          "tests/test_models/test_dummy_recurrent.py"),
-        ("neuralforecast", "tests", "pyproject.toml")),
+        ("neuralforecast", "tests", "pyproject.toml"),
+        ("-o", "addopts=")),
     "pytorch-forecasting": Library(
         "pytorch-forecasting", ("v", ""),
         ("tests/test_models/test_nn/test_rnn.py", "tests/test_models/test_rnn_model.py",
          "tests/test_models/test_deepar.py",
          "tests/test_models/test_temporal_fusion_transformer.py"),
         ("pytorch_forecasting", "tests", "examples/data", "pyproject.toml"),
+        ("-o", "addopts=-rsxX"),
         {"examples/data/stallion.parquet": "pytorch_forecasting/data/stallion.parquet"}),
 }
 
@@ -89,7 +95,8 @@ def accelerated(on: bool, library: str) -> dict[str, str]:
 
 def installed_version(python: str, library: Library) -> str:
     return subprocess.run(
-        [python, "-c", f"import importlib.metadata as m; print(m.version({library.distribution!r}))"],
+        [python, "-c",
+         f"import importlib.metadata as m; print(m.version({library.distribution!r}))"],
         check=True, capture_output=True, text=True).stdout.strip()
 
 
@@ -153,7 +160,8 @@ def tests(args: argparse.Namespace) -> None:
     library = LIBRARIES[args.library]
     report: dict[str, object] = {"library": args.library,
                                  "version": installed_version(args.python, library),
-                                 "test_files": list(library.tests)}
+                                 "test_files": args.files or list(library.tests)}
+    files = report["test_files"]
     check_switch(args.python, args.library)
     for mode in ("off", "on"):
         on = mode == "on"
@@ -161,8 +169,11 @@ def tests(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         done = subprocess.run(
             [args.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-             f"--junitxml={junit}", *args.pytest_args, *library.tests],
+             f"--junitxml={junit}", *library.pytest_options, *files],
             cwd=args.src, env=accelerated(on, args.library), capture_output=True, text=True)
+        if not junit.exists():
+            sys.exit(f"pytest ran no test (exit {done.returncode}):\n{done.stdout[-3000:]}"
+                     f"{done.stderr[-3000:]}")
         report[f"tests_{mode}"] = {**junit_counts(junit), "seconds": time.perf_counter() - start,
                                    "exit": done.returncode,
                                    "tail": done.stdout.splitlines()[-3:]}
@@ -206,7 +217,7 @@ def _load(path: Path):  # type: ignore[no-untyped-def]
 
 
 def table(args: argparse.Namespace) -> None:
-    reports: dict[str, dict[str, object]] = {}
+    reports: dict[str, dict[str, Any]] = {}
     for path in args.reports:
         report = json.loads(Path(path).read_text())
         reports.setdefault(report["library"], {}).update(report)
@@ -216,23 +227,17 @@ def table(args: argparse.Namespace) -> None:
     for name, report in reports.items():
         counts = "-"
         if "tests_off" in report:
-            counts = " / ".join(
-                "{passed}p {failed}f {skipped}s".format(**report[f"tests_{m}"])  # type: ignore[arg-type]
-                for m in ("off", "on"))
+            counts = " / ".join("{passed}p {failed}f {skipped}s".format(**report[f"tests_{m}"])
+                                for m in ("off", "on"))
         runs = report.get("runs", [])
-        thread_counts = sorted({r["requested_threads"] for r in runs}) or [None]  # type: ignore[index]
-        for threads in thread_counts:
-            pair = {r["mode"]: r for r in runs if r["requested_threads"] == threads}  # type: ignore[index]
-            cells = ["-", "-", "-"]
+        for threads in sorted({r["requested_threads"] for r in runs}) or [None]:
+            pair = {r["mode"]: r for r in runs if r["requested_threads"] == threads}
+            cells = ["-"] * 4
             if len(pair) == 2:
-                cells = [_pair(pair, "recurrence_s"), _pair(pair, "fit_s"),
-                         f"{report['max_abs_prediction_difference'][str(threads)]:.2g}"]  # type: ignore[index]
-                threads_label = f"{threads} ({pair['off']['threads']})" if threads else \
-                    f"default ({pair['off']['threads']})"
-            else:
-                threads_label = "-"
-            print(f"| {name} | {report['version']} | {counts} | {threads_label} | "
-                  + " | ".join(cells) + " |")
+                difference = report["max_abs_prediction_difference"][str(threads)]
+                cells = [f"{threads or 'default'} ({pair['off']['threads']})",
+                         _pair(pair, "recurrence_s"), _pair(pair, "fit_s"), f"{difference:.2g}"]
+            print(f"| {name} | {report['version']} | {counts} | " + " | ".join(cells) + " |")
 
 
 def _pair(pair: dict[str, dict[str, float]], key: str) -> str:
@@ -254,7 +259,8 @@ def main(argv: list[str] | None = None) -> None:
             command.add_argument("--dest", required=True)
         if name == "tests":
             command.add_argument("--src", required=True, help="`source`'s --dest")
-            command.add_argument("--pytest-args", nargs="*", default=[])
+            command.add_argument("--files", nargs="+",
+                                 help="these of its test files (default: all those listed)")
         if name in ("tests", "fit"):
             command.add_argument("--out", required=True, help="JSON report")
         if name == "fit":

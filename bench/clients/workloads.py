@@ -125,7 +125,8 @@ def darts_workload(quick: bool) -> tuple[Callable[[], Any], Callable[[Any], np.n
     def fit() -> Any:
         model = RNNModel(model="LSTM", input_chunk_length=48, training_length=96,
                          hidden_dim=64, n_rnn_layers=2, dropout=0.1, batch_size=32,
-                         n_epochs=1 if quick else 2, random_state=0, pl_trainer_kwargs=trainer_kwargs())
+                         n_epochs=1 if quick else 2, random_state=0,
+                         pl_trainer_kwargs=trainer_kwargs())
         model.fit(series, verbose=False)
         return model
 
@@ -146,7 +147,8 @@ def neuralforecast_workload(quick: bool) -> tuple[Callable[[], Any], Callable[[A
     frame = generate_series(n_series=50, freq="h", min_length=600, max_length=1000, seed=0)
 
     def fit() -> Any:
-        model = LSTM(h=24, input_size=96, encoder_dropout=0.1, max_steps=30 if quick else 150, batch_size=32,
+        model = LSTM(h=24, input_size=96, encoder_dropout=0.1,
+                     max_steps=30 if quick else 150, batch_size=32,
                      scaler_type="standard", random_seed=0, **trainer_kwargs())
         forecaster = NeuralForecast(models=[model], freq="h")
         forecaster.fit(frame, val_size=0)
@@ -238,8 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     # Lightning and the libraries write their logs and checkpoints under the working folder
     os.chdir(tempfile.mkdtemp(prefix=f"rnnkit-clients-{args.library}-"))
     result, predictions = run(args.library, args.seed, args.quick)
+    rnnkit = sys.modules.get("rnnkit")  # imported by RNNKIT_ACCELERATE's entry point, if set
     result.update(library=args.library, threads=torch.get_num_threads(), quick=args.quick,
-                  rnnkit_loaded="rnnkit" in sys.modules)
+                  accelerated=rnnkit is not None and rnnkit.is_accelerated())
     np.save(predictions_file, predictions)
     with open(out, "w") as handle:
         json.dump(result, handle, indent=1)
