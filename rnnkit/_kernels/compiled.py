@@ -37,7 +37,7 @@ __all__ = ["ENV_DISABLE", "ExtensionUnavailable", "ExtensionWarning", "available
 ENV_DISABLE = "RNNKIT_NO_EXTENSION"
 # the longest first: ninja starts them in this order
 _SOURCES = ("lstm.cpp", "gru.cpp", "autograd.cpp", "elman.cpp", "ops.cpp", "shared.cpp",
-            "gemm.cpp", "workers.cpp")
+            "gemm.cpp", "workers.cpp", "fma_limit.cpp")
 _HEADERS = ("common.h", "vmath.h", "microkernel.h", "microkernel_body.h", "fused_loops.h")
 _CSRC = Path(__file__).parent / "csrc"
 

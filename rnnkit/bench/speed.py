@@ -6,9 +6,11 @@ For each cell (tanh RNN, GRU, LSTM) and size (batch, time, features, hidden), in
 - milliseconds per call of every contender, measured *interleaved* in the same process (one call
   of each in turn, repeated, the median kept), so that a slow moment of a shared machine hits
   all of them alike; the ratio to ``torch.nn`` (> 1: rnnkit is faster);
-- achieved GFLOP/s of the matrix products (2 T B G H (D + H) per forward pass, three times that
-  for training) and its fraction of this machine's matrix-multiply peak, measured in the same
-  run as the best speed of a large float32 ``torch.mm``: the physical limit;
+- achieved GFLOP/s of the matrix products (``matmul_flops``: 2 T B G H (D + H) per forward
+  pass, 2 T B G H (2 D + 3 H) for training, whose input needs no gradient) as a share of two
+  limits measured in the same run: the machine's, a register-resident FMA loop in the compiled
+  library (``rnnkit::fma_gflops``) at the run's vector width and thread count ("% FMA limit"),
+  and the best speed of a large float32 ``torch.mm`` ("% torch.mm": how close to MKL);
 - peak memory of training: the highest total of tensor bytes alive at once during one forward +
   backward that were allocated inside it, from the allocator events ``torch.profiler`` records
   with ``profile_memory=True`` (weights, inputs and anything allocated before are not counted;
@@ -26,8 +28,9 @@ same C++ loop inside the compiled graph; compiling is the untimed warm-up call),
 (``lax.scan``) / ``keras`` (TensorFlow) when importable.
 
 Usage: ``python -m rnnkit.bench [--quick] [--json PATH] [--cells rnn,gru] [--sizes small,long]``
-(also ``rnnkit bench ...``). ``--quick`` runs the tiny and small sizes in about a minute. The
-reports behind the README's tables are saved in the repository's ``bench/`` folder.
+(also ``rnnkit bench ...``).
+``--quick`` runs the tiny and small sizes in about a minute. The reports behind the README's
+tables are saved in the repository's ``bench/`` folder.
 """
 
 import argparse
@@ -172,7 +175,9 @@ def machine_line(machine: dict[str, Any]) -> str:
         where = "CPU not recorded in this report"
     else:
         where = f"{cpu}, {machine['vector_isa']} ({machine['vector_bits']}-bit vectors)"
-    return (f"{where}; {machine['threads']} threads, matmul peak "
+    limit = machine.get("fma_limit_gflops")
+    fma = "FMA limit not measured" if limit is None else f"FMA limit {limit:.0f} GFLOP/s"
+    return (f"{where}; {machine['threads']} threads, {fma}, matmul peak "
             f"{machine['matmul_peak_gflops']:.0f} GFLOP/s, torch {machine['torch']}")
 
 
@@ -216,10 +221,35 @@ def _without_profiler_noise() -> Iterator[None]:
 
 
 def matmul_flops(cell: str, size: Size, training: bool) -> float:
-    """Floating-point operations of the matrix products of one call (elementwise work left out)."""
-    s = size
-    forward = 2.0 * s.steps * s.batch * GATES[cell] * s.hidden * (s.features + s.hidden)
-    return 3 * forward if training else forward
+    """Floating-point operations of the matrix products of one call, 2 per multiply-add
+    (elementwise work left out). Forward: the input projection x W_ih^T (2 T B D G H) and the
+    recurrent product h W_hh^T of every step (2 T B H G H). Training adds the products of the
+    backward pass the bench's step needs (its input needs no gradient): the recurrent weight
+    gradient and input-weight gradient (2 T B G H (H + D)) and the state gradient through
+    W_hh at every step (2 T B G H H), so training = 2 T B G H (2 D + 3 H)."""
+    s, g = size, GATES[cell]
+    forward = 2.0 * s.steps * s.batch * g * s.hidden * (s.features + s.hidden)
+    backward = 2.0 * s.steps * s.batch * g * s.hidden * (s.features + 2 * s.hidden)
+    return forward + backward if training else forward
+
+
+def fma_limits(threads: int) -> dict[str, dict[str, float]]:
+    """GFLOP/s of the compiled library's register-resident FMA loop (``rnnkit::fma_gflops``)
+    for every vector width this CPU runs, on one thread and on ``threads``: the arithmetic
+    limit of the machine. Empty when the compiled kernels are not available."""
+    if not _compiled_available():
+        return {}
+    ops = torch.ops.rnnkit
+    return {str(bits): {"1": ops.fma_gflops(bits, 1), str(threads): ops.fma_gflops(bits, threads)}
+            for bits in ops.fma_vector_bits()}
+
+
+def fma_limit(limits: dict[str, dict[str, float]], bits: int, threads: int) -> float | None:
+    """The limit a run is measured against: the FMA loop at the run's vector width (torch's
+    CPU capability: what torch's, oneDNN's and rnnkit's kernels use) on the run's threads, or
+    the widest measured below it; None when none was measured."""
+    widths = sorted((int(b) for b in limits if int(b) <= bits), reverse=True)
+    return limits[str(widths[0])][str(threads)] if widths else None
 
 
 # -- contenders ------------------------------------------------------------------------------
@@ -403,7 +433,7 @@ def _compiled_available() -> bool:
 
 # -- one row ---------------------------------------------------------------------------------
 def measure_row(cell: str, size: Size, training: bool, variable: bool, settings: Settings,
-                peak: float) -> dict[str, Any]:
+                peak: float, limit: float | None = None) -> dict[str, Any]:
     torch.manual_seed(0)
     if variable:
         calls = variable_contenders(cell, size, training)
@@ -419,8 +449,11 @@ def measure_row(cell: str, size: Size, training: bool, variable: bool, settings:
         "ms": {name: s * 1e3 for name, s in seconds.items()},
         "speedup_vs_torch": {name: seconds[baseline] / s for name, s in seconds.items()},
         "gflops": {name: flops / s / 1e9 for name, s in seconds.items()},
+        "flops": flops,
         "peak_fraction": {name: flops / s / 1e9 / peak for name, s in seconds.items()},
     }
+    if limit is not None:
+        row["fma_fraction"] = {name: flops / s / 1e9 / limit for name, s in seconds.items()}
     if variable:
         row["masking_overhead"] = seconds["rnnkit.nn (lengths)"] / seconds["rnnkit.nn (dense)"] - 1
     if training and settings.memory:
@@ -435,8 +468,12 @@ def run(cells: list[str], sizes: list[str], variable_sizes: list[str], modes: li
     """Measure every requested row; returns the JSON-ready report."""
     peak = matmul_peak_gflops(settings.mm_size)
     cpu = cpu_description()
+    threads = torch.get_num_threads()
+    limits = fma_limits(threads)
+    limit = fma_limit(limits, cpu["vector_bits"], threads)
     progress(f"matrix-multiply peak: {peak:.1f} GFLOP/s ({settings.mm_size}^2 float32 torch.mm) "
-             f"on {cpu['cpu_model']}, {cpu['vector_isa']} ({cpu['vector_bits']}-bit vectors)")
+             f"on {cpu['cpu_model']}, {cpu['vector_isa']} ({cpu['vector_bits']}-bit vectors); "
+             f"FMA limit: {_fmt(limit, '.1f') or 'not measured'} GFLOP/s ({threads} threads)")
     extension = "available"
     try:
         compiled.load()
@@ -446,14 +483,15 @@ def run(cells: list[str], sizes: list[str], variable_sizes: list[str], modes: li
     plan = [(c, SIZES[s], m, False) for c in cells for s in sizes for m in modes]
     plan += [(c, SIZES[s], m, True) for c in cells for s in variable_sizes for m in modes]
     for cell, size, training, variable in plan:
-        row = measure_row(cell, size, training, variable, settings, peak)
+        row = measure_row(cell, size, training, variable, settings, peak, limit)
         rows.append(row)
         progress(_row_summary(row))
     return {
         "machine": {
             "platform": platform.platform(), "processor": platform.processor(), **cpu,
             "python": platform.python_version(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "matmul_peak_gflops": peak,
+            "threads": threads, "matmul_peak_gflops": peak,
+            "fma_gflops": limits, "fma_limit_gflops": limit,
             "matmul_size": settings.mm_size, "compiled_extension": extension,
         },
         "settings": asdict(settings),
@@ -477,7 +515,8 @@ def print_table(report: dict[str, Any]) -> None:
     table = Table(title=f"rnnkit vs torch.nn: ms per call and speed-up (x, > 1 is faster); "
                         f"{machine_line(machine)}", title_justify="left")
     for column in ("cell", "size", "mode", "torch.nn ms", "rnnkit.nn ms", "nn x",
-                   "layers x", "fused x", "compiled x", "torch.compile x", "other x", "GFLOP/s", "% peak",
+                   "layers x", "fused x", "compiled x", "torch.compile x", "other x", "GFLOP/s",
+                   "% FMA limit", "% torch.mm",
                    "mem MB torch/rnnkit"):
         table.add_column(column, justify="left" if column in ("cell", "size", "mode") else "right")
     for row in report["rows"]:
@@ -495,7 +534,8 @@ def print_table(report: dict[str, Any]) -> None:
             f"{ms[base]:.2f}", f"{ms[nn]:.2f}", f"{up[nn]:.2f}",
             f"{up[layers]:.2f}", _fmt(up.get("rnnkit.nn[fused]")),
             _fmt(up.get("rnnkit.nn[compiled]")), _fmt(up.get(COMPILED)), other,
-            f"{row['gflops'][nn]:.1f}", f"{100 * row['peak_fraction'][nn]:.0f}",
+            f"{row['gflops'][nn]:.1f}", _percent(row, "fma_fraction", nn),
+            _percent(row, "peak_fraction", nn),
             f"{memory[base]:.1f}/{memory[nn]:.1f}" if memory else "",
         )
     Console(width=200).print(table)
@@ -513,7 +553,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         "",
         "| cell | size (B, T, D, H) | torch.nn ms: inference / training | rnnkit.nn ×: inference "
         "/ training | rnnkit.layers ×: inference / training | JAX ×: inference / training | "
-        "training: % of matmul peak; memory MB torch.nn / rnnkit |",
+        "training: % of FMA limit / of torch.mm; memory MB torch.nn / rnnkit |",
         "|---|---|---|---|---|---|---|",
     ]
 
@@ -542,7 +582,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         last = ""
         if "training" in modes:
             train = modes["training"]
-            last = f"{100 * train['peak_fraction'][nn]:.0f}%"
+            last = f"{_percent(train, 'fma_fraction', nn)} / {_percent(train, 'peak_fraction', nn)}"
             if "peak_memory_mb" in train:
                 memory = train["peak_memory_mb"]
                 last += f"; {memory[base]:.1f} / {memory[nn]:.1f}"
@@ -556,8 +596,14 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _percent(row: dict[str, Any], table: str, name: str) -> str:
+    """A row's share (``fma_fraction`` or ``peak_fraction``) for a contender as a percentage;
+    "–" where the report has none (the FMA limit unmeasured, or a report from before it)."""
+    return f"{100 * row[table][name]:.0f}%" if table in row else "–"
 
 
 def _names(text: str, allowed: Any, what: str) -> list[str]:
