@@ -28,7 +28,10 @@ same C++ loop inside the compiled graph; compiling is the untimed warm-up call),
 (``lax.scan``) / ``keras`` (TensorFlow) when importable.
 
 Usage: ``python -m rnnkit.bench [--quick] [--json PATH] [--cells rnn,gru] [--sizes small,long]``
-(also ``rnnkit bench ...``).
+(also ``rnnkit bench ...``). ``--contention busy|torch`` and ``--quota CORES`` time a few rows
+(``CONTENTION_ROWS``: LSTM small and long) quiet and then beside two busy loops or two
+multi-threaded PyTorch processes, or held to that many cores (:mod:`.contention`), instead of
+the table: rnnkit.nn's and torch.nn's contended / quiet time and rnnkit's speed-up in both.
 ``--quick`` runs the tiny and small sizes in about a minute. The reports behind the README's
 tables are saved in the repository's ``bench/`` folder.
 """
@@ -43,6 +46,7 @@ import platform
 import random
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -56,6 +60,7 @@ import torch
 
 from .. import layers as _layers, nn as _nn
 from .._kernels import compiled
+from . import contention
 
 __all__ = ["SIZES", "Size", "main", "run"]
 
@@ -506,6 +511,102 @@ def _row_summary(row: dict[str, Any]) -> str:
     return f"{label}: {ratios}"
 
 
+# -- contention ------------------------------------------------------------------------------
+CONTENTION_ROWS = (("lstm", "small", True), ("lstm", "small", False), ("lstm", "long", True))
+CONTENDERS = (BASELINE, "rnnkit.nn")
+
+
+def _pair(cell: str, size: Size, training: bool) -> dict[str, Call]:
+    """torch.nn and rnnkit.nn (backend auto) on the same weights and input."""
+    torch.manual_seed(0)
+    x = torch.randn(size.steps, size.batch, size.features)
+    reference = TORCH_CLASSES[cell](size.features, size.hidden)
+    model = RNNKIT_CLASSES[cell](size.features, size.hidden)
+    model.load_state_dict(reference.state_dict())
+    return {BASELINE: _torch_call(reference, x, training),
+            "rnnkit.nn": _torch_call(model, x, training)}
+
+
+def time_pairs(rows: list[tuple[str, str, bool]], settings: Settings) -> list[dict[str, float]]:
+    """Milliseconds per call of torch.nn and rnnkit.nn, interleaved, for each row."""
+    return [{name: s * 1e3 for name, s in
+             time_interleaved(_pair(cell, SIZES[size], training), settings).items()}
+            for cell, size, training in rows]
+
+
+def _time_pairs_restricted(rows: list[tuple[str, str, bool]], settings: Settings,
+                           cores: int) -> list[dict[str, float]]:
+    """time_pairs in a child process held to the first ``cores`` CPUs (as ``taskset -c``):
+    torch and rnnkit start there and see only those."""
+    allowed = contention.restricted(cores)
+    job = json.dumps({"rows": rows, "settings": asdict(settings)})
+    code = ("import json, sys\n"
+            "from rnnkit.bench import speed\n"
+            "job = json.loads(sys.stdin.read())\n"
+            "rows = [tuple(r) for r in job['rows']]\n"
+            "print(json.dumps(speed.time_pairs(rows, speed.Settings(**job['settings']))))\n")
+    done = subprocess.run([sys.executable, "-c", code], input=job, capture_output=True,
+                          text=True, preexec_fn=lambda: os.sched_setaffinity(0, allowed),
+                          check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the run held to {cores} core(s) failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_contention(rows: list[tuple[str, str, bool]], settings: Settings, kind: str | None,
+                   quota: int | None, neighbours: int = 2,
+                   progress: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    """Each row timed quiet, then beside ``neighbours`` processes of ``kind`` (busy, torch;
+    None: none) and/or held to ``quota`` cores: rnnkit.nn's and torch.nn's contended time,
+    its ratio to their quiet time, and rnnkit's speed-up over torch.nn in both conditions."""
+    threads = torch.get_num_threads()
+    progress(f"contention: {len(rows)} rows quiet, then beside {neighbours if kind else 0} "
+             f"{kind or ''} neighbours{f', held to {quota} core(s)' if quota else ''}")
+    quiet = time_pairs(rows, settings)
+    with (contention.neighbours(kind, neighbours, threads) if kind
+          else contextlib.nullcontext()):
+        busy = (_time_pairs_restricted(rows, settings, quota) if quota
+                else time_pairs(rows, settings))
+    report_rows = []
+    for (cell, size, training), calm, loaded in zip(rows, quiet, busy):
+        row = {"cell": cell, "size": size, **{k: v for k, v in asdict(SIZES[size]).items()
+                                              if k != "name"},
+               "mode": "training" if training else "inference",
+               "quiet_ms": calm, "contended_ms": loaded,
+               "slowdown": {name: loaded[name] / calm[name] for name in CONTENDERS},
+               "speedup_vs_torch": {"quiet": calm[BASELINE] / calm["rnnkit.nn"],
+                                    "contended": loaded[BASELINE] / loaded["rnnkit.nn"]}}
+        report_rows.append(row)
+        progress(f"{cell} {size} {row['mode']}: rnnkit.nn {calm['rnnkit.nn']:.2f} -> "
+                 f"{loaded['rnnkit.nn']:.2f} ms ({row['slowdown']['rnnkit.nn']:.1f}x), torch.nn "
+                 f"{calm[BASELINE]:.2f} -> {loaded[BASELINE]:.2f} ms")
+    return {"kind": kind, "neighbours": neighbours if kind else 0, "quota_cores": quota,
+            "threads": threads, "rows": report_rows}
+
+
+def print_contention(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    condition = ", ".join(
+        ([f"beside {report['neighbours']} {report['kind']} neighbours"] if report["kind"] else [])
+        + ([f"held to {report['quota_cores']} core(s)"] if report["quota_cores"] else []))
+    table = Table(title=f"contention ({condition}; {report['threads']} threads): ms per call, "
+                        "contended / quiet time, speed-up over torch.nn", title_justify="left")
+    for column in ("cell", "size", "mode", "rnnkit.nn quiet ms", "rnnkit.nn contended ms",
+                   "rnnkit.nn slowdown", "torch.nn quiet ms", "torch.nn contended ms",
+                   "torch.nn slowdown", "nn x quiet", "nn x contended"):
+        table.add_column(column, justify="left" if column in ("cell", "size", "mode") else "right")
+    for row in report["rows"]:
+        quiet, loaded, slow = row["quiet_ms"], row["contended_ms"], row["slowdown"]
+        table.add_row(row["cell"], row["size"], row["mode"], f"{quiet['rnnkit.nn']:.2f}",
+                      f"{loaded['rnnkit.nn']:.2f}", f"{slow['rnnkit.nn']:.1f}",
+                      f"{quiet[BASELINE]:.2f}", f"{loaded[BASELINE]:.2f}",
+                      f"{slow[BASELINE]:.1f}", f"{row['speedup_vs_torch']['quiet']:.2f}",
+                      f"{row['speedup_vs_torch']['contended']:.2f}")
+    Console(width=200).print(table)
+
+
 # -- output ----------------------------------------------------------------------------------
 def print_table(report: dict[str, Any]) -> None:
     from rich.console import Console
@@ -631,6 +732,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="seconds of timing per row (default 0.6 quick, 4 full)")
     parser.add_argument("--markdown", type=Path, metavar="JSON",
                         help="print the README table of a saved report and time nothing")
+    parser.add_argument("--contention", choices=contention.KINDS, default=None,
+                        help="time a few rows (LSTM small and long) quiet and then beside two "
+                             "busy-loop ('busy') or multi-threaded PyTorch ('torch') processes, "
+                             "instead of the full table")
+    parser.add_argument("--quota", type=int, default=None, metavar="CORES",
+                        help="time those rows quiet and then in a process held to this many "
+                             "cores (taskset), alone or with --contention")
     args = parser.parse_args(argv)
     if args.markdown is not None:
         try:
@@ -645,6 +753,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.budget is not None:
         settings = Settings(args.budget, settings.min_repeats, settings.max_repeats,
                             settings.mm_size, settings.memory)
+    if args.contention is not None or args.quota is not None:
+        if args.quota is not None:
+            try:
+                contention.restricted(args.quota)
+            except ValueError as e:
+                raise SystemExit(f"--quota: {e}") from e
+        report = {"machine": {**cpu_description(), "torch": torch.__version__},
+                  "contention": run_contention(
+                      list(CONTENTION_ROWS), settings, args.contention, args.quota,
+                      progress=lambda text: print(text, file=sys.stderr, flush=True))}
+        print_contention(report["contention"])
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2, allow_nan=False))
+        return report
     cells = _names(args.cells, CELLS, "cells")
     sizes = _names(args.sizes or ("tiny,small" if args.quick else ",".join(SIZES)), SIZES, "sizes")
     variable = args.variable or ("small" if args.quick else ",".join(VARIABLE_SIZES))
