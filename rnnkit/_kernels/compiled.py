@@ -44,7 +44,7 @@ __all__ = ["ENV_DISABLE", "ExtensionUnavailable", "ExtensionWarning", "available
 ENV_DISABLE = "RNNKIT_NO_EXTENSION"
 # the longest first: ninja starts them in this order
 _SOURCES = ("lstm.cpp", "gru.cpp", "autograd.cpp", "elman.cpp", "ops.cpp", "shared.cpp",
-            "gemm.cpp")
+            "gemm.cpp", "workers.cpp", "fma_limit.cpp")
 _HEADERS = ("common.h", "vmath.h", "microkernel.h", "microkernel_body.h", "fused_loops.h")
 _CSRC = Path(__file__).parent / "csrc"
 # what a first build costs with GCC 12 (user + system, all seven files and the link): 43 s

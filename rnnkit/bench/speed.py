@@ -6,9 +6,11 @@ For each cell (tanh RNN, GRU, LSTM) and size (batch, time, features, hidden), in
 - milliseconds per call of every contender, measured *interleaved* in the same process (one call
   of each in turn, repeated, the median kept), so that a slow moment of a shared machine hits
   all of them alike; the ratio to ``torch.nn`` (> 1: rnnkit is faster);
-- achieved GFLOP/s of the matrix products (2 T B G H (D + H) per forward pass, three times that
-  for training) and its fraction of this machine's matrix-multiply peak, measured in the same
-  run as the best speed of a large float32 ``torch.mm``: the physical limit;
+- achieved GFLOP/s of the matrix products (``matmul_flops``: 2 T B G H (D + H) per forward
+  pass, 2 T B G H (2 D + 3 H) for training, whose input needs no gradient) as a share of two
+  limits measured in the same run: the machine's, a register-resident FMA loop in the compiled
+  library (``rnnkit::fma_gflops``) at the run's vector width and thread count ("% FMA limit"),
+  and the best speed of a large float32 ``torch.mm`` ("% torch.mm": how close to MKL);
 - peak memory of training: the highest total of tensor bytes alive at once during one forward +
   backward that were allocated inside it, from the allocator events ``torch.profiler`` records
   with ``profile_memory=True`` (weights, inputs and anything allocated before are not counted;
@@ -26,8 +28,12 @@ same C++ loop inside the compiled graph; compiling is the untimed warm-up call),
 (``lax.scan``) / ``keras`` (TensorFlow) when importable.
 
 Usage: ``python -m rnnkit.bench [--quick] [--json PATH] [--cells rnn,gru] [--sizes small,long]``
-(also ``rnnkit bench ...``). ``--quick`` runs the tiny and small sizes in about a minute. The
-reports behind the README's tables are saved in the repository's ``bench/`` folder.
+(also ``rnnkit bench ...``). ``--contention busy|torch`` and ``--quota CORES`` time a few rows
+(``CONTENTION_ROWS``: LSTM small and long) quiet and then beside two busy loops or two
+multi-threaded PyTorch processes, or held to that many cores (:mod:`.contention`), instead of
+the table: rnnkit.nn's and torch.nn's contended / quiet time and rnnkit's speed-up in both.
+``--quick`` runs the tiny and small sizes in about a minute. The reports behind the README's
+tables are saved in the repository's ``bench/`` folder.
 """
 
 import argparse
@@ -40,6 +46,7 @@ import platform
 import random
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +60,7 @@ import torch
 
 from .. import layers as _layers, nn as _nn
 from .._kernels import compiled
+from . import contention
 
 __all__ = ["SIZES", "Size", "main", "run"]
 
@@ -172,7 +180,9 @@ def machine_line(machine: dict[str, Any]) -> str:
         where = "CPU not recorded in this report"
     else:
         where = f"{cpu}, {machine['vector_isa']} ({machine['vector_bits']}-bit vectors)"
-    return (f"{where}; {machine['threads']} threads, matmul peak "
+    limit = machine.get("fma_limit_gflops")
+    fma = "FMA limit not measured" if limit is None else f"FMA limit {limit:.0f} GFLOP/s"
+    return (f"{where}; {machine['threads']} threads, {fma}, matmul peak "
             f"{machine['matmul_peak_gflops']:.0f} GFLOP/s, torch {machine['torch']}")
 
 
@@ -216,10 +226,35 @@ def _without_profiler_noise() -> Iterator[None]:
 
 
 def matmul_flops(cell: str, size: Size, training: bool) -> float:
-    """Floating-point operations of the matrix products of one call (elementwise work left out)."""
-    s = size
-    forward = 2.0 * s.steps * s.batch * GATES[cell] * s.hidden * (s.features + s.hidden)
-    return 3 * forward if training else forward
+    """Floating-point operations of the matrix products of one call, 2 per multiply-add
+    (elementwise work left out). Forward: the input projection x W_ih^T (2 T B D G H) and the
+    recurrent product h W_hh^T of every step (2 T B H G H). Training adds the products of the
+    backward pass the bench's step needs (its input needs no gradient): the recurrent weight
+    gradient and input-weight gradient (2 T B G H (H + D)) and the state gradient through
+    W_hh at every step (2 T B G H H), so training = 2 T B G H (2 D + 3 H)."""
+    s, g = size, GATES[cell]
+    forward = 2.0 * s.steps * s.batch * g * s.hidden * (s.features + s.hidden)
+    backward = 2.0 * s.steps * s.batch * g * s.hidden * (s.features + 2 * s.hidden)
+    return forward + backward if training else forward
+
+
+def fma_limits(threads: int) -> dict[str, dict[str, float]]:
+    """GFLOP/s of the compiled library's register-resident FMA loop (``rnnkit::fma_gflops``)
+    for every vector width this CPU runs, on one thread and on ``threads``: the arithmetic
+    limit of the machine. Empty when the compiled kernels are not available."""
+    if not _compiled_available():
+        return {}
+    ops = torch.ops.rnnkit
+    return {str(bits): {"1": ops.fma_gflops(bits, 1), str(threads): ops.fma_gflops(bits, threads)}
+            for bits in ops.fma_vector_bits()}
+
+
+def fma_limit(limits: dict[str, dict[str, float]], bits: int, threads: int) -> float | None:
+    """The limit a run is measured against: the FMA loop at the run's vector width (torch's
+    CPU capability: what torch's, oneDNN's and rnnkit's kernels use) on the run's threads, or
+    the widest measured below it; None when none was measured."""
+    widths = sorted((int(b) for b in limits if int(b) <= bits), reverse=True)
+    return limits[str(widths[0])][str(threads)] if widths else None
 
 
 # -- contenders ------------------------------------------------------------------------------
@@ -403,7 +438,7 @@ def _compiled_available() -> bool:
 
 # -- one row ---------------------------------------------------------------------------------
 def measure_row(cell: str, size: Size, training: bool, variable: bool, settings: Settings,
-                peak: float) -> dict[str, Any]:
+                peak: float, limit: float | None = None) -> dict[str, Any]:
     torch.manual_seed(0)
     if variable:
         calls = variable_contenders(cell, size, training)
@@ -419,8 +454,11 @@ def measure_row(cell: str, size: Size, training: bool, variable: bool, settings:
         "ms": {name: s * 1e3 for name, s in seconds.items()},
         "speedup_vs_torch": {name: seconds[baseline] / s for name, s in seconds.items()},
         "gflops": {name: flops / s / 1e9 for name, s in seconds.items()},
+        "flops": flops,
         "peak_fraction": {name: flops / s / 1e9 / peak for name, s in seconds.items()},
     }
+    if limit is not None:
+        row["fma_fraction"] = {name: flops / s / 1e9 / limit for name, s in seconds.items()}
     if variable:
         row["masking_overhead"] = seconds["rnnkit.nn (lengths)"] / seconds["rnnkit.nn (dense)"] - 1
     if training and settings.memory:
@@ -435,8 +473,12 @@ def run(cells: list[str], sizes: list[str], variable_sizes: list[str], modes: li
     """Measure every requested row; returns the JSON-ready report."""
     peak = matmul_peak_gflops(settings.mm_size)
     cpu = cpu_description()
+    threads = torch.get_num_threads()
+    limits = fma_limits(threads)
+    limit = fma_limit(limits, cpu["vector_bits"], threads)
     progress(f"matrix-multiply peak: {peak:.1f} GFLOP/s ({settings.mm_size}^2 float32 torch.mm) "
-             f"on {cpu['cpu_model']}, {cpu['vector_isa']} ({cpu['vector_bits']}-bit vectors)")
+             f"on {cpu['cpu_model']}, {cpu['vector_isa']} ({cpu['vector_bits']}-bit vectors); "
+             f"FMA limit: {_fmt(limit, '.1f') or 'not measured'} GFLOP/s ({threads} threads)")
     extension = "available"
     try:
         compiled.load()
@@ -446,14 +488,15 @@ def run(cells: list[str], sizes: list[str], variable_sizes: list[str], modes: li
     plan = [(c, SIZES[s], m, False) for c in cells for s in sizes for m in modes]
     plan += [(c, SIZES[s], m, True) for c in cells for s in variable_sizes for m in modes]
     for cell, size, training, variable in plan:
-        row = measure_row(cell, size, training, variable, settings, peak)
+        row = measure_row(cell, size, training, variable, settings, peak, limit)
         rows.append(row)
         progress(_row_summary(row))
     return {
         "machine": {
             "platform": platform.platform(), "processor": platform.processor(), **cpu,
             "python": platform.python_version(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "matmul_peak_gflops": peak,
+            "threads": threads, "matmul_peak_gflops": peak,
+            "fma_gflops": limits, "fma_limit_gflops": limit,
             "matmul_size": settings.mm_size, "compiled_extension": extension,
         },
         "settings": asdict(settings),
@@ -468,6 +511,102 @@ def _row_summary(row: dict[str, Any]) -> str:
     return f"{label}: {ratios}"
 
 
+# -- contention ------------------------------------------------------------------------------
+CONTENTION_ROWS = (("lstm", "small", True), ("lstm", "small", False), ("lstm", "long", True))
+CONTENDERS = (BASELINE, "rnnkit.nn")
+
+
+def _pair(cell: str, size: Size, training: bool) -> dict[str, Call]:
+    """torch.nn and rnnkit.nn (backend auto) on the same weights and input."""
+    torch.manual_seed(0)
+    x = torch.randn(size.steps, size.batch, size.features)
+    reference = TORCH_CLASSES[cell](size.features, size.hidden)
+    model = RNNKIT_CLASSES[cell](size.features, size.hidden)
+    model.load_state_dict(reference.state_dict())
+    return {BASELINE: _torch_call(reference, x, training),
+            "rnnkit.nn": _torch_call(model, x, training)}
+
+
+def time_pairs(rows: list[tuple[str, str, bool]], settings: Settings) -> list[dict[str, float]]:
+    """Milliseconds per call of torch.nn and rnnkit.nn, interleaved, for each row."""
+    return [{name: s * 1e3 for name, s in
+             time_interleaved(_pair(cell, SIZES[size], training), settings).items()}
+            for cell, size, training in rows]
+
+
+def _time_pairs_restricted(rows: list[tuple[str, str, bool]], settings: Settings,
+                           cores: int) -> list[dict[str, float]]:
+    """time_pairs in a child process held to the first ``cores`` CPUs (as ``taskset -c``):
+    torch and rnnkit start there and see only those."""
+    allowed = contention.restricted(cores)
+    job = json.dumps({"rows": rows, "settings": asdict(settings)})
+    code = ("import json, sys\n"
+            "from rnnkit.bench import speed\n"
+            "job = json.loads(sys.stdin.read())\n"
+            "rows = [tuple(r) for r in job['rows']]\n"
+            "print(json.dumps(speed.time_pairs(rows, speed.Settings(**job['settings']))))\n")
+    done = subprocess.run([sys.executable, "-c", code], input=job, capture_output=True,
+                          text=True, preexec_fn=lambda: os.sched_setaffinity(0, allowed),
+                          check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the run held to {cores} core(s) failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_contention(rows: list[tuple[str, str, bool]], settings: Settings, kind: str | None,
+                   quota: int | None, neighbours: int = 2,
+                   progress: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    """Each row timed quiet, then beside ``neighbours`` processes of ``kind`` (busy, torch;
+    None: none) and/or held to ``quota`` cores: rnnkit.nn's and torch.nn's contended time,
+    its ratio to their quiet time, and rnnkit's speed-up over torch.nn in both conditions."""
+    threads = torch.get_num_threads()
+    progress(f"contention: {len(rows)} rows quiet, then beside {neighbours if kind else 0} "
+             f"{kind or ''} neighbours{f', held to {quota} core(s)' if quota else ''}")
+    quiet = time_pairs(rows, settings)
+    with (contention.neighbours(kind, neighbours, threads) if kind
+          else contextlib.nullcontext()):
+        busy = (_time_pairs_restricted(rows, settings, quota) if quota
+                else time_pairs(rows, settings))
+    report_rows = []
+    for (cell, size, training), calm, loaded in zip(rows, quiet, busy):
+        row = {"cell": cell, "size": size, **{k: v for k, v in asdict(SIZES[size]).items()
+                                              if k != "name"},
+               "mode": "training" if training else "inference",
+               "quiet_ms": calm, "contended_ms": loaded,
+               "slowdown": {name: loaded[name] / calm[name] for name in CONTENDERS},
+               "speedup_vs_torch": {"quiet": calm[BASELINE] / calm["rnnkit.nn"],
+                                    "contended": loaded[BASELINE] / loaded["rnnkit.nn"]}}
+        report_rows.append(row)
+        progress(f"{cell} {size} {row['mode']}: rnnkit.nn {calm['rnnkit.nn']:.2f} -> "
+                 f"{loaded['rnnkit.nn']:.2f} ms ({row['slowdown']['rnnkit.nn']:.1f}x), torch.nn "
+                 f"{calm[BASELINE]:.2f} -> {loaded[BASELINE]:.2f} ms")
+    return {"kind": kind, "neighbours": neighbours if kind else 0, "quota_cores": quota,
+            "threads": threads, "rows": report_rows}
+
+
+def print_contention(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    condition = ", ".join(
+        ([f"beside {report['neighbours']} {report['kind']} neighbours"] if report["kind"] else [])
+        + ([f"held to {report['quota_cores']} core(s)"] if report["quota_cores"] else []))
+    table = Table(title=f"contention ({condition}; {report['threads']} threads): ms per call, "
+                        "contended / quiet time, speed-up over torch.nn", title_justify="left")
+    for column in ("cell", "size", "mode", "rnnkit.nn quiet ms", "rnnkit.nn contended ms",
+                   "rnnkit.nn slowdown", "torch.nn quiet ms", "torch.nn contended ms",
+                   "torch.nn slowdown", "nn x quiet", "nn x contended"):
+        table.add_column(column, justify="left" if column in ("cell", "size", "mode") else "right")
+    for row in report["rows"]:
+        quiet, loaded, slow = row["quiet_ms"], row["contended_ms"], row["slowdown"]
+        table.add_row(row["cell"], row["size"], row["mode"], f"{quiet['rnnkit.nn']:.2f}",
+                      f"{loaded['rnnkit.nn']:.2f}", f"{slow['rnnkit.nn']:.1f}",
+                      f"{quiet[BASELINE]:.2f}", f"{loaded[BASELINE]:.2f}",
+                      f"{slow[BASELINE]:.1f}", f"{row['speedup_vs_torch']['quiet']:.2f}",
+                      f"{row['speedup_vs_torch']['contended']:.2f}")
+    Console(width=200).print(table)
+
+
 # -- output ----------------------------------------------------------------------------------
 def print_table(report: dict[str, Any]) -> None:
     from rich.console import Console
@@ -477,7 +616,8 @@ def print_table(report: dict[str, Any]) -> None:
     table = Table(title=f"rnnkit vs torch.nn: ms per call and speed-up (x, > 1 is faster); "
                         f"{machine_line(machine)}", title_justify="left")
     for column in ("cell", "size", "mode", "torch.nn ms", "rnnkit.nn ms", "nn x",
-                   "layers x", "fused x", "compiled x", "torch.compile x", "other x", "GFLOP/s", "% peak",
+                   "layers x", "fused x", "compiled x", "torch.compile x", "other x", "GFLOP/s",
+                   "% FMA limit", "% torch.mm",
                    "mem MB torch/rnnkit"):
         table.add_column(column, justify="left" if column in ("cell", "size", "mode") else "right")
     for row in report["rows"]:
@@ -495,7 +635,8 @@ def print_table(report: dict[str, Any]) -> None:
             f"{ms[base]:.2f}", f"{ms[nn]:.2f}", f"{up[nn]:.2f}",
             f"{up[layers]:.2f}", _fmt(up.get("rnnkit.nn[fused]")),
             _fmt(up.get("rnnkit.nn[compiled]")), _fmt(up.get(COMPILED)), other,
-            f"{row['gflops'][nn]:.1f}", f"{100 * row['peak_fraction'][nn]:.0f}",
+            f"{row['gflops'][nn]:.1f}", _percent(row, "fma_fraction", nn),
+            _percent(row, "peak_fraction", nn),
             f"{memory[base]:.1f}/{memory[nn]:.1f}" if memory else "",
         )
     Console(width=200).print(table)
@@ -513,7 +654,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         "",
         "| cell | size (B, T, D, H) | torch.nn ms: inference / training | rnnkit.nn ×: inference "
         "/ training | rnnkit.layers ×: inference / training | JAX ×: inference / training | "
-        "training: % of matmul peak; memory MB torch.nn / rnnkit |",
+        "training: % of FMA limit / of torch.mm; memory MB torch.nn / rnnkit |",
         "|---|---|---|---|---|---|---|",
     ]
 
@@ -542,7 +683,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         last = ""
         if "training" in modes:
             train = modes["training"]
-            last = f"{100 * train['peak_fraction'][nn]:.0f}%"
+            last = f"{_percent(train, 'fma_fraction', nn)} / {_percent(train, 'peak_fraction', nn)}"
             if "peak_memory_mb" in train:
                 memory = train["peak_memory_mb"]
                 last += f"; {memory[base]:.1f} / {memory[nn]:.1f}"
@@ -556,8 +697,14 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _percent(row: dict[str, Any], table: str, name: str) -> str:
+    """A row's share (``fma_fraction`` or ``peak_fraction``) for a contender as a percentage;
+    "–" where the report has none (the FMA limit unmeasured, or a report from before it)."""
+    return f"{100 * row[table][name]:.0f}%" if table in row else "–"
 
 
 def _names(text: str, allowed: Any, what: str) -> list[str]:
@@ -585,6 +732,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="seconds of timing per row (default 0.6 quick, 4 full)")
     parser.add_argument("--markdown", type=Path, metavar="JSON",
                         help="print the README table of a saved report and time nothing")
+    parser.add_argument("--contention", choices=contention.KINDS, default=None,
+                        help="time a few rows (LSTM small and long) quiet and then beside two "
+                             "busy-loop ('busy') or multi-threaded PyTorch ('torch') processes, "
+                             "instead of the full table")
+    parser.add_argument("--quota", type=int, default=None, metavar="CORES",
+                        help="time those rows quiet and then in a process held to this many "
+                             "cores (taskset), alone or with --contention")
     args = parser.parse_args(argv)
     if args.markdown is not None:
         try:
@@ -599,6 +753,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.budget is not None:
         settings = Settings(args.budget, settings.min_repeats, settings.max_repeats,
                             settings.mm_size, settings.memory)
+    if args.contention is not None or args.quota is not None:
+        if args.quota is not None:
+            try:
+                contention.restricted(args.quota)
+            except ValueError as e:
+                raise SystemExit(f"--quota: {e}") from e
+        report = {"machine": {**cpu_description(), "torch": torch.__version__},
+                  "contention": run_contention(
+                      list(CONTENTION_ROWS), settings, args.contention, args.quota,
+                      progress=lambda text: print(text, file=sys.stderr, flush=True))}
+        print_contention(report["contention"])
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2, allow_nan=False))
+        return report
     cells = _names(args.cells, CELLS, "cells")
     sizes = _names(args.sizes or ("tiny,small" if args.quick else ",".join(SIZES)), SIZES, "sizes")
     variable = args.variable or ("small" if args.quick else ",".join(VARIABLE_SIZES))

@@ -169,3 +169,92 @@ def test_output_carries_no_profiler_noise(capfd: pytest.CaptureFixture[str]) -> 
     out, err = capfd.readouterr()
     assert "USDT" not in err and "profiler_st" not in err and "unknown size" not in err, err
     assert err.strip().splitlines() == ["a message from native code"]
+
+
+def test_flop_counts_are_the_products_of_a_call() -> None:
+    """Forward: x W_ih^T and h W_hh^T at every step, 2 per multiply-add; training adds the
+    weight gradients and the state gradient through W_hh (the bench's input needs no
+    gradient). Worked out by hand for the issue's LSTM (B=32, T=100, D=32, H=64)."""
+    small = speed.SIZES["small"]
+    assert speed.matmul_flops("lstm", small, training=False) == 2 * 100 * 32 * 256 * (32 + 64)
+    # + dW_ih (2 T B 4H D) + dW_hh (2 T B 4H H) + dh = dA W_hh (2 T B 4H H)
+    assert speed.matmul_flops("lstm", small, training=True) == (
+        2 * 100 * 32 * 256 * (32 + 64) + 2 * 100 * 32 * 256 * (32 + 64 + 64))
+    tiny = speed.Size("t", batch=2, steps=3, features=5, hidden=7)
+    for cell, gates in (("rnn", 1), ("gru", 3), ("lstm", 4)):
+        assert speed.matmul_flops(cell, tiny, False) == 2 * 3 * 2 * gates * 7 * (5 + 7)
+        assert speed.matmul_flops(cell, tiny, True) == 2 * 3 * 2 * gates * 7 * (2 * 5 + 3 * 7)
+
+
+def test_fma_limit_of_this_machine() -> None:
+    """The compiled FMA loop gives a positive, finite GFLOP/s for every vector width the CPU
+    runs, on one thread and on several; a width the CPU lacks is refused by name."""
+    from rnnkit._kernels import compiled
+
+    if not compiled.available():
+        pytest.skip("the compiled kernels are not available here")
+    limits = speed.fma_limits(2)
+    widths = torch.ops.rnnkit.fma_vector_bits()
+    assert set(limits) == {str(b) for b in widths} and set(widths) <= {512, 256}
+    for by_threads in limits.values():
+        assert set(by_threads) == {"1", "2"}
+        assert all(_positive(v) for v in by_threads.values())
+    with pytest.raises(RuntimeError, match="bits must be 512 or 256, got 128"):
+        torch.ops.rnnkit.fma_gflops(128, 1)
+    with pytest.raises(RuntimeError, match="threads must be 1 to 4096, got 0"):
+        torch.ops.rnnkit.fma_gflops(256, 0)
+    if 512 not in widths:
+        with pytest.raises(RuntimeError, match="no 512-bit FMA"):
+            torch.ops.rnnkit.fma_gflops(512, 1)
+
+
+def test_fma_limit_takes_the_runs_vector_width() -> None:
+    limits = {"512": {"1": 100.0, "2": 190.0}, "256": {"1": 60.0, "2": 110.0}}
+    assert speed.fma_limit(limits, 512, 2) == 190.0
+    assert speed.fma_limit(limits, 256, 1) == 60.0  # an AVX2-held run: the 256-bit loop
+    assert speed.fma_limit({"256": limits["256"]}, 512, 2) == 110.0
+    assert speed.fma_limit(limits, 128, 2) is None
+    assert speed.fma_limit({}, 512, 2) is None
+
+
+def test_rows_report_their_share_of_the_fma_limit(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Every row carries its FLOP count and, for each contender, GFLOP/s as a share of the FMA
+    limit next to its share of torch.mm; both are columns of the printed and markdown tables."""
+    path = tmp_path / "speed.json"
+    speed.main(["--quick", "--cells", "lstm", "--sizes", "tiny", "--variable", "none",
+                "--budget", "0.01", "--json", str(path)])
+    printed = capsys.readouterr().out
+    assert "% FMA limit" in printed and "% torch.mm" in printed
+    report = json.loads(path.read_text())
+    machine = report["machine"]
+    limit = machine["fma_limit_gflops"]
+    if limit is None:
+        pytest.skip("the compiled kernels are not available here")
+    assert _positive(limit) and f"FMA limit {limit:.0f} GFLOP/s" in speed.machine_line(machine)
+    for row in report["rows"]:
+        size = speed.SIZES[row["size"]]
+        assert row["flops"] == speed.matmul_flops(row["cell"], size, row["mode"] == "training")
+        for name, gflops in row["gflops"].items():
+            assert row["fma_fraction"][name] == pytest.approx(gflops / limit)
+            assert row["peak_fraction"][name] == pytest.approx(
+                gflops / machine["matmul_peak_gflops"])
+    speed.main(["--markdown", str(path)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "training: % of FMA limit / of torch.mm" in lines[2]
+    train = next(r for r in report["rows"] if r["mode"] == "training")
+    fma = f"{100 * train['fma_fraction']['rnnkit.nn']:.0f}%"
+    mm = f"{100 * train['peak_fraction']['rnnkit.nn']:.0f}%"
+    assert lines[4].split(" | ")[-1].startswith(f"{fma} / {mm}; ")
+
+
+def test_reports_from_before_the_fma_limit_still_print() -> None:
+    """The saved reports behind the README predate the FMA limit: their tables say "–" there
+    and keep their share of torch.mm."""
+    report = json.loads((Path(__file__).parents[2] / "bench" / "results-full.json").read_text())
+    lines = speed.markdown_table(report).splitlines()
+    train = next(r for r in report["rows"] if r["mode"] == "training"
+                 and not r["variable_length"] and r["cell"] == "rnn" and r["size"] == "tiny")
+    assert "FMA limit not measured" in lines[0]
+    assert lines[4].split(" | ")[-1].startswith(
+        f"– / {100 * train['peak_fraction']['rnnkit.nn']:.0f}%")
