@@ -135,12 +135,12 @@ def test_training_flag_reaches_layers():
     recorder = Recorder()
     model = Sequential([Affine(2, input_shape=(2,)), recorder])
     assert model.training and recorder.training  # training mode from the start, as torch
-    model(torch.ones(1, 2))
+    model(torch.ones(1, 2))  # a bare call is inference, as in Keras
     model(torch.ones(1, 2), training=False)
     model.eval()
     model(torch.ones(1, 2))
     model(torch.ones(1, 2), training=True)
-    assert [training for _, training in recorder.calls] == [True, False, False, True]
+    assert [training for _, training in recorder.calls] == [False, False, False, True]
     assert not recorder.training
 
 
