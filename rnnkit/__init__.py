@@ -34,6 +34,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "models": (".models", None),
     "nn": (".nn", None),
     "optimizers": (".training.optimizers", None),
+    "preprocessing": (".preprocessing", None),
     "reference": (".reference", None),
     "regularizers": (".regularizers", None),
     "schedules": (".training.schedules", None),
@@ -48,7 +49,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:
-    from . import activations, data, diagnostics, initializers, layers, models, nn, reference, utils
+    from . import (activations, data, diagnostics, initializers, layers, models, nn,
+                   preprocessing, reference, utils)
     from .layers import Input
     from .models import Model, Sequential, load_model
     from .training import callbacks, losses, metrics, optimizers, schedules
