@@ -36,6 +36,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "models": (".models", None),
     "nn": (".nn", None),
     "optimizers": (".training.optimizers", None),
+    "preprocessing": (".preprocessing", None),
     "reference": (".reference", None),
     "regularizers": (".regularizers", None),
     "schedules": (".training.schedules", None),
@@ -51,7 +52,8 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:
     from ._accelerate import accelerate, is_accelerated
-    from . import activations, data, diagnostics, initializers, layers, models, nn, reference, utils
+    from . import (activations, data, diagnostics, initializers, layers, models, nn,
+                   preprocessing, reference, utils)
     from .layers import Input
     from .models import Model, Sequential, load_model
     from .training import callbacks, losses, metrics, optimizers, schedules

@@ -4,10 +4,15 @@ A :class:`Layer` is a ``torch.nn.Module`` that behaves like a Keras 3 layer:
 
 - it builds lazily: ``build(input_shape)`` creates its parameters on the first call (or earlier
   when ``input_shape`` / ``batch_input_shape`` was given), from the input's shape;
-- ``layer(x, mask=None, training=None, **kwargs)`` accepts NumPy arrays or tensors, batch first;
-  ``training=None`` means ``self.training``, and layers start in training mode like any
-  ``torch.nn.Module`` (``fit`` trains in training mode; ``evaluate``/``predict`` run in
-  inference mode and give the mode back afterwards);
+- ``layer(x, mask=None, training=None, **kwargs)`` accepts NumPy arrays or tensors, batch first.
+  ``training`` follows Keras 3: an explicit ``training=`` wins; else the value of the enclosing
+  Keras-style call (a model or layer called with ``training=True`` trains the layers it calls,
+  passed on or not); else a bare call is inference, as ``model(x)`` is in Keras. Except in a
+  PyTorch model: a layer or model held by a plain ``torch.nn.Module`` (a LightningModule, a
+  user's module; not a ``ModuleList``) follows its torch mode in a bare call, so ``train()``
+  and ``eval()`` (and Lightning, which keeps each submodule's mode) decide there, as for any
+  torch module. Modules start in training mode, as torch's do. ``fit`` calls with
+  ``training=True`` and ``evaluate``/``predict`` with ``training=False``;
 - masks are (batch, time) bool tensors; ``compute_mask(inputs, mask)`` gives the mask the next
   layer receives (``Sequential`` threads it through);
 - ``get_weights()`` / ``set_weights()`` use Keras' order and shapes (``keras_weights()`` lists
@@ -21,9 +26,11 @@ dimensions (the batch), as Keras prints them in ``summary()``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +46,37 @@ _name_counters: defaultdict[str, itertools.count[int]] = defaultdict(itertools.c
 
 
 _snake_case = _registry.snake_case
+
+
+# The training value of the Keras-style call in progress, None outside any (Keras' call context)
+_CALL_TRAINING: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "rnnkit_call_training", default=None)
+
+
+def call_training(training: bool | None) -> bool | None:
+    """An explicit ``training=``, else the enclosing Keras-style call's; None for neither (the
+    layer's own mode then decides)."""
+    return _CALL_TRAINING.get() if training is None else bool(training)
+
+
+@contextlib.contextmanager
+def training_scope(training: bool | None) -> Iterator[None]:
+    """The layers called inside see ``training`` as their enclosing call's (None: unchanged)."""
+    if training is None:
+        yield
+        return
+    token = _CALL_TRAINING.set(bool(training))
+    try:
+        yield
+    finally:
+        _CALL_TRAINING.reset(token)
+
+
+def _note_torch_parent(parent: torch.nn.Module, name: str, child: Any) -> None:
+    """A global module registration hook: a Layer put in a plain torch module follows its
+    torch mode in bare calls (the module docstring)."""
+    if isinstance(child, Layer) and not isinstance(parent, _NOT_A_TORCH_MODEL):
+        child.__dict__["_in_torch_module"] = True
 
 
 def unique_name(base: str) -> str:
@@ -274,12 +312,12 @@ class Layer(torch.nn.Module):
         else:
             inputs = self.convert_inputs(inputs)
             self.maybe_build(tuple(inputs.shape))
-        if kwargs.get("training") is None and "training" in self._call_arguments():
-            kwargs["training"] = self.training
+        training = self._resolve_training(kwargs)
         if "mask" in kwargs and kwargs["mask"] is not None:
             kwargs["mask"] = as_mask(kwargs["mask"])
         self.__dict__["_own_losses"] = []  # this call's add_loss values (Keras clears per call)
-        outputs = self.call(inputs, *args, **kwargs)
+        with training_scope(training):
+            outputs = self.call(inputs, *args, **kwargs)
         if self.__dict__.get("activity_regularizer") is not None:
             for output in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
                 if isinstance(output, Tensor):
@@ -288,6 +326,22 @@ class Layer(torch.nn.Module):
                         loss = loss / output.shape[0]
                     self.add_loss(loss)
         return outputs
+
+    def _resolve_training(self, kwargs: dict[str, Any]) -> bool:
+        """This call's ``training`` (the module docstring's rule), put in ``kwargs`` when
+        ``call()`` takes it."""
+        training = self.call_training(kwargs.get("training"))
+        if "training" in self._call_arguments():
+            kwargs["training"] = training
+        return training
+
+    def call_training(self, training: bool | None) -> bool:
+        """``training`` for a call given ``training`` (None: not given): the module
+        docstring's rule."""
+        resolved = call_training(training)
+        if resolved is not None:
+            return resolved
+        return self.training if self.__dict__.get("_in_torch_module", False) else False
 
     def convert_inputs(self, inputs: Any) -> Tensor:
         """NumPy to tensor (float32 by default). Layers with integer inputs override this."""
@@ -434,3 +488,8 @@ class Layer(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+# rnnkit's own containers (a Sequential's ModuleList) are no torch model holding a layer
+_NOT_A_TORCH_MODEL = (Layer, torch.nn.ModuleList, torch.nn.ModuleDict, torch.nn.Sequential)
+torch.nn.modules.module.register_module_module_registration_hook(_note_torch_parent)

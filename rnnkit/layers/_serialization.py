@@ -2,16 +2,38 @@
 (a Sequential's layers, Bidirectional's and TimeDistributed's inner layer, RNN's cell).
 
 A class is found by name among ``rnnkit.layers``' public classes, ``rnnkit.Sequential`` and
-``Functional`` (a model nested in a model), and the classes registered with
+``Functional`` (a model nested in a model), the classes registered with
 :func:`rnnkit.register_serializable` (a custom cell or layer; its config carries
-``"registered_name"``). Nothing else is ever imported.
+``"registered_name"``) and, while loading, the ``custom_objects`` given to ``load_model``
+(:func:`custom_object_scope`). Nothing else is ever imported. As in Keras, any layer or cell
+can be written (a class rnnkit does not know is written with its ``"module"``, and its
+``get_config()`` when it has one); the error comes when a config names a class that none of
+those provide.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 from .. import _registry
+
+# name -> class, while load_model(custom_objects=...) or custom_object_scope(...) runs
+_CUSTOM_OBJECTS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
+    "rnnkit_custom_objects", default={})
+
+
+@contextlib.contextmanager
+def custom_object_scope(custom_objects: dict[str, Any] | None) -> Iterator[None]:
+    """Classes by name that :func:`deserialize_layer` may build inside the scope (Keras'
+    ``keras.saving.custom_object_scope``)."""
+    token = _CUSTOM_OBJECTS.set({**_CUSTOM_OBJECTS.get(), **(custom_objects or {})})
+    try:
+        yield
+    finally:
+        _CUSTOM_OBJECTS.reset(token)
 
 
 def _builtin_classes() -> dict[str, type]:
@@ -27,19 +49,17 @@ def _builtin_classes() -> dict[str, type]:
 
 
 def serialize_layer(layer: Any) -> dict[str, Any]:
-    """``{"class_name", "config"}`` (plus ``registered_name`` for a registered class)."""
+    """``{"class_name", "config"}``, plus ``registered_name`` for a registered class and
+    ``module`` for one rnnkit does not know (loading it then needs ``custom_objects``)."""
     cls = type(layer)
     registered = _registry.registered_name(cls)
-    if registered is None and _builtin_classes().get(cls.__name__) is not cls:
-        raise TypeError(
-            f"Layer '{getattr(layer, 'name', layer)}' is a {cls.__name__}, which is neither an "
-            "rnnkit.layers class nor registered: decorate the class with "
-            "@rnnkit.register_serializable() (and give it get_config()) to save it as a "
-            "config, or rebuild the model in code and use save_weights()/load_weights()."
-        )
-    spec: dict[str, Any] = {"class_name": cls.__name__, "config": layer.get_config()}
+    get_config = getattr(layer, "get_config", None)
+    spec: dict[str, Any] = {"class_name": cls.__name__,
+                            "config": get_config() if callable(get_config) else {}}
     if registered is not None:
         spec["registered_name"] = registered
+    elif _builtin_classes().get(cls.__name__) is not cls:
+        spec["module"] = cls.__module__
     return spec
 
 
@@ -49,7 +69,9 @@ def deserialize_layer(spec: Any) -> Any:
         raise ValueError(f"A layer config must be {{'class_name': ..., 'config': {{...}}}}, "
                          f"got {spec!r}")
     name = spec.get("class_name")
-    cls = _registry.get_registered_object(spec.get("registered_name") or "")
+    cls = _CUSTOM_OBJECTS.get().get(name) if isinstance(name, str) else None
+    if cls is None:
+        cls = _registry.get_registered_object(spec.get("registered_name") or "")
     if cls is None:
         builtins = _builtin_classes()
         cls = builtins.get(name) if isinstance(name, str) else None
@@ -58,10 +80,12 @@ def deserialize_layer(spec: Any) -> Any:
                        if key.split(">", 1)[1] == name]
             cls = matches[0] if len(matches) == 1 else None
         if cls is None:
-            raise ValueError(f"Unknown layer class {name!r}; expected one of "
-                             f"{sorted(builtins)} or a class registered with "
-                             "rnnkit.register_serializable")
+            where = f" (defined in {spec['module']!r})" if "module" in spec else ""
+            raise ValueError(
+                f"Unknown layer class {name!r}{where}: pass the class to "
+                f"load_model(path, custom_objects={{{name!r}: {name}}}), or decorate it with "
+                f"@rnnkit.register_serializable(); rnnkit's own classes are {sorted(builtins)}")
     return cls.from_config(dict(spec["config"]))
 
 
-__all__ = ["serialize_layer", "deserialize_layer"]
+__all__ = ["custom_object_scope", "deserialize_layer", "serialize_layer"]

@@ -240,33 +240,38 @@ class GRU(KerasRNN):
             return "reset_after=False (the kernel is the reset-after GRU)"
         return super()._fast_path_blocker(training)
 
-    def _torch_layout(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-        """The weights in torch's layout and gate order: (W_ih, W_hh, b_ih, b_hh)."""
-        cell, units = self.cell, self.cell.units
-        kernel = cell.kernel
-        order = _rzn_order(units, kernel.device)
-        b_ih = b_hh = None
-        if cell.bias is not None:  # (2, 3U) with reset_after: input and recurrent bias
-            b_ih, b_hh = cell.bias.index_select(-1, order).unbind(0)
-        return (kernel.index_select(-1, order).t(),
-                cell.recurrent_kernel.index_select(-1, order).t(), b_ih, b_hh)
-
     def _fused_states(
         self, x: Tensor, states: States, mask: Tensor | None
     ) -> tuple[Tensor, States]:
-        w_ih, w_hh, b_ih, b_hh = self._torch_layout()
-        held, h_n = _kernels.gru(
-            x,
-            states[0],
-            w_ih,
-            w_hh,
-            b_ih,
-            b_hh,
-            mask=mask,
-            reverse=self.go_backwards,
-            backend=self.kernel_backend,
-        )
-        return held, [h_n]
+        cell = self.cell
+        return fused_states(x, states, cell.kernel, cell.recurrent_kernel, cell.bias, mask,
+                            reverse=self.go_backwards, backend=self.kernel_backend)
 
 
-__all__ = ["GRU", "GRUCell"]
+def torch_layout(kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None
+                 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Keras' reset-after GRU weights in torch's layout and gate order: (W_ih, W_hh, b_ih,
+    b_hh), by differentiable indexing, so gradients reach the Keras-layout tensors."""
+    order = _rzn_order(recurrent_kernel.shape[0], kernel.device)
+    b_ih = b_hh = None
+    if bias is not None:  # (2, 3U) with reset_after: input and recurrent bias
+        b_ih, b_hh = bias.index_select(-1, order).unbind(0)
+    return (kernel.index_select(-1, order).t(), recurrent_kernel.index_select(-1, order).t(),
+            b_ih, b_hh)
+
+
+def fused_states(
+    x: Tensor, states: States, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None,
+    mask: Tensor | None, *, reverse: bool, backend: str = "auto",
+) -> tuple[Tensor, States]:
+    """Keras' reset-after GRU weights (gate blocks z, r, h) on the fused kernel.
+
+    x (T, B, D) time-major, ``states`` [h (B, U)], ``mask`` (T, B) or None; returns h after
+    every step in time order (T, B, U), held at masked steps, and [h_T].
+    """
+    held, h_n = _kernels.gru(x, states[0], *torch_layout(kernel, recurrent_kernel, bias),
+                             mask=mask, reverse=reverse, backend=backend)
+    return held, [h_n]
+
+
+__all__ = ["GRU", "GRUCell", "fused_states", "torch_layout"]

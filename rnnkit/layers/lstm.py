@@ -209,19 +209,22 @@ class LSTM(KerasRNN):
         self, x: Tensor, states: States, mask: Tensor | None
     ) -> tuple[Tensor, States]:
         cell = self.cell
-        held, h_n, c_n = _kernels.lstm(
-            x,
-            states[0],
-            states[1],
-            cell.kernel.t(),
-            cell.recurrent_kernel.t(),
-            cell.bias,
-            None,
-            mask=mask,
-            reverse=self.go_backwards,
-            backend=self.kernel_backend,
-        )
-        return held, [h_n, c_n]
+        return fused_states(x, states, cell.kernel, cell.recurrent_kernel, cell.bias, mask,
+                            reverse=self.go_backwards, backend=self.kernel_backend)
 
 
-__all__ = ["LSTM", "LSTMCell"]
+def fused_states(
+    x: Tensor, states: States, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None,
+    mask: Tensor | None, *, reverse: bool, backend: str = "auto",
+) -> tuple[Tensor, States]:
+    """Keras' LSTM weights (gate blocks i, f, c, o) on the fused kernel.
+
+    x (T, B, D) time-major, ``states`` [h (B, U), c (B, U)], ``mask`` (T, B) or None; returns h
+    after every step in time order (T, B, U), held at masked steps, and [h_T, c_T].
+    """
+    held, h_n, c_n = _kernels.lstm(x, states[0], states[1], kernel.t(), recurrent_kernel.t(),
+                                   bias, None, mask=mask, reverse=reverse, backend=backend)
+    return held, [h_n, c_n]
+
+
+__all__ = ["LSTM", "LSTMCell", "fused_states"]

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import Layer, Shape, as_tensor, first_weight
+from ._base import Layer, Shape, as_tensor, first_weight, training_scope
 
 
 class ListInputLayer(Layer):
@@ -50,9 +50,8 @@ class ListInputLayer(Layer):
         if weight is not None:
             tensors = [t.to(weight.dtype) if t.is_floating_point() else t for t in tensors]
         self.maybe_build([tuple(t.shape) for t in tensors])
-        if kwargs.get("training") is None and "training" in self._call_arguments():
-            kwargs["training"] = self.training
-        return self.call(tensors, *args, **kwargs)
+        with training_scope(self._resolve_training(kwargs)):
+            return self.call(tensors, *args, **kwargs)
 
 
 def _shape_text(shapes: Sequence[Shape]) -> str:

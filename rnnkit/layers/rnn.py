@@ -59,7 +59,7 @@ States = list[Tensor]
 # Re-exported: other modules import these from here.
 __all__ = ["RNN", "States", "DropoutRNNCell", "activation_name", "backend_from_use_cudnn",
            "build_here", "check_rate", "check_units", "deserialize_layer", "fresh_copy",
-           "serialize_layer", "to_weights_dtype"]
+           "keras_outputs", "serialize_layer", "to_weights_dtype"]
 
 
 def to_weights_dtype(layer: torch.nn.Module, inputs: Any) -> Tensor:
@@ -88,6 +88,35 @@ def _state_list(states: Any) -> States:
 
 def _has_own_forward(cell: Any) -> bool:
     return isinstance(cell, torch.nn.Module) and type(cell).forward is not torch.nn.Module.forward
+
+
+def keras_outputs(held: Tensor, final_output: Tensor, mask: Tensor | None, *,
+                  go_backwards: bool, zero_output_for_mask: bool,
+                  return_sequences: bool) -> tuple[Tensor, Tensor | None]:
+    """Keras' outputs from a kernel's held states: ``(last (B, U), sequence (B, T, U) or None)``.
+
+    ``held`` (T, B, U) is the first state after every step in time order, held at masked steps
+    (what ``rnnkit._kernels`` returns), ``final_output`` the final first state, ``mask`` the
+    (T, B) mask in time order or None. The built-in cells output their first state, so the held
+    state is the output at every real step; Keras repeats the previous output at masked steps,
+    which is the held state once a real step has been seen and zero before that (or zero at
+    every masked step with ``zero_output_for_mask``). The sequence is in processing order, so
+    reversed with ``go_backwards``, as Keras returns it.
+    """
+    if go_backwards:
+        held = held.flip(0)
+        mask = None if mask is None else mask.flip(0)
+    if mask is None:
+        last, sequence = final_output, held if return_sequences else None
+    else:
+        shown = mask if zero_output_for_mask else mask.cumsum(0) > 0  # (T, B)
+        last = torch.where(shown[-1].unsqueeze(-1), final_output, torch.zeros_like(final_output))
+        sequence = None
+        if return_sequences:  # a multiply: 5x faster than torch.where here
+            sequence = held * shown.unsqueeze(-1).to(held.dtype)
+    if sequence is not None:
+        sequence = sequence.transpose(0, 1)
+    return last, sequence
 
 
 class RNN(Layer):
@@ -397,22 +426,9 @@ class RNN(Layer):
             x = x * drop.unsqueeze(1)
         mask_tm = None if mask is None else mask.t().contiguous()  # (T, B)
         held, final = self._fused_states(x.transpose(0, 1), states, mask_tm)  # (T, B, U)
-        if self.go_backwards:  # processing order, as Keras returns it
-            held = held.flip(0)
-            mask_tm = None if mask_tm is None else mask_tm.flip(0)
-        # The built-in cells output their first state, so the held state is the output at every
-        # real step; Keras repeats the previous output at masked steps, which is the held state
-        # once a real step has been seen and zero before that (or zero at every masked step).
-        if mask_tm is None:
-            last, sequence = final[0], held if self.return_sequences else None
-        else:
-            shown = mask_tm if self.zero_output_for_mask else mask_tm.cumsum(0) > 0  # (T, B)
-            last = torch.where(shown[-1].unsqueeze(-1), final[0], torch.zeros_like(final[0]))
-            sequence = None
-            if self.return_sequences:  # a multiply: 5x faster than torch.where here
-                sequence = held * shown.unsqueeze(-1).to(held.dtype)
-        if sequence is not None:
-            sequence = sequence.transpose(0, 1)
+        last, sequence = keras_outputs(held, final[0], mask_tm, go_backwards=self.go_backwards,
+                                       zero_output_for_mask=self.zero_output_for_mask,
+                                       return_sequences=self.return_sequences)
         return last, sequence, final
 
     def _fused_states(

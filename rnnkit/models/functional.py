@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..layers._base import Layer, as_mask, as_tensor, unique_name
+from ..layers._base import Layer, as_mask, as_tensor, training_scope, unique_name
 from ..layers._symbolic import (
     KerasTensor,
     Node,
@@ -196,6 +196,11 @@ class Functional(Model):
         return [inputs]
 
     def _run_graph(self, inputs: Any, training: bool | None, mask: Any) -> tuple[Any, Any]:
+        training = self.call_training(training)
+        with training_scope(training):
+            return self._run_nodes(inputs, training, mask)
+
+    def _run_nodes(self, inputs: Any, training: bool | None, mask: Any) -> tuple[Any, Any]:
         flat = self._standardize_inputs(inputs)
         masks_in = [None] * len(flat) if mask is None else (
             list(mask) if isinstance(mask, (list, tuple)) else [mask])

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..layers._base import Layer, _snake_case, unique_name
+from ..layers._base import Layer, _snake_case, training_scope, unique_name
 from ..training import MultiIOTrainer, Trainer
 from . import saving, summary
 
@@ -76,6 +76,10 @@ class Model(MultiIOTrainer, Trainer, Layer):
         )
 
     def forward(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        with training_scope(self._resolve_training(kwargs)):
+            return self._forward(inputs, *args, **kwargs)
+
+    def _forward(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         if self.built:
             return self.call(inputs, *args, **kwargs)
         # the building call: remembered so that a saved subclassed model can be rebuilt, and

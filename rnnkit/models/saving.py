@@ -349,15 +349,16 @@ def load_model(filepath: str | os.PathLike[str], compile: bool = True,
     """Rebuild a model written by ``model.save``: architecture, weights and, with
     ``compile=True``, its compile settings and optimizer state.
 
-    Sequential and functional models are rebuilt from rnnkit's layers; a subclassed model
-    needs its class in ``custom_objects`` (``{"Seq2Seq": Seq2Seq}``): nothing is imported by
-    name from the file."""
+    Sequential and functional models are rebuilt from rnnkit's layers; a subclassed model,
+    and a layer or cell of a class neither rnnkit's nor registered, needs its class in
+    ``custom_objects`` (``{"Seq2Seq": Seq2Seq}``): nothing is imported by name from the file."""
     path, metadata, tensors = _read(filepath)
     if metadata["format"] != MODEL_FORMAT:
         raise ValueError(f"{path!r} holds weights only (written by save_weights); build the "
                          "model in code and call model.load_weights(path)")
     spec = _metadata_json(path, metadata, "model_config")
-    model = _model_from_spec(spec, custom_objects, path)
+    with _serialization.custom_object_scope(custom_objects):
+        model = _model_from_spec(spec, custom_objects, path)
     _assign_weights(model, path, metadata, tensors)
     if compile and "compile_note" in metadata:
         warnings.warn(f"{path!r}: {metadata['compile_note']}; call compile() on the loaded "

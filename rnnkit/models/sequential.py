@@ -44,6 +44,7 @@ from ..layers._base import (
     as_tensor,
     is_structure,
     map_structure,
+    training_scope,
     unique_name,
 )
 from ..layers._symbolic import input_layer_of
@@ -254,8 +255,8 @@ class Sequential(Model):
 
     # -- calling ---------------------------------------------------------------------------
     def forward(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
-        """Run the layers in order (see the module docstring); ``training=None`` follows each
-        layer's mode."""
+        """Run the layers in order (see the module docstring); ``training=None`` is resolved
+        as for any layer (:mod:`rnnkit.layers._base`) and passed to every layer."""
         outputs, _ = self._call_with_mask(inputs, training=training, mask=mask)
         return outputs
 
@@ -264,6 +265,12 @@ class Sequential(Model):
 
     def _call_with_mask(self, inputs: Any, training: bool | None = None,
                         mask: Any = None) -> tuple[Any, Tensor | None]:
+        training = self.call_training(training)
+        with training_scope(training):
+            return self._run_layers(inputs, training, mask)
+
+    def _run_layers(self, inputs: Any, training: bool | None,
+                    mask: Any) -> tuple[Any, Tensor | None]:
         if not len(self._layers):
             raise ValueError(f"Sequential model '{self.name}' has no layers; add some with "
                              "model.add(layer) first")

@@ -31,11 +31,14 @@ def test_training_drops_about_rate_and_scales_the_rest(rate):
     assert abs(out.mean().item() - 1.0) < 5 * std / (1 - rate)  # expectation preserved
 
 
-def test_train_mode_follows_the_module():
-    layer = Dropout(0.5).train()
-    assert (layer(torch.ones(10, 10)) == 0).any()
-    layer.eval()
-    assert (layer(torch.ones(10, 10)) == 1).all()
+def test_train_mode_follows_the_module_in_a_torch_model():
+    holder = torch.nn.Module()
+    holder.layer = Dropout(0.5)  # held by a plain torch module: its torch mode decides
+    assert (holder.layer(torch.ones(10, 10)) == 0).any()
+    holder.eval()
+    assert (holder.layer(torch.ones(10, 10)) == 1).all()
+    # alone, a bare call is inference whatever the mode (Keras)
+    assert (Dropout(0.5).train()(torch.ones(10, 10)) == 1).all()
 
 
 def test_rate_zero_and_one():

@@ -226,9 +226,19 @@ def test_config_round_trip_with_a_builtin_cell():
     assert clone.get_config() == config
 
 
-def test_a_users_cell_cannot_be_written_as_config():
-    with pytest.raises(TypeError, match="neither an rnnkit.layers class nor registered"):
-        RNN(BasicRNNCell(2, 2)).get_config()
+def test_a_users_cell_is_written_as_config_and_needs_custom_objects_to_load():
+    # as Keras: get_config() writes an unregistered cell; rebuilding it is what needs the class
+    config = RNN(BasicRNNCell(2, 2), return_sequences=True).get_config()
+    json.dumps(config)
+    assert config["cell"] == {"class_name": "BasicRNNCell", "config": {},
+                              "module": BasicRNNCell.__module__}
+    assert config["return_sequences"] is True
+    with pytest.raises(ValueError, match=r"custom_objects=\{'BasicRNNCell': BasicRNNCell\}"):
+        RNN.from_config(config)
+
+
+def test_a_registered_or_builtin_cell_carries_no_module():
+    assert "module" not in RNN(GRUCell(3)).get_config()["cell"]
 
 
 # -- errors -----------------------------------------------------------------------------------

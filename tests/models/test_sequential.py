@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import rnnkit
 from rnnkit.layers import Dense, Layer, SimpleRNN
 from rnnkit.models import Sequential
 
@@ -135,12 +136,12 @@ def test_training_flag_reaches_layers():
     recorder = Recorder()
     model = Sequential([Affine(2, input_shape=(2,)), recorder])
     assert model.training and recorder.training  # training mode from the start, as torch
-    model(torch.ones(1, 2))
+    model(torch.ones(1, 2))  # a bare call is inference, as in Keras
     model(torch.ones(1, 2), training=False)
     model.eval()
     model(torch.ones(1, 2))
     model(torch.ones(1, 2), training=True)
-    assert [training for _, training in recorder.calls] == [True, False, False, True]
+    assert [training for _, training in recorder.calls] == [False, False, False, True]
     assert not recorder.training
 
 
@@ -214,10 +215,30 @@ def test_is_a_torch_module():
     assert model(torch.ones(1, 3, dtype=torch.float64)).dtype == torch.float64
 
 
-def test_config_needs_rnnkit_layers():
-    model = Sequential([Affine(2, input_shape=(3,))], name="net")
-    with pytest.raises(TypeError, match="'affine.*' is a Affine, which is neither an rnnkit.layers class nor registered"):
-        model.get_config()
+class ConfiguredAffine(Affine):
+    """A user's layer with a config, registered nowhere."""
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_a_users_layer_is_written_and_loads_with_custom_objects(tmp_path):
+    model = Sequential([ConfiguredAffine(2, input_shape=(3,))], name="net")
+    config = model.get_config()  # as Keras: written; loading it is what needs the class
+    assert config["layers"][-1]["class_name"] == "ConfiguredAffine"
+    assert config["layers"][-1]["module"] == ConfiguredAffine.__module__
+    assert config["layers"][-1]["config"]["units"] == 2
+    error = r"custom_objects=\{'ConfiguredAffine': ConfiguredAffine\}"
+    with pytest.raises(ValueError, match=error):
+        Sequential.from_config(config)
+    model.save(tmp_path / "net.rnnkit")
+    with pytest.raises(ValueError, match=error):
+        rnnkit.load_model(tmp_path / "net.rnnkit")
+    loaded = rnnkit.load_model(tmp_path / "net.rnnkit",
+                               custom_objects={"ConfiguredAffine": ConfiguredAffine})
+    assert isinstance(loaded.layers[-1], ConfiguredAffine)
+    x = torch.ones(1, 3)
+    torch.testing.assert_close(loaded(x), model(x))
 
 
 def test_unbuilt_shapes_are_attribute_errors_with_their_message():
