@@ -33,11 +33,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from .cells import elman_equation, elman_step, gru_equation, gru_step, lstm_equation, lstm_step
+from .cells import rnn_equation, rnn_step, gru_equation, gru_step, lstm_equation, lstm_step
 
 __all__ = ["CELLS", "CellSpec", "by_keras_class", "by_torch_mode", "spec"]
 
@@ -65,6 +66,8 @@ class CellSpec:
     torch_modes: tuple[str, ...] = ()  # torch.nn's mode strings, by the flags' value; () none
     onnx_op: str | None = None  # the standard ONNX operator, or None (a Scan)
     onnx_gates: tuple[str, ...] = ()  # the gates in ONNX's W / R rows
+    # the ONNX node's cell-specific attributes for a call with these flags
+    onnx_attributes: Callable[..., dict[str, Any]] = lambda *flags: {}
     compiled: bool = True  # whether csrc/ has its C++ loop
 
     @property
@@ -111,7 +114,7 @@ class CellSpec:
 
 def _rnn_step(gi: Tensor, state: State, w_hh: Tensor, b_hh: Tensor | None,
               relu: bool = False) -> tuple[State, tuple[Tensor, ...]]:
-    return (elman_step(gi, state[0], w_hh, b_hh, torch.relu if relu else torch.tanh),), ()
+    return (rnn_step(gi, state[0], w_hh, b_hh, torch.relu if relu else torch.tanh),), ()
 
 
 def _gru_step(gi: Tensor, state: State, w_hh: Tensor,
@@ -128,14 +131,17 @@ def _lstm_step(gi: Tensor, state: State, w_hh: Tensor,
 
 RNN = CellSpec(
     name="rnn", torch_gates=("h",), keras_gates=("h",), states=("h",), saved=(),
-    flags=("relu",), activations=("tanh",), equation=elman_equation, step=_rnn_step,
+    flags=("relu",), activations=("tanh",), equation=rnn_equation, step=_rnn_step,
     nn_class="RNN", keras_class="SimpleRNN", torch_modes=("RNN_TANH", "RNN_RELU"),
-    onnx_op="RNN", onnx_gates=("h",))
+    onnx_op="RNN", onnx_gates=("h",),
+    onnx_attributes=lambda relu=False: {"activations": ["Relu" if relu else "Tanh"]})
 GRU = CellSpec(
     name="gru", torch_gates=("r", "z", "n"), keras_gates=("z", "r", "n"), states=("h",),
     saved=(("gates", 3), ("hn_all", 1)), flags=(), activations=("tanh", "sigmoid"),
     equation=gru_equation, step=_gru_step, nn_class="GRU", keras_class="GRU",
-    torch_modes=("GRU",), onnx_op="GRU", onnx_gates=("z", "r", "n"))
+    torch_modes=("GRU",), onnx_op="GRU", onnx_gates=("z", "r", "n"),
+    # torch's GRU: the reset gate multiplies after the recurrent product
+    onnx_attributes=lambda: {"linear_before_reset": 1})
 LSTM = CellSpec(
     name="lstm", torch_gates=("i", "f", "g", "o"), keras_gates=("i", "f", "g", "o"),
     states=("h", "c"), saved=(("gates", 4), ("c_all", 1)), flags=(),
