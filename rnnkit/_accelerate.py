@@ -60,8 +60,8 @@ ENV_ACCELERATE = "RNNKIT_ACCELERATE"
 
 # aten operator -> (number of state tensors, the cell's layer in rnnkit.nn.rnn, its options)
 _CELLS = {
-    "rnn_tanh": (1, "elman_layer", {"relu": False}),
-    "rnn_relu": (1, "elman_layer", {"relu": True}),
+    "rnn_tanh": (1, "rnn_layer", {"relu": False}),
+    "rnn_relu": (1, "rnn_layer", {"relu": True}),
     "gru": (1, "gru_layer", {}),
     "lstm": (2, "lstm_layer", {}),
 }

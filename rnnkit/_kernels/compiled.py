@@ -4,7 +4,7 @@ The C++ sources are compiled with ``torch.utils.cpp_extension.load`` the first t
 is needed, into torch's per-user extension cache (``$TORCH_EXTENSIONS_DIR``, by default
 ``~/.cache/torch_extensions``); later processes load the cached library in milliseconds. The
 library is a plain shared object (no Python module, no pybind11): loading it registers the CPU
-kernels of the ``rnnkit`` operators (``csrc/ops.cpp``, schemas in :mod:`._ops`). Its folder's
+kernels of the ``rnnkit`` operators (each cell's file, ``csrc/cell.h``; schemas in :mod:`._ops`). Its folder's
 name carries a digest of everything that makes one build differ from another (the sources,
 the flags, which torch installation, its version and ABI, which compiler), so an edited
 source, another CPU, another virtual environment or another compiler gets its own build instead
@@ -42,11 +42,12 @@ __all__ = ["ENV_DISABLE", "ExtensionUnavailable", "ExtensionWarning", "available
            "needs_build", "on_load"]
 
 ENV_DISABLE = "RNNKIT_NO_EXTENSION"
-# the longest first: ninja starts them in this order
-_SOURCES = ("lstm.cpp", "gru.cpp", "autograd.cpp", "elman.cpp", "ops.cpp", "shared.cpp",
-            "gemm.cpp", "workers.cpp", "fma_limit.cpp")
-_HEADERS = ("common.h", "vmath.h", "microkernel.h", "microkernel_body.h", "fused_loops.h")
 _CSRC = Path(__file__).parent / "csrc"
+# every source in csrc/ (a cell's file registers its own kernels, csrc/cell.h), the longest
+# first: ninja starts them in this order
+_SOURCES = tuple(sorted((p.name for p in _CSRC.glob("*.cpp")),
+                        key=lambda name: (-(_CSRC / name).stat().st_size, name)))
+_HEADERS = tuple(sorted(p.name for p in _CSRC.glob("*.h")))
 # what a first build costs with GCC 12 (user + system, all seven files and the link): 43 s
 # measured on a quiet machine, 86 s on a busy shared one; the wall time is that over the free cores
 _BUILD_TIME = "45-90 CPU-seconds: under a minute on two free cores, minutes on a busy machine"

@@ -1,13 +1,14 @@
 """The one layer serialiser: ``{"class_name", "config"}`` for a layer, as Keras nests them
 (a Sequential's layers, Bidirectional's and TimeDistributed's inner layer, RNN's cell).
 
-A class is found by name among ``rnnkit.layers``' public classes, ``rnnkit.Sequential`` and
-``Functional`` (a model nested in a model), the classes registered with
-:func:`rnnkit.register_serializable` (a custom cell or layer; its config carries
-``"registered_name"``) and, while loading, the ``custom_objects`` given to ``load_model``
-(:func:`custom_object_scope`). Nothing else is ever imported. As in Keras, any layer or cell
-can be written (a class rnnkit does not know is written with its ``"module"``, and its
-``get_config()`` when it has one); the error comes when a config names a class that none of
+A class is found by name among ``rnnkit.layers``' public classes, the model kinds
+(``rnnkit.Sequential`` and ``Functional``: a model nested in a model), which register themselves
+in :mod:`rnnkit._registry` so that nothing here imports ``rnnkit.models`` (above the layers),
+and the classes registered with :func:`rnnkit.register_serializable` (a custom cell or layer;
+its config carries ``"registered_name"``) and, while loading, the ``custom_objects`` given to
+``load_model`` (:func:`custom_object_scope`). Nothing else is ever imported. As in Keras, any
+layer or cell can be written (a class rnnkit does not know is written with its ``"module"``, and
+its ``get_config()`` when it has one); the error comes when a config names a class that none of
 those provide.
 """
 
@@ -38,13 +39,10 @@ def custom_object_scope(custom_objects: dict[str, Any] | None) -> Iterator[None]
 
 def _builtin_classes() -> dict[str, type]:
     from .. import layers
-    from ..models.functional import Functional
-    from ..models.sequential import Sequential
 
     classes = {name: getattr(layers, name) for name in layers.__all__
                if isinstance(getattr(layers, name, None), type) and name != "Layer"}
-    classes["Sequential"] = Sequential
-    classes["Functional"] = Functional
+    classes.update(_registry.model_kinds())
     return classes
 
 

@@ -347,7 +347,7 @@ class RNN(_RecurrentBase):
         self.nonlinearity = nonlinearity
 
     def _layer(self) -> Layer:
-        return partial(elman_layer, relu=self.nonlinearity == "relu", backend=self.backend)
+        return partial(rnn_layer, relu=self.nonlinearity == "relu", backend=self.backend)
 
 
 class GRU(_RecurrentBase):
@@ -449,12 +449,13 @@ class LSTM(_RecurrentBase):
 
 # -- one layer and direction of each cell ---------------------------------------------------
 
-def elman_layer(x: Tensor, state: tuple[Tensor | None, ...], weights: Weights,
+def rnn_layer(x: Tensor, state: tuple[Tensor | None, ...], weights: Weights,
                 mask: Tensor | None, reverse: bool, *, relu: bool, backend: str = "auto",
                 ) -> tuple[Tensor, State]:
     """:data:`Layer` of the Elman RNN (``relu``: ReLU, else tanh)."""
-    out, h_n = _kernels.elman(x, state[0] if state else None, *weights[:4], nonlinearity="relu" if relu else "tanh",
-                              mask=mask, reverse=reverse, zero_padding=True, backend=backend)
+    out, h_n = _kernels.rnn(x, state[0] if state else None, *weights[:4],
+                            nonlinearity="relu" if relu else "tanh", mask=mask, reverse=reverse,
+                            zero_padding=True, backend=backend)
     return out, (h_n,)
 
 
