@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOL = {torch.float64: dict(rtol=1e-7, atol=1e-9), torch.float32: dict(rtol=1e-5, atol=1e-5)}
 GRAD_TOL = {torch.float64: dict(rtol=1e-7, atol=1e-9), torch.float32: dict(rtol=1e-4, atol=1e-4)}
 CELLS = {"RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu", "GRU": "gru", "LSTM": "lstm"}
-KERNEL_OPS = {"rnn_tanh": "rnnkit::elman", "rnn_relu": "rnnkit::elman", "gru": "rnnkit::gru",
+KERNEL_OPS = {"rnn_tanh": "rnnkit::rnn", "rnn_relu": "rnnkit::rnn", "gru": "rnnkit::gru",
               "lstm": "rnnkit::lstm"}
 
 
