@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 
 # public name -> (module, attribute or None for the module itself)
 _EXPORTS: dict[str, tuple[str, str | None]] = {
+    "accelerate": ("._accelerate", "accelerate"),
     "activations": (".activations", None),
     "callbacks": (".training.callbacks", None),
     "constraints": (".constraints", None),
@@ -28,6 +29,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "export": (".export", None),
     "diagnostics": (".diagnostics", None),
     "initializers": (".initializers", None),
+    "is_accelerated": ("._accelerate", "is_accelerated"),
     "layers": (".layers", None),
     "losses": (".training.losses", None),
     "metrics": (".training.metrics", None),
@@ -49,6 +51,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:
+    from ._accelerate import accelerate, is_accelerated
     from . import (activations, data, diagnostics, initializers, layers, models, nn,
                    preprocessing, reference, utils)
     from .layers import Input

@@ -24,6 +24,7 @@ at a masked step every layer holds its state and outputs zero.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 import operator
@@ -39,6 +40,10 @@ from ._checks import ShapeError, check_input, check_mask, check_state, lengths_t
 
 State = tuple[Tensor, ...]
 Weights = tuple[Tensor | None, ...]  # one layer and direction's, in the order of _KINDS
+# One layer and direction: (x (T, B, H_in), initial states (empty: zeros), weights, mask
+# (T, B) or None, reverse) -> (outputs (T, B, H_out), zero where the mask is False; final states).
+Layer = Callable[[Tensor, tuple[Tensor | None, ...], Weights, Tensor | None, bool],
+                 tuple[Tensor, State]]
 
 
 class _RecurrentBase(torch.nn.RNNBase):
@@ -118,13 +123,9 @@ class _RecurrentBase(torch.nn.RNNBase):
         self.__dict__["_flat_weights"] = weights
         self.__dict__["_flat_weight_refs"] = [weakref.ref(w) for w in weights]
 
-    def _run(
-        self, x: Tensor, state: tuple[Tensor | None, ...], weights: Weights,
-        mask: Tensor | None, reverse: bool,
-    ) -> tuple[Tensor, State]:
-        """One layer and direction from ``state`` (None: zeros): outputs (T, B, H), zero where
-        ``mask`` is False (torch.nn's padding), and the final state, held from each sequence's
-        last real step."""
+    def _layer(self) -> Layer:
+        """This module's one layer and direction (see :data:`Layer`), as :func:`run_layers`
+        calls it."""
         raise NotImplementedError
 
     # -- forward ----------------------------------------------------------------------------
@@ -163,35 +164,16 @@ class _RecurrentBase(torch.nn.RNNBase):
         elif mask is not None:
             step_mask = check_mask(mask, batch, steps, x.device)
         states = [] if hx is None else self._initial_states(hx, batch, batched)
-        no_state = (None,) * self.state_count  # zeros, made by the kernel
-
-        finals: list[State] = []
-        layer_input = x
-        directions = self._directions
-        for layer in range(self.num_layers):
-            outputs = []
-            for direction in range(directions):
-                index = layer * directions + direction
-                out, final = self._run(
-                    layer_input,
-                    tuple(s[index] for s in states) if states else no_state,
-                    weights[index],
-                    step_mask,
-                    bool(direction),
-                )
-                outputs.append(out)
-                finals.append(final)
-            # each direction's outputs are already zero past each sequence's end (_run)
-            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
-            # the rate last: eval and last-layer calls never read (or, compiled, guard on) it
-            if self.training and layer < self.num_layers - 1 and self.dropout:
-                layer_input = F.dropout(layer_input, self.dropout, training=True)
+        dropout = None
+        # the rate last: eval and one-layer calls never read (or, compiled, guard on) it
+        if self.training and self.num_layers > 1 and self.dropout:
+            dropout = (partial(F.dropout, p=self.dropout, training=True) if packed is None
+                       else packed_dropout(self.dropout, step_mask, packed.sorted_indices))
+        layer_input, final_states = run_layers(self._layer(), x, states, weights,
+                                               self.num_layers, self._directions, step_mask,
+                                               dropout)
 
         output = layer_input.transpose(0, 1) if self.batch_first else layer_input
-        if len(finals) == 1:
-            final_states = [state[None] for state in finals[0]]  # (1, B, H)
-        else:
-            final_states = [torch.stack(states) for states in zip(*finals)]
         if not batched:
             output = output.squeeze(0 if self.batch_first else 1)
             final_states = [s.squeeze(1) for s in final_states]
@@ -235,6 +217,66 @@ def _kind(name: str) -> str:
 
 
 _KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+
+
+def run_layers(
+    layer: Layer, x: Tensor, states: Sequence[Tensor], weights: Sequence[Weights],
+    num_layers: int, directions: int, mask: Tensor | None,
+    dropout: Callable[[Tensor], Tensor] | None,
+) -> tuple[Tensor, list[Tensor]]:
+    """torch.nn's layer stack: each layer's directions run over the previous layer's outputs
+    (concatenated), with ``dropout`` (None: none) on every layer's outputs but the last.
+
+    ``x`` is time-major (T, B, H_in); ``states`` one (num_layers * directions, B, size) tensor
+    per state kind (empty: zeros); ``weights`` one :data:`Weights` per layer and direction.
+    Returns the last layer's outputs (T, B, directions * H_out) and the final states, one
+    (num_layers * directions, B, size) tensor per kind. Both :class:`_RecurrentBase` and
+    :func:`rnnkit.accelerate`'s kernels for ``torch.nn``'s modules run through here.
+    """
+    finals: list[State] = []
+    layer_input = x
+    for index_layer in range(num_layers):
+        outputs = []
+        for direction in range(directions):
+            index = index_layer * directions + direction
+            initial = tuple(s[index] for s in states)  # (): zeros
+            out, final = layer(layer_input, initial, weights[index], mask, bool(direction))
+            outputs.append(out)
+            finals.append(final)
+        # each direction's outputs are already zero past each sequence's end (the Layer's)
+        layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+        if dropout is not None and index_layer < num_layers - 1:
+            layer_input = dropout(layer_input)
+    if len(finals) == 1:
+        final_states = [state[None] for state in finals[0]]  # (1, B, H)
+    else:
+        final_states = [torch.stack(kind) for kind in zip(*finals)]
+    return layer_input, final_states
+
+
+def packed_dropout(rate: float, mask: Tensor, sorted_indices: Tensor | None,
+                   ) -> Callable[[Tensor], Tensor]:
+    """Dropout between layers on a packed batch, drawn as ``torch.nn`` draws it: one
+    ``dropout`` over the packed data (its rows in packed order: step by step, each step's
+    sequences longest first), here multiplied onto the padded (T, B, F) outputs.
+
+    ``mask`` (T, B) marks the real steps of the padded batch; ``sorted_indices`` is the
+    ``PackedSequence``'s (the padded batch position of each packed slot; None: already sorted).
+    """
+    if sorted_indices is not None:
+        sorted_indices = sorted_indices.to(mask.device)
+        steps, slots = mask.index_select(1, sorted_indices).nonzero(as_tuple=True)
+        batch = sorted_indices[slots]
+    else:
+        steps, batch = mask.nonzero(as_tuple=True)  # row-major: the packed order
+
+    def drop(y: Tensor) -> Tensor:
+        noise = F.dropout(y.new_ones(steps.shape[0], y.shape[2]), rate, training=True)
+        scale = y.new_zeros(y.shape)
+        scale[steps, batch] = noise
+        return y * scale
+
+    return drop
 
 
 def _repack(output: Tensor, packed: PackedSequence, lengths: Tensor, batch_first: bool) -> PackedSequence:
@@ -298,12 +340,8 @@ class RNN(_RecurrentBase):
                          device, dtype, backend)
         self.nonlinearity = nonlinearity
 
-    def _run(self, x, state, weights, mask, reverse):  # type: ignore[no-untyped-def]
-        out, h_n = _kernels.elman(
-            x, state[0], *weights[:4], nonlinearity=self.nonlinearity, mask=mask, reverse=reverse,
-            zero_padding=True, backend=self.backend,
-        )
-        return out, (h_n,)
+    def _layer(self) -> Layer:
+        return partial(elman_layer, relu=self.nonlinearity == "relu", backend=self.backend)
 
 
 class GRU(_RecurrentBase):
@@ -346,12 +384,8 @@ class GRU(_RecurrentBase):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, 0, device, dtype, backend)
 
-    def _run(self, x, state, weights, mask, reverse):  # type: ignore[no-untyped-def]
-        out, h_n = _kernels.gru(
-            x, state[0], *weights[:4], mask=mask, reverse=reverse, zero_padding=True,
-            backend=self.backend,
-        )
-        return out, (h_n,)
+    def _layer(self) -> Layer:
+        return partial(gru_layer, backend=self.backend)
 
 
 class LSTM(_RecurrentBase):
@@ -403,19 +437,46 @@ class LSTM(_RecurrentBase):
         layers = self.num_layers * self._directions
         return [(layers, batch, self.proj_size or self.hidden_size), (layers, batch, self.hidden_size)]
 
-    def _run(self, x, state, weights, mask, reverse):  # type: ignore[no-untyped-def]
-        args, w_hr = weights[:4], weights[4]
-        if w_hr is not None:
-            if state[0] is None:  # no hx: zeros, h of the projected size
-                state = tuple(x.new_zeros(x.shape[1], s[2]) for s in self._state_shapes(1))
-            step = partial(_projected_lstm_step, weights=args, w_hr=w_hr)
-            out, final = _kernels.scan(step, x, state, mask, reverse)
-            return (out if mask is None else _kernels.zero_masked(out, mask)), final
-        out, h_n, c_n = _kernels.lstm(
-            x, state[0], state[1], *args, mask=mask, reverse=reverse, zero_padding=True,
-            backend=self.backend,
-        )
-        return out, (h_n, c_n)
+    def _layer(self) -> Layer:
+        return partial(lstm_layer, backend=self.backend)
+
+
+# -- one layer and direction of each cell ---------------------------------------------------
+
+def elman_layer(x: Tensor, state: tuple[Tensor | None, ...], weights: Weights,
+                mask: Tensor | None, reverse: bool, *, relu: bool, backend: str = "auto",
+                ) -> tuple[Tensor, State]:
+    """:data:`Layer` of the Elman RNN (``relu``: ReLU, else tanh)."""
+    out, h_n = _kernels.elman(x, state[0] if state else None, *weights[:4], nonlinearity="relu" if relu else "tanh",
+                              mask=mask, reverse=reverse, zero_padding=True, backend=backend)
+    return out, (h_n,)
+
+
+def gru_layer(x: Tensor, state: tuple[Tensor | None, ...], weights: Weights,
+              mask: Tensor | None, reverse: bool, *, backend: str = "auto",
+              ) -> tuple[Tensor, State]:
+    """:data:`Layer` of the GRU."""
+    out, h_n = _kernels.gru(x, state[0] if state else None, *weights[:4], mask=mask, reverse=reverse,
+                            zero_padding=True, backend=backend)
+    return out, (h_n,)
+
+
+def lstm_layer(x: Tensor, state: tuple[Tensor | None, ...], weights: Weights,
+               mask: Tensor | None, reverse: bool, *, backend: str = "auto",
+               ) -> tuple[Tensor, State]:
+    """:data:`Layer` of the LSTM, with the projection ``weights[4]`` (``w_hr``) when present."""
+    args, w_hr = weights[:4], weights[4]
+    if w_hr is not None:
+        if not state:  # no hx: zeros, h of the projected size
+            batch = x.shape[1]
+            state = (x.new_zeros(batch, w_hr.shape[0]), x.new_zeros(batch, w_hr.shape[1]))
+        step = partial(_projected_lstm_step, weights=args, w_hr=w_hr)
+        out, final = _kernels.scan(step, x, state, mask, reverse)
+        return (out if mask is None else _kernels.zero_masked(out, mask)), final
+    h0, c0 = state or (None, None)
+    out, h_n, c_n = _kernels.lstm(x, h0, c0, *args, mask=mask, reverse=reverse,
+                                  zero_padding=True, backend=backend)
+    return out, (h_n, c_n)
 
 
 def _projected_lstm_step(x: Tensor, state: State, *, weights: tuple, w_hr: Tensor) -> State:
