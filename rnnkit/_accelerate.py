@@ -40,6 +40,10 @@ Turning it on:
   unless ``TORCH_DEVICE_BACKEND_AUTOLOAD=0``), so a library that never imports rnnkit runs on
   its kernels unchanged.
 
+The same switch puts Keras 3's ``LSTM`` and ``GRU`` (torch backend) on rnnkit's kernels
+(:mod:`rnnkit._keras_adapter`): at once if Keras is imported, else when it is (an import hook);
+Keras is never imported by rnnkit.
+
 ``import rnnkit`` alone changes nothing.
 """
 
@@ -53,6 +57,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from . import _keras_adapter
 
 __all__ = ["ENV_ACCELERATE", "accelerate", "autoload", "is_accelerated"]
 
@@ -137,9 +143,11 @@ def _switch(enable: bool) -> None:
                 library.impl(f"{name}.input", partial(_dense, name), key)
                 library.impl(f"{name}.data", partial(_packed, name), key)
         _library = library
+        _keras_adapter.install()
     elif not enable and _library is not None:
         _library._destroy()
         _library = None
+        _keras_adapter.uninstall()
 
 
 # -- the kernels ---------------------------------------------------------------------------------

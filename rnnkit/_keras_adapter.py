@@ -20,7 +20,8 @@ anywhere else goes to Keras' own function.
 ``install()`` patches a Keras already imported, or, when Keras is importable but not imported
 yet, as soon as ``import keras`` finishes (an import hook); nothing changes for a Keras on
 another backend. ``uninstall()`` restores Keras' functions. Importing this module imports no
-Keras. ``rnnkit.accelerate()`` is the public switch.
+Keras. ``rnnkit.accelerate()`` is the public switch (``accelerate(False)`` and leaving its
+``with`` block call :func:`uninstall`; ``RNNKIT_ACCELERATE=1`` turns both on at ``import torch``).
 """
 
 from __future__ import annotations

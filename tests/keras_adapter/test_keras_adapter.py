@@ -260,3 +260,23 @@ def test_keras_imported_after_install_is_patched_on_import():
 def test_importing_rnnkit_imports_no_keras():
     assert _python("import sys, rnnkit, rnnkit._keras_adapter\n"
                    "print('keras' in sys.modules)") == "False"
+
+
+def test_rnnkit_accelerate_switches_the_adapter():
+    import rnnkit
+    from keras.src import backend
+
+    keras_lstm = backend.lstm
+    with rnnkit.accelerate():
+        assert _keras_adapter.installed() and backend.lstm.__wrapped__ is keras_lstm
+        with rnnkit.accelerate(False):
+            assert backend.lstm is keras_lstm
+        assert backend.lstm.__wrapped__ is keras_lstm
+    assert not _keras_adapter.installed() and backend.lstm is keras_lstm
+
+
+def test_accelerate_before_keras_is_imported():
+    out = _python("import rnnkit\nrnnkit.accelerate()\nimport keras\n"
+                  "from keras.src import backend\nprint(backend.gru.__module__)\n"
+                  "rnnkit.accelerate(False)\nprint(backend.gru.__module__)")
+    assert out.splitlines() == ["rnnkit._keras_adapter", "keras.src.backend.torch.rnn"]
