@@ -13,5 +13,6 @@ from __future__ import annotations
 from ._checks import ShapeError
 from .cells import GRUCell, LSTMCell, RNNCell
 from .rnn import GRU, LSTM, RNN
+from .scan import scan_cell
 
-__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "ShapeError"]
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "ShapeError", "scan_cell"]
