@@ -53,6 +53,23 @@ def registered_name(obj: Any) -> str | None:
     return key if key is not None and _CUSTOM.get(key) is target else None
 
 
+# class name -> model kind (Sequential, Functional): layer configs nest models, and the model
+# kinds register themselves here (register_model_kind) so the layer serialiser needs no import
+# of rnnkit.models, which sits above rnnkit.layers.
+_MODEL_KINDS: dict[str, type] = {}
+
+
+def register_model_kind(cls: type) -> type:
+    """Class decorator: a model kind a layer config may nest, found by its class name."""
+    _MODEL_KINDS[cls.__name__] = cls
+    return cls
+
+
+def model_kinds() -> dict[str, type]:
+    """The registered model kinds by class name (those of the rnnkit.models imported so far)."""
+    return dict(_MODEL_KINDS)
+
+
 def get_registered_object(key: str) -> Any:
     """The object registered under ``key`` ("package>Name"), or None."""
     return _CUSTOM.get(key)
@@ -162,5 +179,5 @@ class Registry:
         return cls(**options)
 
 
-__all__ = ["Registry", "register_serializable", "registered_name", "get_registered_object",
-           "snake_case"]
+__all__ = ["Registry", "get_registered_object", "model_kinds", "register_model_kind",
+           "register_serializable", "registered_name", "snake_case"]

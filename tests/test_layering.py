@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rnnkit"
 
 # package -> the rnnkit packages that nothing in it may import
 FORBIDDEN = {
+    "layers": ("rnnkit.models", "rnnkit.export", "rnnkit.training", "rnnkit.cli"),
     "training": ("rnnkit.models", "rnnkit.export", "rnnkit.cli"),
     "export": ("rnnkit.models", "rnnkit.training", "rnnkit.cli"),
 }

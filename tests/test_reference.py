@@ -317,7 +317,7 @@ def test_agrees_with_the_torch_kernels(
         out, h_n, c_n = _kernels.lstm(x_t, _t(h0), _t(c0), *_torch_weights(cell, w), **options)
         np.testing.assert_allclose(c_n.numpy(), expected_c[:, -1], rtol=1e-12, atol=1e-12)
     else:
-        kernel = _kernels.elman if cell == "simple_rnn" else _kernels.gru
+        kernel = _kernels.rnn if cell == "simple_rnn" else _kernels.gru
         out, h_n = kernel(x_t, _t(h0), *_torch_weights(cell, w), **options)
     out = out.numpy().transpose(1, 0, 2)  # (B, T, U) in time order
     if go_backwards:
@@ -341,7 +341,7 @@ def test_backward_agrees_with_the_elman_kernel(nonlinearity: str, go_backwards: 
 
     leaves = [_t(a).requires_grad_() for a in (x.transpose(1, 0, 2), h0)]
     leaves += [_t(a).requires_grad_() for a in (w["kernel"].T, w["recurrent_kernel"].T, w["bias"])]
-    out, _ = _kernels.elman(
+    out, _ = _kernels.rnn(
         *leaves, nonlinearity=nonlinearity, mask=_t(mask.T), reverse=go_backwards
     )
     d_out = d_states[:, ::-1] if go_backwards else d_states

@@ -11,7 +11,7 @@ sequence's own last real step, the same as ``torch.nn`` on a ``PackedSequence``.
 at masked steps are the held state, or zero with ``zero_padding=True`` (``torch.nn``'s padding;
 the final state is still the held one).
 
-Each recurrence is a PyTorch operator (``torch.ops.rnnkit.elman`` / ``gru`` / ``lstm``, see
+Each recurrence is a PyTorch operator (``torch.ops.rnnkit.rnn`` / ``gru`` / ``lstm``, see
 :mod:`._ops`), so compile, export, ``jit.trace``, ``torch.func``, autocast and ``vmap`` see one
 node. What runs (``backend="auto"``, the default)::
 
@@ -37,8 +37,6 @@ benchmarks: ``"compiled"`` demands the C++ kernel (an error says why it cannot r
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 from torch import Tensor
 
@@ -46,14 +44,16 @@ from . import _onnx, _ops, _route
 from . import compiled as _compiled
 from ._route import prefers_torch as _prefers_torch
 from ._route import torch_recurrence as _torch_recurrence
-from .cells import elman_cell, gru_cell, lstm_cell
-from .loop import scan
 from . import composite as _composite
+from ._cell_spec import CELLS as _SPECS
+from ._cell_spec import CellSpec
+from .cells import gru_cell, lstm_cell, rnn_cell
+from .loop import scan
 
 BACKENDS = ("auto", "compiled", "composite", "fused", "loop")
 
-__all__ = ["BACKENDS", "elman", "elman_cell", "gru", "gru_cell", "lstm", "lstm_cell",
-           "prefix_mask", "scan", "zero_masked"]
+__all__ = ["BACKENDS", "gru", "gru_cell", "lstm", "lstm_cell", "prefix_mask", "rnn", "rnn_cell",
+           "scan", "zero_masked"]
 
 
 def _ensure_library() -> None:
@@ -111,19 +111,43 @@ def _train(*tensors: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _operator(name: str, torch_cell: str, backend: str, x: Tensor,
-              states: tuple[Tensor | None, ...],
+def _recurrence(name: str, backend: str, x: Tensor, states: tuple[Tensor | None, ...],
+                w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
+                mask: Tensor | None, reverse: bool, zero_padding: bool,
+                *flags: bool) -> tuple[Tensor, ...]:
+    """The cell ``name`` over a sequence on the path ``backend`` asks for: (states, *finals).
+    ``flags`` are the cell's own (Elman: ``relu``); see :mod:`._cell_spec`."""
+    cell = _SPECS[name]
+    path = _path(backend, x, *states, w_ih, w_hh, b_ih, b_hh)
+    if path == "op":
+        return _operator(cell, backend, x, states, w_ih, w_hh, b_ih, b_hh, mask, reverse,
+                         zero_padding, *flags)
+    if path == "composite":
+        outputs = _composite.forward(cell)(x, *states, w_ih, w_hh, b_ih, b_hh, mask, reverse,
+                                           zero_padding, False, *flags)
+        return outputs[:1 + len(states)]
+
+    def step(x_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        gi = torch.nn.functional.linear(x_t, w_ih, b_ih)
+        return cell.step(gi, state, w_hh, b_hh, *flags)[0]
+
+    out, finals = scan(step, x, _initial(states, x, w_hh), mask, reverse)
+    return (_padded(out, mask, zero_padding), *finals)
+
+
+def _operator(cell: CellSpec, backend: str, x: Tensor, states: tuple[Tensor | None, ...],
               w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
               mask: Tensor | None, reverse: bool, zero_padding: bool,
               *flags: bool) -> tuple[Tensor, ...]:
-    """The operator path of :func:`elman`, :func:`gru` and :func:`lstm`: (states, *finals).
+    """The operator path of :func:`_recurrence`: (states, *finals).
 
     Under a tracer: the ONNX node when exporting to ONNX; inside ``torch.compile`` PyTorch's
     own kernel for inference where :mod:`._route`'s rule prefers it at static sizes; else the
     operator.
     Eagerly: PyTorch's own kernel where :mod:`._route` prefers it (``backend="auto"``), else
-    the operator. ``flags`` are the cell's own (Elman: ``relu``)."""
+    the operator."""
     finals = len(states)
+    torch_cell = cell.torch_function(*flags)  # None: PyTorch has no such cell
     compiling = torch.compiler.is_compiling()
     if not compiling and _compiled._module is None:  # the fake kernels load it when compiling
         _ensure_library()
@@ -131,9 +155,9 @@ def _operator(name: str, torch_cell: str, backend: str, x: Tensor,
     # eager-time, size-dependent choice a traced graph would bake in), but for the two below.
     if compiling or torch._C._is_tracing() or torch._C._are_functorch_transforms_active():
         if _onnx_exporting():
-            return _onnx.emit(name, x, states, w_ih, w_hh, b_ih, b_hh, mask, reverse,
+            return _onnx.emit(cell.name, x, states, w_ih, w_hh, b_ih, b_hh, mask, reverse,
                               zero_padding, *flags)
-        if (backend == "auto" and compiling
+        if (backend == "auto" and compiling and torch_cell is not None
                 and _route.prefers_torch_compiled(torch_cell, x, w_hh, mask, *states, w_ih,
                                                   w_hh, b_ih, b_hh)):
             return _torch_recurrence(getattr(torch._VF, torch_cell), x,
@@ -143,20 +167,19 @@ def _operator(name: str, torch_cell: str, backend: str, x: Tensor,
         # whether a gradient is wanted, asked once per call
         train = torch.is_grad_enabled() and torch._C._any_requires_grad(x, *states, w_ih, w_hh,
                                                                           b_ih, b_hh)
-        if backend == "auto" and _prefers_torch(torch_cell, x, w_hh, mask, training=train):
+        if (backend == "auto" and torch_cell is not None
+                and _prefers_torch(torch_cell, x, w_hh, mask, training=train)):
             return _torch_recurrence(getattr(torch._VF, torch_cell), x,
                                      _initial(states, x, w_hh), w_ih, w_hh, b_ih, b_hh, reverse)
         traced = False
-    if name == "elman":  # the schemas' trailing arguments
-        tail = (reverse, *flags, zero_padding)
-    else:  # the GRU and LSTM operators keep their backward's buffers on request
-        tail = (reverse, zero_padding, train)
-    args = (x, *states, w_ih, w_hh, b_ih, b_hh, mask, *tail)  # the kernels make x contiguous
+    # the kernels make x contiguous
+    args = (x, *states, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, train, *flags)
+    name = cell.name
     outputs = _ops.traced(name, *args) if traced else _ops.eager(name, *args, grad=train)
     return outputs[:1 + finals]
 
 
-def elman(
+def rnn(
     x: Tensor,
     h0: Tensor | None,
     w_ih: Tensor,
@@ -173,18 +196,9 @@ def elman(
     """Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh). Returns (states, h_n)."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    path = _path(backend, x, h0, w_ih, w_hh, b_ih, b_hh)
-    relu = nonlinearity == "relu"
-    if path == "op":
-        out, h_n = _operator("elman", "rnn_relu" if relu else "rnn_tanh", backend, x, (h0,),
-                             w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, relu)
-        return out, h_n
-    if path == "composite":
-        return _composite.elman(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu,
-                                zero_padding)
-    step = partial(_elman_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, act=nonlinearity)
-    out, (h_n,) = scan(step, x, _initial((h0,), x, w_hh), mask, reverse)
-    return _padded(out, mask, zero_padding), h_n
+    out, h_n = _recurrence("rnn", backend, x, (h0,), w_ih, w_hh, b_ih, b_hh, mask, reverse,
+                           zero_padding, nonlinearity == "relu")
+    return out, h_n
 
 
 def gru(
@@ -201,18 +215,9 @@ def gru(
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     """GRU in PyTorch's formulation (gates r, z, n). Returns (states, h_n)."""
-    path = _path(backend, x, h0, w_ih, w_hh, b_ih, b_hh)
-    if path == "op":
-        out, h_n = _operator("gru", "gru", backend, x, (h0,), w_ih, w_hh, b_ih, b_hh, mask,
-                             reverse, zero_padding)
-        return out, h_n
-    if path == "composite":
-        out, h_n, _, _ = _composite.gru(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse,
-                                        zero_padding, False)
-        return out, h_n
-    step = partial(_gru_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
-    out, (h_n,) = scan(step, x, _initial((h0,), x, w_hh), mask, reverse)
-    return _padded(out, mask, zero_padding), h_n
+    out, h_n = _recurrence("gru", backend, x, (h0,), w_ih, w_hh, b_ih, b_hh, mask, reverse,
+                           zero_padding)
+    return out, h_n
 
 
 def lstm(
@@ -230,18 +235,9 @@ def lstm(
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """LSTM (gates i, f, g, o). Returns (states h, h_n, c_n)."""
-    path = _path(backend, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-    if path == "op":
-        out, h_n, c_n = _operator("lstm", "lstm", backend, x, (h0, c0), w_ih, w_hh, b_ih, b_hh,
-                                  mask, reverse, zero_padding)
-        return out, h_n, c_n
-    if path == "composite":
-        out, h_n, c_n, _, _ = _composite.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse,
-                                              zero_padding, False)
-        return out, h_n, c_n
-    step = partial(_lstm_step, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
-    out, (h_n, c_n) = scan(step, x, _initial((h0, c0), x, w_hh), mask, reverse)
-    return _padded(out, mask, zero_padding), h_n, c_n
+    out, h_n, c_n = _recurrence("lstm", backend, x, (h0, c0), w_ih, w_hh, b_ih, b_hh, mask,
+                                reverse, zero_padding)
+    return out, h_n, c_n
 
 
 def prefix_mask(lengths: Tensor, steps: int) -> tuple[Tensor, int, int]:
@@ -281,15 +277,3 @@ def _initial(states: tuple[Tensor | None, ...], x: Tensor, w_hh: Tensor) -> tupl
 def _padded(out: Tensor, mask: Tensor | None, zero_padding: bool) -> Tensor:
     """The held states of the loop path, zeroed at masked steps when asked to be."""
     return zero_masked(out, mask) if zero_padding and mask is not None else out
-
-
-def _elman_step(x, state, *, w_ih, w_hh, b_ih, b_hh, act):  # type: ignore[no-untyped-def]
-    return (elman_cell(x, state[0], w_ih, w_hh, b_ih, b_hh, act),)
-
-
-def _gru_step(x, state, *, w_ih, w_hh, b_ih, b_hh):  # type: ignore[no-untyped-def]
-    return (gru_cell(x, state[0], w_ih, w_hh, b_ih, b_hh),)
-
-
-def _lstm_step(x, state, *, w_ih, w_hh, b_ih, b_hh):  # type: ignore[no-untyped-def]
-    return lstm_cell(x, state[0], state[1], w_ih, w_hh, b_ih, b_hh)

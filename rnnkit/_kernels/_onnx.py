@@ -22,16 +22,25 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._cell_spec import CELLS, CellSpec
+
 __all__ = ["emit", "register_legacy_symbolics"]
 
 OPSET = 17
-_ONNX_OP = {"elman": "RNN", "gru": "GRU", "lstm": "LSTM"}
-_GATE_ORDER = {"elman": [0], "gru": [1, 0, 2], "lstm": [0, 3, 1, 2]}  # torch blocks -> ONNX
 
 
 def _rows(cell: str, hidden: int) -> list[int]:
     """The row permutation from torch's gate blocks to ONNX's."""
-    return [block * hidden + j for block in _GATE_ORDER[cell] for j in range(hidden)]
+    return CELLS[cell].rows("torch", "onnx", hidden)
+
+
+def _operator(cell: str) -> str:
+    op = CELLS[cell].onnx_op
+    if op is None:
+        raise NotImplementedError(
+            f"torch.onnx.export: the {cell} cell has no standard ONNX operator; export the "
+            "model with rnnkit.export.onnx(model, path), which writes it as an ONNX Scan")
+    return op
 
 
 def _refuse_held_mask(mask: Any, zero_padding: bool) -> None:
@@ -44,7 +53,7 @@ def _refuse_held_mask(mask: Any, zero_padding: bool) -> None:
 
 def emit(cell: str, x: Tensor, states: tuple[Tensor | None, ...], w_ih: Tensor, w_hh: Tensor,
          b_ih: Tensor | None, b_hh: Tensor | None, mask: Tensor | None, reverse: bool,
-         zero_padding: bool, relu: bool = False) -> tuple[Tensor, ...]:
+         zero_padding: bool, *flags: bool) -> tuple[Tensor, ...]:
     """The ONNX node of one direction for the dynamo exporter: (states (T, B, H), *finals)."""
     _refuse_held_mask(mask, zero_padding)
     steps, batch, hidden = x.shape[0], x.shape[1], w_hh.shape[1]
@@ -57,15 +66,12 @@ def emit(cell: str, x: Tensor, states: tuple[Tensor | None, ...], w_ih: Tensor, 
     lengths = None if mask is None else mask.sum(0, dtype=torch.int32)
     attrs: dict[str, Any] = {"hidden_size": int(hidden),
                              "direction": "reverse" if reverse else "forward"}
-    if cell == "elman":
-        attrs["activations"] = ["Relu" if relu else "Tanh"]
-    if cell == "gru":
-        attrs["linear_before_reset"] = 1
+    attrs.update(CELLS[cell].onnx_attributes(*flags))
     # an absent initial state is an omitted input: zeros, in ONNX as in the operator
     inputs = [x, *weights, bias, lengths, *(None if s is None else s.unsqueeze(0) for s in states)]
     shapes = [[steps, 1, batch, hidden]] + [[1, batch, hidden]] * len(states)
     results = torch.onnx.ops.symbolic_multi_out(
-        f"::{_ONNX_OP[cell]}", inputs, attrs, dtypes=[x.dtype] * len(shapes), shapes=shapes,
+        f"::{_operator(cell)}", inputs, attrs, dtypes=[x.dtype] * len(shapes), shapes=shapes,
         version=OPSET)
     return (results[0].squeeze(1), *(r.squeeze(0) for r in results[1:]))
 
@@ -80,8 +86,8 @@ def register_legacy_symbolics() -> None:
         return value
 
     def node(g: Any, cell: str, x: Any, states: list[Any], w_ih: Any, w_hh: Any, b_ih: Any,
-             b_hh: Any, mask: Any, reverse: Any, zero_padding: Any, relu: bool,
-             extra_outputs: int) -> tuple[Any, ...]:
+             b_hh: Any, mask: Any, reverse: Any, zero_padding: Any,
+             flags: tuple[bool, ...]) -> tuple[Any, ...]:
         reverse = symbolic_helper._maybe_get_const(reverse, "b")
         zero_padding = symbolic_helper._maybe_get_const(zero_padding, "b")
         absent = symbolic_helper._is_none(mask)
@@ -119,31 +125,28 @@ def register_legacy_symbolics() -> None:
         inputs += [omitted(g) if symbolic_helper._is_none(s) else unsqueeze0(s) for s in states]
         attrs: dict[str, Any] = {"hidden_size_i": hidden,
                                  "direction_s": "reverse" if reverse else "forward"}
-        if cell == "elman":
-            attrs["activations_s"] = ["Relu" if relu else "Tanh"]
-        if cell == "gru":
-            attrs["linear_before_reset_i"] = 1
-        outputs = g.op(_ONNX_OP[cell], *inputs, outputs=1 + len(states), **attrs)
+        for key, value in CELLS[cell].onnx_attributes(*flags).items():  # the types' suffixes
+            attrs[key + ("_s" if isinstance(value, list) else "_i")] = value
+        outputs = g.op(_operator(cell), *inputs, outputs=1 + len(states), **attrs)
         axis = g.op("Constant", value_t=torch.tensor([1]))
         first = g.op("Constant", value_t=torch.tensor([0]))
         out = g.op("Squeeze", outputs[0], axis)
         finals = [g.op("Squeeze", o, first) for o in outputs[1:]]
         # the saved buffers of the backward pass: never read by an exported (inference) graph
-        unused = [g.op("Constant", value_t=torch.zeros(0)) for _ in range(extra_outputs)]
+        unused = [g.op("Constant", value_t=torch.zeros(0)) for _ in CELLS[cell].saved]
         return (out, *finals, *unused)
 
-    def elman(g, x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu, zero_padding):
-        relu = bool(symbolic_helper._maybe_get_const(relu, "b"))
-        return node(g, "elman", x, [h0], w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding,
-                    relu, 0)
+    def symbolic(cell: CellSpec) -> Any:
+        count = len(cell.states)
 
-    def gru(g, x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, train):
-        return node(g, "gru", x, [h0], w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding,
-                    False, 2)
+        # the operator's arguments (see _cell_spec): x, states, w_ih, w_hh, b_ih, b_hh, mask,
+        # reverse, zero_padding, train, the cell's flags
+        def fn(g: Any, x: Any, *args: Any) -> tuple[Any, ...]:
+            states, rest = list(args[:count]), args[count:]
+            flags = tuple(bool(symbolic_helper._maybe_get_const(f, "b")) for f in rest[8:])
+            return node(g, cell.name, x, states, *rest[:7], flags)
 
-    def lstm(g, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, train):
-        return node(g, "lstm", x, [h0, c0], w_ih, w_hh, b_ih, b_hh, mask, reverse,
-                    zero_padding, False, 2)
+        return fn
 
-    for name, fn in (("elman", elman), ("gru", gru), ("lstm", lstm)):
-        register_custom_op_symbolic(f"rnnkit::{name}", fn, 14)
+    for cell in CELLS.values():
+        register_custom_op_symbolic(f"rnnkit::{cell.name}", symbolic(cell), 14)

@@ -1,12 +1,14 @@
-"""The recurrences as PyTorch operators: ``torch.ops.rnnkit.elman`` / ``gru`` / ``lstm``.
+"""The recurrences as PyTorch operators: ``torch.ops.rnnkit.rnn`` / ``gru`` / ``lstm``.
 
 Each recurrence is one operator with a schema, and its backward pass another
-(``*_backward``). The dispatcher picks the kernel:
+(``*_backward``), both derived from the cell's description (:mod:`._cell_spec`). The
+dispatcher picks the kernel:
 
 - CPU: the compiled time loops of ``csrc/`` (``ops.cpp`` registers them, see
   :mod:`.compiled`); float32/float64 natively, bfloat16/float16 widened to float32;
-- every other device, and the CPU when the C++ kernels are not built: :mod:`.composite`
-  (registered for ``CompositeExplicitAutograd``, so tracers keep the operator whole);
+- every other device, the CPU when the C++ kernels are not built, and a cell that ships
+  composite-only: :mod:`.composite` (registered for ``CompositeExplicitAutograd``, so tracers
+  keep the operator whole);
 - fake tensors and ``device="meta"``: the shape functions below.
 
 Autograd is registered on the forward operator. Its backward calls the ``*_backward`` operator
@@ -22,9 +24,10 @@ the LSTM and Elman ones in the autocast dtype (bfloat16) and the GRU in its inpu
 CUDA all three in the autocast dtype (float16), as cuDNN's RNN does.
 
 Schemas (``mask`` is (T, B) bool; ``train`` asks for the buffers the backward pass reads; an
-absent initial state is zeros, made by the kernel)::
+absent initial state is zeros, made by the kernel; see :mod:`._cell_spec` for the shape)::
 
-    elman(x, h0?, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, relu, zero_padding) -> (out, h_n)
+    rnn(x, h0?, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train, relu)
+        -> (out, h_n)
     gru(x, h0?, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train)
         -> (out, h_n, gates, hn_all)
     lstm(x, h0?, c0?, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train)
@@ -40,81 +43,73 @@ import torch
 from torch import Tensor
 
 from . import composite
+from ._cell_spec import CELLS as SPECS
+from ._cell_spec import CellSpec
 
 __all__ = ["CELLS", "eager", "traced"]
 
 _LIB = torch.library.Library("rnnkit", "DEF")  # noqa: TOR901 (kept for the process's lifetime)
 
-_OPTIONAL = "Tensor? b_ih, Tensor? b_hh, Tensor? mask, bool reverse"
-_LIB.define(f"elman(Tensor x, Tensor? h0, Tensor w_ih, Tensor w_hh, {_OPTIONAL}, bool relu, "
-            "bool zero_padding) -> (Tensor, Tensor)")
-_LIB.define("elman_backward(Tensor grad_out, Tensor grad_h_n, Tensor x, Tensor? h0, Tensor w_ih, "
-            "Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor out, Tensor? mask, bool reverse, "
-            "bool relu, bool zero_padding, "
-            "bool[6] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
-_LIB.define(f"gru(Tensor x, Tensor? h0, Tensor w_ih, Tensor w_hh, {_OPTIONAL}, "
-            "bool zero_padding, bool train) -> (Tensor, Tensor, Tensor, Tensor)")
-_LIB.define("gru_backward(Tensor grad_out, Tensor grad_h_n, Tensor x, Tensor? h0, Tensor w_ih, "
-            "Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor out, Tensor gates, Tensor hn_all, "
-            "Tensor? mask, bool reverse, bool zero_padding, bool[6] output_mask) "
-            "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
-_LIB.define(f"lstm(Tensor x, Tensor? h0, Tensor? c0, Tensor w_ih, Tensor w_hh, {_OPTIONAL}, "
-            "bool zero_padding, bool train) -> (Tensor, Tensor, Tensor, Tensor, Tensor)")
-_LIB.define("lstm_backward(Tensor grad_out, Tensor grad_h_n, Tensor grad_c_n, Tensor x, "
-            "Tensor? h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
-            "Tensor out, Tensor gates, "
-            "Tensor c_all, Tensor? mask, bool reverse, bool zero_padding, bool[7] output_mask) "
-            "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
+
+def _schemas(cell: CellSpec) -> tuple[str, str]:
+    """The forward and backward operators' schemas of ``cell`` (see :mod:`._cell_spec`)."""
+    states = ", ".join(f"Tensor? {s}0" for s in cell.states)
+    flags = "".join(f", bool {f}" for f in cell.flags)
+    common = "Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh"
+    results = ", ".join(["Tensor"] * (1 + len(cell.states) + len(cell.saved)))
+    forward = (f"{cell.name}(Tensor x, {states}, {common}, Tensor? mask, bool reverse, "
+               f"bool zero_padding, bool train{flags}) -> ({results})")
+    n = cell.differentiable
+    grads = ", ".join(f"Tensor grad_{s}_n" for s in cell.states)
+    saved = "".join(f", Tensor {name}" for name, _ in cell.saved)
+    backward = (f"{cell.name}_backward(Tensor grad_out, {grads}, Tensor x, {states}, {common}, "
+                f"Tensor out{saved}, Tensor? mask, bool reverse, bool zero_padding{flags}, "
+                f"bool[{n}] output_mask) -> ({', '.join(['Tensor'] * n)})")
+    return forward, backward
+
+
+for _spec in SPECS.values():
+    for _schema in _schemas(_spec):
+        _LIB.define(_schema)
 # CPU only, C++ only (never traced: the kernels' Python callers use plain ops under tracing)
 _LIB.define("prefix_mask(Tensor lengths, int steps) -> (Tensor, int, int)")
 _LIB.define("zero_masked_(Tensor(a!) out, Tensor mask) -> ()")
 
 
 class _Cell:
-    """What the registrations need to know about one recurrence."""
+    """What the registrations need to know about one recurrence: its description and its
+    operators."""
 
-    def __init__(self, name: str, states: int) -> None:
-        self.name, self.states = name, states
-        self.differentiable = 5 + states  # x, the states, w_ih, w_hh, b_ih, b_hh
-        self.op = getattr(torch.ops.rnnkit, name).default
+    def __init__(self, spec: CellSpec) -> None:
+        self.spec, self.name, self.states = spec, spec.name, len(spec.states)
+        self.differentiable = spec.differentiable  # x, the states, w_ih, w_hh, b_ih, b_hh
+        self.op = getattr(torch.ops.rnnkit, spec.name).default
         # the dispatcher's entry without OpOverload's Python frame: for eager calls
         self.call = getattr(self.op, "_op", self.op)
-        self.backward_op = getattr(torch.ops.rnnkit, f"{name}_backward").default
+        self.backward_op = getattr(torch.ops.rnnkit, f"{spec.name}_backward").default
 
 
-CELLS = {"elman": _Cell("elman", 1), "gru": _Cell("gru", 1), "lstm": _Cell("lstm", 2)}
+CELLS = {name: _Cell(spec) for name, spec in SPECS.items()}
 
 
 # ---------------------------------------------------------------------------------------------
 # Kernels for everything but the CPU with the C++ library loaded, and the fake kernels.
 
-def _register_composite() -> None:
-    _LIB.impl("elman", composite.elman, "CompositeExplicitAutograd")
-    _LIB.impl("gru", composite.gru, "CompositeExplicitAutograd")
-    _LIB.impl("lstm", composite.lstm, "CompositeExplicitAutograd")
+def _register_composite(cell: _Cell) -> None:
+    _LIB.impl(cell.name, composite.forward(cell.spec), "CompositeExplicitAutograd")
+    states, saved = cell.states, len(cell.spec.saved)
+    n = cell.differentiable
 
     # the saved buffers are the compiled kernels'; this differentiates the forward pass again
-    def elman_backward(grad_out, grad_h_n, x, h0, w_ih, w_hh, b_ih, b_hh, out, mask, reverse,
-                       relu, zero_padding, output_mask):
+    def backward(*args: Any) -> tuple[Tensor, ...]:
+        grads, inputs = args[:1 + states], args[1 + states:1 + states + n]
+        rest = args[2 + states + n + saved:]  # mask, reverse, zero_padding, flags, output_mask
+        mask, flags, output_mask = rest[0], rest[1:-1], rest[-1]
         return _filled(composite.recurrence_backward(
-            "elman", (grad_out, grad_h_n), (x, h0, w_ih, w_hh, b_ih, b_hh, mask),
-            (reverse, relu, zero_padding), output_mask, create_graph=False), x)
+            cell.name, grads, (*inputs, mask), flags, output_mask, create_graph=False),
+            inputs[0])
 
-    def gru_backward(grad_out, grad_h_n, x, h0, w_ih, w_hh, b_ih, b_hh, out, gates, hn_all,
-                     mask, reverse, zero_padding, output_mask):
-        return _filled(composite.recurrence_backward(
-            "gru", (grad_out, grad_h_n), (x, h0, w_ih, w_hh, b_ih, b_hh, mask),
-            (reverse, zero_padding), output_mask, create_graph=False), x)
-
-    def lstm_backward(grad_out, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, out,
-                      gates, c_all, mask, reverse, zero_padding, output_mask):
-        return _filled(composite.recurrence_backward(
-            "lstm", (grad_out, grad_h_n, grad_c_n), (x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask),
-            (reverse, zero_padding), output_mask, create_graph=False), x)
-
-    _LIB.impl("elman_backward", elman_backward, "CompositeExplicitAutograd")
-    _LIB.impl("gru_backward", gru_backward, "CompositeExplicitAutograd")
-    _LIB.impl("lstm_backward", lstm_backward, "CompositeExplicitAutograd")
+    _LIB.impl(f"{cell.name}_backward", backward, "CompositeExplicitAutograd")
 
 
 def _filled(grads: Sequence[Tensor | None], like: Tensor) -> tuple[Tensor, ...]:
@@ -127,60 +122,29 @@ def _check_fake(name: str, x: Tensor, w_hh: Tensor, gates: int) -> None:
                  lambda: f"rnnkit.{name}: w_hh must be ({gates}*H, H), got {w_hh.shape}")
 
 
-def _register_fakes(on_first_use: Callable[[], None]) -> None:
-    def steps_batch_hidden(x: Tensor, w_hh: Tensor) -> tuple[Any, Any, Any]:
-        return x.shape[0], x.shape[1], w_hh.shape[1]
+def _register_fakes(cell: _Cell, on_first_use: Callable[[], None]) -> None:
+    spec, states, n = cell.spec, cell.states, cell.differentiable
 
-    @torch.library.register_fake("rnnkit::elman", lib=_LIB)
-    def _elman(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu, zero_padding):
+    def forward(*args: Any) -> tuple[Tensor, ...]:
         on_first_use()
-        _check_fake("elman", x, w_hh, 1)
-        t, b, h = steps_batch_hidden(x, w_hh)
-        return x.new_empty(t, b, h), x.new_empty(b, h)
+        x, w_hh, train = args[0], args[2 + states], args[8 + states]
+        _check_fake(spec.name, x, w_hh, spec.gates)
+        t, b, h = x.shape[0], x.shape[1], w_hh.shape[1]
+        saved = tuple(x.new_empty(t, b, width * h) if train else x.new_empty(0)
+                      for _, width in spec.saved)
+        return (x.new_empty(t, b, h), *(x.new_empty(b, h) for _ in spec.states), *saved)
 
-    @torch.library.register_fake("rnnkit::gru", lib=_LIB)
-    def _gru(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, train):
-        on_first_use()
-        _check_fake("gru", x, w_hh, 3)
-        t, b, h = steps_batch_hidden(x, w_hh)
-        if not train:
-            return x.new_empty(t, b, h), x.new_empty(b, h), x.new_empty(0), x.new_empty(0)
-        return x.new_empty(t, b, h), x.new_empty(b, h), x.new_empty(t, b, 3 * h), \
-            x.new_empty(t, b, h)
-
-    @torch.library.register_fake("rnnkit::lstm", lib=_LIB)
-    def _lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, train):
-        on_first_use()
-        _check_fake("lstm", x, w_hh, 4)
-        t, b, h = steps_batch_hidden(x, w_hh)
-        if not train:
-            return (x.new_empty(t, b, h), x.new_empty(b, h), x.new_empty(b, h), x.new_empty(0),
-                    x.new_empty(0))
-        return (x.new_empty(t, b, h), x.new_empty(b, h), x.new_empty(b, h),
-                x.new_empty(t, b, 4 * h), x.new_empty(t, b, h))
-
-    def gradients(like: Sequence[Tensor | None], output_mask: Sequence[bool], w_hh: Tensor,
-                  x: Tensor) -> tuple[Tensor, ...]:
+    def backward(*args: Any) -> tuple[Tensor, ...]:
+        inputs, output_mask = args[1 + states:1 + states + n], args[-1]
+        x, w_hh = inputs[0], inputs[2 + states]
         state = (x.shape[1], w_hh.shape[1])  # an absent initial state's gradient: (B, H)
         bias = (w_hh.shape[0],)
-        shapes = [state if t is None else t.shape for t in like] + [bias, bias]
+        shapes = [state if t is None else t.shape for t in inputs[:3 + states]] + [bias, bias]
         return tuple(x.new_empty(s) if want else x.new_empty(0)
                      for s, want in zip(shapes, output_mask))
 
-    @torch.library.register_fake("rnnkit::elman_backward", lib=_LIB)
-    def _elman_backward(grad_out, grad_h_n, x, h0, w_ih, w_hh, b_ih, b_hh, out, mask, reverse, relu,
-                        zero_padding, output_mask):
-        return gradients((x, h0, w_ih, w_hh), output_mask, w_hh, x)
-
-    @torch.library.register_fake("rnnkit::gru_backward", lib=_LIB)
-    def _gru_backward(grad_out, grad_h_n, x, h0, w_ih, w_hh, b_ih, b_hh, out, gates, hn_all, mask,
-                      reverse, zero_padding, output_mask):
-        return gradients((x, h0, w_ih, w_hh), output_mask, w_hh, x)
-
-    @torch.library.register_fake("rnnkit::lstm_backward", lib=_LIB)
-    def _lstm_backward(grad_out, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, out,
-                       gates, c_all, mask, reverse, zero_padding, output_mask):
-        return gradients((x, h0, c0, w_ih, w_hh), output_mask, w_hh, x)
+    torch.library.register_fake(f"rnnkit::{spec.name}", forward, lib=_LIB)
+    torch.library.register_fake(f"rnnkit::{spec.name}_backward", backward, lib=_LIB)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,12 +154,13 @@ def _setup_context(cell: _Cell) -> Callable[..., None]:
     n = cell.differentiable
 
     def setup_context(ctx: Any, inputs: Sequence[Any], output: Sequence[Tensor]) -> None:
-        mask = inputs[n]
-        train = cell.name == "elman" or bool(inputs[-1])
+        # inputs: the differentiable ones, mask, reverse, zero_padding, train, the cell's flags
+        mask, train = inputs[n], bool(inputs[n + 3])
         outputs = 1 + cell.states
         ctx.save_for_backward(*inputs[:n], mask, *output[:1], *output[outputs:])
-        ctx.flags = tuple(inputs[n + 1:len(inputs) - (cell.name != "elman")])
-        ctx.train = train
+        ctx.flags = (*inputs[n + 1:n + 3], *inputs[n + 4:])  # the backward's: no train
+        # a cell without saved buffers (Elman) reads only its outputs: always trained
+        ctx.train = train or not cell.spec.saved
         if output[outputs:]:
             ctx.mark_non_differentiable(*output[outputs:])
         # no zero gradients for the saved buffers (a (T, B, 4H) tensor each); the backward
@@ -288,9 +253,11 @@ def eager(name: str, *args: Any, grad: bool) -> Any:
 
 
 def library_loaded() -> None:
-    """Called once the C++ library is loaded: its eager operators become the fast path."""
-    for name in CELLS:
-        _EAGER[name] = getattr(torch.ops.rnnkit, f"_{name}_eager").default
+    """Called once the C++ library is loaded: its eager operators become the fast path (for
+    the cells it has: a composite-only cell keeps the ``autograd.Function``)."""
+    for name, cell in CELLS.items():
+        if cell.spec.compiled:
+            _EAGER[name] = getattr(torch.ops.rnnkit, f"_{name}_eager").default
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,9 +298,9 @@ def _autocast(op: Any, device_type: str) -> Callable[..., Any]:
 
 def register(on_first_use: Callable[[], None]) -> None:
     """Register every kernel but the C++ ones (those come with the library, see ops.cpp)."""
-    _register_composite()
-    _register_fakes(on_first_use)
     for name, cell in CELLS.items():
+        _register_composite(cell)
+        _register_fakes(cell, on_first_use)
         torch.library.register_autograd(f"rnnkit::{name}", _backward(cell),
                                         setup_context=_setup_context(cell), lib=_LIB)
         _FUNCTIONS[name] = _function(cell)
@@ -342,7 +309,7 @@ def register(on_first_use: Callable[[], None]) -> None:
                                     lib=_LIB)
     # which cells torch.nn runs in the autocast dtype: on the CPU the ones oneDNN has (its GRU
     # keeps its inputs' dtype), on CUDA all three (cuDNN's RNN, ATen/cudnn/AutocastRNN.cpp)
-    for device, names in (("cpu", ("elman", "lstm")), ("cuda", ("elman", "gru", "lstm"))):
+    for device, names in (("cpu", ("rnn", "lstm")), ("cuda", ("rnn", "gru", "lstm"))):
         key = "Autocast" + torch._C._dispatch_key_for_device(device)
         for name in names:
             _LIB.impl(name, _autocast(CELLS[name].op, device), key, with_keyset=True)

@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._cell_spec import CELLS, by_torch_mode
+
 __all__ = ["ENV_POLICY", "POLICIES", "RULES", "Rule", "calibrate", "capability", "needs_grad",
            "prefers_torch", "prefers_torch_compiled", "prefers_torch_lstm", "set_policy",
            "torch_recurrence"]
@@ -79,9 +81,12 @@ RULES: dict[tuple[str, str, bool], Rule] = {
 _RULED = frozenset(family for _, family, _ in RULES)  # cells some rule sends to PyTorch
 
 
+# "rnn_tanh" / "rnn_relu" -> "rnn": the rules' name of a cell (its one name)
+_FAMILY = {mode.lower(): cell.name for cell in CELLS.values() for mode in cell.torch_modes}
+
+
 def _family(cell: str) -> str:
-    """"rnn_tanh" / "rnn_relu" -> "rnn": the rules' name of a cell."""
-    return "rnn" if cell.startswith("rnn") else cell
+    return _FAMILY[cell]
 
 
 @torch.compiler.assume_constant_result  # a compiled graph bakes it in: it never changes
@@ -212,33 +217,29 @@ def _candidate(x: Tensor, mask: Tensor | None) -> bool:
 
 
 # -- measuring ------------------------------------------------------------------------------
-_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}  # also the cells torch._VF has
-
-
 def _contenders(cell: str, training: bool, steps: int, batch: int, features: int,
                 hidden: int) -> tuple[Callable[[], Any], Callable[[], Any]]:
     """rnnkit's compiled kernel and PyTorch's on random inputs of this shape, each a call that
     runs inference, or forward and backward of the outputs' sum."""
-    from . import elman, gru, lstm  # the package imports this module first
+    from . import _recurrence  # the package imports this module first
 
+    spec = by_torch_mode(cell)
+    flags = tuple(mode.lower() == cell for mode in spec.torch_modes[1:])  # Elman: relu
     g = torch.Generator().manual_seed(0)
     scale = hidden ** -0.5
-    width = _GATES[cell] * hidden
+    width = spec.gates * hidden
 
     def r(*shape: int, s: float = scale) -> Tensor:
         return ((torch.rand(*shape, generator=g) * 2 - 1) * s).requires_grad_(training)
 
     x = r(steps, batch, features, s=1.0)
-    states = tuple(r(batch, hidden) for _ in range(2 if cell == "lstm" else 1))
+    states = tuple(r(batch, hidden) for _ in spec.states)
     w_ih, w_hh, b_ih, b_hh = r(width, features), r(width, hidden), r(width), r(width)
     params = (w_ih, w_hh, b_ih, b_hh)
 
     def ours() -> Tensor:
-        if cell == "lstm":
-            return lstm(x, *states, *params, backend="compiled")[0]
-        if cell == "gru":
-            return gru(x, *states, *params, backend="compiled")[0]
-        return elman(x, *states, *params, nonlinearity=cell[4:], backend="compiled")[0]
+        return _recurrence(spec.name, "compiled", x, states, *params, None, False, False,
+                           *flags)[0]
 
     function = getattr(torch._VF, cell)
 

@@ -1,6 +1,6 @@
 """The cell equations, written once, and one time step of each cell in PyTorch's layout.
 
-The equations (:func:`elman_equation`, :func:`gru_equation`, :func:`lstm_equation`) start from
+The equations (:func:`rnn_equation`, :func:`gru_equation`, :func:`lstm_equation`) start from
 projections already formed: each gate's input part and recurrent part, (B, H) each, with their
 biases. The caller forms them in its own weight layout and gate order, with its own matmuls and
 dropout masks; the activations are arguments (Keras' ``activation`` and ``recurrent_activation``),
@@ -27,7 +27,7 @@ from torch import Tensor
 Activation = Callable[[Tensor], Tensor]
 
 
-def elman_equation(i: Tensor, h: Tensor, activation: Activation = torch.tanh) -> Tensor:
+def rnn_equation(i: Tensor, h: Tensor, activation: Activation = torch.tanh) -> Tensor:
     """h' = activation(i + h), from the input projection i and the recurrent projection h."""
     return activation(i + h)
 
@@ -88,10 +88,10 @@ def _linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
     return torch.nn.functional.linear(x, w, b)
 
 
-def elman_step(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None,
+def rnn_step(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None,
                activation: Activation = torch.tanh) -> Tensor:
     """h' = activation(gi + h W_hh^T + b_hh)."""
-    return elman_equation(gi, _linear(h, w_hh, b_hh), activation)
+    return rnn_equation(gi, _linear(h, w_hh, b_hh), activation)
 
 
 def gru_step(gi: Tensor, h: Tensor, w_hh: Tensor,
@@ -116,7 +116,7 @@ def lstm_step(gi: Tensor, h: Tensor, c: Tensor, w_hh: Tensor,
     return h_new, c_new, torch.cat(activated, dim=-1)
 
 
-def elman_cell(
+def rnn_cell(
     x: Tensor,
     h: Tensor,
     w_ih: Tensor,
@@ -127,7 +127,7 @@ def elman_cell(
 ) -> Tensor:
     """h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh), act ``"tanh"`` or ``"relu"``."""
     activation = torch.tanh if nonlinearity == "tanh" else torch.relu
-    return elman_step(_linear(x, w_ih, b_ih), h, w_hh, b_hh, activation)
+    return rnn_step(_linear(x, w_ih, b_ih), h, w_hh, b_hh, activation)
 
 
 def gru_cell(

@@ -9,36 +9,40 @@ operators: time-major ``x`` (T, B, D), ``torch.nn`` weight layout, a (T, B) bool
 the final state still the held one) and ``train`` (also return the buffers the backward pass
 of the compiled kernels reads, else (0,) placeholders).
 
-The input projection of all steps is one matrix product; each step is a ``*_step`` of
-:mod:`.cells`.
+The input projection of all steps is one matrix product; each step is the cell's
+:attr:`~._cell_spec.CellSpec.step` (a ``*_step`` of :mod:`.cells`). One implementation for
+every cell, made by :func:`forward` from the cell's description.
 
 Example::
 
     >>> x, h0 = torch.randn(5, 2, 3), torch.zeros(2, 4)
     >>> w_ih, w_hh = torch.randn(12, 3), torch.randn(12, 4)
+    >>> gru = forward(CELLS["gru"])
     >>> out, h_n, _, _ = gru(x, h0, w_ih, w_hh, None, None, None, False, False, False)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from .cells import elman_step, gru_step, lstm_step
+from ._cell_spec import CELLS, CellSpec
 
-__all__ = ["elman", "gru", "initial_state", "lstm", "recurrence_backward"]
+__all__ = ["forward", "initial_state", "recurrence_backward"]
 
 State = tuple[Tensor, ...]
 
 
 def _run(step: Callable[[Tensor, State], tuple[State, tuple[Tensor, ...]]], gi: Tensor,
          state: State, mask: Tensor | None, reverse: bool, zero_padding: bool,
-         saved_widths: Sequence[int]) -> tuple[list[Tensor], State, list[Tensor]]:
-    """Step over time. Returns each state component after every step stacked (T, B, H) (the
-    first is the output, zeroed at masked steps with ``zero_padding``), the final state, and
-    each of the step's extra results stacked (T, B, W)."""
+         saved_widths: Sequence[int],
+         keep_states: bool) -> tuple[list[Tensor], State, list[Tensor]]:
+    """Step over time. Returns the output after every step stacked (T, B, H) (zeroed at masked
+    steps with ``zero_padding``) and, with ``keep_states``, every later state component too,
+    the final state, and each of the step's extra results stacked (T, B, W)."""
     steps, batch = gi.shape[0], gi.shape[1]
     if steps == 0:
         empty = [gi.new_empty(0, batch, w) for w in saved_widths]
@@ -56,7 +60,7 @@ def _run(step: Callable[[Tensor, State], tuple[State, tuple[Tensor, ...]]], gi: 
             buffer[t] = value
         for buffer, value in zip(saved, extra):
             buffer[t] = value
-    stacked = [torch.stack(per_step[0])] + [torch.stack(b) for b in per_step[1:] if saved_widths]
+    stacked = [torch.stack(per_step[0])] + [torch.stack(b) for b in per_step[1:] if keep_states]
     if zero_padding and mask is not None:
         stacked[0] = torch.where(mask.unsqueeze(-1), stacked[0], stacked[0].new_zeros(()))
     return stacked, state, [torch.stack(b) for b in saved]
@@ -77,59 +81,35 @@ def initial_state(state: Tensor | None, x: Tensor, w_hh: Tensor) -> Tensor:
     return x.new_zeros(x.shape[1], w_hh.shape[1]) if state is None else state
 
 
-def elman(x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
-          b_hh: Tensor | None, mask: Tensor | None, reverse: bool, relu: bool,
-          zero_padding: bool) -> tuple[Tensor, Tensor]:
-    """h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh). Returns (states, h_n)."""
-    act = torch.relu if relu else torch.tanh
+def forward(cell: CellSpec) -> Callable[..., tuple[Tensor, ...]]:
+    """The composite kernel of ``cell``'s operator (same arguments and results, see
+    :mod:`._cell_spec`): (states, *final states, *saved buffers)."""
+    count = len(cell.states)
 
-    def step(gi_t: Tensor, state: State) -> tuple[State, tuple[Tensor, ...]]:
-        return (elman_step(gi_t, state[0], w_hh, b_hh, act),), ()
+    def recurrence(x: Tensor, *args: Any) -> tuple[Tensor, ...]:
+        states, (w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, train, *flags) = \
+            args[:count], args[count:]
+        hidden = w_hh.shape[1]
 
-    (out,), (h_n,), _ = _run(step, _project(x, w_ih, b_ih), (initial_state(h0, x, w_hh),), mask,
-                             reverse, zero_padding, ())
-    return out, h_n
+        def step(gi_t: Tensor, state: State) -> tuple[State, tuple[Tensor, ...]]:
+            new, extra = cell.step(gi_t, state, w_hh, b_hh, *flags)
+            return new, (extra if train else ())
 
+        # the saved buffers: the step's extras, then every later state per step
+        widths = tuple(w * hidden for _, w in cell.saved[:len(cell.saved) - count + 1]) \
+            if train else ()
+        initial = tuple(initial_state(s, x, w_hh) for s in states)
+        per_step, finals, extras = _run(step, _project(x, w_ih, b_ih), initial, mask, reverse,
+                                        zero_padding, widths, keep_states=bool(train))
+        if not train:
+            return (per_step[0], *finals, *(_placeholder(x) for _ in cell.saved))
+        return (per_step[0], *finals, *extras, *per_step[1:])
 
-def gru(x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
-        b_hh: Tensor | None, mask: Tensor | None, reverse: bool, zero_padding: bool,
-        train: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """PyTorch's GRU. Returns (states, h_n, (r, z, n) per step, W_hn h + b_hn per step)."""
-    hidden = w_hh.shape[1]
-
-    def step(gi_t: Tensor, state: State) -> tuple[State, tuple[Tensor, ...]]:
-        h, gates, hn = gru_step(gi_t, state[0], w_hh, b_hh)
-        return (h,), ((gates, hn) if train else ())
-
-    widths = (3 * hidden, hidden) if train else ()
-    (out,), (h_n,), saved = _run(step, _project(x, w_ih, b_ih), (initial_state(h0, x, w_hh),),
-                                 mask, reverse, zero_padding, widths)
-    if not train:
-        return out, h_n, _placeholder(x), _placeholder(x)
-    return out, h_n, saved[0], saved[1]
+    recurrence.__name__ = cell.name
+    return recurrence
 
 
-def lstm(x: Tensor, h0: Tensor | None, c0: Tensor | None, w_ih: Tensor, w_hh: Tensor,
-         b_ih: Tensor | None, b_hh: Tensor | None, mask: Tensor | None, reverse: bool,
-         zero_padding: bool, train: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """LSTM (gates i, f, g, o). Returns (states h, h_n, c_n, activated gates, c per step)."""
-    hidden = w_hh.shape[1]
-
-    def step(gi_t: Tensor, state: State) -> tuple[State, tuple[Tensor, ...]]:
-        h, c, gates = lstm_step(gi_t, state[0], state[1], w_hh, b_hh)
-        return (h, c), ((gates,) if train else ())
-
-    widths = (4 * hidden,) if train else ()
-    states = (initial_state(h0, x, w_hh), initial_state(c0, x, w_hh))
-    (out, *c_all), (h_n, c_n), saved = _run(step, _project(x, w_ih, b_ih), states, mask,
-                                            reverse, zero_padding, widths)
-    if not train:
-        return out, h_n, c_n, _placeholder(x), _placeholder(x)
-    return out, h_n, c_n, saved[0], c_all[0]
-
-
-_FORWARD = {"elman": elman, "gru": gru, "lstm": lstm}
-_STATES = {"elman": 1, "gru": 1, "lstm": 2}
+_FORWARD = {name: forward(cell) for name, cell in CELLS.items()}
 
 
 def recurrence_backward(cell: str, grads: Sequence[Tensor], inputs: Sequence[Tensor | None],
@@ -150,22 +130,22 @@ def recurrence_backward(cell: str, grads: Sequence[Tensor], inputs: Sequence[Ten
     result: list[Tensor | None] = [None] * differentiable
     if not wanted:
         return result
-    extra = (False,) if cell != "elman" else ()
-    outputs = 1 + _STATES[cell]
+    outputs = 1 + len(CELLS[cell].states)
+    reverse, zero_padding, *own = flags
 
-    def forward(*values: Tensor) -> tuple[Tensor, ...]:
+    def run(*values: Tensor) -> tuple[Tensor, ...]:
         tensors = list(inputs)
         for i, value in zip(wanted, values):
             tensors[i] = value
-        return tuple(_FORWARD[cell](*tensors, *flags, *extra)[:outputs])
+        return tuple(_FORWARD[cell](*tensors, reverse, zero_padding, False, *own)[:outputs])
 
     if create_graph:
-        _, pullback = torch.func.vjp(forward, *(inputs[i] for i in wanted))
+        _, pullback = torch.func.vjp(run, *(inputs[i] for i in wanted))
         found = pullback(tuple(grads))
     else:
         leaves = [inputs[i].detach().requires_grad_() for i in wanted]  # type: ignore[union-attr]
         with torch.enable_grad():
-            found = torch.autograd.grad(forward(*leaves), leaves, list(grads), allow_unused=True)
+            found = torch.autograd.grad(run(*leaves), leaves, list(grads), allow_unused=True)
         found = tuple(torch.zeros_like(leaf) if g is None else g for g, leaf in zip(found, leaves))
     for i, g in zip(wanted, found):
         result[i] = g

@@ -1,7 +1,9 @@
 """The plain path: step a cell in a Python loop and let autograd differentiate it.
 
-This is the ground truth the fused kernels are tested against, and the path any user-written
-cell runs on (the seeds' ``dynamic_rnn``: one loop, never a graph unrolled ahead of time).
+This is the ground truth the compiled kernels and the composite implementation are tested
+against (``backend="loop"``), and the loop of the cases no operator covers (``rnnkit.nn``'s
+LSTM with ``proj_size``). Keras-style layers over a user's cell step it in their own loop
+(:mod:`rnnkit.layers.rnn`).
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ import torch
 
 from .. import layers as _layers, nn as _nn
 from .._kernels import compiled
+from .._kernels._cell_spec import CELLS as _SPECS
 
 __all__ = ["SIZES", "Size", "main", "run"]
 
@@ -77,12 +78,12 @@ SIZES = {
     )
 }
 VARIABLE_SIZES = ("small", "long")
-CELLS = ("rnn", "gru", "lstm")
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+CELLS = tuple(name for name, cell in _SPECS.items() if cell.torch_modes)  # torch.nn has them
+GATES = {name: cell.gates for name, cell in _SPECS.items()}
 BASELINE = "torch.nn"
-TORCH_CLASSES = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}
-RNNKIT_CLASSES = {"rnn": _nn.RNN, "gru": _nn.GRU, "lstm": _nn.LSTM}
-LAYER_CLASSES = {"rnn": _layers.SimpleRNN, "gru": _layers.GRU, "lstm": _layers.LSTM}
+TORCH_CLASSES = {name: getattr(torch.nn, _SPECS[name].nn_class) for name in CELLS}
+RNNKIT_CLASSES = {name: getattr(_nn, cell.nn_class) for name, cell in _SPECS.items()}
+LAYER_CLASSES = {name: getattr(_layers, cell.keras_class) for name, cell in _SPECS.items()}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 __all__ = ["CELLS", "TASKS", "RunConfig", "file_digest"]
 
 TASKS = ("forecast", "classify", "text", "translate")
-CELLS = ("rnn", "gru", "lstm")
+CELLS = ("rnn", "gru", "lstm")  # the cells' names (rnnkit._kernels._cell_spec; not imported: torch)
 FORMAT = "rnnkit-run"
 VERSION = 1
 

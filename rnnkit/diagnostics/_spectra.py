@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._kernels._cell_spec import CELLS
 from ..layers import GRUCell, LSTMCell, SimpleRNNCell
 from ..layers.rnn import RNN
 
@@ -28,7 +29,7 @@ __all__ = ["RecurrentMatrix", "largest_singular_value", "recurrent_matrices", "s
 # Gate blocks of the recurrent matrix, in the order of the parameter's layout.
 _LAYER_BLOCKS: dict[type, tuple[str, ...]] = {
     SimpleRNNCell: ("h",), GRUCell: ("z", "r", "h"), LSTMCell: ("i", "f", "c", "o")}
-_NN_BLOCKS = {"RNN": ("h",), "GRU": ("r", "z", "n"), "LSTM": ("i", "f", "g", "o")}
+_NN_BLOCKS = {cell.nn_class: cell.torch_gates for cell in CELLS.values()}
 _NN_WEIGHT = re.compile(r"^weight_hh_l(\d+)(_reverse)?$")
 
 

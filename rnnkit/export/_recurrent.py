@@ -25,20 +25,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._kernels._cell_spec import CELLS
 from . import _activations
 from ._graph import FLOAT, BOOL, Graph, value_info
-
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
-ONNX_OP = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
-# Keras gate blocks -> ONNX gate blocks
-_TO_ONNX = {"rnn": [0], "gru": [0, 1, 2], "lstm": [0, 3, 1, 2]}
 
 
 @dataclass
 class Direction:
     """One direction of one recurrent layer, in Keras' layout and gate order."""
 
-    kind: str  # "rnn" | "gru" | "lstm"
+    kind: str  # the cell's one name (rnnkit._kernels._cell_spec): "rnn" | "gru" | "lstm"
     kernel: np.ndarray  # (D, G*U)
     recurrent: np.ndarray  # (U, G*U)
     bias: np.ndarray  # (G*U,) input bias
@@ -66,8 +62,10 @@ class Direction:
 
 
 def _blocks(array: np.ndarray, kind: str, axis: int) -> np.ndarray:
-    parts = np.split(array, GATES[kind], axis=axis)
-    return np.concatenate([parts[i] for i in _TO_ONNX[kind]], axis=axis)
+    """Keras' gate blocks along ``axis`` in ONNX's order."""
+    cell = CELLS[kind]
+    parts = np.split(array, cell.gates, axis=axis)
+    return np.concatenate([parts[i] for i in cell.permutation("keras", "onnx")], axis=axis)
 
 
 def compatible(a: Direction, b: Direction) -> bool:
@@ -104,8 +102,8 @@ def standard_op(g: Graph, x_tm: str, directions: list[Direction],
         attrs["linear_before_reset"] = int(directions[0].reset_after)
     inputs = [x_tm, g.const(np.stack(w), "W"), g.const(np.stack(r), "R"),
               g.const(np.stack(b), "B"), seq_lens or ""]
-    outputs = 3 if kind == "lstm" else 2
-    return g.op(ONNX_OP[kind], inputs, outputs, **attrs)
+    cell = CELLS[kind]
+    return g.op(cell.onnx_op, inputs, 1 + len(cell.states), **attrs)
 
 
 def scan(g: Graph, x: str, d: Direction, mask: str | None) -> tuple[str, str]:
@@ -121,7 +119,7 @@ def scan(g: Graph, x: str, d: Direction, mask: str | None) -> tuple[str, str]:
     scan_inputs = [g.transpose(projected, [1, 0, 2])]  # (T, B, G*U)
     if mask is not None:
         scan_inputs.append(g.unsqueeze(g.transpose(mask, [1, 0]), 2))  # (T, B, 1)
-    states = ["h"] + (["c"] if d.kind == "lstm" else [])
+    states = list(CELLS[d.kind].states)
     initial = [g.zeros_like_rows(x, units) for _ in states]
 
     body = Graph(parent=g)
@@ -130,7 +128,7 @@ def scan(g: Graph, x: str, d: Direction, mask: str | None) -> tuple[str, str]:
     body_inputs = [value_info(h_prev, FLOAT, [None, units])]
     if d.kind == "lstm":
         body_inputs.append(value_info(c_prev, FLOAT, [None, units]))
-    body_inputs.append(value_info(xk, FLOAT, [None, GATES[d.kind] * units]))
+    body_inputs.append(value_info(xk, FLOAT, [None, CELLS[d.kind].gates * units]))
     if mask is not None:
         body_inputs.append(value_info(keep, BOOL, [None, 1]))
 

@@ -14,35 +14,31 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..nn import GRU as NNGRU, LSTM as NNLSTM, RNN as NNRNN
+from .._kernels._cell_spec import CELLS, by_torch_mode
 from ._graph import Graph
 from ._recurrent import Direction, standard_op
 
-_TORCH_TO_KERAS = {"rnn": [0], "gru": [1, 0, 2], "lstm": [0, 1, 2, 3]}  # torch r,z,n -> z,r,h
-
 
 def module_kind(module: Any) -> str | None:
-    """"rnn" | "gru" | "lstm" for rnnkit.nn / torch.nn recurrent modules, else None."""
-    if isinstance(module, (NNLSTM, torch.nn.LSTM)):
-        return "lstm"
-    if isinstance(module, (NNGRU, torch.nn.GRU)):
-        return "gru"
-    if isinstance(module, (NNRNN, torch.nn.RNN)):
-        return "rnn"
+    """The cell's one name ("rnn" | "gru" | "lstm") for rnnkit.nn / torch.nn recurrent
+    modules, else None."""
+    if isinstance(module, torch.nn.RNNBase):  # rnnkit.nn's modules are RNNBases too
+        return by_torch_mode(module.mode).name
     return None
 
 
 def _keras_layout(weight: torch.Tensor, kind: str) -> np.ndarray:
     """torch's (G*H, ...) rows in torch's gate order -> Keras' (..., G*H) columns."""
     array = weight.detach().cpu().numpy().astype(np.float32)
-    parts = np.split(array, len(_TORCH_TO_KERAS[kind]), axis=0)
-    return np.concatenate([parts[i] for i in _TORCH_TO_KERAS[kind]], axis=0).T
+    cell = CELLS[kind]
+    parts = np.split(array, cell.gates, axis=0)
+    return np.concatenate([parts[i] for i in cell.permutation("torch", "keras")], axis=0).T
 
 
 def torch_direction(module: Any, kind: str, layer: int, reverse: bool) -> Direction:
     suffix = f"_l{layer}" + ("_reverse" if reverse else "")
     hidden = module.hidden_size
-    width = (1, 3, 4)[("rnn", "gru", "lstm").index(kind)] * hidden
+    width = CELLS[kind].gates * hidden
     bias = np.zeros(width, np.float32)
     recurrent_bias = np.zeros(width, np.float32)
     if module.bias:

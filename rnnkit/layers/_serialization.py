@@ -1,10 +1,11 @@
 """The one layer serialiser: ``{"class_name", "config"}`` for a layer, as Keras nests them
 (a Sequential's layers, Bidirectional's and TimeDistributed's inner layer, RNN's cell).
 
-A class is found by name among ``rnnkit.layers``' public classes, ``rnnkit.Sequential`` and
-``Functional`` (a model nested in a model), and the classes registered with
-:func:`rnnkit.register_serializable` (a custom cell or layer; its config carries
-``"registered_name"``). Nothing else is ever imported.
+A class is found by name among ``rnnkit.layers``' public classes, the model kinds
+(``rnnkit.Sequential`` and ``Functional``: a model nested in a model), which register themselves
+in :mod:`rnnkit._registry` so that nothing here imports ``rnnkit.models`` (above the layers),
+and the classes registered with :func:`rnnkit.register_serializable` (a custom cell or layer;
+its config carries ``"registered_name"``). Nothing else is ever imported.
 """
 
 from __future__ import annotations
@@ -16,13 +17,10 @@ from .. import _registry
 
 def _builtin_classes() -> dict[str, type]:
     from .. import layers
-    from ..models.functional import Functional
-    from ..models.sequential import Sequential
 
     classes = {name: getattr(layers, name) for name in layers.__all__
                if isinstance(getattr(layers, name, None), type) and name != "Layer"}
-    classes["Sequential"] = Sequential
-    classes["Functional"] = Functional
+    classes.update(_registry.model_kinds())
     return classes
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from torch import Tensor
 
 from .. import _kernels
-from .._kernels.cells import elman_equation
+from .._kernels.cells import rnn_equation
 from ._base import activation_name
 from ._cells import KerasRNN, RecurrentCell
 from .rnn import States
@@ -50,7 +50,7 @@ class SimpleRNNCell(RecurrentCell):
         projected = inputs @ self.kernel
         if self.bias is not None:
             projected = projected + self.bias
-        h = elman_equation(projected, h_prev @ self.recurrent_kernel, self.activation)
+        h = rnn_equation(projected, h_prev @ self.recurrent_kernel, self.activation)
         return h, [h]
 
 
@@ -137,7 +137,7 @@ class SimpleRNN(KerasRNN):
         self, x: Tensor, states: States, mask: Tensor | None
     ) -> tuple[Tensor, States]:
         cell = self.cell
-        held, h_n = _kernels.elman(
+        held, h_n = _kernels.rnn(
             x,
             states[0],
             cell.kernel.t(),

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._registry import register_model_kind
 from ..layers._base import Layer, as_mask, as_tensor, unique_name
 from ..layers._symbolic import (
     KerasTensor,
@@ -43,6 +44,7 @@ from ..layers._symbolic import (
 from .model import Model
 
 
+@register_model_kind
 class Functional(Model):
     """A model defined by a graph from ``inputs`` to ``outputs`` (see the module docstring).
 

@@ -46,6 +46,7 @@ from ..layers._base import (
     map_structure,
     unique_name,
 )
+from .._registry import register_model_kind
 from ..layers._symbolic import input_layer_of
 from . import saving
 from .model import Model
@@ -62,6 +63,7 @@ def is_input_spec(obj: Any) -> bool:
     )
 
 
+@register_model_kind
 class Sequential(Model):
     """A linear stack of layers; the training, summary, weights and saving API is
     :class:`~rnnkit.Model`'s (as in Keras 3, a Sequential is a Model, and so a Layer: it nests

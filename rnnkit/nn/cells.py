@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._kernels import elman_cell, gru_cell, lstm_cell
+from .._kernels import rnn_cell, gru_cell, lstm_cell
 from ._checks import ShapeError
 
 
@@ -90,7 +90,7 @@ class RNNCell(torch.nn.RNNCell):
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         x, (h,), batched = _prepare(self, input, [hx], ("hidden",))
-        out = elman_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
+        out = rnn_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
                          self.nonlinearity)
         return out if batched else out.squeeze(0)
 

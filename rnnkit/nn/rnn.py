@@ -299,7 +299,7 @@ class RNN(_RecurrentBase):
         self.nonlinearity = nonlinearity
 
     def _run(self, x, state, weights, mask, reverse):  # type: ignore[no-untyped-def]
-        out, h_n = _kernels.elman(
+        out, h_n = _kernels.rnn(
             x, state[0], *weights[:4], nonlinearity=self.nonlinearity, mask=mask, reverse=reverse,
             zero_padding=True, backend=self.backend,
         )

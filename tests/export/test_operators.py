@@ -130,7 +130,7 @@ def test_export_keeps_the_operator_with_dynamic_batch_and_length(kind: str, extr
     batch, steps = Dim("batch"), Dim("steps", min=2, max=4096)
     program = torch.export.export(model, (x, lengths),
                                   dynamic_shapes=({0: batch, 1: steps}, {0: batch}))
-    name = {"RNN": "elman", "GRU": "gru", "LSTM": "lstm"}[kind]
+    name = {"RNN": "rnn", "GRU": "gru", "LSTM": "lstm"}[kind]
     assert _operators(program.graph) == [f"rnnkit.{name}.default"] * 4  # 2 layers x 2 directions
     exported = program.module()
     for n, t in [(2, 2), (5, 13), (1, 31)]:
@@ -149,7 +149,7 @@ def test_export_keeps_the_operator_with_dynamic_batch_and_length(kind: str, extr
 def test_jit_trace_records_the_operator_and_generalises(kind: str, extra: dict) -> None:
     module = _module(kind, extra)
     traced = torch.jit.trace(module, (torch.randn(3, 5, D),))
-    name = {"RNN": "elman", "GRU": "gru", "LSTM": "lstm"}[kind]
+    name = {"RNN": "rnn", "GRU": "gru", "LSTM": "lstm"}[kind]
     kinds = [n.kind() for n in traced.inlined_graph.nodes()]
     assert kinds.count(f"rnnkit::{name}") == 4
     for shape in [(2, 9, D), (6, 1, D)]:  # shapes it was not traced with
@@ -224,7 +224,7 @@ def test_onnx_export_of_a_held_mask_raises() -> None:
     class Held(torch.nn.Module):
         def forward(self, x: torch.Tensor, mask: torch.Tensor):  # type: ignore[no-untyped-def]
             w = torch.ones(5, 3)
-            return K.elman(x, torch.zeros(2, 5), w, torch.eye(5), mask=mask)[0]
+            return K.rnn(x, torch.zeros(2, 5), w, torch.eye(5), mask=mask)[0]
 
     args = (torch.randn(4, 2, 3), torch.ones(4, 2, dtype=torch.bool))
     with pytest.raises(Exception, match="rnnkit.export.onnx"):

@@ -88,7 +88,7 @@ def test_export_with_dynamic_length_equals_eager() -> None:
         with torch.no_grad():
             torch.testing.assert_close(exported(x), model(x), rtol=1e-5, atol=1e-5)
     # One operator per recurrent layer and direction: 2 (Bidirectional) + 1 + 1.
-    assert _operators(program) == ["rnnkit.lstm.default"] * 2 + ["rnnkit.elman.default",
+    assert _operators(program) == ["rnnkit.lstm.default"] * 2 + ["rnnkit.rnn.default",
                                                                  "rnnkit.gru.default"]
 
 

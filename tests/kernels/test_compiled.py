@@ -18,8 +18,8 @@ from rnnkit._kernels import compiled
 
 TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=2e-5, atol=2e-6)}
 CELLS = {
-    "tanh": (1, lambda *a, **k: K.elman(*a, nonlinearity="tanh", **k)),
-    "relu": (1, lambda *a, **k: K.elman(*a, nonlinearity="relu", **k)),
+    "tanh": (1, lambda *a, **k: K.rnn(*a, nonlinearity="tanh", **k)),
+    "relu": (1, lambda *a, **k: K.rnn(*a, nonlinearity="relu", **k)),
     "gru": (3, K.gru),
     "lstm": (4, K.lstm),
 }
@@ -243,12 +243,12 @@ def test_compiled_refuses_what_it_cannot_run(extension: None) -> None:
     ints = [a.detach().long() for a in args]
     with pytest.raises(ValueError, match="backend='compiled' cannot run this call: it runs "
                                          "floating-point tensors"):
-        K.elman(*ints, backend="compiled")
+        K.rnn(*ints, backend="compiled")
     mixed = [args[0].float(), *args[1:]]
     with pytest.raises(ValueError, match="every tensor must be torch.float32"):
-        K.elman(*mixed, backend="compiled")
+        K.rnn(*mixed, backend="compiled")
     with pytest.raises(RuntimeError, match="every tensor must have the input's dtype"):
-        torch.ops.rnnkit.elman(*mixed, None, False, False, False)  # the kernel checks too
+        torch.ops.rnnkit.rnn(*mixed, None, False, False, False, False)  # the kernel checks too
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
@@ -354,7 +354,7 @@ def test_fallback_path_matches_loop() -> None:
     _in_fresh_process(_FRESH_PRELUDE + """
 x, h0, w_ih, w_hh = (a.requires_grad_() for a in args)
 mask = torch.arange(6).unsqueeze(1) < torch.tensor([6, 2, 4, 1]).unsqueeze(0)
-for fn, g in ((K.elman, 1), (K.gru, 3), (K.lstm, 4)):
+for fn, g in ((K.rnn, 1), (K.gru, 3), (K.lstm, 4)):
     weights = [torch.randn(g * 5, 3, dtype=torch.float64, requires_grad=True),
                torch.randn(g * 5, 5, dtype=torch.float64, requires_grad=True)]
     states = [h0] * (2 if fn is K.lstm else 1)

@@ -13,7 +13,7 @@ from rnnkit import _kernels as K
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 T, B, D, H = 6, 3, 4, 5
-GATES = {"elman": 1, "gru": 3, "lstm": 4}
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
 def _args(cell: str, device: str) -> list[torch.Tensor]:

@@ -13,8 +13,8 @@ from rnnkit import _kernels as K
 T, B, D, H = 6, 4, 3, 5
 TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6)}
 CELLS = {
-    "tanh": (1, lambda *a, **k: K.elman(*a, nonlinearity="tanh", **k)),
-    "relu": (1, lambda *a, **k: K.elman(*a, nonlinearity="relu", **k)),
+    "tanh": (1, lambda *a, **k: K.rnn(*a, nonlinearity="tanh", **k)),
+    "relu": (1, lambda *a, **k: K.rnn(*a, nonlinearity="relu", **k)),
     "gru": (3, K.gru),
     "lstm": (4, K.lstm),
 }
@@ -78,14 +78,14 @@ def test_gradcheck_fused(cell: str, mask_kind: str, reverse: bool) -> None:
 def test_masked_state_is_held_and_reverse_starts_at_last_real_step() -> None:
     args = _inputs("tanh", torch.float64)
     mask = _mask("lengths")
-    out, h_n = K.elman(*args, mask=mask)
+    out, h_n = K.rnn(*args, mask=mask)
     # sequence 1 has 2 real steps: its state after step 1 is held to the end
     torch.testing.assert_close(out[5, 1], out[1, 1])
     torch.testing.assert_close(h_n[1], out[1, 1])
     # reversed, sequence 1 runs over steps 1, 0 only: equal to running that sub-sequence alone
     x, h0 = args[0], args[1]
-    out_r, h_r = K.elman(*args, mask=mask, reverse=True)
-    solo, solo_h = K.elman(x[:2, 1:2], h0[1:2], *args[2:], reverse=True)
+    out_r, h_r = K.rnn(*args, mask=mask, reverse=True)
+    solo, solo_h = K.rnn(x[:2, 1:2], h0[1:2], *args[2:], reverse=True)
     torch.testing.assert_close(h_r[1:2], solo_h)
     torch.testing.assert_close(out_r[:2, 1:2], solo)
     torch.testing.assert_close(out_r[2:, 1], h0[1].expand(4, H))  # held at h0 before its last step
@@ -103,9 +103,9 @@ def test_weight_gradients_flow_only_through_real_steps() -> None:
 def test_unknown_backend_and_nonlinearity_are_rejected() -> None:
     args = _inputs("tanh", torch.float64)
     with pytest.raises(ValueError, match="backend must be one of"):
-        K.elman(*args, backend="cuda-magic")
+        K.rnn(*args, backend="cuda-magic")
     with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu'"):
-        K.elman(*args, nonlinearity="sigmoid")
+        K.rnn(*args, nonlinearity="sigmoid")
 
 
 @pytest.mark.parametrize("reverse", [False, True])

@@ -48,7 +48,7 @@ for cell, gates in (("lstm", 4), ("gru", 3), ("rnn_tanh", 1), ("rnn_relu", 1)):
                             o = K.gru(x, *states, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
                                       backend=backend)
                         else:
-                            o = K.elman(x, *states, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
+                            o = K.rnn(x, *states, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
                                         nonlinearity=cell[4:], backend=backend)
                         loss = o[0].sum() if broadcast else (o[0] * weight).sum()
                         loss = loss + sum((f * (i + 2)).sum() for i, f in enumerate(o[1:]))

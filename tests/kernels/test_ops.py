@@ -17,8 +17,8 @@ from rnnkit import _kernels as K
 
 T, B, D, H = 3, 2, 2, 2
 CELLS = {
-    "tanh": (1, lambda *a, **k: K.elman(*a, nonlinearity="tanh", **k)),
-    "relu": (1, lambda *a, **k: K.elman(*a, nonlinearity="relu", **k)),
+    "tanh": (1, lambda *a, **k: K.rnn(*a, nonlinearity="tanh", **k)),
+    "relu": (1, lambda *a, **k: K.rnn(*a, nonlinearity="relu", **k)),
     "gru": (3, K.gru),
     "lstm": (4, K.lstm),
 }
@@ -139,9 +139,9 @@ def test_cuda_autocast_returns_what_torch_nn_returns(kind: str) -> None:
 
 def test_autocast_kernels_are_registered_where_torch_nn_casts() -> None:
     has = torch._C._dispatch_has_kernel_for_dispatch_key
-    assert [has(f"rnnkit::{c}", "AutocastCPU") for c in ("elman", "gru", "lstm")] == [
+    assert [has(f"rnnkit::{c}", "AutocastCPU") for c in ("rnn", "gru", "lstm")] == [
         True, False, True]
-    assert all(has(f"rnnkit::{c}", "AutocastCUDA") for c in ("elman", "gru", "lstm"))
+    assert all(has(f"rnnkit::{c}", "AutocastCUDA") for c in ("rnn", "gru", "lstm"))
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
@@ -176,12 +176,11 @@ def test_fake_kernels_give_the_shapes(cell: str) -> None:
     assert [f.dtype for f in fake] == [r.dtype for r in real]
 
 
-@pytest.mark.parametrize("cell", ["elman", "gru", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_torch_library_opcheck(cell: str) -> None:
     """torch.library's consistency checks: schema, fake kernel, autograd registration."""
-    inputs = _inputs({"elman": "tanh"}.get(cell, cell))
-    tail = (MASKS["lengths"], True, False, True) if cell == "elman" else \
-        (MASKS["lengths"], True, True, True)
+    inputs = _inputs({"rnn": "tanh"}.get(cell, cell))
+    tail = (MASKS["lengths"], True, True, True) + ((False,) if cell == "rnn" else ())
     torch.library.opcheck(getattr(torch.ops.rnnkit, cell), (*inputs, *tail),
                           test_utils=("test_schema", "test_faketensor",
                                       "test_autograd_registration"))
@@ -225,13 +224,12 @@ def test_absent_initial_state_is_zeros(cell: str, mask_kind: str, backend: str) 
         assert gradgradcheck(run, leaves)
 
 
-@pytest.mark.parametrize("cell", ["elman", "gru", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_torch_library_opcheck_without_initial_states(cell: str) -> None:
     """The operators with h0 (and c0) absent, through torch.library's consistency checks."""
-    name = {"elman": "tanh"}.get(cell, cell)
+    name = {"rnn": "tanh"}.get(cell, cell)
     inputs = _without_states(name, _inputs(name))
-    tail = (MASKS["lengths"], False, False, True) if cell == "elman" else \
-        (MASKS["lengths"], False, True, True)
+    tail = (MASKS["lengths"], False, True, True) + ((False,) if cell == "rnn" else ())
     torch.library.opcheck(getattr(torch.ops.rnnkit, cell), (*inputs, *tail),
                           test_utils=("test_schema", "test_faketensor",
                                       "test_autograd_registration"))

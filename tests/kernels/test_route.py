@@ -199,7 +199,7 @@ def test_auto_gru_and_rnn_follow_the_decision(monkeypatch: pytest.MonkeyPatch,
     args = [(torch.rand(*s, generator=g) - 0.5) * 0.2
             for s in ((4, 3, 2), (3, 8), (gates * 8, 2), (gates * 8, 8), (gates * 8,), (gates * 8,))]
     kw = {} if nonlinearity is None else {"nonlinearity": nonlinearity}
-    fn = K.gru if nonlinearity is None else K.elman
+    fn = K.gru if nonlinearity is None else K.rnn
     # no rule sends these cells to torch today; pretend one does
     monkeypatch.setattr(_route, "_RULED", frozenset({"rnn", "gru", "lstm"}))
     for answer in (True, False):

@@ -1,4 +1,4 @@
-// Eager autograd for the rnnkit operators, in C++: the fast path of rnnkit._kernels._ops.apply.
+// Eager autograd for the rnnkit operators, in C++: the fast path of rnnkit._kernels._ops.eager.
 //
 // The operators' autograd formula is registered from Python (_ops.py), where the tracers
 // (compile, export, jit.trace) and torch.func need it. Called eagerly on a tiny problem, that
@@ -9,7 +9,8 @@
 // double backward), the backward runs the forward operator again through its registered
 // formula and differentiates that, so every derivative order stays the one formula's.
 //
-// Never traced: apply() sends tracers, torch.func transforms and autocast to the operator.
+// Never traced: eager() is not called under tracers, torch.func transforms or autocast (those
+// go to the operator).
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -87,25 +88,26 @@ variable_list chosen(const Tuple& found, const std::array<bool, N>& needs, size_
 }
 
 // ------------------------------------------------------------------------------------------
-// Elman: (x, h0, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, relu, zero_padding) -> (out, h_n)
+// Elman: (x, h0, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train, relu)
+//        -> (out, h_n)
 
-using ElmanOp = std::tuple<Tensor, Tensor>(const Tensor&, const Opt&, const Tensor&,
-                                           const Tensor&, const Opt&, const Opt&, const Opt&,
-                                           bool, bool, bool);
-using ElmanBackwardOp = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
+using RnnOp = std::tuple<Tensor, Tensor>(const Tensor&, const Opt&, const Tensor&,
+                                         const Tensor&, const Opt&, const Opt&, const Opt&,
+                                         bool, bool, bool, bool);
+using RnnBackwardOp = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
     const Tensor&, const Tensor&, const Tensor&, const Opt&, const Tensor&, const Tensor&,
     const Opt&, const Opt&, const Tensor&, const Opt&, bool, bool, bool, std::array<bool, 6>);
 
-struct Elman : torch::autograd::Function<Elman> {
-  static constexpr size_t kDifferentiable = 6, kArguments = 10;
+struct Rnn : torch::autograd::Function<Rnn> {
+  static constexpr size_t kDifferentiable = 6, kArguments = 11;
 
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Opt& h0,
                                const Tensor& w_ih, const Tensor& w_hh, const Opt& b_ih,
-                               const Opt& b_hh, const Opt& mask, bool reverse, bool relu,
-                               bool zero) {
-    static auto op = handle<ElmanOp>("rnnkit::elman");
+                               const Opt& b_hh, const Opt& mask, bool reverse, bool zero,
+                               bool train, bool relu) {
+    static auto op = handle<RnnOp>("rnnkit::rnn");
     at::AutoDispatchBelowADInplaceOrView below;
-    auto [out, h_n] = op.call(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu, zero);
+    auto [out, h_n] = op.call(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero, train, relu);
     ctx->save_for_backward(
         {x, or_none(h0), w_ih, w_hh, or_none(b_ih), or_none(b_hh), or_none(mask), out});
     ctx->saved_data["flags"] = int64_t(reverse) | int64_t(relu) << 1 | int64_t(zero) << 2;
@@ -119,16 +121,16 @@ struct Elman : torch::autograd::Function<Elman> {
     const bool reverse = flags & 1, relu = flags & 2, zero = flags & 4;
     auto needs = wanted<kDifferentiable>(ctx, s);
     if (at::GradMode::is_enabled()) {
-      static auto op = handle<ElmanOp>("rnnkit::elman");
+      static auto op = handle<RnnOp>("rnnkit::rnn");
       auto [out, h_n] = op.call(s[0], optional(s[1]), s[2], s[3], optional(s[4]),
-                                optional(s[5]), optional(s[6]), reverse, relu, zero);
+                                optional(s[5]), optional(s[6]), reverse, zero, true, relu);
       return differentiable({out, h_n}, grads, s, needs, kArguments);
     }
-    static auto op = handle<ElmanBackwardOp>("rnnkit::elman_backward");
+    static auto op = handle<RnnBackwardOp>("rnnkit::rnn_backward");
     auto g = materialized(grads, {s[7], s[7][0]});
     at::AutoDispatchBelowADInplaceOrView below;
     auto found = op.call(g[0], g[1], s[0], optional(s[1]), s[2], s[3], optional(s[4]),
-                         optional(s[5]), s[7], optional(s[6]), reverse, relu, zero, needs);
+                         optional(s[5]), s[7], optional(s[6]), reverse, zero, relu, needs);
     return chosen(found, needs, kArguments, std::make_index_sequence<kDifferentiable>());
   }
 };
@@ -243,10 +245,11 @@ struct Lstm : torch::autograd::Function<Lstm> {
   }
 };
 
-std::tuple<Tensor, Tensor> elman_eager(const Tensor& x, const Opt& h0, const Tensor& w_ih,
-                                       const Tensor& w_hh, const Opt& b_ih, const Opt& b_hh,
-                                       const Opt& mask, bool reverse, bool relu, bool zero) {
-  auto r = Elman::apply(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu, zero);
+std::tuple<Tensor, Tensor> rnn_eager(const Tensor& x, const Opt& h0, const Tensor& w_ih,
+                                     const Tensor& w_hh, const Opt& b_ih, const Opt& b_hh,
+                                     const Opt& mask, bool reverse, bool zero, bool train,
+                                     bool relu) {
+  auto r = Rnn::apply(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero, train, relu);
   return {r[0], r[1]};
 }
 
@@ -272,8 +275,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_eager(
 // The schemas are the operators' own (see _ops.py), under a private name; defined here
 // because only this library implements them.
 TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
-  m.def("_elman_eager(Tensor x, Tensor? h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
-        "Tensor? b_hh, Tensor? mask, bool reverse, bool relu, bool zero_padding) "
+  m.def("_rnn_eager(Tensor x, Tensor? h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+        "Tensor? b_hh, Tensor? mask, bool reverse, bool zero_padding, bool train, bool relu) "
         "-> (Tensor, Tensor)");
   m.def("_gru_eager(Tensor x, Tensor? h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
         "Tensor? b_hh, Tensor? mask, bool reverse, bool zero_padding, bool train) "
@@ -285,7 +288,7 @@ TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
 
 // CompositeImplicitAutograd: the kernel is the autograd Function itself, on every device.
 TORCH_LIBRARY_IMPL(rnnkit, CompositeImplicitAutograd, m) {
-  m.impl("_elman_eager", &rnnkit::elman_eager);
+  m.impl("_rnn_eager", &rnnkit::rnn_eager);
   m.impl("_gru_eager", &rnnkit::gru_eager);
   m.impl("_lstm_eager", &rnnkit::lstm_eager);
 }

@@ -1,9 +1,9 @@
-// The CPU kernels of the rnnkit operators. The backward passes take the biases (the
-// composite backward recomputes the forward pass with them) and ignore them.
-// The CPU kernels of the rnnkit operators. The schemas, the autograd formulas, the fake
-// kernels and the composite implementation for every other device live in
-// rnnkit/_kernels/_ops.py; this file only binds the plain functions of elman.cpp, gru.cpp and
-// lstm.cpp to them. No pybind11: the library is loaded with torch.ops.load_library.
+// The CPU kernels of the rnnkit operators. The schemas (derived from each cell's description,
+// rnnkit/_kernels/_cell_spec.py), the autograd formulas, the fake kernels and the composite
+// implementation for every other device live in rnnkit/_kernels/_ops.py; this file only binds
+// the plain functions of elman.cpp, gru.cpp and lstm.cpp to them. The backward passes take the
+// biases (the composite backward recomputes the forward pass with them) and ignore them. No
+// pybind11: the library is loaded with torch.ops.load_library.
 //
 // bfloat16 and float16 run the float32 loops (float32 accumulation, as oneDNN's RNNs do):
 // the inputs are widened on entry and every output narrowed back to the input's dtype.
@@ -66,21 +66,21 @@ Tuple narrow(Tuple outputs, const Tensor& x) {
                     std::make_index_sequence<std::tuple_size_v<Tuple>>());
 }
 
-std::tuple<Tensor, Tensor> elman_cpu(const Tensor& x, const OptionalTensor& h0,
-                                     const Tensor& w_ih, const Tensor& w_hh,
-                                     const OptionalTensor& b_ih,
-                                     const OptionalTensor& b_hh, const OptionalTensor& mask,
-                                     bool reverse, bool relu, bool zero) {
+std::tuple<Tensor, Tensor> rnn_cpu(const Tensor& x, const OptionalTensor& h0,
+                                   const Tensor& w_ih, const Tensor& w_hh,
+                                   const OptionalTensor& b_ih, const OptionalTensor& b_hh,
+                                   const OptionalTensor& mask, bool reverse, bool zero,
+                                   bool /*train: its only buffer is out*/, bool relu) {
   return narrow(elman_forward(wide(x, x), state(h0, x, w_hh), wide(w_ih, x), wide(w_hh, x),
                               wide(b_ih, x), wide(b_hh, x), wide(mask, x), reverse, relu, zero),
                 x);
 }
 
-auto elman_backward_cpu(const Tensor& grad_out, const Tensor& grad_h_n, const Tensor& x,
-                        const OptionalTensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                        const OptionalTensor& /*b_ih*/, const OptionalTensor& /*b_hh*/,
-                        const Tensor& out, const OptionalTensor& mask, bool reverse, bool relu,
-                        bool zero, std::array<bool, 6> output_mask) {
+auto rnn_backward_cpu(const Tensor& grad_out, const Tensor& grad_h_n, const Tensor& x,
+                      const OptionalTensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                      const OptionalTensor& /*b_ih*/, const OptionalTensor& /*b_hh*/,
+                      const Tensor& out, const OptionalTensor& mask, bool reverse, bool zero,
+                      bool relu, std::array<bool, 6> output_mask) {
   return narrow(as_tuple(elman_backward(wide(grad_out, x), wide(grad_h_n, x), wide(x, x),
                                         state(h0, x, w_hh), wide(w_ih, x), wide(w_hh, x),
                                         wide(out, x), wide(mask, x), reverse, relu, zero,
@@ -140,8 +140,8 @@ auto lstm_backward_cpu(const Tensor& grad_out, const Tensor& grad_h_n, const Ten
 }  // namespace rnnkit
 
 TORCH_LIBRARY_IMPL(rnnkit, CPU, m) {
-  m.impl("elman", &rnnkit::elman_cpu);
-  m.impl("elman_backward", &rnnkit::elman_backward_cpu);
+  m.impl("rnn", &rnnkit::rnn_cpu);
+  m.impl("rnn_backward", &rnnkit::rnn_backward_cpu);
   m.impl("gru", &rnnkit::gru_cpu);
   m.impl("gru_backward", &rnnkit::gru_backward_cpu);
   m.impl("lstm", &rnnkit::lstm_cpu);

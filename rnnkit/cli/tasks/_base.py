@@ -92,8 +92,9 @@ def recurrent_stack(config: RunConfig, return_sequences: bool) -> list[Any]:
     ``Dropout`` layer follows each recurrent layer.
     """
     from ... import layers
+    from ..._kernels._cell_spec import spec
 
-    cell = {"rnn": layers.SimpleRNN, "gru": layers.GRU, "lstm": layers.LSTM}[config.cell]
+    cell = getattr(layers, spec(config.cell).keras_class)
     stack: list[Any] = []
     for i in range(config.layers):
         last = i == config.layers - 1

@@ -175,7 +175,9 @@ class ClassifyTask(Task):
         metrics = {"model_accuracy": accuracy, "majority_class_accuracy": chance,
                    "test_samples": int(len(data.y_test)), "classes": classes,
                    "confusion_matrix": matrix.tolist()}
-        cell = config.cell.upper() if config.cell != "rnn" else "SimpleRNN"
+        from ..._kernels._cell_spec import spec
+
+        cell = spec(config.cell).keras_class
         rows = [(f"rnnkit {cell}", [f"{accuracy:.2%}"]),
                 (f"majority class ({classes[majority]})", [f"{chance:.2%}"])]
         headline = (f"Test accuracy {accuracy:.1%} on {len(data.y_test)} sequences "

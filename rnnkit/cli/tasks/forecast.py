@@ -279,7 +279,9 @@ class ForecastTask(Task):
                                       x_raw)
         naive = np.repeat(x_raw[:, -1, :1], actual.shape[1], axis=1)
         seasonal = seasonal_naive(series.values[:, 0], first, actual.shape[1], series.season)
-        cell = config.cell.upper() if config.cell != "rnn" else "SimpleRNN"
+        from ..._kernels._cell_spec import spec
+
+        cell = spec(config.cell).keras_class
         results = {"model": _errors(predicted, actual), "naive": _errors(naive, actual)}
         rows = [(f"rnnkit {cell}", results["model"]), ("naive (last value)", results["naive"])]
         if seasonal is not None:

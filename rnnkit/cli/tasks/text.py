@@ -137,7 +137,9 @@ class TextTask(Task):
                    "unigram_loss": unigram, "unigram_bits_per_char": base_bits,
                    "unigram_perplexity": math.exp(unigram),
                    "test_characters": int(data.y_test.size)}
-        cell = config.cell.upper() if config.cell != "rnn" else "SimpleRNN"
+        from ..._kernels._cell_spec import spec
+
+        cell = spec(config.cell).keras_class
         rows = [(f"rnnkit {cell}", [f"{bits:.3f}", f"{math.exp(loss):.2f}", f"{accuracy:.1%}"]),
                 ("unigram (character frequencies)",
                  [f"{base_bits:.3f}", f"{math.exp(unigram):.2f}", "-"])]
