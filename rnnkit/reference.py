@@ -43,7 +43,7 @@ from numpy.typing import ArrayLike, NDArray
 Array = NDArray[np.float64]
 Activation = Union[str, Callable[[Array], Array]]
 
-__all__ = ["gru", "lstm", "sigmoid", "simple_rnn", "simple_rnn_backward"]
+__all__ = ["gru", "lstm", "mingru", "minlstm", "sigmoid", "simple_rnn", "simple_rnn_backward"]
 
 
 def sigmoid(a: Array) -> Array:
@@ -263,6 +263,63 @@ def lstm(
 
     hs, cs = _scan(step, x, (h, c), keep, go_backwards)
     return (hs[0], cs[0]) if unbatched else (hs, cs)
+
+
+def _min_rnn(name: str, gates: int, x: ArrayLike, kernel: ArrayLike, bias: ArrayLike | None,
+             h0: ArrayLike | None, mask: ArrayLike | None, go_backwards: bool,
+             update: Callable[[list[Array], Array], Array]) -> Array:
+    x, unbatched = _sequences(x, name)
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 2 or k.shape[0] != x.shape[-1] or k.shape[1] == 0 or k.shape[1] % gates:
+        raise ValueError(f"{name}: kernel must have shape (features, {gates} * units) with "
+                         f"features={x.shape[-1]}, got shape {k.shape}")
+    units = k.shape[1] // gates
+    b = np.zeros(gates * units) if bias is None else _shaped(bias, (gates * units,), "bias", name)
+    batch, steps = x.shape[:2]
+    h = _initial(h0, batch, units, unbatched, "h0", name)
+    keep = _mask(mask, batch, steps, unbatched, name)
+
+    def step(x_t: Array, state: tuple[Array, ...]) -> tuple[Array, ...]:
+        return (update(np.split(x_t @ k + b, gates, axis=1), state[0]),)
+
+    (states,) = _scan(step, x, (h,), keep, go_backwards)
+    return states[0] if unbatched else states
+
+
+def _g(a: Array) -> Array:
+    """minGRU's positive candidate: a + 0.5 for a >= 0, sigmoid(a) below."""
+    return np.where(a >= 0, a + 0.5, sigmoid(a))
+
+
+def mingru(x: ArrayLike, kernel: ArrayLike, bias: ArrayLike | None = None,
+           h0: ArrayLike | None = None, mask: ArrayLike | None = None,
+           go_backwards: bool = False) -> Array:
+    """minGRU (Feng et al. 2024, the log-space variant's equations; kernel (D, 2U), blocks z, h;
+    no recurrent kernel); every state::
+
+        z   = sigmoid(x_t K_z + b_z)
+        h_t = (1 - z) * h + z * g(x_t K_h + b_h)       g(a) = a + 0.5 (a >= 0), sigmoid(a)
+    """
+    def update(blocks: list[Array], h: Array) -> Array:
+        z = sigmoid(blocks[0])
+        return (1 - z) * h + z * _g(blocks[1])
+
+    return _min_rnn("mingru", 2, x, kernel, bias, h0, mask, go_backwards, update)
+
+
+def minlstm(x: ArrayLike, kernel: ArrayLike, bias: ArrayLike | None = None,
+            h0: ArrayLike | None = None, mask: ArrayLike | None = None,
+            go_backwards: bool = False) -> Array:
+    """minLSTM (Feng et al. 2024; kernel (D, 3U), blocks f, i, h); every state::
+
+        f, i = sigmoid(x_t K_f + b_f), sigmoid(x_t K_i + b_i)
+        h_t  = f / (f + i) * h + i / (f + i) * g(x_t K_h + b_h)
+    """
+    def update(blocks: list[Array], h: Array) -> Array:
+        f, i = sigmoid(blocks[0]), sigmoid(blocks[1])
+        return f / (f + i) * h + i / (f + i) * _g(blocks[2])
+
+    return _min_rnn("minlstm", 3, x, kernel, bias, h0, mask, go_backwards, update)
 
 
 # ---------------------------------------------------------------------------------------------

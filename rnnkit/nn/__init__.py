@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from ._checks import ShapeError
 from .cells import GRUCell, LSTMCell, RNNCell
+from .minimal import MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
 from .rnn import GRU, LSTM, RNN
 from .scan import scan_cell
 
-__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "ShapeError", "scan_cell"]
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell", "RNN", "RNNCell", "ShapeError", "scan_cell"]
