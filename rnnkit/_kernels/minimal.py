@@ -3,7 +3,7 @@ from the input only, so the recurrence is linear in the state and a whole sequen
 parallel scan.
 
 The formulation is the paper's log-space one (Section 3.1.3 and 3.2.3, "minGRU/minLSTM",
-and Appendix A's log-space code; the same as lucidrains' ``minGRU-pytorch``), with the
+and Appendix B.3, the log-space versions; the same as lucidrains' ``minGRU-pytorch``), with the
 candidate state kept positive by ``g``::
 
     g(x) = x + 0.5 if x >= 0 else sigmoid(x)
