@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from ._checks import ShapeError
 from .cells import GRUCell, LSTMCell, RNNCell
+from .lstm_variants import LayerNormLSTM, LayerNormLSTMCell, PeepholeLSTM, PeepholeLSTMCell
 from .minimal import MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
 from .rnn import GRU, LSTM, RNN
 from .scan import scan_cell
 
-__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell", "RNN", "RNNCell", "ShapeError", "scan_cell"]
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "LayerNormLSTM", "LayerNormLSTMCell", "MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell", "PeepholeLSTM", "PeepholeLSTMCell", "RNN", "RNNCell", "ShapeError", "scan_cell"]
