@@ -142,15 +142,21 @@ def _split(gm: torch.fx.GraphModule, n_params: int, n_xs: int) -> tuple[torch.fx
     for node in graph.nodes:
         if node.op == "call_function" and any(a in varying for a in node.all_input_nodes):
             varying.add(node)
+    reads_x: set[torch.fx.Node] = set(xs)
+    for node in graph.nodes:
+        if node.op == "call_function" and any(a in reads_x for a in node.all_input_nodes):
+            reads_x.add(node)
+    # what reads the weights only (W^T, a sum of biases) is recomputed in the epilogue: as a
+    # boundary value it would be repeated over time and its gradient formed once per step
+    weights_only = {n for n in graph.nodes if n.op == "call_function"
+                    and n not in varying and n not in reads_x}
     output = next(n for n in graph.nodes if n.op == "output")
-    # boundary: values computed without the carry that the epilogue (or the output) reads
+    # boundary: values computed from x without the carry that the epilogue (or output) reads
     boundary: list[torch.fx.Node] = []
     for node in graph.nodes:
-        if node in varying or node.op == "output" or node in params:
-            continue
-        if node.op == "placeholder" or node.op == "call_function":
-            users = [u for u in node.users if u in varying or u is output]
-            if users:
+        if node in reads_x and node not in varying:
+            users = [u for u in node.users if u in varying or u in weights_only or u is output]
+            if any(u in varying or u is output for u in users):
                 boundary.append(node)
 
     projection = torch.fx.Graph()
@@ -171,7 +177,7 @@ def _split(gm: torch.fx.GraphModule, n_params: int, n_xs: int) -> tuple[torch.fx
     for node in carry:
         env[node] = epilogue.placeholder(node.name)
     for node in graph.nodes:
-        if node in varying and node.op == "call_function":
+        if node.op == "call_function" and (node in varying or node in weights_only):
             env[node] = epilogue.node_copy(node, lambda n: env[n])
     epilogue.output(torch.fx.map_arg(output.args[0], lambda n: env[n]))
     for g in (projection, epilogue):
@@ -236,14 +242,34 @@ def capture(body: Body, params: Sequence[Tensor], xs: Sequence[Tensor],
     vjp_rest = _fast(_fake_trace(pullback(False), example))
     n_x_in = n_x
 
-    def project(p: Sequence[Tensor], x_seq: Sequence[Tensor]) -> tuple[Tensor, ...]:
-        if n_b == 0:
-            return ()
-        run = torch.vmap(lambda *a: tuple(projection_gm(*p, *a)), in_dims=(0,) * n_x_in)
-        return tuple(run(*x_seq))
+    projection = _over_time(lambda *a: tuple(projection_gm(*a)), n_p)
 
-    return Captured(project, _fast(epilogue), vjp_carry, vjp_rest, n_p, n_b, n_c, grad_params,
-                    grad_boundary)
+    def project(p: Sequence[Tensor], x_seq: Sequence[Tensor]) -> tuple[Tensor, ...]:
+        return () if n_b == 0 else projection(*p, *x_seq)
+
+    return Captured(project, _fast(epilogue), vjp_carry, _over_time(vjp_rest, n_p), n_p, n_b,
+                    n_c, grad_params, grad_boundary)
+
+
+def _over_time(fn: Callable[..., tuple[Tensor, ...]], n_params: int
+               ) -> Callable[..., tuple[Tensor, ...]]:
+    """``fn`` of one step applied to all steps at once: ``torch.vmap`` over the leading time axis
+    of every argument after the first ``n_params``, traced once per shape into plain ATen calls
+    (a product of (T*B, D) rows, not a batched one), so that neither running it nor
+    differentiating it goes through vmap's per-call machinery (its backward over long
+    sequences was most of the time)."""
+    traced: dict[tuple[Any, ...], Callable[..., tuple[Tensor, ...]]] = {}
+
+    def over_time(*args: Tensor) -> tuple[Tensor, ...]:
+        key = tuple((tuple(a.shape), a.dtype, a.device) for a in args)
+        run = traced.get(key)
+        if run is None:
+            batched = torch.vmap(fn, in_dims=(None,) * n_params + (0,) * (len(args) - n_params))
+            gm = _fake_trace(lambda *a: tuple(batched(*a)), [a.detach() for a in args])
+            run = traced[key] = _fast(gm)
+        return run(*args)
+
+    return over_time
 
 
 class _Scan(torch.autograd.Function):
@@ -297,10 +323,8 @@ class _Scan(torch.autograd.Function):
             g_prev = vjp(*params, *[s[t] for s in steps], *[s[t] for s in starts], gys[t], *g_c)
             g_c = [g if gc is None or t == 0 else g + gc[t - 1] for g, gc in zip(g_prev, gcs)]
         # then the weights' and the boundary values' gradients of all steps at once
-        rest = torch.vmap(captured.vjp_rest,
-                          in_dims=(None,) * n_p + (0,) * (n_b + n_c + 1 + n_c))
-        grads = rest(*params, *seqs, *previous, g_y,
-                     *[torch.stack(r[::-1]) for r in reaching])
+        grads = captured.vjp_rest(*params, *seqs, *previous, g_y,
+                                  *[torch.stack(r[::-1]) for r in reaching])
         result: list[Tensor | None] = [None] * (n_p + n_b + n_c)
         n_gp = len(captured.grad_params)
         for k, i in enumerate(captured.grad_params):
