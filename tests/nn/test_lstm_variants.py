@@ -92,19 +92,19 @@ def test_gradcheck_and_gradgradcheck(cell_class) -> None:
     module = {PeepholeLSTMCell: PeepholeLSTM, LayerNormLSTMCell: LayerNormLSTM}[cell_class](
         2, 2, dtype=torch.float64)
     _randomise(module)
-    x = torch.randn(3, 2, 2, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 2, 2, dtype=torch.float64, requires_grad=True)
     names = [n for n, _ in module.named_parameters()]
     params = tuple(p.detach().requires_grad_() for p in module.parameters())
 
     def f(x, *p):
         out, (h, c) = torch.func.functional_call(module, dict(zip(names, p)), (x,),
-                                                 {"lengths": torch.tensor([3, 2])})
+                                                 {"lengths": torch.tensor([2, 1])})
         return out, c
 
     assert torch.autograd.gradcheck(f, (x, *params))
     # second order on x, W_hh and the variant's own weights (all of them: minutes)
     chosen = [i for i, n in enumerate(names) if n in (
-        "weight_hh_l0", "weight_ci_l0", "weight_co_l0", "ln_hh_weight_l0", "ln_c_weight_l0")]
+        "weight_hh_l0", "weight_ci_l0", "weight_co_l0", "ln_c_weight_l0")]
 
     def g(x, *some):
         p = list(params)
