@@ -4,8 +4,8 @@ Each recurrence is one operator with a schema, and its backward pass another
 (``*_backward``), both derived from the cell's description (:mod:`._cell_spec`). The
 dispatcher picks the kernel:
 
-- CPU: the compiled time loops of ``csrc/`` (``ops.cpp`` registers them, see
-  :mod:`.compiled`); float32/float64 natively, bfloat16/float16 widened to float32;
+- CPU: the compiled time loops of ``csrc/`` (each cell's file registers them through
+  ``csrc/cell.h``, see :mod:`.compiled`); float32/float64 natively, bfloat16/float16 widened to float32;
 - every other device, the CPU when the C++ kernels are not built, and a cell that ships
   composite-only: :mod:`.composite` (registered for ``CompositeExplicitAutograd``, so tracers
   keep the operator whole);
@@ -69,8 +69,11 @@ def _schemas(cell: CellSpec) -> tuple[str, str]:
 
 
 for _spec in SPECS.values():
-    for _schema in _schemas(_spec):
-        _LIB.define(_schema)
+    _forward, _backward_schema = _schemas(_spec)
+    _LIB.define(_forward)
+    _LIB.define(_backward_schema)
+    if _spec.compiled:  # the eager fast path's operator: the same schema (csrc/autograd.cpp)
+        _LIB.define(f"_{_spec.name}_eager{_forward[len(_spec.name):]}")
 # CPU only, C++ only (never traced: the kernels' Python callers use plain ops under tracing)
 _LIB.define("prefix_mask(Tensor lengths, int steps) -> (Tensor, int, int)")
 _LIB.define("zero_masked_(Tensor(a!) out, Tensor mask) -> ()")
@@ -297,7 +300,7 @@ def _autocast(op: Any, device_type: str) -> Callable[..., Any]:
 
 
 def register(on_first_use: Callable[[], None]) -> None:
-    """Register every kernel but the C++ ones (those come with the library, see ops.cpp)."""
+    """Register every kernel but the C++ ones (those come with the library, csrc/cell.h)."""
     for name, cell in CELLS.items():
         _register_composite(cell)
         _register_fakes(cell, on_first_use)

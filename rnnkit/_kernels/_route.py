@@ -174,8 +174,8 @@ def calibrate(cell: str, steps: int, batch: int, features: int, hidden: int, *,
     """Measure the shape class of this call now (whatever the policy) and remember the answer
     for the rest of the process: whether PyTorch's kernel is faster. For use before a timed
     loop, so that the measurement does not land in it."""
-    if cell not in _GATES:
-        raise ValueError(f"cell must be one of {tuple(_GATES)}, got {cell!r}")
+    if cell not in _FAMILY:
+        raise ValueError(f"cell must be one of {tuple(_FAMILY)}, got {cell!r}")
     for name, value in (("steps", steps), ("batch", batch), ("features", features),
                         ("hidden", hidden)):
         if int(value) < 1:

@@ -4,8 +4,8 @@ The C++ sources are compiled with ``torch.utils.cpp_extension.load`` the first t
 is needed, into torch's per-user extension cache (``$TORCH_EXTENSIONS_DIR``, by default
 ``~/.cache/torch_extensions``); later processes load the cached library in milliseconds. The
 library is a plain shared object (no Python module, no pybind11): loading it registers the CPU
-kernels of the ``rnnkit`` operators (``csrc/ops.cpp``, schemas in :mod:`._ops`). Its name
-carries a digest of the sources and flags, so an edited source or another CPU gets its own
+kernels of the ``rnnkit`` operators (each cell's file, ``csrc/cell.h``; schemas in
+:mod:`._ops`). Its name carries a digest of the sources and flags, so an edited source or another CPU gets its own
 build instead of a stale one. The translation units build in parallel (ninja, one job per
 core) and a build says on stderr what it compiles and how long it has taken.
 
@@ -35,11 +35,12 @@ __all__ = ["ENV_DISABLE", "ExtensionUnavailable", "ExtensionWarning", "available
            "needs_build", "on_load"]
 
 ENV_DISABLE = "RNNKIT_NO_EXTENSION"
-# the longest first: ninja starts them in this order
-_SOURCES = ("lstm.cpp", "gru.cpp", "autograd.cpp", "elman.cpp", "ops.cpp", "shared.cpp",
-            "gemm.cpp")
-_HEADERS = ("common.h", "vmath.h", "microkernel.h", "microkernel_body.h", "fused_loops.h")
 _CSRC = Path(__file__).parent / "csrc"
+# every source in csrc/ (a cell's file registers its own kernels, csrc/cell.h), the longest
+# first: ninja starts them in this order
+_SOURCES = tuple(sorted((p.name for p in _CSRC.glob("*.cpp")),
+                        key=lambda name: (-(_CSRC / name).stat().st_size, name)))
+_HEADERS = tuple(sorted(p.name for p in _CSRC.glob("*.h")))
 
 
 class ExtensionUnavailable(RuntimeError):

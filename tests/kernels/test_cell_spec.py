@@ -65,3 +65,18 @@ def test_names_and_lookups() -> None:
         S.spec("elman")
     with pytest.raises(ValueError, match="no rnnkit cell"):
         S.by_keras_class("ConvLSTM2D")
+
+
+def test_library_loading_skips_composite_only_cells(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cell without C++ (compiled=False) gets no eager operator looked up when the library
+    loads; the compiled cells get theirs."""
+    import dataclasses
+    import types
+
+    from rnnkit._kernels import _ops
+
+    plain = dataclasses.replace(S.CELLS["gru"], name="composite_only", compiled=False)
+    monkeypatch.setitem(_ops.CELLS, plain.name, types.SimpleNamespace(spec=plain))
+    monkeypatch.setattr(_ops, "_EAGER", {})
+    _ops.library_loaded()  # raised AttributeError (no _composite_only_eager) before
+    assert sorted(_ops._EAGER) == sorted(n for n, c in S.CELLS.items() if c.compiled)

@@ -9,44 +9,86 @@
 // double backward), the backward runs the forward operator again through its registered
 // formula and differentiates that, so every derivative order stays the one formula's.
 //
+// One node serves every cell: the operators share one shape (rnnkit/_kernels/_cell_spec.py),
+//     <cell>(x, S0?..., w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train, F...)
+//         -> (out, S_n..., saved...)
+//     <cell>_backward(grad_out, grad_S_n..., x, S0?..., w_ih, w_hh, b_ih?, b_hh?, out,
+//                     saved..., mask?, reverse, zero_padding, F..., output_mask)
+// and the counts of states S, saved buffers and flags F are read from the forward schema.
+// The `_<cell>_eager` schemas are the forward ones (defined in _ops.py); a cell's C++ file
+// gives its own this kernel (RNNKIT_CELL, cell.h).
+//
 // Never traced: eager() is not called under tracers, torch.func transforms or autocast (those
 // go to the operator).
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/stack.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
-#include <array>
+#include "cell.h"
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
-#include <tuple>
+#include <string>
+#include <vector>
 
 namespace rnnkit {
 namespace {
 
 using at::Tensor;
+using c10::IValue;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-using Opt = std::optional<Tensor>;
+using Stack = std::vector<IValue>;
 
-template <typename Signature>
-c10::TypedOperatorHandle<Signature> handle(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
+// One cell's operators and the shape of their schemas.
+struct Cell {
+  c10::OperatorHandle forward, backward;
+  size_t states = 0, saved = 0, flags = 0;
+
+  Cell(const std::string& name)
+      : forward(c10::Dispatcher::singleton().findSchemaOrThrow(("rnnkit::" + name).c_str(), "")),
+        backward(c10::Dispatcher::singleton().findSchemaOrThrow(
+            ("rnnkit::" + name + "_backward").c_str(), "")) {
+    const auto& schema = forward.schema();
+    const auto& args = schema.arguments();
+    size_t mask = 0;
+    while (mask < args.size() && args[mask].name() != "mask") ++mask;
+    TORCH_CHECK(mask < args.size() && mask >= 5, "rnnkit::", name, ": no mask argument");
+    states = mask - 5;                     // x, the states, w_ih, w_hh, b_ih, b_hh
+    flags = args.size() - (mask + 4);      // after mask, reverse, zero_padding, train
+    saved = schema.returns().size() - 1 - states;
+  }
+
+  // x, the initial states, w_ih, w_hh, b_ih, b_hh
+  size_t differentiable() const { return 5 + states; }
+};
+
+IValue optional(const Tensor& t) { return t.defined() ? IValue(t) : IValue(); }
+
+// bools: reverse, zero_padding, then the cell's flags (train is the caller's)
+Stack forward_arguments(const variable_list& inputs, const Tensor& mask,
+                        const std::vector<bool>& bools, bool train) {
+  Stack stack;
+  stack.reserve(inputs.size() + 2 + bools.size());
+  for (const Tensor& t : inputs) stack.emplace_back(optional(t));
+  stack.emplace_back(optional(mask));
+  stack.emplace_back(bools[0]);
+  stack.emplace_back(bools[1]);
+  stack.emplace_back(train);
+  for (size_t i = 2; i < bools.size(); ++i) stack.emplace_back(bool(bools[i]));
+  return stack;
 }
 
-Tensor or_none(const Opt& t) { return t.has_value() ? *t : Tensor(); }
-Opt optional(const Tensor& t) { return t.defined() ? Opt(t) : Opt(); }
-
-// Which of the N differentiable arguments need a gradient. The node has an edge per defined
-// tensor argument, in order, so an absent bias shifts the ones after it.
-template <size_t N>
-std::array<bool, N> wanted(AutogradContext* ctx, const variable_list& inputs) {
-  std::array<bool, N> needs{};
-  size_t edge = 0;
-  for (size_t i = 0; i < N; ++i) {
-    if (inputs[i].defined()) needs[i] = ctx->needs_input_grad(edge++);
-  }
-  return needs;
+variable_list tensors(Stack& stack, size_t count) {
+  variable_list out;
+  out.reserve(count);
+  for (size_t i = 0; i < count; ++i) out.push_back(std::move(stack[i]).toTensor());
+  return out;
 }
 
 // The gradient of each differentiable output, zeros where autograd passed none.
@@ -58,237 +100,156 @@ variable_list materialized(const variable_list& grads, const variable_list& like
   return out;
 }
 
-// Gradients with a graph of their own (create_graph): `outputs` were recomputed from `inputs`
-// through the operator's registered formula; differentiate them with a graph.
-template <size_t N>
-variable_list differentiable(const variable_list& outputs, const variable_list& grads,
-                             const variable_list& inputs, const std::array<bool, N>& needs,
-                             size_t arguments) {
-  variable_list wrt;
-  for (size_t i = 0; i < N; ++i) {
-    if (needs[i]) wrt.push_back(inputs[i]);
+// The differentiable arguments x, the states, w_ih, w_hh, b_ih, b_hh from the defined ones
+// (an autograd Function takes no undefined tensor) and the bits of those present.
+variable_list expanded(at::TensorList defined, int64_t present, size_t count) {
+  variable_list inputs(count);
+  for (size_t i = 0, k = 0; i < count; ++i) {
+    if ((present >> i) & 1) inputs[i] = defined[k++];
   }
-  auto found = torch::autograd::grad(outputs, wrt, materialized(grads, outputs),
+  return inputs;
+}
+
+struct Recurrence : torch::autograd::Function<Recurrence> {
+  // defined: the differentiable arguments given (x, the states, w_ih, w_hh, b_ih, b_hh; an
+  // edge each), `present` says which
+  static variable_list forward(AutogradContext* ctx, at::TensorList defined, int64_t present,
+                               const std::optional<Tensor>& mask, const Cell* cell,
+                               const std::vector<bool>& bools) {
+    const Tensor held = mask.has_value() ? *mask : Tensor();
+    const variable_list inputs = expanded(defined, present, cell->differentiable());
+    Stack stack = forward_arguments(inputs, held, bools, /*train=*/true);
+    {
+      at::AutoDispatchBelowADInplaceOrView below;
+      cell->forward.callBoxed(stack);
+    }
+    const size_t outputs = 1 + cell->states;
+    variable_list results = tensors(stack, outputs + cell->saved);
+    variable_list kept = inputs;
+    kept.push_back(held);
+    kept.push_back(results[0]);
+    kept.insert(kept.end(), results.begin() + outputs, results.end());
+    ctx->save_for_backward(kept);
+    int64_t bits = 0;
+    for (size_t i = 0; i < bools.size(); ++i) bits |= int64_t(bools[i]) << i;
+    ctx->saved_data["bools"] = bits;
+    ctx->saved_data["count"] = int64_t(bools.size());
+    ctx->saved_data["present"] = present;
+    // the Cell lives as long as the library (the kernel functor holds it)
+    ctx->saved_data["cell"] = int64_t(reinterpret_cast<intptr_t>(cell));
+    if (cell->saved > 0) {
+      ctx->mark_non_differentiable(variable_list(results.begin() + outputs, results.end()));
+    }
+    ctx->set_materialize_grads(false);
+    return results;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto* cell = reinterpret_cast<const Cell*>(ctx->saved_data["cell"].toInt());
+    const int64_t bits = ctx->saved_data["bools"].toInt();
+    std::vector<bool> bools(ctx->saved_data["count"].toInt());
+    for (size_t i = 0; i < bools.size(); ++i) bools[i] = (bits >> i) & 1;
+    auto s = ctx->get_saved_variables();
+    const size_t n = cell->differentiable(), outputs = 1 + cell->states;
+    const variable_list inputs(s.begin(), s.begin() + n);
+    const Tensor& mask = s[n];
+    const Tensor& out = s[n + 1];
+    const int64_t present = ctx->saved_data["present"].toInt();
+    c10::List<bool> needs;
+    std::vector<size_t> edge(n);  // each present input's edge
+    size_t edges = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const bool given = (present >> i) & 1;
+      edge[i] = edges;
+      needs.push_back(given && ctx->needs_input_grad(edges));
+      edges += given;
+    }
+    // the given inputs' gradients; none for present, mask, cell, bools
+    variable_list result(edges + 4);
+    grads.resize(outputs);
+    if (at::GradMode::is_enabled()) {
+      // create_graph: the forward operator again, through its registered formula
+      Stack stack = forward_arguments(inputs, mask, bools, /*train=*/true);
+      cell->forward.callBoxed(stack);
+      variable_list found = tensors(stack, outputs);
+      variable_list wrt;
+      for (size_t i = 0; i < n; ++i) {
+        if (needs[i]) wrt.push_back(inputs[i]);
+      }
+      auto g = torch::autograd::grad(found, wrt, materialized(grads, found),
                                      /*retain_graph=*/true, /*create_graph=*/true,
                                      /*allow_unused=*/true);
-  variable_list result(arguments);
-  for (size_t i = 0, k = 0; i < N; ++i) {
-    if (needs[i]) result[i] = found[k++];
-  }
-  return result;
-}
-
-// One gradient per forward argument from a backward operator's tuple: the wanted ones.
-template <typename Tuple, size_t N, size_t... I>
-variable_list chosen(const Tuple& found, const std::array<bool, N>& needs, size_t arguments,
-                     std::index_sequence<I...>) {
-  variable_list result(arguments);
-  ((result[I] = needs[I] ? std::get<I>(found) : Tensor()), ...);
-  return result;
-}
-
-// ------------------------------------------------------------------------------------------
-// Elman: (x, h0, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train, relu)
-//        -> (out, h_n)
-
-using RnnOp = std::tuple<Tensor, Tensor>(const Tensor&, const Opt&, const Tensor&,
-                                         const Tensor&, const Opt&, const Opt&, const Opt&,
-                                         bool, bool, bool, bool);
-using RnnBackwardOp = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
-    const Tensor&, const Tensor&, const Tensor&, const Opt&, const Tensor&, const Tensor&,
-    const Opt&, const Opt&, const Tensor&, const Opt&, bool, bool, bool, std::array<bool, 6>);
-
-struct Rnn : torch::autograd::Function<Rnn> {
-  static constexpr size_t kDifferentiable = 6, kArguments = 11;
-
-  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Opt& h0,
-                               const Tensor& w_ih, const Tensor& w_hh, const Opt& b_ih,
-                               const Opt& b_hh, const Opt& mask, bool reverse, bool zero,
-                               bool train, bool relu) {
-    static auto op = handle<RnnOp>("rnnkit::rnn");
-    at::AutoDispatchBelowADInplaceOrView below;
-    auto [out, h_n] = op.call(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero, train, relu);
-    ctx->save_for_backward(
-        {x, or_none(h0), w_ih, w_hh, or_none(b_ih), or_none(b_hh), or_none(mask), out});
-    ctx->saved_data["flags"] = int64_t(reverse) | int64_t(relu) << 1 | int64_t(zero) << 2;
-    ctx->set_materialize_grads(false);
-    return {out, h_n};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto s = ctx->get_saved_variables();
-    const int64_t flags = ctx->saved_data["flags"].toInt();
-    const bool reverse = flags & 1, relu = flags & 2, zero = flags & 4;
-    auto needs = wanted<kDifferentiable>(ctx, s);
-    if (at::GradMode::is_enabled()) {
-      static auto op = handle<RnnOp>("rnnkit::rnn");
-      auto [out, h_n] = op.call(s[0], optional(s[1]), s[2], s[3], optional(s[4]),
-                                optional(s[5]), optional(s[6]), reverse, zero, true, relu);
-      return differentiable({out, h_n}, grads, s, needs, kArguments);
+      for (size_t i = 0, k = 0; i < n; ++i) {
+        if (needs[i]) result[edge[i]] = g[k++];
+      }
+      return result;
     }
-    static auto op = handle<RnnBackwardOp>("rnnkit::rnn_backward");
-    auto g = materialized(grads, {s[7], s[7][0]});
-    at::AutoDispatchBelowADInplaceOrView below;
-    auto found = op.call(g[0], g[1], s[0], optional(s[1]), s[2], s[3], optional(s[4]),
-                         optional(s[5]), s[7], optional(s[6]), reverse, zero, relu, needs);
-    return chosen(found, needs, kArguments, std::make_index_sequence<kDifferentiable>());
+    variable_list g = materialized(grads, variable_list{out});
+    for (size_t i = 1; i < outputs; ++i) {
+      g.push_back(grads[i].defined() ? grads[i] : at::zeros_like(out[0]));
+    }
+    Stack stack;
+    stack.reserve(2 * n + 8 + cell->saved + bools.size());
+    for (const Tensor& t : g) stack.emplace_back(t);
+    for (const Tensor& t : inputs) stack.emplace_back(optional(t));
+    stack.emplace_back(out);
+    for (size_t i = 0; i < cell->saved; ++i) stack.emplace_back(s[n + 2 + i]);
+    stack.emplace_back(optional(mask));
+    for (bool b : bools) stack.emplace_back(b);
+    stack.emplace_back(needs);
+    {
+      at::AutoDispatchBelowADInplaceOrView below;
+      cell->backward.callBoxed(stack);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (needs[i]) result[edge[i]] = std::move(stack[i]).toTensor();
+    }
+    return result;
   }
 };
 
-// ------------------------------------------------------------------------------------------
-// GRU: (x, h0, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train)
-//      -> (out, h_n, gates, hn_all)
+// The `_<cell>_eager` kernel: unpacks the operator's arguments and applies the node.
+struct Eager final : c10::OperatorKernel {
+  explicit Eager(std::string name) : name_(std::move(name)) {}
 
-using GruOp = std::tuple<Tensor, Tensor, Tensor, Tensor>(const Tensor&, const Opt&,
-                                                         const Tensor&, const Tensor&,
-                                                         const Opt&, const Opt&, const Opt&,
-                                                         bool, bool, bool);
-using GruBackwardOp = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
-    const Tensor&, const Tensor&, const Tensor&, const Opt&, const Tensor&, const Tensor&,
-    const Opt&, const Opt&, const Tensor&, const Tensor&, const Tensor&, const Opt&, bool, bool,
-    std::array<bool, 6>);
-
-struct Gru : torch::autograd::Function<Gru> {
-  static constexpr size_t kDifferentiable = 6, kArguments = 10;
-
-  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Opt& h0,
-                               const Tensor& w_ih, const Tensor& w_hh, const Opt& b_ih,
-                               const Opt& b_hh, const Opt& mask, bool reverse, bool zero,
-                               bool train) {
-    TORCH_CHECK(train, "rnnkit::_gru_eager keeps the backward pass's buffers: train=True");
-    static auto op = handle<GruOp>("rnnkit::gru");
-    at::AutoDispatchBelowADInplaceOrView below;
-    auto [out, h_n, gates, hn_all] =
-        op.call(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero, true);
-    ctx->save_for_backward(
-        {x, or_none(h0), w_ih, w_hh, or_none(b_ih), or_none(b_hh), or_none(mask), out, gates,
-         hn_all});
-    ctx->saved_data["flags"] = int64_t(reverse) | int64_t(zero) << 1;
-    ctx->mark_non_differentiable({gates, hn_all});
-    ctx->set_materialize_grads(false);
-    return {out, h_n, gates, hn_all};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto s = ctx->get_saved_variables();
-    const int64_t flags = ctx->saved_data["flags"].toInt();
-    const bool reverse = flags & 1, zero = flags & 2;
-    auto needs = wanted<kDifferentiable>(ctx, s);
-    if (at::GradMode::is_enabled()) {
-      static auto op = handle<GruOp>("rnnkit::gru");
-      auto result = op.call(s[0], optional(s[1]), s[2], s[3], optional(s[4]), optional(s[5]),
-                            optional(s[6]), reverse, zero, true);
-      return differentiable({std::get<0>(result), std::get<1>(result)}, grads, s, needs,
-                            kArguments);
+  void operator()(const c10::OperatorHandle& /*op*/, c10::DispatchKeySet /*keys*/,
+                  Stack* stack) {
+    std::call_once(once_, [&] { cell_.emplace(name_); });
+    const Cell& cell = *cell_;
+    const size_t n = cell.differentiable(), count = n + 4 + cell.flags;
+    auto args = torch::jit::last(*stack, count);
+    std::vector<Tensor> defined;
+    defined.reserve(n);
+    int64_t present = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (args[i].isNone()) continue;
+      defined.push_back(args[i].toTensor());
+      present |= int64_t(1) << i;
     }
-    static auto op = handle<GruBackwardOp>("rnnkit::gru_backward");
-    auto g = materialized(grads, {s[7], s[7][0]});
-    at::AutoDispatchBelowADInplaceOrView below;
-    auto found = op.call(g[0], g[1], s[0], optional(s[1]), s[2], s[3], optional(s[4]),
-                         optional(s[5]), s[7], s[8], s[9], optional(s[6]), reverse, zero, needs);
-    return chosen(found, needs, kArguments, std::make_index_sequence<kDifferentiable>());
-  }
-};
-
-// ------------------------------------------------------------------------------------------
-// LSTM: (x, h0, c0, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train)
-//       -> (out, h_n, c_n, gates, c_all)
-
-using LstmOp = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>(
-    const Tensor&, const Opt&, const Opt&, const Tensor&, const Tensor&, const Opt&,
-    const Opt&, const Opt&, bool, bool, bool);
-using LstmBackwardOp = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
-    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Opt&, const Opt&,
-    const Tensor&, const Tensor&, const Opt&, const Opt&, const Tensor&, const Tensor&,
-    const Tensor&, const Opt&, bool, bool, std::array<bool, 7>);
-
-struct Lstm : torch::autograd::Function<Lstm> {
-  static constexpr size_t kDifferentiable = 7, kArguments = 11;
-
-  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Opt& h0,
-                               const Opt& c0, const Tensor& w_ih, const Tensor& w_hh,
-                               const Opt& b_ih, const Opt& b_hh, const Opt& mask, bool reverse,
-                               bool zero, bool train) {
-    TORCH_CHECK(train, "rnnkit::_lstm_eager keeps the backward pass's buffers: train=True");
-    static auto op = handle<LstmOp>("rnnkit::lstm");
-    at::AutoDispatchBelowADInplaceOrView below;
-    auto [out, h_n, c_n, gates, c_all] =
-        op.call(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero, true);
-    ctx->save_for_backward({x, or_none(h0), or_none(c0), w_ih, w_hh, or_none(b_ih),
-                            or_none(b_hh), or_none(mask), out, gates, c_all});
-    ctx->saved_data["flags"] = int64_t(reverse) | int64_t(zero) << 1;
-    ctx->mark_non_differentiable({gates, c_all});
-    ctx->set_materialize_grads(false);
-    return {out, h_n, c_n, gates, c_all};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto s = ctx->get_saved_variables();
-    const int64_t flags = ctx->saved_data["flags"].toInt();
-    const bool reverse = flags & 1, zero = flags & 2;
-    auto needs = wanted<kDifferentiable>(ctx, s);
-    if (at::GradMode::is_enabled()) {
-      static auto op = handle<LstmOp>("rnnkit::lstm");
-      auto result = op.call(s[0], optional(s[1]), optional(s[2]), s[3], s[4], optional(s[5]),
-                            optional(s[6]), optional(s[7]), reverse, zero, true);
-      return differentiable(
-          {std::get<0>(result), std::get<1>(result), std::get<2>(result)}, grads, s, needs,
-          kArguments);
+    std::optional<Tensor> mask;
+    if (!args[n].isNone()) mask = args[n].toTensor();
+    TORCH_CHECK(args[n + 3].toBool(), "rnnkit::_", name_,
+                "_eager keeps the backward pass's buffers: train=True");
+    std::vector<bool> bools{args[n + 1].toBool(), args[n + 2].toBool()};
+    for (size_t i = 0; i < cell.flags; ++i) bools.push_back(args[n + 4 + i].toBool());
+    torch::jit::drop(*stack, count);
+    for (Tensor& t : Recurrence::apply(at::TensorList(defined), present, mask, &cell, bools)) {
+      stack->emplace_back(std::move(t));
     }
-    static auto op = handle<LstmBackwardOp>("rnnkit::lstm_backward");
-    auto g = materialized(grads, {s[8], s[8][0], s[8][0]});
-    at::AutoDispatchBelowADInplaceOrView below;
-    auto found = op.call(g[0], g[1], g[2], s[0], optional(s[1]), optional(s[2]), s[3], s[4],
-                         optional(s[5]), optional(s[6]), s[8], s[9], s[10], optional(s[7]),
-                         reverse, zero, needs);
-    return chosen(found, needs, kArguments, std::make_index_sequence<kDifferentiable>());
   }
+
+ private:
+  std::string name_;
+  std::once_flag once_;
+  std::optional<Cell> cell_;
 };
-
-std::tuple<Tensor, Tensor> rnn_eager(const Tensor& x, const Opt& h0, const Tensor& w_ih,
-                                     const Tensor& w_hh, const Opt& b_ih, const Opt& b_hh,
-                                     const Opt& mask, bool reverse, bool zero, bool train,
-                                     bool relu) {
-  auto r = Rnn::apply(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero, train, relu);
-  return {r[0], r[1]};
-}
-
-std::tuple<Tensor, Tensor, Tensor, Tensor> gru_eager(const Tensor& x, const Opt& h0,
-                                                     const Tensor& w_ih, const Tensor& w_hh,
-                                                     const Opt& b_ih, const Opt& b_hh,
-                                                     const Opt& mask, bool reverse, bool zero,
-                                                     bool train) {
-  auto r = Gru::apply(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero, train);
-  return {r[0], r[1], r[2], r[3]};
-}
-
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_eager(
-    const Tensor& x, const Opt& h0, const Opt& c0, const Tensor& w_ih, const Tensor& w_hh,
-    const Opt& b_ih, const Opt& b_hh, const Opt& mask, bool reverse, bool zero, bool train) {
-  auto r = Lstm::apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero, train);
-  return {r[0], r[1], r[2], r[3], r[4]};
-}
 
 }  // namespace
+
+// CompositeImplicitAutograd (RNNKIT_CELL, cell.h): the kernel is the autograd Function itself,
+// on every device.
+torch::CppFunction eager_kernel(const char* cell) {
+  return torch::CppFunction::makeFromBoxedFunctor(std::make_unique<Eager>(cell));
+}
+
 }  // namespace rnnkit
-
-// The schemas are the operators' own (see _ops.py), under a private name; defined here
-// because only this library implements them.
-TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
-  m.def("_rnn_eager(Tensor x, Tensor? h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
-        "Tensor? b_hh, Tensor? mask, bool reverse, bool zero_padding, bool train, bool relu) "
-        "-> (Tensor, Tensor)");
-  m.def("_gru_eager(Tensor x, Tensor? h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
-        "Tensor? b_hh, Tensor? mask, bool reverse, bool zero_padding, bool train) "
-        "-> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("_lstm_eager(Tensor x, Tensor? h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
-        "Tensor? b_hh, Tensor? mask, bool reverse, bool zero_padding, bool train) "
-        "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
-}
-
-// CompositeImplicitAutograd: the kernel is the autograd Function itself, on every device.
-TORCH_LIBRARY_IMPL(rnnkit, CompositeImplicitAutograd, m) {
-  m.impl("_rnn_eager", &rnnkit::rnn_eager);
-  m.impl("_gru_eager", &rnnkit::gru_eager);
-  m.impl("_lstm_eager", &rnnkit::lstm_eager);
-}

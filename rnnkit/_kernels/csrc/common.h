@@ -269,47 +269,4 @@ void check_inputs(const char* name, int64_t gates, const Tensor& x,
                   std::initializer_list<Tensor> states, const Tensor& w_ih, const Tensor& w_hh,
                   const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask);
 
-// ---------------------------------------------------------------------------------------------
-// The recurrences: plain forward and backward functions, no autograd here. ops.cpp registers
-// them as the CPU kernels of the rnnkit::elman / gru / lstm operators and their *_backward
-// (schemas in rnnkit/_kernels/_ops.py, where autograd connects the two). Absent optional
-// tensors (a bias, the mask) are undefined. `zero`: outputs at masked steps are zero (torch.nn's
-// padding) while the state is held. `train`: also return the buffers the backward pass reads,
-// else (0,) placeholders. A backward pass returns one gradient per differentiable input, in
-// input order, each a (0,) placeholder where its output_mask entry is false.
-
-std::tuple<Tensor, Tensor> elman_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
-                                         const Tensor& w_hh, const Tensor& b_ih,
-                                         const Tensor& b_hh, const Tensor& mask, bool reverse,
-                                         bool relu, bool zero);
-std::array<Tensor, 6> elman_backward(const Tensor& grad_out, const Tensor& grad_h_n,
-                                     const Tensor& x, const Tensor& h0, const Tensor& w_ih,
-                                     const Tensor& w_hh, const Tensor& out, const Tensor& mask,
-                                     bool reverse, bool relu, bool zero,
-                                     std::array<bool, 6> output_mask);
-
-// returns (out, h_n, gates, hn_all): gates (T, B, 3H) = (r, z, n), hn_all (T, B, H) = gh_n
-std::tuple<Tensor, Tensor, Tensor, Tensor> gru_forward(const Tensor& x, const Tensor& h0,
-                                                       const Tensor& w_ih, const Tensor& w_hh,
-                                                       const Tensor& b_ih, const Tensor& b_hh,
-                                                       const Tensor& mask, bool reverse,
-                                                       bool zero, bool train);
-std::array<Tensor, 6> gru_backward(const Tensor& grad_out, const Tensor& grad_h_n,
-                                   const Tensor& x, const Tensor& h0, const Tensor& w_ih,
-                                   const Tensor& w_hh, const Tensor& out, const Tensor& gates,
-                                   const Tensor& hn_all, const Tensor& mask, bool reverse,
-                                   bool zero, std::array<bool, 6> output_mask);
-
-// returns (out, h_n, c_n, gates, c_all): gates (T, B, 4H) activated i, f, g, o; c_all (T, B, H)
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
-    const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
-    const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask, bool reverse, bool zero,
-    bool train);
-std::array<Tensor, 7> lstm_backward(const Tensor& grad_out, const Tensor& grad_h_n,
-                                    const Tensor& grad_c_n, const Tensor& x, const Tensor& h0,
-                                    const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
-                                    const Tensor& out, const Tensor& gates, const Tensor& c_all,
-                                    const Tensor& mask, bool reverse, bool zero,
-                                    std::array<bool, 7> output_mask);
-
 }  // namespace rnnkit

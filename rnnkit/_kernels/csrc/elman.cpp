@@ -5,6 +5,7 @@
 // applies the activation in place. Backward: one loop back over time forms d pre_t for every
 // step (its elementwise part fused into one pass), and every weight gradient is one matrix
 // product after the loop.
+#include "cell.h"
 #include "common.h"
 #include "fused_loops.h"
 
@@ -188,4 +189,18 @@ std::array<Tensor, 6> elman_backward(const Tensor& grad_out, const Tensor& grad_
   return grads;
 }
 
+// The operator rnnkit::rnn (see cell.h). Forward tensors: x, h0, w_ih, w_hh, b_ih, b_hh, mask;
+// flags: reverse, zero_padding, train (its only buffer is out), relu.
+Tensors rnn_forward_entry(const Tensors& t, const Flags& f) {
+  return as_vector(elman_forward(t[0], t[1], t[2], t[3], t[4], t[5], t[6], f[0], f[3], f[1]));
+}
+// tensors: grad_out, grad_h_n, x, h0, w_ih, w_hh, b_ih, b_hh, out, mask; flags: reverse,
+// zero_padding, relu
+Tensors rnn_backward_entry(const Tensors& t, const Flags& f, const Flags& needs) {
+  return as_vector(elman_backward(t[0], t[1], t[2], t[3], t[4], t[5], t[8], t[9], f[0], f[2],
+                                  f[1], as_array<6>(needs)));
+}
+
 }  // namespace rnnkit
+
+RNNKIT_CELL(rnn, rnnkit::rnn_forward_entry, rnnkit::rnn_backward_entry)

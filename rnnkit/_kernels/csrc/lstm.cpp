@@ -6,6 +6,7 @@
 // The projections are written into the gates buffer (T, B, 4H); each step adds h W_hh^T onto
 // its slice (one small matrix product) and replaces it by the activated gates in the same pass
 // that updates c and h. The backward pass's gate gradients are one fused pass per step.
+#include "cell.h"
 #include "common.h"
 #include "fused_loops.h"
 
@@ -252,4 +253,20 @@ std::array<Tensor, 7> lstm_backward(const Tensor& grad_out, const Tensor& grad_h
   return grads;
 }
 
+// The operator rnnkit::lstm (see cell.h). Forward tensors: x, h0, c0, w_ih, w_hh, b_ih, b_hh,
+// mask; flags: reverse, zero_padding, train. Returns (out, h_n, c_n, gates (activated i, f, g,
+// o), c_all).
+Tensors lstm_forward_entry(const Tensors& t, const Flags& f) {
+  return as_vector(
+      lstm_forward(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], f[0], f[1], f[2]));
+}
+// tensors: grad_out, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, gates, c_all,
+// mask
+Tensors lstm_backward_entry(const Tensors& t, const Flags& f, const Flags& needs) {
+  return as_vector(lstm_backward(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[10], t[11],
+                                 t[12], t[13], f[0], f[1], as_array<7>(needs)));
+}
+
 }  // namespace rnnkit
+
+RNNKIT_CELL(lstm, rnnkit::lstm_forward_entry, rnnkit::lstm_backward_entry)

@@ -132,14 +132,6 @@ inline Panel elman_forward_panel(Isa isa, const float* w, int64_t hidden) {
                     [=](int64_t k, int64_t j) { return w[j * hidden + k]; });
 }
 
-// The rows of a (T, B, H) output gradient, read with its own strides (a broadcast gradient of
-// out.sum() has stride 0 everywhere).
-struct GradRows {
-  const float* data;
-  int64_t step_stride, batch_stride, stride;
-  const float* at(int64_t t, int64_t b) const { return data + t * step_stride + b * batch_stride; }
-};
-
 // One step back of the LSTM, for the `rows` rows of this thread. `now` is step t (the one
 // whose dA_t is known), `next` the step processed after it (t - 1 forward), or null when t is
 // the last: then d h_{t-1} = dA_t W_hh is written to dh (rows, H), which is d h0.

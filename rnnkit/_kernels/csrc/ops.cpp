@@ -5,18 +5,27 @@
 // biases (the composite backward recomputes the forward pass with them) and ignore them. No
 // pybind11: the library is loaded with torch.ops.load_library.
 //
-// bfloat16 and float16 run the float32 loops (float32 accumulation, as oneDNN's RNNs do):
-// the inputs are widened on entry and every output narrowed back to the input's dtype.
+// One boxed kernel serves every cell's forward and backward operator: every operator has the
+// same shape (see _cell_spec.py), so the kernel reads its arguments off the stack in schema
+// order, fills an absent initial state (an argument named like h0, c0) with zeros, and in
+// bfloat16/float16 runs the float32 loops (float32 accumulation, as oneDNN's RNNs do): the
+// inputs are widened on entry and every output narrowed back to the input's dtype. A cell
+// supplies two entry points over the tensors and flags in schema order (cell.h: RNNKIT_CELL in
+// the cell's own file).
+#include <ATen/core/stack.h>
 #include <torch/library.h>
 
 #include <cstring>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
 
+#include "cell.h"
 #include "common.h"
 
 namespace rnnkit {
 namespace {
-
-using OptionalTensor = std::optional<Tensor>;
 
 bool reduced(const Tensor& x) {
   return x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf;
@@ -30,26 +39,10 @@ Tensor wide(const Tensor& t, const Tensor& x) {
               "dtype ", x.scalar_type(), ", got ", t.scalar_type());
   return reduced(x) ? t.to(at::kFloat) : t;
 }
-Tensor wide(const OptionalTensor& t, const Tensor& x) {
-  return t.has_value() ? wide(*t, x) : Tensor();
-}
 
-template <typename Tuple, size_t... I>
-Tuple narrow_all(Tuple outputs, at::ScalarType dtype, std::index_sequence<I...>) {
-  ((std::get<I>(outputs) = std::get<I>(outputs).to(dtype)), ...);
-  return outputs;
-}
-
-// A backward pass's gradients as the tuple its schema returns.
-template <size_t N>
-auto as_tuple(std::array<Tensor, N> grads) {
-  return std::apply([](auto&... t) { return std::make_tuple(t...); }, grads);
-}
-
-// An initial state, widened like the rest; zeros (B, H) when the call passed none (the
-// default of every module: no Python allocation per call).
-Tensor state(const OptionalTensor& s, const Tensor& x, const Tensor& w_hh) {
-  if (s.has_value()) return wide(*s, x);
+// Zeros (B, H) for an absent initial state (the default of every module: no Python allocation
+// per call), in the dtype the loops run in.
+Tensor zero_state(const Tensor& x, const Tensor& w_hh) {
   const int64_t batch = x.dim() == 3 ? x.size(1) : 0;  // check_inputs reports a bad x
   const int64_t hidden = w_hh.dim() == 2 ? w_hh.size(1) : 0;
   Tensor zeros =
@@ -58,94 +51,87 @@ Tensor state(const OptionalTensor& s, const Tensor& x, const Tensor& w_hh) {
   return zeros;
 }
 
-// The outputs in the input's dtype again, when the call ran widened.
-template <typename Tuple>
-Tuple narrow(Tuple outputs, const Tensor& x) {
-  if (!reduced(x)) return outputs;
-  return narrow_all(std::move(outputs), x.scalar_type(),
-                    std::make_index_sequence<std::tuple_size_v<Tuple>>());
-}
+// Where an operator's tensors sit among its tensor arguments: read once from its schema.
+struct Layout {
+  size_t x = 0, w_hh = 0;
+  std::vector<bool> state;  // per argument: an initial state (h0, c0), zeros when absent
 
-std::tuple<Tensor, Tensor> rnn_cpu(const Tensor& x, const OptionalTensor& h0,
-                                   const Tensor& w_ih, const Tensor& w_hh,
-                                   const OptionalTensor& b_ih, const OptionalTensor& b_hh,
-                                   const OptionalTensor& mask, bool reverse, bool zero,
-                                   bool /*train: its only buffer is out*/, bool relu) {
-  return narrow(elman_forward(wide(x, x), state(h0, x, w_hh), wide(w_ih, x), wide(w_hh, x),
-                              wide(b_ih, x), wide(b_hh, x), wide(mask, x), reverse, relu, zero),
-                x);
-}
+  explicit Layout(const c10::FunctionSchema& schema) {
+    const auto& arguments = schema.arguments();
+    size_t tensors = 0;
+    bool found_x = false, found_w_hh = false;
+    for (const auto& a : arguments) {
+      const std::string& name = a.name();
+      state.push_back(name.size() == 2 && name[1] == '0');
+      const auto kind = a.type()->kind();
+      if (kind == c10::TypeKind::BoolType || kind == c10::TypeKind::ListType) continue;
+      if (name == "x") x = tensors, found_x = true;
+      if (name == "w_hh") w_hh = tensors, found_w_hh = true;
+      ++tensors;
+    }
+    TORCH_CHECK(found_x && found_w_hh, "rnnkit: ", schema.name(), " has no x or w_hh");
+  }
+};
 
-auto rnn_backward_cpu(const Tensor& grad_out, const Tensor& grad_h_n, const Tensor& x,
-                      const OptionalTensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                      const OptionalTensor& /*b_ih*/, const OptionalTensor& /*b_hh*/,
-                      const Tensor& out, const OptionalTensor& mask, bool reverse, bool zero,
-                      bool relu, std::array<bool, 6> output_mask) {
-  return narrow(as_tuple(elman_backward(wide(grad_out, x), wide(grad_h_n, x), wide(x, x),
-                                        state(h0, x, w_hh), wide(w_ih, x), wide(w_hh, x),
-                                        wide(out, x), wide(mask, x), reverse, relu, zero,
-                                        output_mask)),
-                x);
-}
+// The boxed kernel of one cell's forward (backward = false) or backward operator.
+template <bool backward>
+struct Kernel final : c10::OperatorKernel {
+  Kernel(ForwardEntry forward, BackwardEntry backward_entry)
+      : forward_(forward), backward_(backward_entry) {}
 
-std::tuple<Tensor, Tensor, Tensor, Tensor> gru_cpu(const Tensor& x, const OptionalTensor& h0,
-                                                   const Tensor& w_ih, const Tensor& w_hh,
-                                                   const OptionalTensor& b_ih,
-                                                   const OptionalTensor& b_hh,
-                                                   const OptionalTensor& mask, bool reverse,
-                                                   bool zero, bool train) {
-  return narrow(gru_forward(wide(x, x), state(h0, x, w_hh), wide(w_ih, x), wide(w_hh, x),
-                            wide(b_ih, x), wide(b_hh, x), wide(mask, x), reverse, zero, train),
-                x);
-}
+  void operator()(const c10::OperatorHandle& op, c10::DispatchKeySet /*keys*/,
+                  torch::jit::Stack* stack) {
+    std::call_once(once_, [&] { layout_.emplace(op.schema()); });
+    const Layout& layout = *layout_;
+    const size_t count = layout.state.size();
+    auto values = torch::jit::last(*stack, count);
+    Tensors tensors;
+    Flags flags, needs;
+    std::vector<size_t> absent;  // the positions of absent initial states
+    tensors.reserve(count);
+    for (size_t i = 0; i < count; ++i) {
+      const c10::IValue& v = values[i];
+      if (v.isTensor()) {
+        tensors.push_back(v.toTensor());
+      } else if (v.isNone()) {
+        if (layout.state[i]) absent.push_back(tensors.size());
+        tensors.emplace_back();
+      } else if (v.isBool()) {
+        flags.push_back(v.toBool());
+      } else {  // output_mask
+        for (bool b : v.toBoolList()) needs.push_back(b);
+      }
+    }
+    torch::jit::drop(*stack, count);
+    const Tensor x = tensors[layout.x];  // the call's dtype, before widening
+    for (Tensor& t : tensors) t = wide(t, x);
+    for (size_t i : absent) tensors[i] = zero_state(x, tensors[layout.w_hh]);
+    Tensors outputs = backward ? backward_(tensors, flags, needs) : forward_(tensors, flags);
+    for (Tensor& t : outputs) {
+      stack->emplace_back(reduced(x) && t.defined() ? t.to(x.scalar_type()) : std::move(t));
+    }
+  }
 
-auto gru_backward_cpu(const Tensor& grad_out, const Tensor& grad_h_n, const Tensor& x,
-                      const OptionalTensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                      const OptionalTensor& /*b_ih*/, const OptionalTensor& /*b_hh*/,
-                      const Tensor& out, const Tensor& gates, const Tensor& hn_all,
-                      const OptionalTensor& mask, bool reverse, bool zero,
-                      std::array<bool, 6> output_mask) {
-  return narrow(as_tuple(gru_backward(wide(grad_out, x), wide(grad_h_n, x), wide(x, x),
-                                      state(h0, x, w_hh), wide(w_ih, x), wide(w_hh, x),
-                                      wide(out, x), wide(gates, x), wide(hn_all, x),
-                                      wide(mask, x), reverse, zero, output_mask)),
-                x);
-}
-
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_cpu(
-    const Tensor& x, const OptionalTensor& h0, const OptionalTensor& c0, const Tensor& w_ih,
-    const Tensor& w_hh, const OptionalTensor& b_ih, const OptionalTensor& b_hh,
-    const OptionalTensor& mask, bool reverse, bool zero, bool train) {
-  return narrow(lstm_forward(wide(x, x), state(h0, x, w_hh), state(c0, x, w_hh), wide(w_ih, x),
-                             wide(w_hh, x), wide(b_ih, x), wide(b_hh, x), wide(mask, x),
-                             reverse, zero, train),
-                x);
-}
-
-auto lstm_backward_cpu(const Tensor& grad_out, const Tensor& grad_h_n, const Tensor& grad_c_n,
-                       const Tensor& x, const OptionalTensor& h0, const OptionalTensor& c0,
-                       const Tensor& w_ih, const Tensor& w_hh, const OptionalTensor& /*b_ih*/,
-                       const OptionalTensor& /*b_hh*/, const Tensor& out, const Tensor& gates,
-                       const Tensor& c_all, const OptionalTensor& mask, bool reverse, bool zero,
-                       std::array<bool, 7> output_mask) {
-  return narrow(as_tuple(lstm_backward(wide(grad_out, x), wide(grad_h_n, x), wide(grad_c_n, x),
-                                       wide(x, x), state(h0, x, w_hh), state(c0, x, w_hh),
-                                       wide(w_ih, x), wide(w_hh, x), wide(out, x),
-                                       wide(gates, x), wide(c_all, x), wide(mask, x), reverse,
-                                       zero, output_mask)),
-                x);
-}
+ private:
+  ForwardEntry forward_;
+  BackwardEntry backward_;
+  std::once_flag once_;
+  std::optional<Layout> layout_;
+};
 
 }  // namespace
+
+torch::CppFunction cpu_kernel(ForwardEntry forward) {
+  return torch::CppFunction::makeFromBoxedFunctor(std::make_unique<Kernel<false>>(forward, nullptr));
+}
+
+torch::CppFunction cpu_backward_kernel(BackwardEntry backward) {
+  return torch::CppFunction::makeFromBoxedFunctor(std::make_unique<Kernel<true>>(nullptr, backward));
+}
+
 }  // namespace rnnkit
 
 TORCH_LIBRARY_IMPL(rnnkit, CPU, m) {
-  m.impl("rnn", &rnnkit::rnn_cpu);
-  m.impl("rnn_backward", &rnnkit::rnn_backward_cpu);
-  m.impl("gru", &rnnkit::gru_cpu);
-  m.impl("gru_backward", &rnnkit::gru_backward_cpu);
-  m.impl("lstm", &rnnkit::lstm_cpu);
-  m.impl("lstm_backward", &rnnkit::lstm_backward_cpu);
   m.impl("prefix_mask", &rnnkit::prefix_mask);
   m.impl("zero_masked_", &rnnkit::zero_masked_);
 }
