@@ -43,7 +43,8 @@ from numpy.typing import ArrayLike, NDArray
 Array = NDArray[np.float64]
 Activation = Union[str, Callable[[Array], Array]]
 
-__all__ = ["gru", "lstm", "sigmoid", "simple_rnn", "simple_rnn_backward"]
+__all__ = ["gru", "layer_norm_lstm", "lstm", "mingru", "minlstm", "peephole_lstm", "sigmoid",
+           "simple_rnn", "simple_rnn_backward"]
 
 
 def sigmoid(a: Array) -> Array:
@@ -260,6 +261,141 @@ def lstm(
         o = sigmoid(x_t @ K_o + h @ R_o + b_o)
         c_t = f * c + i * g
         return (o * np.tanh(c_t), c_t)
+
+    hs, cs = _scan(step, x, (h, c), keep, go_backwards)
+    return (hs[0], cs[0]) if unbatched else (hs, cs)
+
+
+def _min_rnn(name: str, gates: int, x: ArrayLike, kernel: ArrayLike, bias: ArrayLike | None,
+             h0: ArrayLike | None, mask: ArrayLike | None, go_backwards: bool,
+             update: Callable[[list[Array], Array], Array]) -> Array:
+    x, unbatched = _sequences(x, name)
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 2 or k.shape[0] != x.shape[-1] or k.shape[1] == 0 or k.shape[1] % gates:
+        raise ValueError(f"{name}: kernel must have shape (features, {gates} * units) with "
+                         f"features={x.shape[-1]}, got shape {k.shape}")
+    units = k.shape[1] // gates
+    b = np.zeros(gates * units) if bias is None else _shaped(bias, (gates * units,), "bias", name)
+    batch, steps = x.shape[:2]
+    h = _initial(h0, batch, units, unbatched, "h0", name)
+    keep = _mask(mask, batch, steps, unbatched, name)
+
+    def step(x_t: Array, state: tuple[Array, ...]) -> tuple[Array, ...]:
+        return (update(np.split(x_t @ k + b, gates, axis=1), state[0]),)
+
+    (states,) = _scan(step, x, (h,), keep, go_backwards)
+    return states[0] if unbatched else states
+
+
+def _g(a: Array) -> Array:
+    """minGRU's positive candidate: a + 0.5 for a >= 0, sigmoid(a) below."""
+    return np.where(a >= 0, a + 0.5, sigmoid(a))
+
+
+def mingru(x: ArrayLike, kernel: ArrayLike, bias: ArrayLike | None = None,
+           h0: ArrayLike | None = None, mask: ArrayLike | None = None,
+           go_backwards: bool = False) -> Array:
+    """minGRU (Feng et al. 2024, the log-space variant's equations; kernel (D, 2U), blocks z, h;
+    no recurrent kernel); every state::
+
+        z   = sigmoid(x_t K_z + b_z)
+        h_t = (1 - z) * h + z * g(x_t K_h + b_h)       g(a) = a + 0.5 (a >= 0), sigmoid(a)
+    """
+    def update(blocks: list[Array], h: Array) -> Array:
+        z = sigmoid(blocks[0])
+        return (1 - z) * h + z * _g(blocks[1])
+
+    return _min_rnn("mingru", 2, x, kernel, bias, h0, mask, go_backwards, update)
+
+
+def minlstm(x: ArrayLike, kernel: ArrayLike, bias: ArrayLike | None = None,
+            h0: ArrayLike | None = None, mask: ArrayLike | None = None,
+            go_backwards: bool = False) -> Array:
+    """minLSTM (Feng et al. 2024; kernel (D, 3U), blocks f, i, h); every state::
+
+        f, i = sigmoid(x_t K_f + b_f), sigmoid(x_t K_i + b_i)
+        h_t  = f / (f + i) * h + i / (f + i) * g(x_t K_h + b_h)
+    """
+    def update(blocks: list[Array], h: Array) -> Array:
+        f, i = sigmoid(blocks[0]), sigmoid(blocks[1])
+        return f / (f + i) * h + i / (f + i) * _g(blocks[2])
+
+    return _min_rnn("minlstm", 3, x, kernel, bias, h0, mask, go_backwards, update)
+
+
+def peephole_lstm(x: ArrayLike, kernel: ArrayLike, recurrent_kernel: ArrayLike,
+                  peepholes: ArrayLike, bias: ArrayLike | None = None,
+                  h0: ArrayLike | None = None, c0: ArrayLike | None = None,
+                  mask: ArrayLike | None = None, go_backwards: bool = False) -> tuple[Array, Array]:
+    """The peephole LSTM (Gers & Schmidhuber 2000, placed as TensorFlow's ``use_peepholes``;
+    blocks i, f, c, o; ``peepholes`` (3, U) = [p_i, p_f, p_o]); every (h, c)::
+
+        i  = sigmoid(x_t K_i + h R_i + p_i * c + b_i)
+        f  = sigmoid(x_t K_f + h R_f + p_f * c + b_f)
+        c' = f * c + i * tanh(x_t K_c + h R_c + b_c)
+        o  = sigmoid(x_t K_o + h R_o + p_o * c' + b_o)
+        h' = o * tanh(c')
+    """
+    name = "peephole_lstm"
+    x, unbatched = _sequences(x, name)
+    kernel, rk, units = _weights(kernel, recurrent_kernel, x.shape[-1], 4, name)
+    p_i, p_f, p_o = _shaped(peepholes, (3, units), "peepholes", name)
+    b = np.zeros(4 * units) if bias is None else _shaped(bias, (4 * units,), "bias", name)
+    batch, steps = x.shape[:2]
+    h = _initial(h0, batch, units, unbatched, "h0", name)
+    c = _initial(c0, batch, units, unbatched, "c0", name)
+    keep = _mask(mask, batch, steps, unbatched, name)
+
+    def step(x_t: Array, state: tuple[Array, ...]) -> tuple[Array, ...]:
+        h, c = state
+        a_i, a_f, a_c, a_o = np.split(x_t @ kernel + h @ rk + b, 4, axis=1)
+        i = sigmoid(a_i + p_i * c)
+        f = sigmoid(a_f + p_f * c)
+        c = f * c + i * np.tanh(a_c)
+        o = sigmoid(a_o + p_o * c)
+        return o * np.tanh(c), c
+
+    hs, cs = _scan(step, x, (h, c), keep, go_backwards)
+    return (hs[0], cs[0]) if unbatched else (hs, cs)
+
+
+def _layer_norm(v: Array, gain: Array, shift: Array, eps: float = 1e-5) -> Array:
+    mean = v.mean(axis=-1, keepdims=True)
+    var = ((v - mean) ** 2).mean(axis=-1, keepdims=True)
+    return gain * (v - mean) / np.sqrt(var + eps) + shift
+
+
+def layer_norm_lstm(x: ArrayLike, kernel: ArrayLike, recurrent_kernel: ArrayLike,
+                    ln_x: tuple[ArrayLike, ArrayLike], ln_h: tuple[ArrayLike, ArrayLike],
+                    ln_c: tuple[ArrayLike, ArrayLike], bias: ArrayLike | None = None,
+                    h0: ArrayLike | None = None, c0: ArrayLike | None = None,
+                    mask: ArrayLike | None = None, go_backwards: bool = False
+                    ) -> tuple[Array, Array]:
+    """The layer-normalised LSTM of Ba et al. 2016 (blocks i, f, c, o; each ``ln_*`` a (gain,
+    shift) pair, 4U wide for x and h, U for c; eps 1e-5); every (h, c)::
+
+        [i, f, c~, o] = LN(x_t K; ln_x) + LN(h R; ln_h) + b
+        c' = sigmoid(f) * c + sigmoid(i) * tanh(c~)
+        h' = sigmoid(o) * tanh(LN(c'; ln_c))
+    """
+    name = "layer_norm_lstm"
+    x, unbatched = _sequences(x, name)
+    kernel, rk, units = _weights(kernel, recurrent_kernel, x.shape[-1], 4, name)
+    gx, sx = (_shaped(v, (4 * units,), "ln_x", name) for v in ln_x)
+    gh, sh = (_shaped(v, (4 * units,), "ln_h", name) for v in ln_h)
+    gc, sc = (_shaped(v, (units,), "ln_c", name) for v in ln_c)
+    b = np.zeros(4 * units) if bias is None else _shaped(bias, (4 * units,), "bias", name)
+    batch, steps = x.shape[:2]
+    h = _initial(h0, batch, units, unbatched, "h0", name)
+    c = _initial(c0, batch, units, unbatched, "c0", name)
+    keep = _mask(mask, batch, steps, unbatched, name)
+
+    def step(x_t: Array, state: tuple[Array, ...]) -> tuple[Array, ...]:
+        h, c = state
+        a = _layer_norm(x_t @ kernel, gx, sx) + _layer_norm(h @ rk, gh, sh) + b
+        a_i, a_f, a_c, a_o = np.split(a, 4, axis=1)
+        c = sigmoid(a_f) * c + sigmoid(a_i) * np.tanh(a_c)
+        return sigmoid(a_o) * np.tanh(_layer_norm(c, gc, sc)), c
 
     hs, cs = _scan(step, x, (h, c), keep, go_backwards)
     return (hs[0], cs[0]) if unbatched else (hs, cs)

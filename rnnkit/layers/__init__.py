@@ -13,6 +13,7 @@ from .gru import GRU, GRUCell
 from .input_layer import Input, InputLayer
 from .lstm import LSTM, LSTMCell
 from .masking import Masking
+from .min_rnn import MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
 from .merging import Add, Concatenate, Dot
 from .repeat_vector import RepeatVector
 from .reshaping import Flatten, Lambda, Reshape
@@ -29,6 +30,10 @@ __all__ = [
     "GRU",
     "LSTMCell",
     "LSTM",
+    "MinGRUCell",
+    "MinGRU",
+    "MinLSTMCell",
+    "MinLSTM",
     "RNN",
     "StackedRNNCells",
     "Bidirectional",

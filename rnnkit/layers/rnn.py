@@ -47,12 +47,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._captured import run_captured
 from ._base import Layer, Shape, activation_name, as_mask, as_tensor, first_weight
 from ._checks import backend_from_use_cudnn, check_rate, check_units
 from ._dropout_cell import DropoutRNNCell
 from ._serialization import deserialize_layer, serialize_layer
 
-BACKENDS = ("auto", "compiled", "fused", "loop")
+BACKENDS = ("auto", "captured", "compiled", "fused", "loop")
 
 States = list[Tensor]
 
@@ -134,7 +135,10 @@ class RNN(Layer):
         zero_output_for_mask: masked steps output zeros instead of the previous output.
         backend: ``"auto"`` (the fastest kernels when the configuration allows, else the
             loop), ``"compiled"`` (the C++ kernels) or ``"fused"`` (the pure-PyTorch kernels),
-            each an error saying why when the configuration cannot use them, or ``"loop"``.
+            each an error saying why when the configuration cannot use them, ``"loop"``, or
+            ``"captured"``: a generic cell's step captured once and run without a Python call
+            per step (:mod:`rnnkit._kernels.capture`), falling back to the loop when the step
+            cannot be captured (Python control flow on tensor values, random operators, ...).
 
     Call: ``layer(x, initial_state=None, mask=None, training=None)`` with x (B, T, D) as a
     tensor or NumPy array, ``initial_state`` a list of (B, size) tensors (one per state) and
@@ -326,6 +330,9 @@ class RNN(Layer):
         training = bool(training)
         if self._use_fused(training):
             last, sequence, final = self._run_fused(inputs, states, mask, training)
+        elif self.backend == "captured" and (captured := run_captured(
+                self, inputs, states, mask, training)) is not None:
+            last, sequence, final = captured
         else:
             last, sequence, final = self._run_loop(inputs, states, mask, training)
         if self.stateful:
