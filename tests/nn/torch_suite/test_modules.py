@@ -1,4 +1,5 @@
-"""PyTorch's generic module tests (``test/test_modules.py``) run over rnnkit.nn's six classes.
+"""PyTorch's generic module tests (``test/test_modules.py``) run over rnnkit.nn's six classes,
+and over ``torch.nn``'s own RNN, GRU and LSTM with :func:`rnnkit.accelerate` off and on.
 
 Ported from pytorch/pytorch ``test/test_modules.py`` (BSD-3-Clause, (c) the PyTorch
 contributors): each test below follows the upstream test of the same name, step for step, with
@@ -8,7 +9,9 @@ float64: rtol 1e-7, atol 1e-7), or upstream's explicit one where it gives one. T
 torch's own: the ``ModuleInfo`` entries for ``nn.RNN``/``GRU``/``LSTM``/``RNNCell``/``GRUCell``/
 ``LSTMCell`` in ``torch.testing._internal.common_modules.module_db`` (constructor arguments,
 forward inputs, no-batch-dim reference functions, error inputs), copied with ``module_cls``
-replaced by rnnkit's class. Upstream runs the tests on every device type; here: the CPU, CUDA when
+replaced by rnnkit's class (or kept: ``torch.nn`` cases, ids ``torch.nn-...`` and
+``accelerated-...``; the latter run with ``rnnkit.accelerate()`` on, so PyTorch's own classes run
+rnnkit's kernels and must pass as they do with it off). Upstream runs the tests on every device type; here: the CPU, CUDA when
 present, and the meta device for the tests upstream runs there.
 
 Upstream's tests that this file leaves out, and why: ``test_check_inplace`` (only modules with an
@@ -31,7 +34,9 @@ from unittest.mock import call, patch
 import pytest
 import torch
 
+import rnnkit
 import rnnkit.nn as rnn
+from rnnkit import _accelerate
 
 with warnings.catch_warnings():
     # common_utils warns (ImportWarning) when hypothesis is not installed; it is not needed here
@@ -51,14 +56,48 @@ _OURS = {
 }
 
 
-def _rnnkit_info(info):
+# how a case's ModuleInfo runs: rnnkit.nn's class, or torch.nn's with acceleration off or on
+FLAVOURS = ("rnnkit.nn", "torch.nn", "accelerated")
+
+
+def _info(info, module_cls, flavour: str):
     ours = copy.copy(info)
-    ours.module_cls = _OURS[info.module_cls]
+    ours.module_cls = module_cls
+    ours.flavour = flavour
     return ours
 
 
-INFOS = [_rnnkit_info(info) for info in common_modules.module_db if info.module_cls in _OURS]
-assert len(INFOS) == 6, [info.name for info in INFOS]
+RNNKIT_INFOS = [_info(info, _OURS[info.module_cls], "rnnkit.nn")
+                for info in common_modules.module_db if info.module_cls in _OURS]
+assert len(RNNKIT_INFOS) == 6, [info.name for info in RNNKIT_INFOS]
+TORCH_INFOS = [_info(info, info.module_cls, flavour) for flavour in FLAVOURS[1:]
+               for info in common_modules.module_db
+               if info.module_cls in (torch.nn.RNN, torch.nn.GRU, torch.nn.LSTM)]
+assert len(TORCH_INFOS) == 6, [info.name for info in TORCH_INFOS]
+INFOS = RNNKIT_INFOS + TORCH_INFOS
+
+
+# the tests that run the modules' recurrence: on the CPU, an accelerated case must have run
+# rnnkit's kernels (else it would pass on PyTorch's)
+RUN_RECURRENCE = {"test_forward", "test_pickle", "test_non_contiguous_tensors", "test_grad",
+                  "test_gradgrad", "test_memory_format"}
+
+
+@pytest.fixture(autouse=True)
+def _accelerated(request, monkeypatch):
+    """torch.nn's classes on rnnkit's kernels for the ``accelerated`` cases; PyTorch's own
+    kernels for every other case."""
+    callspec = getattr(request.node, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    accelerated = getattr(params.get("module_info"), "flavour", None) == "accelerated"
+    calls = []
+    if accelerated:
+        run = _accelerate._run
+        monkeypatch.setattr(_accelerate, "_run", lambda *a: calls.append(a[0]) or run(*a))
+    with rnnkit.accelerate(accelerated):
+        yield
+    if accelerated and params["device"] == "cpu" and request.node.originalname in RUN_RECURRENCE:
+        assert calls, "torch.nn ran on PyTorch's kernels under rnnkit.accelerate()"
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 # (test name, class name, device or None for all) -> reason. Empty: with issue 12's operators
@@ -80,8 +119,9 @@ def _cases(test_name: str, devices=DEVICES, allowed_dtypes=None, train_only=Fals
             reason = XFAIL.get((test_name, name, device)) or XFAIL.get((test_name, name, None))
             marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
             mode = "train" if training else "eval"
+            label = name if info.flavour == "rnnkit.nn" else f"{info.flavour}-{name}"
             cases.append(pytest.param(info, device, dtype, training, marks=marks,
-                                      id=f"{name}-{device}-{str(dtype)[6:]}-{mode}"))
+                                      id=f"{label}-{device}-{str(dtype)[6:]}-{mode}"))
     return cases
 
 
@@ -98,6 +138,11 @@ def _assert_params_and_buffers_are(module, device, dtype) -> None:
         if item.dtype.is_floating_point:
             assert item.dtype == dtype, f"{item_name} is {item.dtype}, expected {dtype}"
 
+
+# PyTorch's own LSTM says, on the CPU in float32, that oneDNN has no projection (the torch.nn
+# cases; upstream does not run with warnings as errors)
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:LSTM with projections is not supported with oneDNN:UserWarning")
 
 ARGS = "module_info,device,dtype,training"
 

@@ -1,4 +1,5 @@
-"""The recurrent tests of PyTorch's ``test/test_nn.py``, run on rnnkit.nn's classes.
+"""The recurrent tests of PyTorch's ``test/test_nn.py``, run on rnnkit.nn's classes, and on
+``torch.nn``'s own with :func:`rnnkit.accelerate` off and on.
 
 Ported from pytorch/pytorch ``test/test_nn.py`` (BSD-3-Clause, (c) the PyTorch contributors):
 each test below follows the upstream test of the same name with ``nn.RNN`` & co. replaced by
@@ -8,7 +9,11 @@ each test below follows the upstream test of the same name with ``nn.RNN`` & co.
 Where upstream loops over ``cuda in (True, False)`` or over the device types, the loop here runs
 over the devices present (the CPU, and CUDA when there is one); upstream's ``skipIf(not
 TEST_CUDNN)`` on such tests guards its cuDNN half only, which rnnkit does not have, so the CPU half
-runs here. Tests that need a GPU (or two) skip without one. Tests of cuDNN itself (weight
+runs here.
+
+Every test runs three times (the ``flavour`` fixture): with ``nn`` rnnkit.nn (ids ``[rnnkit.nn]``),
+``torch.nn`` (``[torch.nn]``: PyTorch's kernels, the counts to match) and ``torch.nn`` under
+``rnnkit.accelerate()`` (``[accelerated]``: the same classes on rnnkit's kernels). Tests that need a GPU (or two) skip without one. Tests of cuDNN itself (weight
 flattening warnings, dropout state on multiple GPUs, cuDNN's double-backward error) are left out.
 """
 
@@ -25,7 +30,9 @@ import pytest
 import torch
 import torch.nn.utils.rnn as rnn_utils
 
-import rnnkit.nn as nn  # the substitution: every nn.X below is rnnkit's
+import rnnkit
+from rnnkit import _accelerate
+import rnnkit.nn as nn  # the substitution: every nn.X below is rnnkit's (or torch.nn's, flavour)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", ImportWarning)  # common_utils, when hypothesis is missing
@@ -37,6 +44,47 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA, as upstream")
 needs_two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
 
+
+FLAVOURS = {"rnnkit.nn": (rnnkit.nn, False), "torch.nn": (torch.nn, False),
+            "accelerated": (torch.nn, True)}
+
+
+# accelerated tests that never reach rnnkit's kernels, and why: the cells (not accelerated),
+# errors raised by torch.nn before its operator, empty batches (PyTorch's kernel), CUDA only
+NOT_ACCELERATED = {
+    "test_RNN_cell": "cells", "test_RNN_cell_forward_zero_hidden_size": "cells",
+    "test_RNN_cell_no_broadcasting": "cells", "test_LSTM_cell": "cells",
+    "test_LSTM_cell_forward_input_size": "cells", "test_LSTM_cell_forward_hidden_size": "cells",
+    "test_lstmcell_backward_only_one_output_grad": "cells",
+    "test_cudnn_forward_exception": "torch.nn's checks", "test_rnn_args_check": "torch.nn's checks",
+    "test_projections_lstm_args_check": "torch.nn's checks",
+    "test_rnn_check_device": "torch.nn's checks",
+    "test_projections_errors_on_gru_and_rnn": "torch.nn's checks",
+    "test_error_RNN_seq_len_zero": "torch.nn's checks",
+    "test_RNN_input_size_zero": "an empty batch",
+}
+
+
+@pytest.fixture(autouse=True, params=list(FLAVOURS))
+def flavour(request, monkeypatch):
+    """``nn`` in the tests below is rnnkit.nn, or torch.nn with acceleration off or on; an
+    accelerated test must have run rnnkit's kernels (else it would pass on PyTorch's)."""
+    module, accelerated = FLAVOURS[request.param]
+    monkeypatch.setitem(globals(), "nn", module)
+    calls = []
+    if accelerated:
+        run = _accelerate._run
+        monkeypatch.setattr(_accelerate, "_run", lambda *a: calls.append(a[0]) or run(*a))
+    with rnnkit.accelerate(accelerated):
+        yield request.param
+    if accelerated and request.node.originalname not in NOT_ACCELERATED:
+        assert calls, "torch.nn ran on PyTorch's kernels under rnnkit.accelerate()"
+
+
+# PyTorch's own LSTM says, on the CPU in float32, that oneDNN has no projection (the torch.nn
+# cases; upstream does not run with warnings as errors)
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:LSTM with projections is not supported with oneDNN:UserWarning")
 
 def assert_equal(actual, expected, **kwargs) -> None:
     torch.testing.assert_close(actual, expected, **kwargs)
