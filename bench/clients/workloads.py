@@ -170,8 +170,7 @@ def pytorch_forecasting_workload(quick: bool
     from pytorch_forecasting.data.examples import generate_ar_data
 
     data = generate_ar_data(seasonality=10.0, timesteps=400, n_series=100, seed=42)
-    data["static"] = 2
-    data["date"] = data["time_idx"].astype("int64")
+    data["static"] = "2"
     cutoff = data["time_idx"].max() - 20
     dataset_kwargs = dict(time_idx="time_idx", target="value",
                           categorical_encoders={"series": NaNLabelEncoder().fit(data.series)},
