@@ -220,7 +220,14 @@ def table(args: argparse.Namespace) -> None:
     reports: dict[str, dict[str, Any]] = {}
     for path in args.reports:
         report = json.loads(Path(path).read_text())
-        reports.setdefault(report["library"], {}).update(report)
+        merged = reports.setdefault(report["library"], {})
+        for key, value in report.items():  # fit reports at other thread counts add up
+            if key == "runs":
+                merged.setdefault(key, []).extend(value)
+            elif isinstance(value, dict) and key.startswith(("max_abs", "prediction_scale")):
+                merged.setdefault(key, {}).update(value)
+            else:
+                merged[key] = value
     print("| library | version | tests off / on | threads | recurrence s off / on (x) "
           "| fit wall s off / on (x) | max pred. diff |")
     print("|---|---|---|---|---|---|---|")
