@@ -48,15 +48,22 @@ _name_counters: defaultdict[str, itertools.count[int]] = defaultdict(itertools.c
 _snake_case = _registry.snake_case
 
 
-# The training value of the Keras-style call in progress, None outside any (Keras' call context)
+# The training value of the Keras-style call in progress, None outside any (Keras' call context).
+# torch.compile cannot trace a ContextVar, so a call it traces keeps the value on a plain stack,
+# which it can (the graph then holds the value as a constant, guarded).
 _CALL_TRAINING: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
     "rnnkit_call_training", default=None)
+_TRACED_TRAINING: list[bool] = []
 
 
 def call_training(training: bool | None) -> bool | None:
     """An explicit ``training=``, else the enclosing Keras-style call's; None for neither (the
     layer's own mode then decides)."""
-    return _CALL_TRAINING.get() if training is None else bool(training)
+    if training is not None:
+        return bool(training)
+    if torch.compiler.is_compiling():
+        return _TRACED_TRAINING[-1] if _TRACED_TRAINING else None
+    return _CALL_TRAINING.get()
 
 
 @contextlib.contextmanager
@@ -64,12 +71,18 @@ def training_scope(training: bool | None) -> Iterator[None]:
     """The layers called inside see ``training`` as their enclosing call's (None: unchanged)."""
     if training is None:
         yield
-        return
-    token = _CALL_TRAINING.set(bool(training))
-    try:
-        yield
-    finally:
-        _CALL_TRAINING.reset(token)
+    elif torch.compiler.is_compiling():
+        _TRACED_TRAINING.append(bool(training))
+        try:
+            yield
+        finally:
+            _TRACED_TRAINING.pop()
+    else:
+        token = _CALL_TRAINING.set(bool(training))
+        try:
+            yield
+        finally:
+            _CALL_TRAINING.reset(token)
 
 
 def _note_torch_parent(parent: torch.nn.Module, name: str, child: Any) -> None:
