@@ -1,6 +1,5 @@
 // Shared pieces of rnnkit's compiled recurrences: activations that vectorise, a row-major
-// matrix product that calls the BLAS torch ships with, and the batch split across threads
-// (workers.cpp).
+// matrix product that calls the BLAS torch ships with, and the batch split across threads.
 //
 // Every recurrence here has the same shape: a time loop whose step is one small matrix product
 // (state times the recurrent weights) and one loop over the B*H elements of the step. Batch
@@ -115,89 +114,19 @@ class PackedRight {
 };
 
 // ---------------------------------------------------------------------------------------------
-// The threads of rnnkit's compiled kernels (workers.cpp): a small pool of its own instead of
-// torch's OpenMP team, built so that a thread the machine does not schedule costs at most its
-// own share.
-//
-// Why not at::parallel_for: an OpenMP region ends at a barrier where every thread of the team
-// must arrive, also one that found no work, and libgomp's threads spin at it (and between
-// regions) before they sleep. On a machine shared with other multi-threaded processes, whose
-// threads spin too, a thread that is descheduled holds every region of every call for a
-// scheduler quantum (issue 24: an LSTM training step took 43x its quiet time beside two
-// multi-threaded torch processes on a 2-core machine). Here instead:
-//   - work is cut into blocks that threads claim one at a time (a shared counter): the caller
-//     does every block no helper has taken, so a helper that wakes late finds nothing left and
-//     the caller never waits for it; only a block a helper has started is waited for;
-//   - the caller waits for such a block spinning briefly, then sleeping; idle helpers spin
-//     for a short while after a region (the next region of the same call is usually close)
-//     and then sleep: nobody burns a core that another process could use;
-//   - a call uses at most min(torch.get_num_threads(), the CPUs this thread may run on
-//     (sched_getaffinity), the cgroup's CPU quota (cpu.max / cpu.cfs_quota_us)) threads, and
-//     one for a while (2 ms, doubling up to 0.5 s while it recurs) after a region in which the
-//     caller waited longer for a helper than it worked itself;
-//   - a region started inside another one, or while another thread of the process runs one,
-//     runs on its caller alone.
-// Bodies may not use tensors or the dispatcher (as at::parallel_for's); the BLAS is held to
-// one thread inside a region (MKL_Set_Num_Threads_Local), as it is inside an OpenMP region.
-namespace workers {
-
-// The threads a region may use now: min(at::get_num_threads(), allowed CPUs, CPU quota), or 1
-// while backing off from helpers that were late.
-int64_t usable_threads();
-
-// Whether this thread is inside a region (a body runs here): nested regions run inline.
-bool inside();
-
-// A region's work: body(context, block) for block in [0, blocks).
-using Body = void (*)(const void* context, int64_t block);
-
-// Runs every block once, on this thread and up to threads - 1 helpers; returns when all are
-// done. With threads <= 1 or blocks <= 1 it runs them here, in order.
-void run(int64_t blocks, int64_t threads, Body body, const void* context);
-
-// run() for a callable: f(block).
-template <typename F>
-void run(int64_t blocks, int64_t threads, const F& f) {
-  run(blocks, threads, [](const void* c, int64_t b) { (*static_cast<const F*>(c))(b); }, &f);
-}
-
-}  // namespace workers
-
-// Run f(begin, end) over [0, n) in blocks that the threads of workers.cpp claim one at a time,
-// when the work is big enough to pay for waking a second thread, else in one call on this
-// thread. blocks_per_thread: 1 for a time loop (a block is a batch slice for every step, and
-// each block pays the loop's per-step costs once), more for independent rows (the late or
-// slowed thread's share is taken by the others); a block's rows are a multiple of `align`.
-template <typename F>
-void split_rows(int64_t n, double flops, int64_t blocks_per_thread, int64_t align, const F& f) {
-  constexpr double kParallelFlops = 2e6;  // below this, a thread wake-up costs more than it saves
-  if (n < 2 || flops < kParallelFlops || workers::inside()) {
-    f(int64_t{0}, n);
-    return;
-  }
-  const int64_t threads = std::min(workers::usable_threads(), n);
-  if (threads <= 1) {
-    f(int64_t{0}, n);
-    return;
-  }
-  const int64_t wanted = threads * blocks_per_thread;
-  const int64_t size = ((n + wanted - 1) / wanted + align - 1) / align * align;
-  const int64_t blocks = (n + size - 1) / size;
-  workers::run(blocks, threads, [&](int64_t block) {
-    f(block * size, std::min(n, (block + 1) * size));
-  });
-}
-
-// The batch of a time loop, one block per thread: no synchronisation per step.
+// Run f(begin, end) over [0, batch) in one chunk per thread when the work is big enough to pay
+// for waking a second thread, else in one call on this thread.
 template <typename F>
 void over_batch(int64_t batch, double flops, const F& f) {
-  split_rows(batch, flops, 1, 1, f);
-}
-
-// The rows of a product: a few blocks per thread, of whole micro-kernel tiles (8 rows).
-template <typename F>
-void over_rows(int64_t rows, double flops, const F& f) {
-  split_rows(rows, flops, 4, 8, f);
+  constexpr double kParallelFlops = 2e6;  // below this, a thread wake-up costs more than it saves
+  const int64_t threads = at::get_num_threads();
+  if (threads <= 1 || batch < 2 || flops < kParallelFlops || at::in_parallel_region()) {
+    f(int64_t{0}, batch);
+    return;
+  }
+  const int64_t chunks = std::min(threads, batch);
+  const int64_t grain = (batch + chunks - 1) / chunks;
+  at::parallel_for(0, batch, grain, f);
 }
 
 // Pointer to row `row` of time step `t` in a (T, B, width) contiguous buffer.

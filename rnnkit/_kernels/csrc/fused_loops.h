@@ -51,7 +51,7 @@ class Projection {
     if (panel_ == nullptr) {
       return library_projection(out, x, rows, depth_, w_, bias_, bias2_);
     }
-    over_rows(rows, 2.0 * rows * depth_ * cols_, [&](int64_t r0, int64_t r1) {
+    over_batch(rows, 2.0 * rows * depth_ * cols_, [&](int64_t r0, int64_t r1) {
       micro::product(isa_, *panel_, x + r0 * depth_, depth_, depth_, r1 - r0,
                      row_.empty() ? nullptr : row_.data(), out + r0 * cols_, cols_, cols_);
     });

@@ -35,22 +35,21 @@ void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k
 namespace rnnkit {
 namespace {
 
-// MKL on one thread (on this thread, for the scope): a product split across MKL's OpenMP
-// threads waits at a barrier for a thread that a busy machine may not schedule for
-// milliseconds (measured: a 24x10x10 product took 30 ms on a loaded 2-core machine, 5 us on
-// one thread). The larger products split their rows across rnnkit's own threads instead
-// (gemm_blas), which do not wait for a thread that has not started.
-class OneBlasThread {
+// A small product split across threads waits at a barrier for a thread that a busy machine
+// may not schedule for milliseconds (measured: a 24x10x10 product took 30 ms on a loaded
+// 2-core machine, 5 us on one thread). Below ~4 MFLOP one thread is as fast anyway.
+class SingleThreadedIfSmall {
  public:
-  OneBlasThread()
-      : set_(MKL_Set_Num_Threads_Local != nullptr),
-        previous_(set_ ? MKL_Set_Num_Threads_Local(1) : 0) {}
-  ~OneBlasThread() {
-    if (set_) MKL_Set_Num_Threads_Local(previous_);
+  SingleThreadedIfSmall(int64_t m, int64_t n, int64_t k)
+      : single_(MKL_Set_Num_Threads_Local != nullptr && 2.0 * m * n * k < kThreadedFlops),
+        previous_(single_ ? MKL_Set_Num_Threads_Local(1) : 0) {}
+  ~SingleThreadedIfSmall() {
+    if (single_) MKL_Set_Num_Threads_Local(previous_);
   }
 
  private:
-  bool set_;
+  static constexpr double kThreadedFlops = 4e6;
+  bool single_;
   int previous_;
 };
 
@@ -83,17 +82,12 @@ void gemm_blas(Blas blas, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, T a
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
     return;
   }
+  const SingleThreadedIfSmall guard(m, n, k);
   const char ta = op_a == Op::N ? 'N' : 'T', tb = op_b == Op::N ? 'N' : 'T';
-  const int in = static_cast<int>(n), ik = static_cast<int>(k);
+  const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
   const int ilda = static_cast<int>(lda), ildb = static_cast<int>(ldb);
   const int ildc = static_cast<int>(ldc);
-  // rows [r0, r1) of C: rows of A, or columns of A when it is transposed
-  over_rows(m, 2.0 * m * n * k, [&](int64_t r0, int64_t r1) {
-    const OneBlasThread guard;
-    const int rows = static_cast<int>(r1 - r0);
-    blas(&tb, &ta, &in, &rows, &ik, &alpha, b, &ildb, op_a == Op::N ? a + r0 * lda : a + r0,
-         &ilda, &beta, c + r0 * ldc, &ildc);
-  });
+  blas(&tb, &ta, &in, &im, &ik, &alpha, b, &ildb, a, &ilda, &beta, c, &ildc);
 }
 
 bool fits_int(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
@@ -109,7 +103,7 @@ bool fits_int(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t
 bool micro_gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   const double flops = 2.0 * m * n * k;
-  if (micro::fused_isa() != micro::Isa::Avx512 || workers::inside() || flops < 4e6 ||
+  if (micro::fused_isa() != micro::Isa::Avx512 || at::in_parallel_region() || flops < 4e6 ||
       alpha != 1.0f || (beta != 0.0f && beta != 1.0f) || op_b != Op::N) {
     return false;
   }
@@ -118,7 +112,7 @@ bool micro_gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, 
   if (op_a == Op::N) {  // C (m, n) = A (m, k) @ B (k, n): B packed (a weight: small)
     const micro::Panel panel =
         micro::unit_panel(isa, k, n, [=](int64_t kk, int64_t j) { return b[kk * ldb + j]; });
-    over_rows(m, flops, [&](int64_t r0, int64_t r1) {
+    over_batch(m, flops, [&](int64_t r0, int64_t r1) {
       micro::product(isa, panel, a + r0 * lda, lda, k, r1 - r0, nullptr, c + r0 * ldc, ldc, n,
                      beta != 0.0f);
     });
@@ -212,7 +206,7 @@ template <typename T>
 void PackedRight<T>::multiply(const T* a, int64_t lda, T beta, T* c, int64_t ldc) const {
   if constexpr (std::is_same_v<T, float>) {
     if (packed_ != nullptr && fits_int(m_, n_, k_, lda, ldb_, ldc)) {
-      const OneBlasThread guard;
+      const SingleThreadedIfSmall guard(m_, n_, k_);
       cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, static_cast<int>(m_),
                           static_cast<int>(n_), static_cast<int>(k_), a, static_cast<int>(lda),
                           static_cast<const float*>(packed_), static_cast<int>(n_), beta, c,

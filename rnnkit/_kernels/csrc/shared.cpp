@@ -36,10 +36,12 @@ void library_product(T* out, const T* x, int64_t rows, int64_t features, const T
   const int64_t width = w.size(0);
   const std::vector<T> row = bias_row<T>(bias, bias2, width);
   if (!row.empty()) {
-    // a float written counted as 32 operations: buffers of 64K floats and more are split
-    over_rows(rows, 32.0 * rows * width, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) std::copy(row.begin(), row.end(), out + r * width);
-    });
+    at::parallel_for(0, rows, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(width, 1)),
+                     [&](int64_t r0, int64_t r1) {
+                       for (int64_t r = r0; r < r1; ++r) {
+                         std::copy(row.begin(), row.end(), out + r * width);
+                       }
+                     });
   }
   gemm(Op::N, Op::T, rows, width, features, T(1), x, features, w.data_ptr<T>(), features,
        row.empty() ? T(0) : T(1), out, width);
