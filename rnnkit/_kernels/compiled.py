@@ -48,9 +48,9 @@ _CSRC = Path(__file__).parent / "csrc"
 _SOURCES = tuple(sorted((p.name for p in _CSRC.glob("*.cpp")),
                         key=lambda name: (-(_CSRC / name).stat().st_size, name)))
 _HEADERS = tuple(sorted(p.name for p in _CSRC.glob("*.h")))
-# what a first build costs with GCC 12 (user + system, all seven files and the link): 43 s
-# measured on a quiet machine, 86 s on a busy shared one; the wall time is that over the free cores
-_BUILD_TIME = "45-90 CPU-seconds: under a minute on two free cores, minutes on a busy machine"
+# what a first build costs with GCC 12 (user + system, every file and the link): about 70 s
+# measured on a quiet 2-core Intel Xeon (41-48 s wall); the wall time is that over the free cores
+_BUILD_TIME = "70-90 CPU-seconds: under a minute on two free cores, minutes on a busy machine"
 
 
 class ExtensionUnavailable(RuntimeError):
