@@ -49,7 +49,6 @@ Keras is never imported by rnnkit.
 
 from __future__ import annotations
 
-import os
 import threading
 from functools import partial
 from types import TracebackType
@@ -58,11 +57,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._autoload import ENV_ACCELERATE, wanted
+
 from . import _keras_adapter
 
-__all__ = ["ENV_ACCELERATE", "accelerate", "autoload", "is_accelerated"]
+__all__ = ["ENV_ACCELERATE", "accelerate", "is_accelerated"]
 
-ENV_ACCELERATE = "RNNKIT_ACCELERATE"
 
 # aten operator -> (number of state tensors, the cell's layer in rnnkit.nn.rnn, its options)
 _CELLS = {
@@ -119,18 +119,6 @@ class accelerate:
 
     def __repr__(self) -> str:
         return f"rnnkit.accelerate(enabled={is_accelerated()})"
-
-
-def autoload() -> None:
-    """PyTorch's ``torch.backends`` entry point (run by ``import torch``): turns
-    :func:`accelerate` on when ``RNNKIT_ACCELERATE=1``; with it unset, empty or ``0``, does
-    nothing (and imports nothing more)."""
-    value = os.environ.get(ENV_ACCELERATE, "").strip()
-    if value in ("", "0"):
-        return
-    if value != "1":
-        raise ValueError(f"{ENV_ACCELERATE} must be 1 (on) or 0 (off), got {value!r}")
-    accelerate()
 
 
 def _switch(enable: bool) -> None:
@@ -260,3 +248,9 @@ def _theirs(name: str, form: str, args: tuple[Any, ...]) -> tuple[Tensor, ...]:
 
 
 _COMPOSITE = torch._C.DispatchKey.CompositeImplicitAutograd
+
+
+# RNNKIT_ACCELERATE=1: torch's entry point (._autoload) switches acceleration on at `import
+# torch`, except when this module's own `import torch` ran it; then this line does.
+if wanted():
+    accelerate()
