@@ -95,3 +95,16 @@ def check_mask(mask: object, batch: int, steps: int, device: torch.device) -> Te
             f"mask must have shape (batch, time) = ({batch}, {steps}), got {tuple(mask.shape)}"
         )
     return mask.to(device).t()
+
+
+def step_mask(lengths: object, mask: object, batch: int, steps: int, device: torch.device,
+              name: str) -> Tensor | None:
+    """The (T, B) bool mask of real steps from ``lengths`` or ``mask`` (at most one of them),
+    or None for neither."""
+    if lengths is not None and mask is not None:
+        raise ValueError(f"{name}: pass either lengths or mask, not both")
+    if lengths is not None:
+        return lengths_to_mask(lengths, batch, steps, device)
+    if mask is not None:
+        return check_mask(mask, batch, steps, device)
+    return None

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .._kernels import scan
 from .._kernels.lstm_variants import LN_EPS, layer_norm_lstm_step, peephole_lstm_step
-from ._checks import ShapeError, check_input, check_mask, lengths_to_mask
+from ._checks import ShapeError, check_input, step_mask as _step_mask
 
 __all__ = ["LayerNormLSTM", "LayerNormLSTMCell", "PeepholeLSTM", "PeepholeLSTMCell"]
 
@@ -128,13 +128,7 @@ class _VariantLSTM(torch.nn.Module):
         if hx is not None and any(tuple(s.shape) != expected for s in hx):
             raise ShapeError(f"{name}: h_0 and c_0 must have shape {expected}, got "
                              f"{[tuple(s.shape) for s in hx]}")
-        if lengths is not None and mask is not None:
-            raise ValueError(f"{name}: pass either lengths or mask, not both")
-        step_mask = None
-        if lengths is not None:
-            step_mask = lengths_to_mask(lengths, batch, steps, x.device)  # (T, B)
-        elif mask is not None:
-            step_mask = check_mask(mask, batch, steps, x.device)
+        step_mask = _step_mask(lengths, mask, batch, steps, x.device, name)  # (T, B)
         outputs, h_n, c_n = [], [], []
         for d, suffix in enumerate(self._suffixes):
             p = self._params(suffix)

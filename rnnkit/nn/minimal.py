@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from .._kernels.minimal import GATES, min_sequence, min_step
-from ._checks import ShapeError, check_input, check_mask, lengths_to_mask
+from ._checks import ShapeError, check_input, step_mask as _step_mask
 
 __all__ = ["MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell"]
 
@@ -82,13 +82,7 @@ class _MinRNN(torch.nn.Module):
         expected = (self.num_layers * directions, batch, self.hidden_size)
         if hx is not None and tuple(hx.shape) != expected:
             raise ShapeError(f"{name}: hx must have shape {expected}, got {tuple(hx.shape)}")
-        if lengths is not None and mask is not None:
-            raise ValueError(f"{name}: pass either lengths or mask, not both")
-        step_mask = None
-        if lengths is not None:
-            step_mask = lengths_to_mask(lengths, batch, steps, x.device)  # (T, B)
-        elif mask is not None:
-            step_mask = check_mask(mask, batch, steps, x.device)
+        step_mask = _step_mask(lengths, mask, batch, steps, x.device, name)  # (T, B)
         finals = []
         for layer in range(self.num_layers):
             outputs = []

@@ -37,7 +37,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from .. import _kernels
 from . import _torchscript
-from ._checks import ShapeError, check_input, check_mask, check_state, lengths_to_mask
+from ._checks import ShapeError, check_input, check_state, step_mask as _step_mask
 
 State = tuple[Tensor, ...]
 Weights = tuple[Tensor | None, ...]  # one layer and direction's, in the order of _KINDS
@@ -158,13 +158,7 @@ class _RecurrentBase(torch.nn.RNNBase):
         if steps == 0:
             raise ShapeError(f"{name}: Expected sequence length to be larger than 0 in RNN, got "
                              f"input of shape {tuple(input.shape)}")
-        if lengths is not None and mask is not None:
-            raise ValueError(f"{name}: pass either lengths or mask, not both")
-        step_mask = None
-        if lengths is not None:
-            step_mask = lengths_to_mask(lengths, batch, steps, x.device)  # (T, B)
-        elif mask is not None:
-            step_mask = check_mask(mask, batch, steps, x.device)
+        step_mask = _step_mask(lengths, mask, batch, steps, x.device, name)  # (T, B)
         states = [] if hx is None else self._initial_states(hx, batch, batched)
         dropout = None
         # the rate last: eval and one-layer calls never read (or, compiled, guard on) it

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .._kernels import scan
 from .._kernels.capture import CaptureError, captured_scan
-from ._checks import ShapeError, check_mask, lengths_to_mask
+from ._checks import ShapeError, step_mask as _step_mask
 
 __all__ = ["scan_cell"]
 
@@ -72,13 +72,7 @@ def scan_cell(
                          f"batch_first), got {getattr(input, 'shape', type(input).__name__)}")
     x = input.transpose(0, 1) if batch_first else input  # (T, B, D)
     steps, batch = x.shape[0], x.shape[1]
-    if lengths is not None and mask is not None:
-        raise ValueError("scan_cell: pass either lengths or mask, not both")
-    step_mask = None
-    if lengths is not None:
-        step_mask = lengths_to_mask(lengths, batch, steps, x.device)  # (T, B)
-    elif mask is not None:
-        step_mask = check_mask(mask, batch, steps, x.device)
+    step_mask = _step_mask(lengths, mask, batch, steps, x.device, "scan_cell")  # (T, B)
     single = hx is None or isinstance(hx, Tensor)
     if hx is None:
         size = getattr(cell, "hidden_size", None)
