@@ -186,8 +186,10 @@ def serialize_option(module: Any, given: Any, resolved: Any) -> Any:
 def activation_name(function: Any) -> str | None:
     """"tanh", "sigmoid" or "relu" when ``function`` is one of those (the kernels' set): asked
     on every call of a recurrent layer, so one lookup by identity."""
-    known = _KERNEL_ACTIVATIONS or _kernel_activations()
-    return next((name for fn, name in known if function is fn), None)
+    for fn, name in _KERNEL_ACTIVATIONS or _kernel_activations():
+        if function is fn:
+            return name
+    return None
 
 
 _KERNEL_ACTIVATIONS: tuple[tuple[Any, str], ...] = ()  # filled on first use
@@ -319,18 +321,32 @@ class Layer(torch.nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must implement call()")
 
     def forward(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        if is_structure(inputs):  # a dict or list of arrays reaches call() as one (Keras)
+        if type(inputs) is not Tensor and is_structure(inputs):
+            # a dict or list of arrays reaches call() as one (Keras)
             inputs = map_structure(self.convert_inputs, inputs)
             self.maybe_build(map_structure(lambda t: tuple(t.shape), inputs))
         else:
             inputs = self.convert_inputs(inputs)
-            self.maybe_build(tuple(inputs.shape))
+            if not self.built:
+                self.maybe_build(tuple(inputs.shape))
+        return self._call_converted(inputs, args, kwargs)
+
+    def _call_converted(self, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The rest of :meth:`forward` once ``inputs`` are converted and the layer built:
+        ``call`` inside this call's training scope, then the activity regularizer."""
         training = self._resolve_training(kwargs)
-        if "mask" in kwargs and kwargs["mask"] is not None:
+        if kwargs.get("mask") is not None:
             kwargs["mask"] = as_mask(kwargs["mask"])
         self.__dict__["_own_losses"] = []  # this call's add_loss values (Keras clears per call)
-        with training_scope(training):
-            outputs = self.call(inputs, *args, **kwargs)
+        if torch.compiler.is_compiling():
+            with training_scope(training):
+                outputs = self.call(inputs, *args, **kwargs)
+        else:  # training_scope inlined: its generator costs more than a tiny layer's math
+            token = _CALL_TRAINING.set(training)
+            try:
+                outputs = self.call(inputs, *args, **kwargs)
+            finally:
+                _CALL_TRAINING.reset(token)
         if self.__dict__.get("activity_regularizer") is not None:
             for output in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
                 if isinstance(output, Tensor):
@@ -365,8 +381,14 @@ class Layer(torch.nn.Module):
         return tensor
 
     def _call_arguments(self) -> tuple[str, ...]:
-        code = type(self).call.__code__
-        return code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+        """The parameter names of this class's ``call`` (read once per class)."""
+        cls = type(self)
+        names = cls.__dict__.get("_call_argument_names")
+        if names is None:
+            code = cls.call.__code__
+            names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+            cls._call_argument_names = names  # on this class only: a subclass may override call
+        return names
 
     # -- weights --------------------------------------------------------------------------
     @property

@@ -169,6 +169,12 @@ class KerasRNN(RNN):
             return "recurrent_dropout is applied inside the step, which only the loop does"
         return None
 
+    def _kernel_default_states(self, inputs: Tensor) -> list[Tensor | None]:
+        # RecurrentCell's initial states are zeros, which the kernels make themselves
+        if type(self.cell).get_initial_state is RecurrentCell.get_initial_state:
+            return [None] * len(self.state_size)
+        return super()._kernel_default_states(inputs)
+
     def get_config(self) -> dict[str, Any]:
         config = self._rnn_config()
         cell_config = self.cell.get_config()

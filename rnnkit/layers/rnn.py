@@ -104,6 +104,8 @@ def keras_outputs(held: Tensor, final_output: Tensor, mask: Tensor | None, *,
     every masked step with ``zero_output_for_mask``). The sequence is in processing order, so
     reversed with ``go_backwards``, as Keras returns it.
     """
+    if mask is None and not go_backwards:  # every call without a mask: nothing to fill
+        return final_output, held.transpose(0, 1) if return_sequences else None
     if go_backwards:
         held = held.flip(0)
         mask = None if mask is None else mask.flip(0)
@@ -234,7 +236,7 @@ class RNN(Layer):
                 f"features), got shape {tuple(inputs.shape)}"
             )
         build_here(self, inputs)
-        return super().forward(inputs, *args, **kwargs)
+        return self._call_converted(inputs, args, kwargs)
 
     # -- states ---------------------------------------------------------------------------
     def get_initial_state(self, batch_size: int) -> States:
@@ -305,7 +307,11 @@ class RNN(Layer):
             return self._check_states(initial_state, batch, inputs, "initial_state")
         if self.stateful and self.states is not None:
             return [s.to(inputs) for s in self.states]
-        return [s.to(inputs) for s in self.get_initial_state(batch)]
+        return self._default_states(inputs)
+
+    def _default_states(self, inputs: Tensor) -> States:
+        """The cell's initial states for a call given none (and holding none)."""
+        return [s.to(inputs) for s in self.get_initial_state(inputs.shape[0])]
 
     # -- calling --------------------------------------------------------------------------
     def call(
@@ -326,15 +332,19 @@ class RNN(Layer):
                              f"{tuple(inputs.shape)}")
         if mask is not None:
             mask = as_mask(mask, batch, steps).to(inputs.device)
-        states = self._initial_states(inputs, initial_state)
         training = bool(training)
         if self._use_fused(training):
+            given = initial_state is not None or (self.stateful and self.states is not None)
+            states = (self._initial_states(inputs, initial_state) if given or self.stateful
+                      else self._kernel_default_states(inputs))
             last, sequence, final = self._run_fused(inputs, states, mask, training)
-        elif self.backend == "captured" and (captured := run_captured(
-                self, inputs, states, mask, training)) is not None:
-            last, sequence, final = captured
         else:
-            last, sequence, final = self._run_loop(inputs, states, mask, training)
+            states = self._initial_states(inputs, initial_state)
+            if self.backend == "captured" and (captured := run_captured(
+                    self, inputs, states, mask, training)) is not None:
+                last, sequence, final = captured
+            else:
+                last, sequence, final = self._run_loop(inputs, states, mask, training)
         if self.stateful:
             self.states = [s.detach() for s in final]
         output = sequence if self.return_sequences else last
@@ -437,6 +447,11 @@ class RNN(Layer):
                                        zero_output_for_mask=self.zero_output_for_mask,
                                        return_sequences=self.return_sequences)
         return last, sequence, final
+
+    def _kernel_default_states(self, inputs: Tensor) -> list[Tensor | None]:
+        """The initial states the fused path hands the kernel for a call given none: None
+        for zeros (the kernel makes them) where the cell's initial states are zeros."""
+        return self._default_states(inputs)
 
     def _fused_states(
         self, x: Tensor, states: States, mask: Tensor | None
