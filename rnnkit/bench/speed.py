@@ -32,7 +32,8 @@ Usage: ``python -m rnnkit.bench [--quick] [--json PATH] [--cells rnn,gru] [--siz
 (``CONTENTION_ROWS``: LSTM small and long) quiet and then beside two busy loops or two
 multi-threaded PyTorch processes, or held to that many cores (:mod:`.contention`), instead of
 the table: rnnkit.nn's and torch.nn's contended / quiet time and rnnkit's speed-up in both.
-``--quick`` runs the tiny and small sizes in about a minute. The reports behind the README's
+``--step`` times batch-1 streaming steps instead (:mod:`.step`). ``--quick`` runs the tiny and small
+sizes in about a minute. The reports behind the README's
 tables are saved in the repository's ``bench/`` folder.
 """
 
@@ -60,7 +61,7 @@ import torch
 
 from .. import layers as _layers, nn as _nn
 from .._kernels import compiled
-from . import contention
+from . import contention, step
 from .._kernels._cell_spec import CELLS as _SPECS
 
 __all__ = ["SIZES", "Size", "main", "run"]
@@ -740,7 +741,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quota", type=int, default=None, metavar="CORES",
                         help="time those rows quiet and then in a process held to this many "
                              "cores (taskset), alone or with --contention")
+    parser.add_argument("--step", action="store_true",
+                        help="batch-1 streaming inference instead of the table: microseconds "
+                             "per step of torch.nn's cells, rnnkit.nn's cells and T=1 modules, "
+                             "and onnxruntime (see rnnkit/bench/step.py)")
+    parser.add_argument("--hidden", default=",".join(map(str, step.HIDDEN)),
+                        help="with --step: comma-separated hidden sizes (default 64,256)")
     args = parser.parse_args(argv)
+    if args.step:
+        try:
+            hidden = [int(h) for h in args.hidden.split(",")]
+        except ValueError as e:
+            raise SystemExit(f"--hidden: comma-separated integers, got {args.hidden!r}") from e
+        print(step.step_header())
+        report = {"machine": {**cpu_description(), "torch": torch.__version__},
+                  "step": step.run_step(_names(args.cells, CELLS, "cells"), hidden,
+                                        rounds=200 if args.quick else 2000)}
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2, allow_nan=False))
+        return report
     if args.markdown is not None:
         try:
             report = json.loads(args.markdown.read_text())
