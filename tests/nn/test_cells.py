@@ -102,3 +102,47 @@ def test_rnn_cell_nonlinearity() -> None:
     torch.testing.assert_close(out, reference(x), rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="Unknown nonlinearity 'gelu'"):
         rnn.RNNCell(3, 5, nonlinearity="gelu")
+
+
+@pytest.mark.parametrize("layer_name,cell_name", [("RNN", "RNNCell"), ("GRU", "GRUCell"),
+                                                  ("LSTM", "LSTMCell")])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_step_path_equals_sequence_path(layer_name: str, cell_name: str, batch: int) -> None:
+    """Streaming (the cell, or the module on T=1 with the state carried) gives the values and
+    the gradients (input, initial state, every weight) of the module over the whole sequence."""
+    torch.manual_seed(0)
+    layer = getattr(rnn, layer_name)(3, 5, dtype=torch.float64)
+    cell = getattr(rnn, cell_name)(3, 5, dtype=torch.float64)
+    cell.load_state_dict({k.removesuffix("_l0"): v for k, v in layer.state_dict().items()})
+    lstm = layer_name == "LSTM"
+    x = torch.randn(6, batch, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(1, batch, 5, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(1, batch, 5, dtype=torch.float64, requires_grad=True)
+    hx = (h0, c0) if lstm else h0
+    leaves = [x, h0, *([c0] if lstm else [])]
+    weight = torch.randn(6, batch, 5, dtype=torch.float64)  # a loss that weighs every step
+
+    def gradients(outputs: torch.Tensor, module: torch.nn.Module) -> list[torch.Tensor]:
+        return list(torch.autograd.grad((outputs * weight).sum(), [*leaves, *module.parameters()]))
+
+    out, _ = layer(x, hx)
+    expected = gradients(out, layer)
+
+    state = (h0[0], c0[0]) if lstm else h0[0]
+    steps = []
+    for t in range(6):
+        state = cell(x[t], state)
+        steps.append(state[0] if lstm else state)
+    by_cell = torch.stack(steps)
+    torch.testing.assert_close(by_cell, out, **TOL)
+    for a, b in zip(gradients(by_cell, cell), expected):
+        torch.testing.assert_close(a, b, **TOL)
+
+    state, steps = hx, []
+    for t in range(6):
+        y, state = layer(x[t:t + 1], state)
+        steps.append(y[0])
+    by_module = torch.stack(steps)
+    torch.testing.assert_close(by_module, out, **TOL)
+    for a, b in zip(gradients(by_module, layer), expected):
+        torch.testing.assert_close(a, b, **TOL)
