@@ -136,7 +136,7 @@ class Bidirectional(Layer):
                 f"shape {tuple(inputs.shape)}"
             )
         build_here(self, inputs)
-        return super().forward(inputs, *args, **kwargs)
+        return self._call_converted(inputs, args, kwargs)
 
     def call(
         self,

@@ -98,21 +98,39 @@ class Embedding(Layer):
         return as_token_ids(inputs, f"Embedding '{self.name}'")
 
     def call(self, inputs: Tensor) -> Tensor:
+        table = self.embeddings
+        # F.embedding: its backward sums the rows' gradients deterministically
         if torch.compiler.is_compiling():
             # A traced graph (torch.export/compile) cannot branch on values; check them as it runs.
             in_range = ((inputs >= 0) & (inputs < self.input_dim)).all()
             torch._assert_async(in_range, f"Embedding '{self.name}' got a token id outside "
                                 f"[0, {self.input_dim}); input_dim must be the largest id + 1")
-        elif inputs.numel():
-            low, high = int(inputs.min()), int(inputs.max())
-            if low < 0 or high >= self.input_dim:
-                bad = low if low < 0 else high
-                raise ValueError(
-                    f"Embedding '{self.name}' got token id {bad}, outside [0, {self.input_dim}) "
-                    f"(input_dim={self.input_dim}); input_dim must be the largest id + 1"
-                )
-        # F.embedding: its backward sums the rows' gradients deterministically
-        return torch.nn.functional.embedding(inputs.to(self.embeddings.device), self.embeddings)
+        elif inputs.is_cpu and table.is_cpu and not torch._C._is_tracing():
+            # On the CPU F.embedding itself refuses an id out of range (IndexError), so the ids
+            # are only searched for the message then (a min and a max cost more than the lookup)
+            try:
+                return torch.nn.functional.embedding(inputs, table)
+            except IndexError:
+                error = self._id_error(inputs)
+                if error is None:
+                    raise
+            raise error
+        elif (error := self._id_error(inputs)) is not None:
+            raise error
+        return torch.nn.functional.embedding(inputs.to(table.device), table)
+
+    def _id_error(self, inputs: Tensor) -> ValueError | None:
+        """The error for ids outside [0, input_dim), or None when they are all inside."""
+        if not inputs.numel():
+            return None
+        low, high = (int(v) for v in torch.aminmax(inputs))
+        if low >= 0 and high < self.input_dim:
+            return None
+        bad = low if low < 0 else high
+        return ValueError(
+            f"Embedding '{self.name}' got token id {bad}, outside [0, {self.input_dim}) "
+            f"(input_dim={self.input_dim}); input_dim must be the largest id + 1"
+        )
 
     def compute_mask(self, inputs: Any, mask: Tensor | None = None) -> Tensor | None:
         if not self.mask_zero:

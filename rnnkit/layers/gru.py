@@ -256,7 +256,9 @@ def torch_layout(kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None
     b_ih = b_hh = None
     if bias is not None:  # (2, 3U) with reset_after: input and recurrent bias
         b_ih, b_hh = bias.index_select(-1, order).unbind(0)
-    return (kernel.index_select(-1, order).t(), recurrent_kernel.index_select(-1, order).t(),
+    # rows selected from the transposed views: contiguous (3U, D) and (3U, U) results, which
+    # the kernels take as they are (a transposed result would be copied again in each pass)
+    return (kernel.t().index_select(0, order), recurrent_kernel.t().index_select(0, order),
             b_ih, b_hh)
 
 

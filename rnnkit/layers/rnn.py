@@ -93,7 +93,8 @@ def _has_own_forward(cell: Any) -> bool:
 
 def keras_outputs(held: Tensor, final_output: Tensor, mask: Tensor | None, *,
                   go_backwards: bool, zero_output_for_mask: bool,
-                  return_sequences: bool) -> tuple[Tensor, Tensor | None]:
+                  return_sequences: bool, zero_start: bool = False,
+                  ) -> tuple[Tensor, Tensor | None]:
     """Keras' outputs from a kernel's held states: ``(last (B, U), sequence (B, T, U) or None)``.
 
     ``held`` (T, B, U) is the first state after every step in time order, held at masked steps
@@ -103,8 +104,14 @@ def keras_outputs(held: Tensor, final_output: Tensor, mask: Tensor | None, *,
     which is the held state once a real step has been seen and zero before that (or zero at
     every masked step with ``zero_output_for_mask``). The sequence is in processing order, so
     reversed with ``go_backwards``, as Keras returns it.
+
+    ``zero_start``: the states started at zero (no initial state given). Then the held state
+    is already zero before a sequence's first real step, and Keras' rule asks for nothing more
+    than the held states (and the final state, zero for a sequence without a real step).
     """
-    if mask is None and not go_backwards:  # every call without a mask: nothing to fill
+    if mask is not None and zero_start and not zero_output_for_mask:
+        mask = None  # the held states are the outputs
+    if mask is None and not go_backwards:  # nothing to fill or reverse
         return final_output, held.transpose(0, 1) if return_sequences else None
     if go_backwards:
         held = held.flip(0)
@@ -445,7 +452,8 @@ class RNN(Layer):
         held, final = self._fused_states(x.transpose(0, 1), states, mask_tm)  # (T, B, U)
         last, sequence = keras_outputs(held, final[0], mask_tm, go_backwards=self.go_backwards,
                                        zero_output_for_mask=self.zero_output_for_mask,
-                                       return_sequences=self.return_sequences)
+                                       return_sequences=self.return_sequences,
+                                       zero_start=states[0] is None)
         return last, sequence, final
 
     def _kernel_default_states(self, inputs: Tensor) -> list[Tensor | None]:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.layers import LSTM, Masking
+from rnnkit.layers import GRU, LSTM, Masking, SimpleRNN
 from rnnkit.models import Sequential
 
 
@@ -54,3 +54,36 @@ def test_errors():
         Masking()(np.ones(3, dtype=np.float32))
     with pytest.raises(ValueError):
         Masking(mask_value="zero")
+
+
+@pytest.mark.parametrize("layer_class", [SimpleRNN, GRU, LSTM])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_fused_masked_outputs_from_zero_states_match_the_loop(layer_class, go_backwards,
+                                                              zero_output_for_mask):
+    """Without an initial state the fused path takes the kernel's held states as Keras'
+    outputs (zero before a sequence's first real step): the loop's values and gradients, with
+    leading padding, holes and a sequence without a real step."""
+    torch.manual_seed(3)
+    x = torch.randn(4, 6, 3, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 0, 1], [0, 0, 0, 0, 0, 0],
+                         [1, 0, 0, 1, 1, 0]], dtype=torch.bool)
+    results, weights = [], None
+    for backend in ("fused", "loop"):
+        layer = layer_class(5, return_sequences=True, return_state=True, backend=backend,
+                            go_backwards=go_backwards, zero_output_for_mask=zero_output_for_mask)
+        layer.maybe_build((None, None, 3))
+        layer.double()
+        weights = layer.get_weights() if weights is None else weights
+        layer.set_weights(weights)
+        inputs = x.clone().requires_grad_()
+        outputs = layer(inputs, mask=mask)
+        scale = torch.linspace(-1, 1, outputs[0].numel(), dtype=torch.float64)
+        loss = (outputs[0] * scale.view_as(outputs[0])).sum() + sum(
+            s.pow(2).sum() for s in outputs[1:])
+        grads = torch.autograd.grad(loss, [inputs, *layer.keras_weights()])
+        results.append((outputs, grads))
+    (fused, fused_grads), (loop, loop_grads) = results
+    assert fused[0][2].abs().sum() == 0 and fused[0][1].abs().sum() > 0
+    for a, b in zip([*fused, *fused_grads], [*loop, *loop_grads]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
