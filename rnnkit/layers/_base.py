@@ -387,7 +387,8 @@ class Layer(torch.nn.Module):
         if names is None:
             code = cls.call.__code__
             names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
-            cls._call_argument_names = names  # on this class only: a subclass may override call
+            if not torch.compiler.is_compiling():  # a trace must not record the class's change
+                cls._call_argument_names = names  # this class only: a subclass may override call
         return names
 
     # -- weights --------------------------------------------------------------------------
