@@ -156,22 +156,23 @@ def _layer_norm_gru_step(gi: Tensor, s: tuple[Tensor, ...],
 
 
 VARIANTS = {
-    "peephole": Variant(
+    "peephole_lstm": Variant(
         4, 2, lambda H: {"weight_ci": (H, 0.0), "weight_cf": (H, 0.0), "weight_co": (H, 0.0)},
         lambda x, p: F.linear(x, p["weight_ih"], p["bias_ih"]), _peephole_step),
-    "layernorm": Variant(
+    "layer_norm_lstm": Variant(
         4, 2, lambda H: {"ln_ih_weight": (4 * H, 1.0), "ln_ih_bias": (4 * H, 0.0),
                          "ln_hh_weight": (4 * H, 1.0), "ln_hh_bias": (4 * H, 0.0),
                          "ln_c_weight": (H, 1.0), "ln_c_bias": (H, 0.0)},
         _layer_norm_lstm_input, _layer_norm_lstm_step),
-    "layernorm_gru": Variant(
+    "layer_norm_gru": Variant(
         3, 1, lambda H: {"ln_ih_weight": (3 * H, 1.0), "ln_ih_bias": (3 * H, 0.0),
                          "ln_hh_weight": (3 * H, 1.0), "ln_hh_bias": (3 * H, 0.0)},
         _layer_norm_gru_input, _layer_norm_gru_step),
 }
 
 
-def parameter_shapes(kind: Variant, D: int, H: int, bias: bool) -> dict[str, tuple[int, ...] | None]:
+def parameter_shapes(kind: Variant, D: int, H: int,
+                     bias: bool) -> dict[str, tuple[int, ...] | None]:
     """Every parameter's shape (None: absent) for input size D and hidden size H."""
     G = kind.gates * H
     shapes: dict[str, tuple[int, ...] | None] = {

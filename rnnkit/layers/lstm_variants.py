@@ -46,16 +46,16 @@ __all__ = ["LayerNormGRU", "LayerNormGRUCell", "LayerNormLSTM", "LayerNormLSTMCe
 
 # Keras-style name -> (torch-style name, size in units, initial value)
 _OWN: dict[str, dict[str, tuple[str, int, float]]] = {
-    "peephole": {
+    "peephole_lstm": {
         "input_gate_peephole_weights": ("weight_ci", 1, 0.0),
         "forget_gate_peephole_weights": ("weight_cf", 1, 0.0),
         "output_gate_peephole_weights": ("weight_co", 1, 0.0)},
-    "layernorm": {
+    "layer_norm_lstm": {
         "kernel_norm_gamma": ("ln_ih_weight", 4, 1.0), "kernel_norm_beta": ("ln_ih_bias", 4, 0.0),
         "recurrent_norm_gamma": ("ln_hh_weight", 4, 1.0),
         "recurrent_norm_beta": ("ln_hh_bias", 4, 0.0),
         "state_norm_gamma": ("ln_c_weight", 1, 1.0), "state_norm_beta": ("ln_c_bias", 1, 0.0)},
-    "layernorm_gru": {
+    "layer_norm_gru": {
         "kernel_norm_gamma": ("ln_ih_weight", 3, 1.0), "kernel_norm_beta": ("ln_ih_bias", 3, 0.0),
         "recurrent_norm_gamma": ("ln_hh_weight", 3, 1.0),
         "recurrent_norm_beta": ("ln_hh_bias", 3, 0.0)},
@@ -145,21 +145,21 @@ class PeepholeLSTMCell(_VariantLSTMCell):
     """One peephole LSTM step (Gers & Schmidhuber 2000): ``states = [h, c]``, returns
     ``(h', [h', c'])``."""
 
-    kind = "peephole"
+    kind = "peephole_lstm"
 
 
 class LayerNormLSTMCell(_VariantLSTMCell):
     """One layer-normalised LSTM step (Ba et al. 2016): ``states = [h, c]``, returns
     ``(h', [h', c'])``."""
 
-    kind = "layernorm"
+    kind = "layer_norm_lstm"
 
 
 class LayerNormGRUCell(_VariantCell):
     """One layer-normalised GRU step (Ba et al. 2016): ``states = [h]``, returns
     ``(h', [h'])``."""
 
-    kind = "layernorm_gru"
+    kind = "layer_norm_gru"
 
     def __init__(self, units: int, recurrent_activation: Any = "sigmoid",
                  reset_after: bool = True, **kwargs: Any) -> None:

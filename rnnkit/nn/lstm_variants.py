@@ -70,7 +70,8 @@ class _Variant(torch.nn.Module):
         factory = {"device": device, "dtype": dtype}
         self._suffixes = ["_l0", "_l0_reverse"][: 2 if bidirectional else 1]
         for suffix in self._suffixes:
-            for n, shape in parameter_shapes(VARIANTS[self.kind], input_size, hidden_size, bias).items():
+            shapes = parameter_shapes(VARIANTS[self.kind], input_size, hidden_size, bias)
+            for n, shape in shapes.items():
                 self.register_parameter(n + suffix, None if shape is None else
                                         torch.nn.Parameter(torch.empty(shape, **factory)))
         self.reset_parameters()
@@ -79,7 +80,8 @@ class _Variant(torch.nn.Module):
         _init(self, VARIANTS[self.kind], self.hidden_size, self._suffixes)
 
     def _params(self, suffix: str) -> dict[str, Tensor | None]:
-        return {n: getattr(self, n + suffix) for n in parameter_shapes(VARIANTS[self.kind], 1, 1, True)}
+        names = parameter_shapes(VARIANTS[self.kind], 1, 1, True)
+        return {n: getattr(self, n + suffix) for n in names}
 
     def _run(self, input: Tensor, hx: tuple[Tensor, ...] | None, lengths: Tensor | None,
              mask: Tensor | None) -> tuple[Tensor, tuple[Tensor, ...]]:
@@ -138,7 +140,8 @@ class _VariantCell(torch.nn.Module):
         super().__init__()
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bool(bias)
         factory = {"device": device, "dtype": dtype}
-        for n, shape in parameter_shapes(VARIANTS[self.kind], input_size, hidden_size, bias).items():
+        shapes = parameter_shapes(VARIANTS[self.kind], input_size, hidden_size, bias)
+        for n, shape in shapes.items():
             self.register_parameter(n, None if shape is None else
                                     torch.nn.Parameter(torch.empty(shape, **factory)))
         _init(self, VARIANTS[self.kind], hidden_size, [""])
@@ -172,7 +175,7 @@ class PeepholeLSTM(_VariantLSTM):
         ((5, 2, 4), (1, 2, 4))
     """
 
-    kind = "peephole"
+    kind = "peephole_lstm"
 
 
 class LayerNormLSTM(_VariantLSTM):
@@ -185,7 +188,7 @@ class LayerNormLSTM(_VariantLSTM):
         ((5, 2, 8), (2, 2, 4))
     """
 
-    kind = "layernorm"
+    kind = "layer_norm_lstm"
 
 
 class LayerNormGRU(_Variant):
@@ -199,7 +202,7 @@ class LayerNormGRU(_Variant):
         ((5, 2, 8), (2, 2, 4))
     """
 
-    kind = "layernorm_gru"
+    kind = "layer_norm_gru"
 
     def forward(self, input: Tensor, hx: Tensor | None = None, *,
                 lengths: Tensor | None = None, mask: Tensor | None = None
@@ -211,19 +214,19 @@ class LayerNormGRU(_Variant):
 class PeepholeLSTMCell(_VariantLSTMCell):
     """One peephole LSTM step; ``hx = (h, c)`` and so is the result."""
 
-    kind = "peephole"
+    kind = "peephole_lstm"
 
 
 class LayerNormLSTMCell(_VariantLSTMCell):
     """One layer-normalised LSTM step; ``hx = (h, c)`` and so is the result."""
 
-    kind = "layernorm"
+    kind = "layer_norm_lstm"
 
 
 class LayerNormGRUCell(_VariantCell):
     """One layer-normalised GRU step; ``hx`` is h (N, H) and the result h'."""
 
-    kind = "layernorm_gru"
+    kind = "layer_norm_gru"
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         (h,) = self._step(input, None if hx is None else (hx,))
