@@ -43,8 +43,8 @@ from numpy.typing import ArrayLike, NDArray
 Array = NDArray[np.float64]
 Activation = Union[str, Callable[[Array], Array]]
 
-__all__ = ["gru", "layer_norm_lstm", "lstm", "mingru", "minlstm", "peephole_lstm", "sigmoid",
-           "simple_rnn", "simple_rnn_backward"]
+__all__ = ["gru", "layer_norm_gru", "layer_norm_lstm", "lstm", "mingru", "minlstm",
+           "peephole_lstm", "sigmoid", "simple_rnn", "simple_rnn_backward"]
 
 
 def sigmoid(a: Array) -> Array:
@@ -399,6 +399,48 @@ def layer_norm_lstm(x: ArrayLike, kernel: ArrayLike, recurrent_kernel: ArrayLike
 
     hs, cs = _scan(step, x, (h, c), keep, go_backwards)
     return (hs[0], cs[0]) if unbatched else (hs, cs)
+
+
+def layer_norm_gru(x: ArrayLike, kernel: ArrayLike, recurrent_kernel: ArrayLike,
+                   ln_x: tuple[ArrayLike, ArrayLike], ln_h: tuple[ArrayLike, ArrayLike],
+                   bias: ArrayLike | None = None, h0: ArrayLike | None = None,
+                   mask: ArrayLike | None = None, go_backwards: bool = False) -> Array:
+    """The layer-normalised GRU of Ba et al. 2016 (the authors' ``lngru_layer``; blocks z, r, h
+    as :func:`gru` with ``reset_after=True``; ``bias`` (2, 3U) = [b, rb]; each ``ln_*`` a
+    (gain, shift) pair 3U wide, normalising the [z, r] blocks together and the h block alone;
+    eps 1e-5); every state::
+
+        [z, r] = sigmoid(LN(x_t K_zr; ln_x) + b_zr + LN(h R_zr; ln_h) + rb_zr)
+        hh  = tanh(LN(x_t K_h; ln_x) + b_h + r * (LN(h R_h; ln_h) + rb_h))
+        h_t = z * h + (1 - z) * hh
+    """
+    name = "layer_norm_gru"
+    x, unbatched = _sequences(x, name)
+    kernel, rk, units = _weights(kernel, recurrent_kernel, x.shape[-1], 3, name)
+    gx, sx = (_shaped(v, (3 * units,), "ln_x", name) for v in ln_x)
+    gh, sh = (_shaped(v, (3 * units,), "ln_h", name) for v in ln_h)
+    b, rb = (np.zeros((2, 3 * units)) if bias is None
+             else _shaped(bias, (2, 3 * units), "bias", name))
+    batch, steps = x.shape[:2]
+    h = _initial(h0, batch, units, unbatched, "h0", name)
+    keep = _mask(mask, batch, steps, unbatched, name)
+    U2 = 2 * units
+
+    def norm(v: Array, gain: Array, shift: Array) -> Array:
+        return np.concatenate([_layer_norm(v[:, :U2], gain[:U2], shift[:U2]),
+                               _layer_norm(v[:, U2:], gain[U2:], shift[U2:])], axis=1)
+
+    def step(x_t: Array, state: tuple[Array, ...]) -> tuple[Array, ...]:
+        (h,) = state
+        a_x = norm(x_t @ kernel, gx, sx) + b
+        a_h = norm(h @ rk, gh, sh) + rb
+        z = sigmoid(a_x[:, :units] + a_h[:, :units])
+        r = sigmoid(a_x[:, units:U2] + a_h[:, units:U2])
+        hh = np.tanh(a_x[:, U2:] + r * a_h[:, U2:])
+        return (z * h + (1 - z) * hh,)
+
+    (states,) = _scan(step, x, (h,), keep, go_backwards)
+    return states[0] if unbatched else states
 
 
 # ---------------------------------------------------------------------------------------------

@@ -286,6 +286,15 @@ def _torch_call(module: torch.nn.Module, x: torch.Tensor, training: bool, **kw: 
     return _inference(module, x, **kw)
 
 
+def import_inductor() -> None:
+    """Import torch.compile's backend before compiling: it imports a module that uses
+    ``torch.jit.script_method``, whose deprecation warning would otherwise fail the compile
+    where warnings are errors."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        importlib.import_module("torch._inductor.compile_fx")
+
+
 def torch_contenders(cell: str, size: Size, training: bool) -> dict[str, Call]:
     """torch.nn and rnnkit on the same weights and input, dense batch."""
     x = torch.randn(size.steps, size.batch, size.features)
@@ -302,9 +311,7 @@ def torch_contenders(cell: str, size: Size, training: bool) -> dict[str, Call]:
     model = RNNKIT_CLASSES[cell](size.features, size.hidden)
     model.load_state_dict(reference.state_dict())
     torch._dynamo.reset()  # one compile per row: earlier rows' would count toward the limit
-    with warnings.catch_warnings():  # inductor imports a module that uses torch.jit.script_method
-        warnings.simplefilter("ignore", DeprecationWarning)
-        importlib.import_module("torch._inductor.compile_fx")
+    import_inductor()
     compiled_model = torch.compile(model, fullgraph=True)
     calls[COMPILED] = (_training(model, lambda: _first(compiled_model(x))) if training
                        else _inference(compiled_model, x))

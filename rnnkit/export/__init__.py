@@ -23,11 +23,15 @@ ways, go_backwards, Bidirectional, and the activations the operators offer (tanh
 hard_sigmoid, linear, softsign, softplus). Where a general mask reaches them
 (``Embedding(mask_zero=True)``, ``Masking``) or another activation is used, they run as a
 ``Scan`` over the cell with Keras' masking rule (held state, repeated output), which is exact
-for any mask, holes and leading padding included. Everything is
+for any mask, holes and leading padding included. ``PeepholeLSTM``, ``LayerNormLSTM`` and
+``LayerNormGRU`` have no ONNX operator and always run as such a ``Scan`` (the norms as
+``LayerNormalization``), masked or not. Everything is
 computed in float32 with the model's current weights, in inference mode (no dropout).
 
 Not exported (an error says so): stateful layers, ``return_state``, Bidirectional with
-``merge_mode=None``, generic ``RNN`` over custom cells, custom activations, LSTM ``proj_size``.
+``merge_mode=None``, generic ``RNN`` over custom cells, custom activations, LSTM ``proj_size``,
+``rnnkit.nn``'s torch-style ``PeepholeLSTM``/``LayerNormLSTM``/``LayerNormGRU`` (their
+Keras-style layers export).
 
 Example::
 

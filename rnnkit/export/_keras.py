@@ -20,7 +20,10 @@ from ..layers import (
     Dense,
     Dropout,
     Embedding,
+    LayerNormGRU,
+    LayerNormLSTM,
     Masking,
+    PeepholeLSTM,
     RepeatVector,
     SimpleRNN,
     TimeDistributed,
@@ -35,13 +38,18 @@ def _numpy(param: Any) -> np.ndarray:
     return param.detach().cpu().numpy().astype(np.float32)
 
 
+_VARIANTS = (PeepholeLSTM, LayerNormLSTM, LayerNormGRU)
+
+
 def keras_direction(layer: Layer) -> Direction:
-    """A SimpleRNN/GRU/LSTM layer's weights and options (Keras layout)."""
+    """A SimpleRNN/GRU/LSTM layer's (or an LSTM/GRU variant's) weights and options (Keras
+    layout)."""
     owner = f"{type(layer).__name__} '{layer.name}'"
-    if not isinstance(layer, (SimpleRNN, GRU, LSTM)):
+    if not isinstance(layer, (SimpleRNN, GRU, LSTM, *_VARIANTS)):
         raise ValueError(
-            f"{owner}: only SimpleRNN, GRU and LSTM (and Bidirectional over them) can be exported "
-            "to ONNX; a generic RNN over a custom cell cannot"
+            f"{owner}: only SimpleRNN, GRU, LSTM, PeepholeLSTM, LayerNormLSTM and LayerNormGRU "
+            "(and Bidirectional over them) can be exported to ONNX; a generic RNN over a custom "
+            "cell cannot"
         )
     if layer.stateful:
         raise ValueError(f"{owner}: stateful layers carry state between calls, which an ONNX "
@@ -49,13 +57,14 @@ def keras_direction(layer: Layer) -> Direction:
     if layer.return_state:
         raise ValueError(f"{owner}: return_state=True is not supported by the ONNX export")
     cell = layer.cell
-    kind = {SimpleRNN: "rnn", GRU: "gru", LSTM: "lstm"}[type(layer)]
+    variant = isinstance(layer, _VARIANTS)
+    kind = cell.kind if variant else {SimpleRNN: "rnn", GRU: "gru", LSTM: "lstm"}[type(layer)]
     width = cell.kernel.shape[1]
     bias = np.zeros(width, np.float32)
     recurrent_bias = None
     if cell.bias is not None:
         values = _numpy(cell.bias)
-        if kind == "gru" and cell.reset_after:
+        if kind == "layer_norm_gru" or (kind == "gru" and cell.reset_after):
             bias, recurrent_bias = values[0], values[1]
         else:
             bias = values
@@ -71,6 +80,8 @@ def keras_direction(layer: Layer) -> Direction:
         reset_after=bool(getattr(cell, "reset_after", True)),
         reverse=bool(layer.go_backwards),
         zero_output_for_mask=bool(layer.zero_output_for_mask),
+        extra={name: _numpy(p) for name, p in cell.named_parameters()
+               if name not in ("kernel", "recurrent_kernel", "bias")} if variant else {},
     )
 
 

@@ -21,11 +21,12 @@ with the input projection x K + b computed for all steps before the loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .._kernels._cell_spec import CELLS
+from .._kernels.lstm_variants import LN_EPS, VARIANTS
 from . import _activations
 from ._graph import FLOAT, BOOL, Graph, value_info
 
@@ -34,7 +35,9 @@ from ._graph import FLOAT, BOOL, Graph, value_info
 class Direction:
     """One direction of one recurrent layer, in Keras' layout and gate order."""
 
-    kind: str  # the cell's one name (rnnkit._kernels._cell_spec): "rnn" | "gru" | "lstm"
+    # the cell's one name: "rnn" | "gru" | "lstm" (rnnkit._kernels._cell_spec), or a variant of
+    # rnnkit._kernels.lstm_variants ("peephole_lstm" | "layer_norm_lstm" | "layer_norm_gru")
+    kind: str
     kernel: np.ndarray  # (D, G*U)
     recurrent: np.ndarray  # (U, G*U)
     bias: np.ndarray  # (G*U,) input bias
@@ -44,6 +47,8 @@ class Direction:
     reset_after: bool = True  # GRU only
     reverse: bool = False
     zero_output_for_mask: bool = False
+    # a variant's own weights by their Keras-style names (rnnkit.layers.lstm_variants)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def units(self) -> int:
@@ -58,7 +63,7 @@ class Direction:
 
     def standard_op_ok(self) -> bool:
         """Whether the ONNX RNN/GRU/LSTM operator computes this direction exactly."""
-        return all(a in _activations.RNN_OP_ACTIVATIONS for a in self.activations())
+        return self.kind in CELLS and all(a in _activations.RNN_OP_ACTIVATIONS for a in self.activations())
 
 
 def _blocks(array: np.ndarray, kind: str, axis: int) -> np.ndarray:
@@ -112,23 +117,27 @@ def scan(g: Graph, x: str, d: Direction, mask: str | None) -> tuple[str, str]:
     units = d.units
     in_bias = d.bias.copy()
     rec_bias = d.recurrent_bias
-    if rec_bias is not None and not (d.kind == "gru" and d.reset_after):
+    inside_reset = d.kind == "layer_norm_gru" or (d.kind == "gru" and d.reset_after)
+    if rec_bias is not None and not inside_reset:
         in_bias, rec_bias = in_bias + rec_bias, None  # a plain sum outside the reset gate
-    projected = g.op("Add", [g.op("MatMul", [x, g.const(d.kernel, "kernel")]),
-                             g.const(in_bias, "bias")])  # (B, T, G*U)
+    projected = _input_side(g, g.op("MatMul", [x, g.const(d.kernel, "kernel")]), d)
+    projected = g.op("Add", [projected, g.const(in_bias, "bias")])  # (B, T, G*U)
     scan_inputs = [g.transpose(projected, [1, 0, 2])]  # (T, B, G*U)
     if mask is not None:
         scan_inputs.append(g.unsqueeze(g.transpose(mask, [1, 0]), 2))  # (T, B, 1)
-    states = list(CELLS[d.kind].states)
-    initial = [g.zeros_like_rows(x, units) for _ in states]
+    if d.kind in CELLS:
+        n_states, gates = len(CELLS[d.kind].states), CELLS[d.kind].gates
+    else:
+        n_states, gates = VARIANTS[d.kind].states, VARIANTS[d.kind].gates
+    initial = [g.zeros_like_rows(x, units) for _ in range(n_states)]
 
     body = Graph(parent=g)
     h_prev, c_prev = body.name("h_prev"), body.name("c_prev")
     xk, keep = body.name("xk"), body.name("keep")
     body_inputs = [value_info(h_prev, FLOAT, [None, units])]
-    if d.kind == "lstm":
+    if n_states == 2:
         body_inputs.append(value_info(c_prev, FLOAT, [None, units]))
-    body_inputs.append(value_info(xk, FLOAT, [None, CELLS[d.kind].gates * units]))
+    body_inputs.append(value_info(xk, FLOAT, [None, gates * units]))
     if mask is not None:
         body_inputs.append(value_info(keep, BOOL, [None, 1]))
 
@@ -137,7 +146,9 @@ def scan(g: Graph, x: str, d: Direction, mask: str | None) -> tuple[str, str]:
     split = lambda v, n: body.op("Split", [v, body.const([units] * n, "split", np.int64)],  # noqa: E731
                                  n, axis=1)
     c_new = None
-    if d.kind == "rnn":
+    if d.kind in VARIANTS:
+        h_new, c_new = _variant_step(body, d, xk, h_prev, c_prev, rec_bias)
+    elif d.kind == "rnn":
         rec = body.op("MatMul", [h_prev, body.const(d.recurrent, "recurrent")])
         h_new = act(body.op("Add", [xk, rec]))
     elif d.kind == "gru":
@@ -172,7 +183,7 @@ def scan(g: Graph, x: str, d: Direction, mask: str | None) -> tuple[str, str]:
 
     new_states = [h_new] + ([c_new] if c_new is not None else [])
     previous = [h_prev] + ([c_prev] if c_new is not None else [])
-    outputs = [body.name("h_out"), body.name("c_out")][: len(states)]
+    outputs = [body.name("h_out"), body.name("c_out")][:n_states]
     y_out = body.name("y_out")
     for new, old, out in zip(new_states, previous, outputs):
         if mask is None:
@@ -185,7 +196,7 @@ def scan(g: Graph, x: str, d: Direction, mask: str | None) -> tuple[str, str]:
         body.op("Identity", [outputs[0]], [y_out])
     body_outputs = [value_info(o, FLOAT, [None, units]) for o in [*outputs, y_out]]
     graph = body.make_graph(g.name("cell_step"), body_inputs, body_outputs)
-    results = g.op("Scan", [*initial, *scan_inputs], len(states) + 1, body=graph,
+    results = g.op("Scan", [*initial, *scan_inputs], n_states + 1, body=graph,
                    num_scan_inputs=len(scan_inputs),
                    scan_input_directions=[int(d.reverse)] * len(scan_inputs))
     y = results[-1]  # (T, B, U), processing order
@@ -194,3 +205,67 @@ def scan(g: Graph, x: str, d: Direction, mask: str | None) -> tuple[str, str]:
     else:
         last = results[0]
     return y, last
+
+
+def _layer_norm(g: Graph, v: str, gamma: np.ndarray, beta: np.ndarray, groups: list[int]
+                ) -> str:
+    """``LN(v)`` over the last axis of (..., sum(groups)), each group of columns normalised on
+    its own (rnnkit._kernels.lstm_variants: the GRU's [z, r] and h, an LSTM's one group)."""
+    if len(groups) == 1:
+        return g.op("LayerNormalization", [v, g.const(gamma, "ln_gamma"),
+                                           g.const(beta, "ln_beta")], axis=-1, epsilon=LN_EPS)
+    parts = g.op("Split", [v, g.const(groups, "split", np.int64)], len(groups), axis=-1)
+    edges = np.cumsum([0, *groups])
+    return g.op("Concat", [_layer_norm(g, part, gamma[a:b], beta[a:b], [b - a])
+                           for part, a, b in zip(parts, edges[:-1], edges[1:])], axis=-1)
+
+
+def _norm_groups(d: Direction) -> list[int]:
+    U = d.units
+    return [2 * U, U] if d.kind == "layer_norm_gru" else [4 * U]
+
+
+def _input_side(g: Graph, xk: str, d: Direction) -> str:
+    """What a variant does to x K before the bias: the layer-normalised cells' input norm."""
+    if d.kind not in ("layer_norm_lstm", "layer_norm_gru"):
+        return xk
+    return _layer_norm(g, xk, d.extra["kernel_norm_gamma"], d.extra["kernel_norm_beta"],
+                       _norm_groups(d))
+
+
+def _variant_step(body: Graph, d: Direction, xk: str, h: str, c: str,
+                  rec_bias: np.ndarray | None) -> tuple[str, str | None]:
+    """One step of a variant of rnnkit._kernels.lstm_variants in Keras' layout, from the input
+    side ``xk`` (B, G*U) with the bias in; returns (h', c' or None)."""
+    U = d.units
+    op = body.op
+    sigmoid = lambda v: op("Sigmoid", [v])  # noqa: E731
+    tanh = lambda v: op("Tanh", [v])  # noqa: E731
+    rec = op("MatMul", [h, body.const(d.recurrent, "recurrent")])  # (B, G*U)
+    if d.kind != "peephole_lstm":
+        rec = _layer_norm(body, rec, d.extra["recurrent_norm_gamma"],
+                          d.extra["recurrent_norm_beta"], _norm_groups(d))
+    if rec_bias is not None:
+        rec = op("Add", [rec, body.const(rec_bias, "recurrent_bias")])
+    blocks = lambda v, n: op("Split", [v, body.const([U] * n, "split", np.int64)],  # noqa: E731
+                             n, axis=1)
+    if d.kind == "layer_norm_gru":  # Keras' z, r, h
+        xz, xr, xh = blocks(xk, 3)
+        rz, rr, rh = blocks(rec, 3)
+        z, r = sigmoid(op("Add", [xz, rz])), sigmoid(op("Add", [xr, rr]))
+        candidate = tanh(op("Add", [xh, op("Mul", [r, rh])]))
+        one_minus_z = op("Sub", [body.const(1.0, "one"), z])
+        return op("Add", [op("Mul", [z, h]), op("Mul", [one_minus_z, candidate])]), None
+    zi, zf, zc, zo = blocks(op("Add", [xk, rec]), 4)
+    if d.kind == "layer_norm_lstm":
+        c_new = op("Add", [op("Mul", [sigmoid(zf), c]), op("Mul", [sigmoid(zi), tanh(zc)])])
+        c_normed = _layer_norm(body, c_new, d.extra["state_norm_gamma"],
+                               d.extra["state_norm_beta"], [U])
+        return op("Mul", [sigmoid(zo), tanh(c_normed)]), c_new
+    peep = {g: body.const(d.extra[f"{g}_gate_peephole_weights"], f"peephole_{g}")
+            for g in ("input", "forget", "output")}
+    i = sigmoid(op("Add", [zi, op("Mul", [peep["input"], c])]))
+    f = sigmoid(op("Add", [zf, op("Mul", [peep["forget"], c])]))
+    c_new = op("Add", [op("Mul", [f, c]), op("Mul", [i, tanh(zc)])])
+    o = sigmoid(op("Add", [zo, op("Mul", [peep["output"], c_new])]))
+    return op("Mul", [o, tanh(c_new)]), c_new

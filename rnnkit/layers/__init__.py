@@ -12,6 +12,8 @@ from .embedding import Embedding
 from .gru import GRU, GRUCell
 from .input_layer import Input, InputLayer
 from .lstm import LSTM, LSTMCell
+from .lstm_variants import (LayerNormGRU, LayerNormGRUCell, LayerNormLSTM, LayerNormLSTMCell,
+                            PeepholeLSTM, PeepholeLSTMCell)
 from .masking import Masking
 from .min_rnn import MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
 from .merging import Add, Concatenate, Dot
@@ -34,6 +36,12 @@ __all__ = [
     "MinGRU",
     "MinLSTMCell",
     "MinLSTM",
+    "PeepholeLSTMCell",
+    "PeepholeLSTM",
+    "LayerNormLSTMCell",
+    "LayerNormLSTM",
+    "LayerNormGRUCell",
+    "LayerNormGRU",
     "RNN",
     "StackedRNNCells",
     "Bidirectional",

@@ -16,7 +16,8 @@ import torch
 
 from ._checks import ShapeError
 from .cells import GRUCell, LSTMCell, RNNCell
-from .lstm_variants import LayerNormLSTM, LayerNormLSTMCell, PeepholeLSTM, PeepholeLSTMCell
+from .lstm_variants import (LayerNormGRU, LayerNormGRUCell, LayerNormLSTM, LayerNormLSTMCell,
+                            PeepholeLSTM, PeepholeLSTMCell)
 from .minimal import MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
 from .rnn import GRU, LSTM, RNN
 from .scan import scan_cell
@@ -24,6 +25,6 @@ from .scan import scan_cell
 # torch.load(weights_only=True) of a whole model that holds them (see ._torchscript)
 torch.serialization.add_safe_globals([RNN, GRU, LSTM, RNNCell, GRUCell, LSTMCell])
 
-__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "LayerNormLSTM", "LayerNormLSTMCell", "MinGRU",
-           "MinGRUCell", "MinLSTM", "MinLSTMCell", "PeepholeLSTM", "PeepholeLSTMCell", "RNN",
-           "RNNCell", "ShapeError", "scan_cell"]
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "LayerNormGRU", "LayerNormGRUCell",
+           "LayerNormLSTM", "LayerNormLSTMCell", "MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell",
+           "PeepholeLSTM", "PeepholeLSTMCell", "RNN", "RNNCell", "ShapeError", "scan_cell"]

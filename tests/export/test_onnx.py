@@ -232,6 +232,48 @@ def test_embedding_mask_with_leading_padding_and_holes(tmp_path: Path) -> None:
                                    rtol=0)
 
 
+@pytest.mark.parametrize("layer_class", [L.PeepholeLSTM, L.LayerNormLSTM, L.LayerNormGRU])
+@pytest.mark.parametrize("source", ["embedding-mask", "lengths", "no-mask"])
+def test_lstm_and_gru_variants_run_as_a_scan(tmp_path: Path, layer_class: Any,
+                                             source: str) -> None:
+    """The peephole and layer-normalised cells have no ONNX operator: a Scan over their step
+    (LayerNormalization inside), with weights away from their initial values, both directions
+    and Bidirectional, at lengths the export never saw."""
+    if source == "embedding-mask":
+        front = [L.Input(shape=(None,), dtype="int64"), L.Embedding(12, 3, mask_zero=True)]
+    else:
+        front = [L.Input(shape=(None, 3))]
+    model = Sequential([*front, L.Bidirectional(layer_class(3, return_sequences=True)),
+                        layer_class(4, return_sequences=True, go_backwards=True),
+                        layer_class(2), L.Dense(2)])
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)
+    path = tmp_path / "variants.onnx"
+    export_onnx(model, path, lengths=source == "lengths")
+    ops = _op_types(path)
+    assert "Scan" in ops and not ops & STANDARD_OPS
+    session = _session(path)
+    rng = np.random.default_rng(4)
+    for batch, steps in SHAPES:
+        if source == "embedding-mask":
+            ids = rng.integers(1, 12, size=(batch, steps))
+            ids[rng.random((batch, steps)) < 0.3] = 0  # holes
+            ids[0, : steps // 2] = 0  # leading padding
+            got, = session.run(None, {"input": ids.astype(np.int64)})
+            want = _expected(model, ids.astype(np.int64))
+        elif source == "lengths":
+            x = rng.standard_normal((batch, steps, 3)).astype(np.float32)
+            lengths = _lengths(batch, steps, rng)
+            got, = session.run(None, {"input": x, "lengths": lengths})
+            want = _expected(model, x, np.arange(steps)[None, :] < lengths[:, None])
+        else:
+            x = rng.standard_normal((batch, steps, 3)).astype(np.float32)
+            got, = session.run(None, {"input": x})
+            want = _expected(model, x)
+        np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
+
+
 def test_repeat_vector_one_to_many(tmp_path: Path) -> None:
     model = Sequential([L.Input(shape=(3,)), L.Dense(4, activation="tanh"), L.RepeatVector(5),
                         L.LSTM(3, return_sequences=True), L.TimeDistributed(L.Dense(1))])
@@ -264,11 +306,13 @@ def test_single_layer_export(tmp_path: Path) -> None:
         (lambda: _float_model(L.LSTM(3, return_state=True)), "return_state"),
         (lambda: _float_model(L.Bidirectional(L.GRU(3), merge_mode=None)), "merge_mode=None"),
         (lambda: _float_model(L.RNN(L.SimpleRNNCell(3))), "generic RNN over a custom cell"),
+        (lambda: _float_model(L.RNN(L.LayerNormGRUCell(3))), "generic RNN over a custom cell"),
         (lambda: _float_model(L.SimpleRNN(3, activation=torch.sin)), "not one of rnnkit"),
         (lambda: _float_model(L.TimeDistributed(L.Masking(0.0))),
          "only Dense or Dropout"),
     ],
-    ids=["stateful", "return_state", "merge-none", "custom-cell", "custom-activation",
+    ids=["stateful", "return_state", "merge-none", "custom-cell", "variant-cell-in-rnn",
+         "custom-activation",
          "timedistributed-masking"],
 )
 def test_unsupported_models_are_refused(tmp_path: Path, build: Any, message: str) -> None:
