@@ -1,9 +1,9 @@
 """The plain path: step a cell in a Python loop and let autograd differentiate it.
 
 This is the ground truth the compiled kernels and the composite implementation are tested
-against (``backend="loop"``), and the loop of the cases no operator covers (``rnnkit.nn``'s
-LSTM with ``proj_size``). Keras-style layers over a user's cell step it in their own loop
-(:mod:`rnnkit.layers.rnn`).
+against (``backend="loop"``), and the loop of the cells no operator covers (the LSTM variants
+of :mod:`rnnkit.nn.lstm_variants`). Keras-style layers over a user's cell step it in their own
+loop (:mod:`rnnkit.layers.rnn`).
 """
 
 from __future__ import annotations
