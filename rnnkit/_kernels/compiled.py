@@ -52,9 +52,11 @@ _SOURCES = tuple(sorted((p.name for p in _CSRC.glob("*.cpp")),
                         key=lambda name: (name not in _FIRST, -(_CSRC / name).stat().st_size,
                                           name)))
 _HEADERS = tuple(sorted(p.name for p in _CSRC.glob("*.h")))
-# what a first build costs with GCC 12 (user + system, every file and the link): about 70 s
-# measured on a quiet 2-core Intel Xeon (41-48 s wall); the wall time is that over the free cores
-_BUILD_TIME = "70-90 CPU-seconds: under a minute on two free cores, minutes on a busy machine"
+# what a first build costs with GCC 12 (user + system, every file and the link), measured with
+# bench/build_time.py --files on the 2-core Intel Xeon under a load average of 20: 73 s, the
+# files one at a time 59 s (autograd.cpp 15 s; 72 s before the header cuts); the wall time is
+# that over the free cores
+_BUILD_TIME = "60-75 CPU-seconds: about 35 s on two free cores, minutes on a busy machine"
 
 
 class ExtensionUnavailable(RuntimeError):
