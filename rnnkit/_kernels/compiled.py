@@ -43,14 +43,20 @@ __all__ = ["ENV_DISABLE", "ExtensionUnavailable", "ExtensionWarning", "available
 
 ENV_DISABLE = "RNNKIT_NO_EXTENSION"
 _CSRC = Path(__file__).parent / "csrc"
-# every source in csrc/ (a cell's file registers its own kernels, csrc/cell.h), the longest
-# first: ninja starts them in this order
+# every source in csrc/ (a cell's file registers its own kernels, csrc/cell.h), the costliest
+# to compile first, since ninja starts them in this order and the last to start bounds the wall
+# time: autograd.cpp (torch's autograd headers and its Function template; about a fifth of the
+# build, measured with bench/build_time.py --files), then the largest
+_FIRST = ("autograd.cpp",)
 _SOURCES = tuple(sorted((p.name for p in _CSRC.glob("*.cpp")),
-                        key=lambda name: (-(_CSRC / name).stat().st_size, name)))
+                        key=lambda name: (name not in _FIRST, -(_CSRC / name).stat().st_size,
+                                          name)))
 _HEADERS = tuple(sorted(p.name for p in _CSRC.glob("*.h")))
-# what a first build costs with GCC 12 (user + system, every file and the link): about 70 s
-# measured on a quiet 2-core Intel Xeon (41-48 s wall); the wall time is that over the free cores
-_BUILD_TIME = "70-90 CPU-seconds: under a minute on two free cores, minutes on a busy machine"
+# what a first build costs with GCC 12 (user + system, every file and the link), measured with
+# bench/build_time.py --files on the 2-core Intel Xeon under a load average of 20: 73 s, the
+# files one at a time 59 s (autograd.cpp 15 s; 72 s before the header cuts); the wall time is
+# that over the free cores
+_BUILD_TIME = "60-75 CPU-seconds: about 35 s on two free cores, minutes on a busy machine"
 
 
 class ExtensionUnavailable(RuntimeError):
@@ -78,6 +84,22 @@ def _flags() -> list[str]:
     if capability in ("AVX2", "AVX512"):
         flags += ["-mavx2", "-mfma"]
     return flags
+
+
+def _speed_flags(compiler: str) -> list[str]:
+    """Flags that make GCC compile faster without changing its output (the same object files,
+    byte for byte), so they are not part of the build's name: a garbage collector that runs
+    when the heap has doubled and not before 512 MB (the defaults, 30% of a heap sized from
+    the machine's memory, collect about ten times in a file including torch's headers and
+    cost 5-10% of the build), for at most about 1.3 GB per compiler."""
+    from torch.utils import cpp_extension
+
+    is_gcc = getattr(cpp_extension, "check_compiler_is_gcc", None)
+    try:
+        gcc = is_gcc is not None and is_gcc(compiler)
+    except Exception:  # a compiler that does not answer -v the usual way: no extra flags
+        gcc = False
+    return ["--param=ggc-min-expand=100", "--param=ggc-min-heapsize=524288"] if gcc else []
 
 
 def _environment() -> list[str]:
@@ -167,7 +189,7 @@ def _compile(name: str, sources: list[Path], flags: list[str], root: Path,
             cpp_extension.load(
                 name=name,
                 sources=[str(s) for s in sources],
-                extra_cflags=flags,
+                extra_cflags=flags + _speed_flags(cpp_extension.get_cxx_compiler()),
                 extra_ldflags=["-fopenmp"],
                 build_directory=str(partial),
                 is_python_module=False,  # loads it with torch.ops.load_library

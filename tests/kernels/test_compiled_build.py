@@ -216,3 +216,26 @@ time.sleep(300)
     finally:
         os.killpg(holder.pid, signal.SIGKILL)
         holder.communicate()
+
+
+def test_the_speed_flags_leave_the_object_file_unchanged(tmp_path: Path) -> None:
+    """The build-only flags (not part of the folder's name) must not change what GCC emits:
+    a loop that -O2 or -ffast-math, say, would compile differently compiles to the same bytes."""
+    from torch.utils.cpp_extension import check_compiler_is_gcc, get_cxx_compiler
+
+    compiler = get_cxx_compiler()
+    if not check_compiler_is_gcc(compiler):
+        pytest.skip("the speed flags are GCC's")
+    speed = compiled._speed_flags(compiler)
+    assert speed  # GCC gets them
+    source = tmp_path / "loop.cpp"
+    source.write_text("#include <vector>\n#include <cmath>\n"
+                      "float f(const std::vector<float>& v) { float s = 0;\n"
+                      "  for (float x : v) s += std::exp(x) * x; return s; }\n")
+    objects = []
+    for extra in ([], speed):
+        out = tmp_path / f"loop{len(objects)}.o"
+        subprocess.run([compiler, "-c", "-fPIC", *compiled._flags(), *extra, str(source), "-o",
+                        str(out)], check=True)
+        objects.append(out.read_bytes())
+    assert objects[0] == objects[1]

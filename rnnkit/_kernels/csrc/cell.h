@@ -10,13 +10,18 @@
 // node. A cell without a C++ file runs its composite implementation (_cell_spec's compiled=False).
 #pragma once
 
-#include <ATen/Tensor.h>
-#include <torch/library.h>
+// Only ATen's Tensor: torch/library.h (the dispatcher, IValue, schema inference) costs a cell's
+// file more parse time than its loops take to compile; ops.cpp registers the kernels.
+#include <ATen/core/Tensor.h>
 
 #include <array>
 #include <iterator>
 #include <tuple>
 #include <vector>
+
+namespace torch {
+class CppFunction;  // torch/library.h
+}
 
 namespace rnnkit {
 
@@ -56,17 +61,14 @@ Tensors as_vector(std::tuple<T...> outputs) {
   return std::apply([](auto&... t) { return Tensors{std::move(t)...}; }, outputs);
 }
 
-torch::CppFunction cpu_kernel(ForwardEntry forward);            // ops.cpp
-torch::CppFunction cpu_backward_kernel(BackwardEntry backward);  // ops.cpp
-torch::CppFunction eager_kernel(const char* cell);               // autograd.cpp
+// Registers `cell`'s kernels while the library loads (ops.cpp): `forward` and `backward` as the
+// CPU kernels of its operators `<cell>` and `<cell>_backward`, eager_kernel as its
+// `_<cell>_eager` (CompositeImplicitAutograd). Returns true.
+bool register_cell(const char* cell, ForwardEntry forward, BackwardEntry backward);
+
+torch::CppFunction eager_kernel(const char* cell);  // autograd.cpp
 
 }  // namespace rnnkit
 
-#define RNNKIT_CELL(cell, forward, backward)                                       \
-  TORCH_LIBRARY_IMPL(rnnkit, CPU, m) {                                             \
-    m.impl(#cell, rnnkit::cpu_kernel(forward));                                    \
-    m.impl(#cell "_backward", rnnkit::cpu_backward_kernel(backward));              \
-  }                                                                                \
-  TORCH_LIBRARY_IMPL(rnnkit, CompositeImplicitAutograd, m) {                       \
-    m.impl("_" #cell "_eager", rnnkit::eager_kernel(#cell));                       \
-  }
+#define RNNKIT_CELL(cell, forward, backward) \
+  static const bool rnnkit_##cell##_registered = rnnkit::register_cell(#cell, forward, backward);

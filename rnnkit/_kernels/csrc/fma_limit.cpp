@@ -18,7 +18,7 @@
 //   rnnkit::fma_gflops(int bits, int threads) -> float
 //       GFLOP/s (2 per lane per FMA) of `threads` threads running the loop at once, the best
 //       of a few runs of about 20 ms each: a limit is what the machine can reach.
-#include <torch/library.h>
+#include <c10/util/Exception.h>  // TORCH_CHECK (ops.cpp registers the operators)
 
 #include <immintrin.h>
 
@@ -126,6 +126,8 @@ double timed_run(Loop loop, int64_t iterations, int64_t threads, float m, float 
   return seconds;
 }
 
+}  // namespace
+
 double fma_gflops(int64_t bits, int64_t threads) {
   TORCH_CHECK(threads >= 1 && threads <= 4096, "fma_gflops: threads must be 1 to 4096, got ",
               threads);
@@ -159,11 +161,5 @@ std::vector<int64_t> fma_vector_bits() {
   }
 }
 
-}  // namespace
 }  // namespace fma_limit
 }  // namespace rnnkit
-
-TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
-  m.def("fma_vector_bits() -> int[]", &rnnkit::fma_limit::fma_vector_bits);
-  m.def("fma_gflops(int bits, int threads) -> float", &rnnkit::fma_limit::fma_gflops);
-}

@@ -16,6 +16,7 @@
 #include <torch/library.h>
 
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -131,17 +132,38 @@ struct Kernel final : c10::OperatorKernel {
 
 }  // namespace
 
-torch::CppFunction cpu_kernel(ForwardEntry forward) {
-  return torch::CppFunction::makeFromBoxedFunctor(std::make_unique<Kernel<false>>(forward, nullptr));
+// What TORCH_LIBRARY_IMPL does for a file that includes torch/library.h: a torch::Library per
+// dispatch key, alive as long as the loaded library, so its registrations are.
+bool register_cell(const char* cell, ForwardEntry forward, BackwardEntry backward) {
+  static std::deque<torch::Library> libraries;
+  const std::string name(cell);
+  torch::Library& cpu = libraries.emplace_back(torch::Library::IMPL, "rnnkit",
+                                               c10::DispatchKey::CPU, __FILE__, __LINE__);
+  cpu.impl(name.c_str(), torch::CppFunction::makeFromBoxedFunctor(
+                             std::make_unique<Kernel<false>>(forward, nullptr)));
+  cpu.impl((name + "_backward").c_str(), torch::CppFunction::makeFromBoxedFunctor(
+                                             std::make_unique<Kernel<true>>(nullptr, backward)));
+  torch::Library& eager = libraries.emplace_back(
+      torch::Library::IMPL, "rnnkit", c10::DispatchKey::CompositeImplicitAutograd, __FILE__,
+      __LINE__);
+  eager.impl(("_" + name + "_eager").c_str(), eager_kernel(cell));
+  return true;
 }
 
-torch::CppFunction cpu_backward_kernel(BackwardEntry backward) {
-  return torch::CppFunction::makeFromBoxedFunctor(std::make_unique<Kernel<true>>(nullptr, backward));
-}
+// fma_limit.cpp's operators (registered here, where torch/library.h is included anyway)
+namespace fma_limit {
+std::vector<int64_t> fma_vector_bits();
+double fma_gflops(int64_t bits, int64_t threads);
+}  // namespace fma_limit
 
 }  // namespace rnnkit
 
 TORCH_LIBRARY_IMPL(rnnkit, CPU, m) {
   m.impl("prefix_mask", &rnnkit::prefix_mask);
   m.impl("zero_masked_", &rnnkit::zero_masked_);
+}
+
+TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
+  m.def("fma_vector_bits() -> int[]", &rnnkit::fma_limit::fma_vector_bits);
+  m.def("fma_gflops(int bits, int threads) -> float", &rnnkit::fma_limit::fma_gflops);
 }
