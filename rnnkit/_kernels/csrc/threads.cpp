@@ -8,6 +8,7 @@
 #include "threads.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/ops/sum.h>
 #include <torch/library.h>
 
 #include <dirent.h>
@@ -231,6 +232,14 @@ AsTeamThread::AsTeamThread()
 
 AsTeamThread::~AsTeamThread() {
   if (MKL_Set_Num_Threads_Local != nullptr) MKL_Set_Num_Threads_Local(previous_mkl_);
+}
+
+at::Tensor sum_rows(const at::Tensor& flat) {
+  if (at::get_num_threads() > 1 && threads_now() <= 1) {
+    const AsTeamThread alone;
+    return flat.sum(0);
+  }
+  return flat.sum(0);
 }
 
 namespace {

@@ -5,7 +5,8 @@
 // busy processes waits at the region's end for a thread the scheduler has not run yet, while
 // the spinning team threads of everyone take the cores from the threads that have work. LSTM
 // B=32 T=100 training took 20x its quiet time beside two multi-threaded torch processes on two
-// threads, 3-4x on one. So a loop runs on
+// threads (bench/results-contention-torch.json); interleaved on the loaded shared machine, one
+// thread ran that step 2-5x and the inference call 15-350x faster than two. So a loop runs on
 //
 //     min(torch.get_num_threads(), CPUs in the affinity mask, ceil(cgroup CPU quota),
 //         CPUs left free by other processes' runnable threads)
@@ -29,6 +30,7 @@
 #include <cstdint>
 #include <string>
 
+#include <ATen/core/Tensor.h>
 #include <c10/util/ParallelGuard.h>
 
 namespace rnnkit {
@@ -81,6 +83,12 @@ class AsTeamThread {
   c10::ParallelGuard guard_;
   int previous_mkl_ = 0;
 };
+
+// flat (rows, n).sum(0) (the bias gradients: a sum over every step and row), on the calling
+// thread alone when the policy grants one thread: torch's reduction is a parallel region of its
+// own, which on a busy machine stalled as the loops did (58% of an LSTM training step beside
+// other processes). Torch sums each column on one thread, so the bits do not depend on it.
+at::Tensor sum_rows(const at::Tensor& flat);
 
 }  // namespace threads
 }  // namespace rnnkit
