@@ -146,7 +146,6 @@ void over_batch(int64_t batch, double flops, const F& f) {
   std::exception_ptr error;  // the first exception of a block, rethrown here (as at::parallel_for)
 #pragma omp parallel num_threads(threads)
   {
-    const c10::ParallelGuard guard(true);
     for (int64_t block = next++; block < blocks; block = next++) {
       const int64_t b0 = block * grain;
       if (b0 >= batch) continue;

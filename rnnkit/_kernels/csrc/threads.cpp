@@ -12,6 +12,7 @@
 #include <torch/library.h>
 
 #include <dirent.h>
+#include <omp.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -227,10 +228,13 @@ int64_t threads_now() {
 }
 
 AsTeamThread::AsTeamThread()
-    : guard_(true),
-      previous_mkl_(MKL_Set_Num_Threads_Local != nullptr ? MKL_Set_Num_Threads_Local(1) : 0) {}
+    : previous_omp_(omp_get_max_threads()),
+      previous_mkl_(MKL_Set_Num_Threads_Local != nullptr ? MKL_Set_Num_Threads_Local(1) : 0) {
+  omp_set_num_threads(1);
+}
 
 AsTeamThread::~AsTeamThread() {
+  omp_set_num_threads(previous_omp_);
   if (MKL_Set_Num_Threads_Local != nullptr) MKL_Set_Num_Threads_Local(previous_mkl_);
 }
 

@@ -31,7 +31,6 @@
 #include <string>
 
 #include <ATen/core/Tensor.h>
-#include <c10/util/ParallelGuard.h>
 
 namespace rnnkit {
 namespace threads {
@@ -69,9 +68,10 @@ Machine sample();
 // 100 ms.
 int64_t threads_now();
 
-// Runs a batch block on the calling thread as a team thread would run it: nested
-// at::parallel_for and MKL products single-threaded (so the block's arithmetic, and its speed,
-// are those of a thread of the team).
+// While alive, this thread's torch operations and MKL products run on this thread alone, as
+// in a team thread (so a block's arithmetic, and its speed, are those of a thread of the team):
+// the OpenMP thread count of this thread (torch's parallel_for reads it; other threads keep
+// theirs) and MKL's of this thread are set to one, and restored after.
 class AsTeamThread {
  public:
   AsTeamThread();
@@ -80,7 +80,7 @@ class AsTeamThread {
   ~AsTeamThread();
 
  private:
-  c10::ParallelGuard guard_;
+  int previous_omp_ = 1;
   int previous_mkl_ = 0;
 };
 
