@@ -61,6 +61,7 @@ import torch
 
 from .. import layers as _layers, nn as _nn
 from .._kernels import compiled
+from .._kernels.threads import thread_policy
 from . import contention, step
 from .._kernels._cell_spec import CELLS as _SPECS
 
@@ -544,22 +545,33 @@ def time_pairs(rows: list[tuple[str, str, bool]], settings: Settings) -> list[di
 
 
 def _time_pairs_restricted(rows: list[tuple[str, str, bool]], settings: Settings,
-                           cores: int) -> list[dict[str, float]]:
+                           cores: int) -> tuple[list[dict[str, float]], dict[str, Any] | None]:
     """time_pairs in a child process held to the first ``cores`` CPUs (as ``taskset -c``):
-    torch and rnnkit start there and see only those."""
+    torch and rnnkit start there and see only those. Also the thread policy's decision there."""
     allowed = contention.restricted(cores)
     job = json.dumps({"rows": rows, "settings": asdict(settings)})
     code = ("import json, sys\n"
             "from rnnkit.bench import speed\n"
             "job = json.loads(sys.stdin.read())\n"
             "rows = [tuple(r) for r in job['rows']]\n"
-            "print(json.dumps(speed.time_pairs(rows, speed.Settings(**job['settings']))))\n")
+            "times = speed.time_pairs(rows, speed.Settings(**job['settings']))\n"
+            "print(json.dumps({'times': times, 'policy': speed.thread_decision()}))\n")
     done = subprocess.run([sys.executable, "-c", code], input=job, capture_output=True,
                           text=True, preexec_fn=lambda: os.sched_setaffinity(0, allowed),
                           check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the run held to {cores} core(s) failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["times"], result["policy"]
+
+
+def thread_decision() -> dict[str, Any] | None:
+    """What the compiled loops' thread policy decides here and now (rnnkit._kernels.threads:
+    threads granted, torch's, the CPUs, the runnable threads seen); None without the compiled
+    kernels."""
+    if not _compiled_available():
+        return None
+    return thread_policy()
 
 
 def run_contention(rows: list[tuple[str, str, bool]], settings: Settings, kind: str | None,
@@ -572,10 +584,14 @@ def run_contention(rows: list[tuple[str, str, bool]], settings: Settings, kind: 
     progress(f"contention: {len(rows)} rows quiet, then beside {neighbours if kind else 0} "
              f"{kind or ''} neighbours{f', held to {quota} core(s)' if quota else ''}")
     quiet = time_pairs(rows, settings)
+    policy = {"quiet": thread_decision()}
     with (contention.neighbours(kind, neighbours, threads) if kind
           else contextlib.nullcontext()):
-        busy = (_time_pairs_restricted(rows, settings, quota) if quota
-                else time_pairs(rows, settings))
+        if quota:
+            busy, policy["contended"] = _time_pairs_restricted(rows, settings, quota)
+        else:
+            busy = time_pairs(rows, settings)
+            policy["contended"] = thread_decision()
     report_rows = []
     for (cell, size, training), calm, loaded in zip(rows, quiet, busy):
         row = {"cell": cell, "size": size, **{k: v for k, v in asdict(SIZES[size]).items()
@@ -590,7 +606,7 @@ def run_contention(rows: list[tuple[str, str, bool]], settings: Settings, kind: 
                  f"{loaded['rnnkit.nn']:.2f} ms ({row['slowdown']['rnnkit.nn']:.1f}x), torch.nn "
                  f"{calm[BASELINE]:.2f} -> {loaded[BASELINE]:.2f} ms")
     return {"kind": kind, "neighbours": neighbours if kind else 0, "quota_cores": quota,
-            "threads": threads, "rows": report_rows}
+            "threads": threads, "thread_policy": policy, "rows": report_rows}
 
 
 def print_contention(report: dict[str, Any]) -> None:
@@ -613,7 +629,16 @@ def print_contention(report: dict[str, Any]) -> None:
                       f"{quiet[BASELINE]:.2f}", f"{loaded[BASELINE]:.2f}",
                       f"{slow[BASELINE]:.1f}", f"{row['speedup_vs_torch']['quiet']:.2f}",
                       f"{row['speedup_vs_torch']['contended']:.2f}")
-    Console(width=200).print(table)
+    console = Console(width=200)
+    console.print(table)
+    policy = report.get("thread_policy") or {}
+    for condition, decision in policy.items():
+        if decision:
+            console.print(f"rnnkit's thread policy, {condition}: {decision['threads']} of "
+                          f"{decision['torch_threads']} threads ({decision['running']} runnable "
+                          f"threads on {decision['online_cpus']} CPUs, {decision['running_ours']} "
+                          f"of them ours; affinity {decision['affinity_cpus']} CPUs, quota "
+                          f"{decision['quota_cpus'] or 'none'})")
 
 
 # -- output ----------------------------------------------------------------------------------

@@ -67,3 +67,7 @@ def test_contention_report(tmp_path: Path, capsys: pytest.CaptureFixture[str],
         assert row["speedup_vs_torch"]["contended"] == pytest.approx(
             loaded["torch.nn"] / loaded["rnnkit.nn"])
 
+    # the thread policy's decision in each condition: held to one core, one thread
+    policy = report["thread_policy"]
+    assert policy["quiet"]["torch_threads"] == report["threads"]
+    assert (policy["contended"]["affinity_cpus"], policy["contended"]["threads"]) == (1, 1)

@@ -182,7 +182,7 @@ std::array<Tensor, 6> elman_backward(const Tensor& grad_out, const Tensor& grad_
     grads[3] = recurrent_weight_grad(d_pre, 0, hidden, out, h0, reverse, zero ? mask : Tensor());
   }
   if (output_mask[4] || output_mask[5]) {
-    const Tensor db = flat.sum(0);
+    const Tensor db = threads::sum_rows(flat);
     if (output_mask[4]) grads[4] = db;
     if (output_mask[5]) grads[5] = output_mask[4] ? db.clone() : db;
   }

@@ -250,10 +250,10 @@ std::array<Tensor, 6> gru_backward(const Tensor& grad_out, const Tensor& grad_h_
     grads[3] = at::cat({recurrent_weight_grad(d_gi, 0, 2 * hidden, out, h0, reverse, zero_mask),
                         recurrent_weight_grad(d_ghn, 0, hidden, out, h0, reverse, zero_mask)});
   }
-  if (output_mask[4]) grads[4] = flat_gi.sum(0);
+  if (output_mask[4]) grads[4] = threads::sum_rows(flat_gi);
   if (output_mask[5]) {
-    grads[5] = at::cat({flat_gi.narrow(1, 0, 2 * hidden).sum(0),
-                        d_ghn.view({steps * batch, hidden}).sum(0)});
+    grads[5] = at::cat({threads::sum_rows(flat_gi.narrow(1, 0, 2 * hidden)),
+                        threads::sum_rows(d_ghn.view({steps * batch, hidden}))});
   }
   return grads;
 }

@@ -418,7 +418,7 @@ std::array<Tensor, 8> lstm_backward(const Tensor& grad_out, const Tensor& grad_h
                                      zero ? mask : Tensor());
   }
   if (output_mask[5] || output_mask[6]) {
-    const Tensor db = flat.sum(0);
+    const Tensor db = threads::sum_rows(flat);
     if (output_mask[5]) grads[5] = db;
     if (output_mask[6]) grads[6] = output_mask[5] ? db.clone() : db;
   }
