@@ -1,61 +1,89 @@
-// LSTM recurrence (gates i, f, g, o), compiled.
+// LSTM recurrence (gates i, f, g, o), compiled: the cell's traits for the time loop (loop.h)
+// and its operator's entry points.
 //
 // With gx = x W_ih^T + b_ih + b_hh for all steps (one matrix product), per step:
 //     i, f, g, o = sigmoid, sigmoid, tanh, sigmoid of (gx + h W_hh^T)
 //     c' = f * c + i * g;  h' = o * tanh(c')
 // The projections are written into the gates buffer (T, B, 4H); each step adds h W_hh^T onto
 // its slice (one small matrix product) and replaces it by the activated gates in the same pass
-// that updates c and h. The backward pass's gate gradients are one fused pass per step.
+// that updates c and h. The backward pass's gate gradients are one pass per step.
 #include "cell.h"
 #include "common.h"
-#include "fused_loops.h"
+#include "loop.h"
 
 namespace rnnkit {
 namespace {
 
-// gates (T, B, 4H): projections on entry, activated gates on return. out (T, B, H): states h.
-// c_all (T, B, H) receives c of every step when not null; else c lives in a per-thread buffer.
-// c_n (B, H) receives the final cell state.
-template <typename T>
-void forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0, const T* w_hh,
-                  const bool* mask, int64_t steps, int64_t batch, int64_t hidden, bool reverse,
-                  bool zero) {
-  if constexpr (std::is_same_v<T, float>) {  // dense float32: the fused micro-kernel steps
-    if (fused::takes<T>(mask)) {
-      return fused::lstm_forward(gates, out, c_all, c_n, h0, c0, w_hh, steps, batch, hidden,
-                                 reverse);
-    }
+// The LSTM cell for loop.h. gates (T, B, 4H) holds the input projections (with both biases) on
+// entry, h W_hh^T added in place, and the activated gates on return; the cell state c is a
+// second state: c_all (T, B, H) keeps every step's in training, else it alternates between two
+// halves of a per-thread buffer (an update in place would alias its input, and the compiler's
+// alias check would then skip the vector loop); c_n (B, H) receives the last. The backward
+// pass's per-step gradient is d_gates (T, B, 4H), the left factor of each step's product; d c
+// is carried back in dc, and d_out is read with its own strides.
+struct Lstm {
+  static constexpr int kGates = 4;
+  static constexpr const char* kName = "lstm";
+  static constexpr bool kHiddenBiasInProjection = true;
+  static constexpr bool kAccumulate = true;
+  static constexpr bool kHeldSources = false;  // c_all holds c through masked steps
+
+  static micro::Panel forward_panel(micro::Isa isa, const float* w_hh, int64_t hidden) {
+    return micro::gate_panel(isa, w_hh, 4, hidden);
   }
-  const int64_t width = 4 * hidden;
-  const double flops = 2.0 * steps * batch * width * hidden;
-  over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
-    const int64_t rows = b1 - b0;
-    // Without c_all, c alternates between two halves of a scratch buffer: an update in place
-    // would alias its input, and the compiler's alias check would then skip the vector loop.
-    std::vector<T> c_buffer(c_all == nullptr ? 2 * rows * hidden : 0);
-    const T* h = h0 + b0 * hidden;
-    const T* c = c0 + b0 * hidden;
-    T* previous = nullptr;       // the previous step's output rows, once h points at them
-    const bool* held = nullptr;  // and that step's mask
-    const PackedRight<T> recurrent(Op::T, rows, width, hidden, w_hh, hidden);  // @ W_hh^T
-    for (int64_t s = 0; s < steps; ++s) {
-      const int64_t t = reverse ? steps - 1 - s : s;
-      T* a = at_step(gates, t, batch, b0, width);  // (rows, 4H)
-      recurrent.multiply(h, hidden, T(1), a, width);
-      T* o = at_step(out, t, batch, b0, hidden);
-      T* c_new = c_all == nullptr ? c_buffer.data() + (s % 2) * rows * hidden
-                                  : at_step(c_all, t, batch, b0, hidden);
-      for (int64_t r = 0; r < rows; ++r) {
-        T* ar = a + r * width;
-        const T* cp = c + r * hidden;
-        const T* hp = h + r * hidden;
-        T* cr = c_new + r * hidden;
-        T* hr = o + r * hidden;
-        if (mask != nullptr && !mask[t * batch + b0 + r]) {  // held
-          std::copy(cp, cp + hidden, cr);
-          std::copy(hp, hp + hidden, hr);
-          continue;
-        }
+
+  Tensor h0, c0, w_hh;
+  Tensor out, c_n, gates, c_all;
+
+  // training keeps every step's gates and c; the chunks project into the gates when kept
+  float* allocate(const Tensor& x, const Pass& p, bool train, const Tensor& projected) {
+    out = at::empty({p.steps, p.batch, p.hidden}, x.options());
+    c_n = at::empty({p.batch, p.hidden}, x.options());
+    gates = projected.defined() || !train
+                ? projected
+                : at::empty({p.steps, p.batch, 4 * p.hidden}, x.options());
+    if (train) c_all = at::empty({p.steps, p.batch, p.hidden}, x.options());
+    return projected.defined() ? nullptr : data_or_null<float>(gates);
+  }
+
+  template <typename T>
+  struct Forward {
+    T* out;
+    const T* h0;
+    const T* w_hh;
+    const T* c0;
+    T* gates;
+    T* c_all;
+    T* c_n;
+
+    // c0 may be c_n itself (a chunk continuing the previous one): each thread reads its rows
+    // before it writes them
+    Forward chunk(T* chunk_gates, int64_t offset, const T* h, bool first) const {
+      Forward c = *this;
+      c.out += offset;
+      c.gates = chunk_gates;
+      if (c.c_all != nullptr) c.c_all += offset;
+      c.h0 = h;
+      if (!first) c.c0 = c_n;  // the last chunk's c
+      return c;
+    }
+
+    class Rows {
+     public:
+      Rows(const Forward& f, const Pass& p, int64_t b0, int64_t rows, bool)
+          : f_(f), p_(p), b0_(b0), rows_(rows),
+            c_buffer_(f.c_all == nullptr ? 2 * rows * p.hidden : 0),
+            c_(f.c0 + b0 * p.hidden) {}
+      void begin(int64_t s, int64_t t) {
+        c_new_ = f_.c_all == nullptr ? c_buffer_.data() + (s % 2) * rows_ * p_.hidden
+                                     : at_step(f_.c_all, t, p_.batch, b0_, p_.hidden);
+      }
+      T* product(int64_t t) const { return at_step(f_.gates, t, p_.batch, b0_, 4 * p_.hidden); }
+      void row(int64_t t, int64_t i, const T*, T* hr) {
+        const int64_t hidden = p_.hidden;
+        T* ar = at_step(f_.gates, t, p_.batch, b0_ + i, 4 * hidden);
+        const T* cp = c_ + i * hidden;
+        T* cr = c_new_ + i * hidden;
         // The gate slices of a row sit at offsets GCC cannot prove disjoint; without this the
         // loop stays scalar (measured: half the speed of a small LSTM step).
 #pragma omp simd
@@ -73,57 +101,71 @@ void forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0, 
           hr[j] = og * tanh_(cj);
         }
       }
-      if (mask != nullptr) {  // zero padding: the previous step's held rows have been read
-        if (zero && held != nullptr) zero_rows(previous, held, rows, hidden);
-        held = mask + t * batch + b0;
+      void hold(int64_t, int64_t i, const T* hp, T* hr) const {
+        const T* cp = c_ + i * p_.hidden;
+        std::copy(cp, cp + p_.hidden, c_new_ + i * p_.hidden);
+        std::copy(hp, hp + p_.hidden, hr);
       }
-      h = previous = o;
-      c = c_new;
-    }
-    if (zero && held != nullptr) zero_rows(previous, held, rows, hidden);
-    std::copy(c, c + rows * hidden, c_n + b0 * hidden);
-  });
-}
+      void end() { c_ = c_new_; }
+      void finish() const { std::copy(c_, c_ + rows_ * p_.hidden, f_.c_n + b0_ * p_.hidden); }
+      void fused(micro::Isa isa, const micro::Panel& w, int64_t t, const float* h, float* o) const {
+        micro::lstm_forward_step(isa, w, h, c_, product(t), 4 * p_.hidden, o, c_new_, rows_,
+                                 p_.hidden);
+      }
 
-// dh, dc enter as d h_n, d c_n and leave as d h0, d c0; d_gates (T, B, 4H) receives the
-// gradients of the pre-activation gates of every step. d_out is read with its own strides.
-template <typename T>
-void backward_loop(const StridedRows<T>& d_out, T* dh, T* dc, const T* c_all, const T* c0,
-                   const T* gates, const T* w_hh, const bool* mask, T* d_gates, int64_t steps,
-                   int64_t batch, int64_t hidden, bool reverse, bool zero) {
-  if constexpr (std::is_same_v<T, float>) {  // dense float32: the fused micro-kernel steps
-    if (fused::takes<T>(mask)) {
-      return fused::lstm_backward(d_out, dh, dc, c_all, c0, gates, w_hh, d_gates, steps, batch,
-                                  hidden, reverse);
-    }
+     private:
+      const Forward& f_;
+      const Pass& p_;
+      int64_t b0_, rows_;
+      std::vector<T> c_buffer_;
+      const T* c_;          // (rows, H): the c this step starts from
+      T* c_new_ = nullptr;  // and the one it writes
+    };
+  };
+
+  template <typename T>
+  Forward<T> forward() const {
+    return {out.data_ptr<T>(), h0.data_ptr<T>(), w_hh.data_ptr<T>(), c0.data_ptr<T>(),
+            data_or_null<T>(gates), data_or_null<T>(c_all), c_n.data_ptr<T>()};
   }
-  const int64_t width = 4 * hidden;
-  const double flops = 2.0 * steps * batch * width * hidden;
-  over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
-    const int64_t rows = b1 - b0;
-    T* carry_h = dh + b0 * hidden;  // (rows, H)
-    T* carry_c = dc + b0 * hidden;
-    std::vector<T> scratch(hidden);  // a strided d_out row, gathered
-    const PackedRight<T> recurrent(Op::N, rows, hidden, width, w_hh, hidden);  // @ W_hh
-    for (int64_t s = 0; s < steps; ++s) {
-      const int64_t t = reverse ? s : steps - 1 - s;
-      const T* cp_rows = previous_state(c_all, c0, t, steps, batch, b0, hidden, reverse);
-      T* da = at_step(d_gates, t, batch, b0, width);
-      for (int64_t r = 0; r < rows; ++r) {
-        const T* g = at_step(gates, t, batch, b0 + r, width);
-        const T* ct = at_step(c_all, t, batch, b0 + r, hidden);
-        const T* go = d_out.row(t, b0 + r, scratch.data(), hidden);
-        const T* cp = cp_rows + r * hidden;
-        T* dar = da + r * width;
-        T* gh = carry_h + r * hidden;
-        T* gc = carry_c + r * hidden;
-        if (mask != nullptr && !mask[t * batch + b0 + r]) {  // held: gradients pass through
-          if (!zero) {  // with zero padding the output here was a constant
-            for (int64_t j = 0; j < hidden; ++j) gh[j] += go[j];
-          }
-          std::fill(dar, dar + width, T(0));
-          continue;
-        }
+
+  // dh, dc enter as d h_n, d c_n and leave as d h0, d c0.
+  template <typename T>
+  struct Backward {
+    StridedRows<T> d_out;
+    T* dh;
+    const T* w_hh;
+    T* dc;
+    const T* c_all;
+    const T* c0;
+    const T* gates;
+    T* d_gates;
+
+    class Rows {
+     public:
+      Rows(const Backward& b, const Pass& p, const std::vector<int64_t>&, int64_t b0,
+           int64_t rows, bool fused)
+          : b_(b), p_(p), b0_(b0), rows_(rows), carry_c_(b.dc + b0 * p.hidden),
+            scratch_(fused ? 0 : p.hidden) {}
+      void begin(int64_t t) {
+        cp_rows_ = previous_state(b_.c_all, b_.c0, t, p_.steps, p_.batch, b0_, p_.hidden,
+                                  p_.reverse);
+      }
+      const T* go(int64_t t, int64_t i) {
+        return b_.d_out.row(t, b0_ + i, scratch_.data(), p_.hidden);
+      }
+      void hold(int64_t t, int64_t i) const {
+        T* dar = at_step(b_.d_gates, t, p_.batch, b0_ + i, 4 * p_.hidden);
+        std::fill(dar, dar + 4 * p_.hidden, T(0));
+      }
+      void row(int64_t t, int64_t i, T* gh) {  // gh: d h_t in, zero out (d h_{t-1} adds on)
+        const int64_t hidden = p_.hidden, width = 4 * hidden;
+        const T* g = at_step(b_.gates, t, p_.batch, b0_ + i, width);
+        const T* ct = at_step(b_.c_all, t, p_.batch, b0_ + i, hidden);
+        const T* go = this->go(t, i);
+        const T* cp = cp_rows_ + i * hidden;
+        T* dar = at_step(b_.d_gates, t, p_.batch, b0_ + i, width);
+        T* gc = carry_c_ + i * hidden;
 #pragma omp simd  // as in the forward pass
         for (int64_t j = 0; j < hidden; ++j) {
           const T ig = g[j], fg = g[hidden + j], gg = g[2 * hidden + j], og = g[3 * hidden + j];
@@ -138,61 +180,40 @@ void backward_loop(const StridedRows<T>& d_out, T* dh, T* dc, const T* c_all, co
           gh[j] = T(0);
         }
       }
-      recurrent.multiply(da, width, T(1), carry_h, hidden);
-    }
-  });
-}
+      const T* left(int64_t t) const {
+        return at_step(b_.d_gates, t, p_.batch, b0_, 4 * p_.hidden);
+      }
+      T beta() const { return T(1); }
 
-struct Forward {
-  Tensor out, gates, c_all, c_n;
+      micro::LstmBackStep describe(int64_t, int64_t t) const {
+        const int64_t hidden = p_.hidden, width = 4 * hidden;
+        const StridedRows<T>& d_out = b_.d_out;
+        return {at_step(b_.gates, t, p_.batch, b0_, width),
+                at_step(b_.c_all, t, p_.batch, b0_, hidden),
+                previous_state(b_.c_all, b_.c0, t, p_.steps, p_.batch, b0_, hidden, p_.reverse),
+                d_out.data + t * d_out.step_stride + b0_ * d_out.batch_stride,
+                d_out.batch_stride,
+                d_out.stride,
+                at_step(b_.d_gates, t, p_.batch, b0_, width)};
+      }
+      void first(micro::Isa isa, int64_t t, float* carry) const {
+        micro::lstm_backward_first(isa, describe(0, t), carry, carry_c_, rows_, p_.hidden);
+      }
+      void step(micro::Isa isa, const micro::Panel& w, int64_t, int64_t t,
+                const micro::LstmBackStep* next, float* carry) const {
+        micro::lstm_backward_step(isa, w, left(t), next, carry, carry_c_, rows_, p_.hidden);
+      }
+
+     private:
+      const Backward& b_;
+      const Pass& p_;
+      int64_t b0_, rows_;
+      T* carry_c_;              // (rows, H): d c, carried back through time
+      std::vector<T> scratch_;  // a strided d_out row, gathered (library path)
+      const T* cp_rows_ = nullptr;  // the rows' previous c, this step
+    };
+  };
 };
-
-Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
-                    const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh,
-                    const Tensor& mask, bool reverse, bool keep_for_backward, bool zero) {
-  const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(1);
-  Forward f;
-  f.out = at::empty({steps, batch, hidden}, x.options());
-  f.c_n = at::empty({batch, hidden}, x.options());
-  const int64_t chunk = chunk_steps(steps, batch, 4 * hidden);
-  if (chunk < steps && x.scalar_type() == at::kFloat &&
-      fused::takes<float>(mask.defined() ? mask.data_ptr<bool>() : nullptr)) {
-    // training keeps every step's gates and c, each chunk's projected into its own steps
-    if (keep_for_backward) {
-      f.gates = at::empty({steps, batch, 4 * hidden}, x.options());
-      f.c_all = at::empty({steps, batch, hidden}, x.options());
-    }
-    const micro::Panel panel = micro::gate_panel(micro::fused_isa(), w_hh.data_ptr<float>(), 4,
-                                                 hidden);
-    float* out = f.out.data_ptr<float>();
-    float* c_n = f.c_n.data_ptr<float>();
-    float* c_all = keep_for_backward ? f.c_all.data_ptr<float>() : nullptr;
-    const int64_t stride = batch * hidden;  // one step of out
-    fused::in_chunks(
-        x, w_ih, b_ih, b_hh, chunk, reverse,
-        [&](float* gates, int64_t t0, int64_t n, bool first) {
-          // a chunk starts from the state the previous one ended at
-          const int64_t before = (reverse ? t0 + n : t0 - 1) * stride;
-          const float* h = first ? h0.data_ptr<float>() : out + before;
-          const float* c = first ? c0.data_ptr<float>() : c_n;  // the last chunk's c
-          fused::lstm_forward(panel, gates, out + t0 * stride,
-                              c_all ? c_all + t0 * stride : nullptr, c_n, h, c, n, batch,
-                              hidden, reverse);
-        },
-        keep_for_backward ? f.gates.data_ptr<float>() : nullptr);
-    return f;
-  }
-  f.gates = project_inputs(x, w_ih, b_ih, b_hh);  // (T, B, 4H)
-  if (keep_for_backward) f.c_all = at::empty({steps, batch, hidden}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward", [&] {
-    forward_loop(f.gates.data_ptr<scalar_t>(), f.out.data_ptr<scalar_t>(),
-                 keep_for_backward ? f.c_all.data_ptr<scalar_t>() : nullptr,
-                 f.c_n.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(),
-                 w_hh.data_ptr<scalar_t>(), mask.defined() ? mask.data_ptr<bool>() : nullptr,
-                 steps, batch, hidden, reverse, zero);
-  });
-  return f;
-}
 
 }  // namespace
 
@@ -204,11 +225,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor mask = contiguous_or_empty(mask_in);
-  zero = zero && mask.defined();
-  Forward f = run_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse, train, zero);
-  Tensor h_n = last_state(f.out, h0, reverse, zero ? mask : Tensor());
-  if (!train) return {f.out, h_n, f.c_n, unused(x), unused(x)};
-  return {f.out, h_n, f.c_n, f.gates, f.c_all};
+  const Pass pass = make_pass(x, w_hh.size(1), mask, reverse, zero);
+  Lstm cell{h0, c0, w_hh};
+  run_forward(cell, x, w_ih, b_ih, b_hh, pass, train);
+  Tensor h_n = last_state(cell.out, h0, reverse, pass.zero ? mask : Tensor());
+  if (!train) return {cell.out, h_n, cell.c_n, unused(x), unused(x)};
+  return {cell.out, h_n, cell.c_n, cell.gates, cell.c_all};
 }
 
 std::array<Tensor, 7> lstm_backward(const Tensor& grad_out, const Tensor& grad_h_n,
@@ -228,11 +250,11 @@ std::array<Tensor, 7> lstm_backward(const Tensor& grad_out, const Tensor& grad_h
   Tensor dc = grad_c_n.contiguous().clone();
   Tensor d_gates = at::empty_like(gates);  // (T, B, 4H)
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_backward", [&] {
-    backward_loop(StridedRows<scalar_t>(grad_out), dh.data_ptr<scalar_t>(),
-                  dc.data_ptr<scalar_t>(), c_all.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(),
-                  gates.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
-                  mask.defined() ? mask.data_ptr<bool>() : nullptr, d_gates.data_ptr<scalar_t>(),
-                  steps, batch, hidden, reverse, zero);
+    backward_loop<Lstm, scalar_t>(
+        {StridedRows<scalar_t>(grad_out), dh.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
+         dc.data_ptr<scalar_t>(), c_all.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(),
+         gates.data_ptr<scalar_t>(), d_gates.data_ptr<scalar_t>()},
+        make_pass(x, hidden, mask, reverse, zero));
   });
   const Tensor flat = d_gates.view({steps * batch, 4 * hidden});
   std::array<Tensor, 7> grads;
