@@ -114,32 +114,35 @@ def _train(*tensors: Tensor | None) -> bool:
 def _recurrence(name: str, backend: str, x: Tensor, states: tuple[Tensor | None, ...],
                 w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
                 mask: Tensor | None, reverse: bool, zero_padding: bool,
-                *flags: bool) -> tuple[Tensor, ...]:
+                *flags: bool, weights: tuple[Tensor | None, ...] = ()) -> tuple[Tensor, ...]:
     """The cell ``name`` over a sequence on the path ``backend`` asks for: (states, *finals).
-    ``flags`` are the cell's own (Elman: ``relu``); see :mod:`._cell_spec`."""
+    ``flags`` are the cell's own (Elman: ``relu``), ``weights`` its own optional weights (the
+    LSTM's ``w_hr``; absent ones may be left out); see :mod:`._cell_spec`."""
     cell = _SPECS[name]
-    path = _path(backend, x, *states, w_ih, w_hh, b_ih, b_hh)
+    own = (*weights, *(None,) * (len(cell.weights) - len(weights)))
+    path = _path(backend, x, *states, w_ih, w_hh, b_ih, b_hh, *own)
     if path == "op":
         return _operator(cell, backend, x, states, w_ih, w_hh, b_ih, b_hh, mask, reverse,
-                         zero_padding, *flags)
+                         zero_padding, *flags, weights=own)
     if path == "composite":
-        outputs = _composite.forward(cell)(x, *states, w_ih, w_hh, b_ih, b_hh, mask, reverse,
-                                           zero_padding, False, *flags)
+        outputs = _composite.forward(cell)(x, *states, w_ih, w_hh, b_ih, b_hh, *own, mask,
+                                           reverse, zero_padding, False, *flags)
         return outputs[:1 + len(states)]
 
     def step(x_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         gi = torch.nn.functional.linear(x_t, w_ih, b_ih)
-        return cell.step(gi, state, w_hh, b_hh, *flags)[0]
+        return cell.step(gi, state, w_hh, b_hh, *own, *flags)[0]
 
-    out, finals = scan(step, x, _initial(states, x, w_hh), mask, reverse)
+    out, finals = scan(step, x, _composite.initial_states(cell, states, x, w_hh), mask, reverse)
     return (_padded(out, mask, zero_padding), *finals)
 
 
 def _operator(cell: CellSpec, backend: str, x: Tensor, states: tuple[Tensor | None, ...],
               w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
               mask: Tensor | None, reverse: bool, zero_padding: bool,
-              *flags: bool) -> tuple[Tensor, ...]:
-    """The operator path of :func:`_recurrence`: (states, *finals).
+              *flags: bool, weights: tuple[Tensor | None, ...]) -> tuple[Tensor, ...]:
+    """The operator path of :func:`_recurrence`: (states, *finals); ``weights`` are the cell's
+    own, one per :attr:`~._cell_spec.CellSpec.weights` (None: absent).
 
     Under a tracer: the ONNX node when exporting to ONNX; inside ``torch.compile`` PyTorch's
     own kernel for inference where :mod:`._route`'s rule prefers it at static sizes; else the
@@ -147,7 +150,8 @@ def _operator(cell: CellSpec, backend: str, x: Tensor, states: tuple[Tensor | No
     Eagerly: PyTorch's own kernel where :mod:`._route` prefers it (``backend="auto"``), else
     the operator."""
     finals = len(states)
-    torch_cell = cell.torch_function(*flags)  # None: PyTorch has no such cell
+    # None: PyTorch has no such cell; a projected LSTM always stays on the operator
+    torch_cell = None if any(w is not None for w in weights) else cell.torch_function(*flags)
     compiling = torch.compiler.is_compiling()
     if not compiling and _compiled._module is None:  # the fake kernels load it when compiling
         _ensure_library()
@@ -155,25 +159,28 @@ def _operator(cell: CellSpec, backend: str, x: Tensor, states: tuple[Tensor | No
     # eager-time, size-dependent choice a traced graph would bake in), but for the two below.
     if compiling or torch._C._is_tracing() or torch._C._are_functorch_transforms_active():
         if _onnx_exporting():
-            return _onnx.emit(cell.name, x, states, w_ih, w_hh, b_ih, b_hh, mask, reverse,
-                              zero_padding, *flags)
+            return _onnx.emit(cell.name, x, states, w_ih, w_hh, b_ih, b_hh, weights, mask,
+                              reverse, zero_padding, *flags)
         if (backend == "auto" and compiling and torch_cell is not None
                 and _route.prefers_torch_compiled(torch_cell, x, w_hh, mask, *states, w_ih,
                                                   w_hh, b_ih, b_hh)):
-            return _torch_recurrence(getattr(torch._VF, torch_cell), x,
-                                     _initial(states, x, w_hh), w_ih, w_hh, b_ih, b_hh, reverse)
-        traced, train = True, _train(x, *states, w_ih, w_hh, b_ih, b_hh)
+            initial = _composite.initial_states(cell, states, x, w_hh)
+            return _torch_recurrence(getattr(torch._VF, torch_cell), x, initial, w_ih, w_hh,
+                                     b_ih, b_hh, reverse)
+        traced, train = True, _train(x, *states, w_ih, w_hh, b_ih, b_hh, *weights)
     else:
         # whether a gradient is wanted, asked once per call
         train = torch.is_grad_enabled() and torch._C._any_requires_grad(x, *states, w_ih, w_hh,
-                                                                          b_ih, b_hh)
+                                                                          b_ih, b_hh, *weights)
         if (backend == "auto" and torch_cell is not None
                 and _prefers_torch(torch_cell, x, w_hh, mask, training=train)):
-            return _torch_recurrence(getattr(torch._VF, torch_cell), x,
-                                     _initial(states, x, w_hh), w_ih, w_hh, b_ih, b_hh, reverse)
+            initial = _composite.initial_states(cell, states, x, w_hh)
+            return _torch_recurrence(getattr(torch._VF, torch_cell), x, initial, w_ih, w_hh,
+                                     b_ih, b_hh, reverse)
         traced = False
     # the kernels make x contiguous
-    args = (x, *states, w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, train, *flags)
+    args = (x, *states, w_ih, w_hh, b_ih, b_hh, *weights, mask, reverse, zero_padding, train,
+            *flags)
     name = cell.name
     outputs = _ops.traced(name, *args) if traced else _ops.eager(name, *args, grad=train)
     return outputs[:1 + finals]
@@ -229,14 +236,19 @@ def lstm(
     b_ih: Tensor | None = None,
     b_hh: Tensor | None = None,
     *,
+    w_hr: Tensor | None = None,
     mask: Tensor | None = None,
     reverse: bool = False,
     zero_padding: bool = False,
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """LSTM (gates i, f, g, o). Returns (states h, h_n, c_n)."""
+    """LSTM (gates i, f, g, o). Returns (states h, h_n, c_n).
+
+    ``w_hr`` (P, H) projects the output as ``torch.nn.LSTM``'s ``proj_size`` does:
+    h_t = W_hr (o_t * tanh(c_t)), so h (and ``h0``, ``out``) are P wide, ``w_hh`` is (4H, P),
+    and c stays H wide."""
     out, h_n, c_n = _recurrence("lstm", backend, x, (h0, c0), w_ih, w_hh, b_ih, b_hh, mask,
-                                reverse, zero_padding)
+                                reverse, zero_padding, weights=(w_hr,))
     return out, h_n, c_n
 
 
@@ -266,12 +278,6 @@ def zero_masked(out: Tensor, mask: Tensor) -> Tensor:
         torch.ops.rnnkit.zero_masked_(out, mask)
         return out
     return torch.where(mask.unsqueeze(-1), out, out.new_zeros(()))
-
-
-def _initial(states: tuple[Tensor | None, ...], x: Tensor, w_hh: Tensor) -> tuple[Tensor, ...]:
-    """The initial states with zeros for the absent ones, for the paths that are not the
-    operator (whose kernels make their own)."""
-    return tuple(_composite.initial_state(s, x, w_hh) for s in states)
 
 
 def _padded(out: Tensor, mask: Tensor | None, zero_padding: bool) -> Tensor:

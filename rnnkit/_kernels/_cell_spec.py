@@ -11,11 +11,16 @@ diagnostics.
 
 Every cell's operator has the same shape (``S`` its states, ``F`` its flags)::
 
-    <name>(x, S0?..., w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train, F...)
-        -> (out, S_n..., saved...)
-    <name>_backward(grad_out, grad_S_n..., x, S0?..., w_ih, w_hh, b_ih?, b_hh?, out, saved...,
-                    mask?, reverse, zero_padding, F..., output_mask)
-        -> (grad x, grad S0..., grad w_ih, grad w_hh, grad b_ih, grad b_hh)
+    <name>(x, S0?..., w_ih, w_hh, b_ih?, b_hh?, W?..., mask?, reverse, zero_padding, train,
+           F...) -> (out, S_n..., saved...)
+    <name>_backward(grad_out, grad_S_n..., x, S0?..., w_ih, w_hh, b_ih?, b_hh?, W?..., out,
+                    saved..., mask?, reverse, zero_padding, F..., output_mask)
+        -> (grad x, grad S0..., grad w_ih, grad w_hh, grad b_ih, grad b_hh, grad W...)
+
+``W`` are the cell's own optional weights (:attr:`CellSpec.weights`; absent: None), such as the
+LSTM's output projection ``w_hr``. The first state is what ``w_hh`` multiplies: ``(B,
+w_hh.shape[1])``, and so is ``out``'s width; every later state is ``(B, H)`` with
+``H = w_hh.shape[0] // gates`` (:meth:`CellSpec.state_width`). Without a projection both are H.
 
 ``saved`` are the buffers the compiled backward pass reads besides ``out`` (``train=False``:
 (0,) placeholders): first the step's extra results (:attr:`CellSpec.step`), then each state
@@ -43,8 +48,9 @@ from .cells import rnn_equation, rnn_step, gru_equation, gru_step, lstm_equation
 __all__ = ["CELLS", "CellSpec", "by_keras_class", "by_torch_mode", "spec"]
 
 State = tuple[Tensor, ...]
-# one step from the input projection gi_t (B, G*H): (gi_t, state, w_hh, b_hh, *flags)
-#   -> (the new state, the step's extra results the backward pass keeps)
+# one step from the input projection gi_t (B, G*H): (gi_t, state, w_hh, b_hh, *weights,
+#   *flags) -> (the new state, the step's extra results the backward pass keeps); weights: the
+#   cell's own (CellSpec.weights), None where absent
 Step = Callable[..., tuple[State, tuple[Tensor, ...]]]
 
 
@@ -69,6 +75,9 @@ class CellSpec:
     # the ONNX node's cell-specific attributes for a call with these flags
     onnx_attributes: Callable[..., dict[str, Any]] = lambda *flags: {}
     compiled: bool = True  # whether csrc/ has its C++ loop
+    # the cell's own optional weights after b_hh (differentiable; None: absent), each a
+    # keyword of the step (the LSTM's output projection w_hr (P, H): h = W_hr (o * tanh(c)))
+    weights: tuple[str, ...] = ()
 
     @property
     def gates(self) -> int:
@@ -77,8 +86,14 @@ class CellSpec:
 
     @property
     def differentiable(self) -> int:
-        """The operator's differentiable inputs: x, the states, w_ih, w_hh, b_ih, b_hh."""
-        return 5 + len(self.states)
+        """The operator's differentiable inputs: x, the states, w_ih, w_hh, b_ih, b_hh, the
+        cell's own weights."""
+        return 5 + len(self.states) + len(self.weights)
+
+    def state_width(self, index: int, w_hh: Tensor) -> int:
+        """The width of state ``index``: the first (the output) is what ``w_hh`` multiplies
+        (P with a projection), every later one the cell's hidden size H."""
+        return int(w_hh.shape[1]) if index == 0 else int(w_hh.shape[0]) // self.gates
 
     def torch_mode(self, *flags: bool) -> str | None:
         """torch.nn's mode string for a call with these flags (``RNN_RELU`` for the Elman
@@ -123,9 +138,11 @@ def _gru_step(gi: Tensor, state: State, w_hh: Tensor,
     return (h,), (gates, hn)
 
 
-def _lstm_step(gi: Tensor, state: State, w_hh: Tensor,
-               b_hh: Tensor | None) -> tuple[State, tuple[Tensor, ...]]:
+def _lstm_step(gi: Tensor, state: State, w_hh: Tensor, b_hh: Tensor | None,
+               w_hr: Tensor | None = None) -> tuple[State, tuple[Tensor, ...]]:
     h, c, gates = lstm_step(gi, state[0], state[1], w_hh, b_hh)
+    if w_hr is not None:  # torch.nn's proj_size: h = W_hr (o * tanh(c)), (B, P)
+        h = h @ w_hr.t()
     return (h, c), (gates,)
 
 
@@ -147,7 +164,7 @@ LSTM = CellSpec(
     states=("h", "c"), saved=(("gates", 4), ("c_all", 1)), flags=(),
     activations=("tanh", "sigmoid"), equation=lstm_equation, step=_lstm_step,
     nn_class="LSTM", keras_class="LSTM", torch_modes=("LSTM",), onnx_op="LSTM",
-    onnx_gates=("i", "o", "f", "g"))
+    onnx_gates=("i", "o", "f", "g"), weights=("w_hr",))
 
 CELLS: dict[str, CellSpec] = {c.name: c for c in (RNN, GRU, LSTM)}
 

@@ -51,10 +51,21 @@ def _refuse_held_mask(mask: Any, zero_padding: bool) -> None:
             "rnnkit.export.onnx(model, path), which writes it as an ONNX Scan")
 
 
+def _refuse_projection(projected: bool) -> None:
+    if projected:
+        raise NotImplementedError(
+            "torch.onnx.export: an LSTM with an output projection (proj_size > 0, w_hr) has no "
+            "standard ONNX operator (ONNX's LSTM has no projection, and torch.onnx exports none "
+            "either); export the LSTM without proj_size")
+
+
 def emit(cell: str, x: Tensor, states: tuple[Tensor | None, ...], w_ih: Tensor, w_hh: Tensor,
-         b_ih: Tensor | None, b_hh: Tensor | None, mask: Tensor | None, reverse: bool,
-         zero_padding: bool, *flags: bool) -> tuple[Tensor, ...]:
-    """The ONNX node of one direction for the dynamo exporter: (states (T, B, H), *finals)."""
+         b_ih: Tensor | None, b_hh: Tensor | None, weights: tuple[Tensor | None, ...],
+         mask: Tensor | None, reverse: bool, zero_padding: bool,
+         *flags: bool) -> tuple[Tensor, ...]:
+    """The ONNX node of one direction for the dynamo exporter: (states (T, B, H), *finals).
+    ``weights``: the cell's own optional ones (an LSTM projection raises)."""
+    _refuse_projection(any(w is not None for w in weights))
     _refuse_held_mask(mask, zero_padding)
     steps, batch, hidden = x.shape[0], x.shape[1], w_hh.shape[1]
     rows = torch.tensor(_rows(cell, hidden), device=x.device)
@@ -86,8 +97,9 @@ def register_legacy_symbolics() -> None:
         return value
 
     def node(g: Any, cell: str, x: Any, states: list[Any], w_ih: Any, w_hh: Any, b_ih: Any,
-             b_hh: Any, mask: Any, reverse: Any, zero_padding: Any,
+             b_hh: Any, weights: tuple[Any, ...], mask: Any, reverse: Any, zero_padding: Any,
              flags: tuple[bool, ...]) -> tuple[Any, ...]:
+        _refuse_projection(not all(symbolic_helper._is_none(w) for w in weights))
         reverse = symbolic_helper._maybe_get_const(reverse, "b")
         zero_padding = symbolic_helper._maybe_get_const(zero_padding, "b")
         absent = symbolic_helper._is_none(mask)
@@ -137,14 +149,15 @@ def register_legacy_symbolics() -> None:
         return (out, *finals, *unused)
 
     def symbolic(cell: CellSpec) -> Any:
-        count = len(cell.states)
+        count, own = len(cell.states), len(cell.weights)
 
-        # the operator's arguments (see _cell_spec): x, states, w_ih, w_hh, b_ih, b_hh, mask,
-        # reverse, zero_padding, train, the cell's flags
+        # the operator's arguments (see _cell_spec): x, states, w_ih, w_hh, b_ih, b_hh, the
+        # cell's own weights, mask, reverse, zero_padding, train, the cell's flags
         def fn(g: Any, x: Any, *args: Any) -> tuple[Any, ...]:
             states, rest = list(args[:count]), args[count:]
+            weights, rest = tuple(rest[4:4 + own]), (*rest[:4], *rest[4 + own:])
             flags = tuple(bool(symbolic_helper._maybe_get_const(f, "b")) for f in rest[8:])
-            return node(g, cell.name, x, states, *rest[:7], flags)
+            return node(g, cell.name, x, states, *rest[:4], weights, *rest[4:7], flags)
 
         return fn
 

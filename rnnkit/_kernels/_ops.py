@@ -30,8 +30,11 @@ absent initial state is zeros, made by the kernel; see :mod:`._cell_spec` for th
         -> (out, h_n)
     gru(x, h0?, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train)
         -> (out, h_n, gates, hn_all)
-    lstm(x, h0?, c0?, w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train)
+    lstm(x, h0?, c0?, w_ih, w_hh, b_ih?, b_hh?, w_hr?, mask?, reverse, zero_padding, train)
         -> (out, h_n, c_n, gates, c_all)
+
+(``w_hr`` (P, H): torch.nn's ``proj_size``, h = W_hr (o * tanh(c)); then ``w_hh`` is (4H, P),
+``out`` and ``h`` are P wide, ``c`` is H wide.)
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ def _schemas(cell: CellSpec) -> tuple[str, str]:
     """The forward and backward operators' schemas of ``cell`` (see :mod:`._cell_spec`)."""
     states = ", ".join(f"Tensor? {s}0" for s in cell.states)
     flags = "".join(f", bool {f}" for f in cell.flags)
-    common = "Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh"
+    common = "Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh" + "".join(
+        f", Tensor? {w}" for w in cell.weights)
     results = ", ".join(["Tensor"] * (1 + len(cell.states) + len(cell.saved)))
     forward = (f"{cell.name}(Tensor x, {states}, {common}, Tensor? mask, bool reverse, "
                f"bool zero_padding, bool train{flags}) -> ({results})")
@@ -85,7 +89,7 @@ class _Cell:
 
     def __init__(self, spec: CellSpec) -> None:
         self.spec, self.name, self.states = spec, spec.name, len(spec.states)
-        self.differentiable = spec.differentiable  # x, the states, w_ih, w_hh, b_ih, b_hh
+        self.differentiable = spec.differentiable  # x, states, w_ih, w_hh, b_ih, b_hh, W...
         self.op = getattr(torch.ops.rnnkit, spec.name).default
         # the dispatcher's entry without OpOverload's Python frame: for eager calls
         self.call = getattr(self.op, "_op", self.op)
@@ -119,10 +123,18 @@ def _filled(grads: Sequence[Tensor | None], like: Tensor) -> tuple[Tensor, ...]:
     return tuple(like.new_empty(0) if g is None else g for g in grads)
 
 
-def _check_fake(name: str, x: Tensor, w_hh: Tensor, gates: int) -> None:
+def _check_fake(name: str, x: Tensor, w_hh: Tensor, gates: int,
+                weights: Sequence[Tensor | None]) -> None:
     torch._check(x.dim() == 3, lambda: f"rnnkit.{name}: x must be (T, B, D), got {x.shape}")
-    torch._check(w_hh.dim() == 2 and w_hh.shape[0] == gates * w_hh.shape[1],
-                 lambda: f"rnnkit.{name}: w_hh must be ({gates}*H, H), got {w_hh.shape}")
+    w_hr = weights[0] if weights else None  # the LSTM's projection (P, H)
+    if w_hr is None:
+        torch._check(w_hh.dim() == 2 and w_hh.shape[0] == gates * w_hh.shape[1],
+                     lambda: f"rnnkit.{name}: w_hh must be ({gates}*H, H), got {w_hh.shape}")
+        return
+    torch._check(w_hr.dim() == 2 and w_hh.dim() == 2
+                 and w_hh.shape == (gates * w_hr.shape[1], w_hr.shape[0]),
+                 lambda: f"rnnkit.{name}: with w_hr (P, H) w_hh must be ({gates}*H, P), got "
+                         f"w_hr {w_hr.shape} and w_hh {w_hh.shape}")
 
 
 def _register_fakes(cell: _Cell, on_first_use: Callable[[], None]) -> None:
@@ -130,19 +142,23 @@ def _register_fakes(cell: _Cell, on_first_use: Callable[[], None]) -> None:
 
     def forward(*args: Any) -> tuple[Tensor, ...]:
         on_first_use()
-        x, w_hh, train = args[0], args[2 + states], args[8 + states]
-        _check_fake(spec.name, x, w_hh, spec.gates)
-        t, b, h = x.shape[0], x.shape[1], w_hh.shape[1]
+        x, w_hh, train = args[0], args[2 + states], args[n + 3]
+        _check_fake(spec.name, x, w_hh, spec.gates, args[5 + states:n])
+        t, b, h = x.shape[0], x.shape[1], w_hh.shape[0] // spec.gates
         saved = tuple(x.new_empty(t, b, width * h) if train else x.new_empty(0)
                       for _, width in spec.saved)
-        return (x.new_empty(t, b, h), *(x.new_empty(b, h) for _ in spec.states), *saved)
+        widths = [spec.state_width(i, w_hh) for i in range(states)]
+        return (x.new_empty(t, b, widths[0]), *(x.new_empty(b, w) for w in widths), *saved)
 
     def backward(*args: Any) -> tuple[Tensor, ...]:
         inputs, output_mask = args[1 + states:1 + states + n], args[-1]
         x, w_hh = inputs[0], inputs[2 + states]
-        state = (x.shape[1], w_hh.shape[1])  # an absent initial state's gradient: (B, H)
+        # an absent initial state's gradient: (B, its width)
+        initial = [(x.shape[1], spec.state_width(i, w_hh)) if t is None else t.shape
+                   for i, t in enumerate(inputs[1:1 + states])]
         bias = (w_hh.shape[0],)
-        shapes = [state if t is None else t.shape for t in inputs[:3 + states]] + [bias, bias]
+        shapes = ([x.shape, *initial, inputs[1 + states].shape, w_hh.shape, bias, bias]
+                  + [(0,) if t is None else t.shape for t in inputs[5 + states:]])
         return tuple(x.new_empty(s) if want else x.new_empty(0)
                      for s, want in zip(shapes, output_mask))
 
@@ -162,6 +178,7 @@ def _setup_context(cell: _Cell) -> Callable[..., None]:
         outputs = 1 + cell.states
         ctx.save_for_backward(*inputs[:n], mask, *output[:1], *output[outputs:])
         ctx.flags = (*inputs[n + 1:n + 3], *inputs[n + 4:])  # the backward's: no train
+        ctx.finals = [o.shape for o in output[1:outputs]]  # for absent final-state gradients
         # a cell without saved buffers (Elman) reads only its outputs: always trained
         ctx.train = train or not cell.spec.saved
         if output[outputs:]:
@@ -185,9 +202,10 @@ def _backward(cell: _Cell) -> Callable[..., tuple[Tensor | None, ...]]:
         trailing = (None,) * (len(needs) - n)
         needs = needs[:n]
         grads = grads[:outputs]
-        if None in grads:  # out (T, B, H), then the final states, (B, H) each
-            grads = tuple(torch.zeros_like(out if i == 0 else out[0]) if g is None else g
-                          for i, g in enumerate(grads))
+        if None in grads:  # out (T, B, H), then the final states
+            shapes = (out.shape, *ctx.finals)
+            grads = tuple(out.new_zeros(shape) if g is None else g
+                          for g, shape in zip(grads, shapes))
         create_graph = torch.is_grad_enabled()
         if create_graph or not ctx.train:
             result = composite.recurrence_backward(

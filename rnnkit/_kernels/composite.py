@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ._cell_spec import CELLS, CellSpec
 
-__all__ = ["forward", "initial_state", "recurrence_backward"]
+__all__ = ["forward", "initial_states", "recurrence_backward"]
 
 State = tuple[Tensor, ...]
 
@@ -75,30 +75,33 @@ def _placeholder(x: Tensor) -> Tensor:
     return x.new_empty(0)
 
 
-def initial_state(state: Tensor | None, x: Tensor, w_hh: Tensor) -> Tensor:
-    """An initial state, zeros (B, H) where the call passed none (also for the paths of
+def initial_states(cell: CellSpec, states: Sequence[Tensor | None], x: Tensor,
+                   w_hh: Tensor) -> State:
+    """The initial states, zeros (B, width) where the call passed none (also for the paths of
     :mod:`rnnkit._kernels` that are not the operator)."""
-    return x.new_zeros(x.shape[1], w_hh.shape[1]) if state is None else state
+    return tuple(x.new_zeros(x.shape[1], cell.state_width(i, w_hh)) if s is None else s
+                 for i, s in enumerate(states))
 
 
 def forward(cell: CellSpec) -> Callable[..., tuple[Tensor, ...]]:
     """The composite kernel of ``cell``'s operator (same arguments and results, see
     :mod:`._cell_spec`): (states, *final states, *saved buffers)."""
-    count = len(cell.states)
+    count, own = len(cell.states), len(cell.weights)
 
     def recurrence(x: Tensor, *args: Any) -> tuple[Tensor, ...]:
-        states, (w_ih, w_hh, b_ih, b_hh, mask, reverse, zero_padding, train, *flags) = \
-            args[:count], args[count:]
-        hidden = w_hh.shape[1]
+        states, (w_ih, w_hh, b_ih, b_hh), weights = \
+            args[:count], args[count:count + 4], args[count + 4:count + 4 + own]
+        mask, reverse, zero_padding, train, *flags = args[count + 4 + own:]
+        hidden = w_hh.shape[0] // cell.gates
 
         def step(gi_t: Tensor, state: State) -> tuple[State, tuple[Tensor, ...]]:
-            new, extra = cell.step(gi_t, state, w_hh, b_hh, *flags)
+            new, extra = cell.step(gi_t, state, w_hh, b_hh, *weights, *flags)
             return new, (extra if train else ())
 
         # the saved buffers: the step's extras, then every later state per step
         widths = tuple(w * hidden for _, w in cell.saved[:len(cell.saved) - count + 1]) \
             if train else ()
-        initial = tuple(initial_state(s, x, w_hh) for s in states)
+        initial = initial_states(cell, states, x, w_hh)
         per_step, finals, extras = _run(step, _project(x, w_ih, b_ih), initial, mask, reverse,
                                         zero_padding, widths, keep_states=bool(train))
         if not train:
@@ -116,8 +119,8 @@ def recurrence_backward(cell: str, grads: Sequence[Tensor], inputs: Sequence[Ten
                         flags: Sequence[bool], needs: Sequence[bool],
                         create_graph: bool) -> list[Tensor | None]:
     """Gradients of ``cell``'s (states, final states) with respect to its tensor ``inputs``
-    (x, the initial states, w_ih, w_hh, b_ih, b_hh, then the mask) by differentiating the
-    composite forward pass. ``flags`` are the call's trailing arguments without ``train``;
+    (x, the initial states, w_ih, w_hh, b_ih, b_hh, the cell's own weights, then the mask) by
+    differentiating the composite forward pass. ``flags`` are the call's trailing arguments without ``train``;
     ``needs`` says which of the differentiable inputs want a gradient.
 
     With ``create_graph`` the result is itself differentiable (double backward, and inside

@@ -51,7 +51,7 @@ def test_operators_have_the_described_shape() -> None:
         schema = getattr(torch.ops.rnnkit, cell.name).default._schema
         names = [a.name for a in schema.arguments]
         assert names == ["x", *(f"{s}0" for s in cell.states), "w_ih", "w_hh", "b_ih", "b_hh",
-                         "mask", "reverse", "zero_padding", "train", *cell.flags]
+                         *cell.weights, "mask", "reverse", "zero_padding", "train", *cell.flags]
         assert len(schema.returns) == 1 + len(cell.states) + len(cell.saved)
 
 

@@ -14,6 +14,7 @@ from torch.autograd import gradcheck, gradgradcheck
 
 import rnnkit.nn as rnn
 from rnnkit import _kernels as K
+from rnnkit._kernels._cell_spec import CELLS as SPECS
 
 T, B, D, H = 3, 2, 2, 2
 CELLS = {
@@ -169,9 +170,10 @@ def test_fake_kernels_give_the_shapes(cell: str) -> None:
 
     args = [a.detach() for a in _inputs(cell, torch.float32)]
     op = getattr(torch.ops.rnnkit, cell)
-    real = op(*args, None, False, False, True)
+    own = (None,) * len(SPECS[cell].weights)  # the cell's own optional weights: absent
+    real = op(*args, *own, None, False, False, True)
     with FakeTensorMode() as mode:
-        fake = op(*(mode.from_tensor(a) for a in args), None, False, False, True)
+        fake = op(*(mode.from_tensor(a) for a in args), *own, None, False, False, True)
     assert [f.shape for f in fake] == [r.shape for r in real]
     assert [f.dtype for f in fake] == [r.dtype for r in real]
 
@@ -180,7 +182,8 @@ def test_fake_kernels_give_the_shapes(cell: str) -> None:
 def test_torch_library_opcheck(cell: str) -> None:
     """torch.library's consistency checks: schema, fake kernel, autograd registration."""
     inputs = _inputs({"rnn": "tanh"}.get(cell, cell))
-    tail = (MASKS["lengths"], True, True, True) + ((False,) if cell == "rnn" else ())
+    tail = (*(None,) * len(SPECS[cell].weights), MASKS["lengths"], True, True, True) + (
+        (False,) if cell == "rnn" else ())
     torch.library.opcheck(getattr(torch.ops.rnnkit, cell), (*inputs, *tail),
                           test_utils=("test_schema", "test_faketensor",
                                       "test_autograd_registration"))
@@ -229,7 +232,8 @@ def test_torch_library_opcheck_without_initial_states(cell: str) -> None:
     """The operators with h0 (and c0) absent, through torch.library's consistency checks."""
     name = {"rnn": "tanh"}.get(cell, cell)
     inputs = _without_states(name, _inputs(name))
-    tail = (MASKS["lengths"], False, True, True) + ((False,) if cell == "rnn" else ())
+    tail = (*(None,) * len(SPECS[cell].weights), MASKS["lengths"], False, True, True) + (
+        (False,) if cell == "rnn" else ())
     torch.library.opcheck(getattr(torch.ops.rnnkit, cell), (*inputs, *tail),
                           test_utils=("test_schema", "test_faketensor",
                                       "test_autograd_registration"))

@@ -10,11 +10,13 @@
 // formula and differentiates that, so every derivative order stays the one formula's.
 //
 // One node serves every cell: the operators share one shape (rnnkit/_kernels/_cell_spec.py),
-//     <cell>(x, S0?..., w_ih, w_hh, b_ih?, b_hh?, mask?, reverse, zero_padding, train, F...)
-//         -> (out, S_n..., saved...)
-//     <cell>_backward(grad_out, grad_S_n..., x, S0?..., w_ih, w_hh, b_ih?, b_hh?, out,
+//     <cell>(x, S0?..., w_ih, w_hh, b_ih?, b_hh?, W?..., mask?, reverse, zero_padding, train,
+//            F...) -> (out, S_n..., saved...)
+//     <cell>_backward(grad_out, grad_S_n..., x, S0?..., w_ih, w_hh, b_ih?, b_hh?, W?..., out,
 //                     saved..., mask?, reverse, zero_padding, F..., output_mask)
-// and the counts of states S, saved buffers and flags F are read from the forward schema.
+// (W: the cell's own optional weights, the LSTM's w_hr) and the counts of states S, of the
+// differentiable inputs (all before mask), saved buffers and flags F are read from the forward
+// schema.
 // The `_<cell>_eager` schemas are the forward ones (defined in _ops.py); a cell's C++ file
 // gives its own this kernel (RNNKIT_CELL, cell.h).
 //
@@ -22,6 +24,7 @@
 // go to the operator).
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -48,7 +51,7 @@ using Stack = std::vector<IValue>;
 // One cell's operators and the shape of their schemas.
 struct Cell {
   c10::OperatorHandle forward, backward;
-  size_t states = 0, saved = 0, flags = 0;
+  size_t states = 0, inputs = 0, saved = 0, flags = 0;
 
   Cell(const std::string& name)
       : forward(c10::Dispatcher::singleton().findSchemaOrThrow(("rnnkit::" + name).c_str(), "")),
@@ -59,13 +62,17 @@ struct Cell {
     size_t mask = 0;
     while (mask < args.size() && args[mask].name() != "mask") ++mask;
     TORCH_CHECK(mask < args.size() && mask >= 5, "rnnkit::", name, ": no mask argument");
-    states = mask - 5;                     // x, the states, w_ih, w_hh, b_ih, b_hh
+    for (size_t i = 0; i < mask; ++i) {  // the initial states: h0, c0
+      const std::string& arg = args[i].name();
+      states += arg.size() == 2 && arg[1] == '0';
+    }
+    inputs = mask;                         // x, the states, w_ih, w_hh, b_ih, b_hh, W...
     flags = args.size() - (mask + 4);      // after mask, reverse, zero_padding, train
     saved = schema.returns().size() - 1 - states;
   }
 
-  // x, the initial states, w_ih, w_hh, b_ih, b_hh
-  size_t differentiable() const { return 5 + states; }
+  // x, the initial states, w_ih, w_hh, b_ih, b_hh, the cell's own weights
+  size_t differentiable() const { return inputs; }
 };
 
 IValue optional(const Tensor& t) { return t.defined() ? IValue(t) : IValue(); }
@@ -135,6 +142,9 @@ struct Recurrence : torch::autograd::Function<Recurrence> {
     ctx->saved_data["bools"] = bits;
     ctx->saved_data["count"] = int64_t(bools.size());
     ctx->saved_data["present"] = present;
+    std::vector<int64_t> widths;  // each final state's width (an LSTM's projected h: P, c: H)
+    for (size_t i = 1; i < outputs; ++i) widths.push_back(results[i].size(-1));
+    ctx->saved_data["widths"] = widths;
     // the Cell lives as long as the library (the kernel functor holds it)
     ctx->saved_data["cell"] = int64_t(reinterpret_cast<intptr_t>(cell));
     if (cell->saved > 0) {
@@ -185,8 +195,10 @@ struct Recurrence : torch::autograd::Function<Recurrence> {
       return result;
     }
     variable_list g = materialized(grads, variable_list{out});
+    const auto widths = ctx->saved_data["widths"].toIntVector();
     for (size_t i = 1; i < outputs; ++i) {
-      g.push_back(grads[i].defined() ? grads[i] : at::zeros_like(out[0]));
+      g.push_back(grads[i].defined() ? grads[i]
+                                     : at::zeros({out.size(1), widths[i - 1]}, out.options()));
     }
     Stack stack;
     stack.reserve(2 * n + 8 + cell->saved + bools.size());

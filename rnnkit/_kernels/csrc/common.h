@@ -265,8 +265,11 @@ Tensor bias_or_zeros(const Tensor& bias, int64_t size, const Tensor& like);
 // An error unless every tensor is a CPU tensor of x's dtype (float32 or float64) and of the
 // shape its role requires: x (T, B, D), each state (B, H), w_ih (G*H, D), w_hh (G*H, H),
 // biases (G*H), mask (T, B) bool. The loops index raw memory, so this is not optional.
+// With an output projection w_hr (P, H) (the LSTM's proj_size): w_hh is (G*H, P) and the first
+// state (B, P).
 void check_inputs(const char* name, int64_t gates, const Tensor& x,
                   std::initializer_list<Tensor> states, const Tensor& w_ih, const Tensor& w_hh,
-                  const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask);
+                  const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask,
+                  const Tensor& w_hr = Tensor());
 
 }  // namespace rnnkit

@@ -69,7 +69,7 @@ struct Elman {
         }
       }
       void hold(int64_t, int64_t, const T* h, T* o) const { std::copy(h, h + p_.hidden, o); }
-      void end() {}
+      void end(const T*, T*, const bool*) {}
       void finish() {}
       void fused(micro::Isa isa, const micro::Panel& w, int64_t, const float* h, float* o) const {
         micro::elman_forward_step(isa, w, h, o, rows_, p_.hidden, f_.relu);
@@ -123,6 +123,7 @@ struct Elman {
         }
         if (masked_) std::fill(g, g + hidden, T(0));  // held rows keep theirs: added onto
       }
+      void end(int64_t, const bool*) {}
       const T* left(int64_t t) const { return at_step(b_.d_pre, t, p_.batch, b0_, p_.hidden); }
       T beta() const { return masked_ ? T(1) : T(0); }
 

@@ -97,7 +97,7 @@ struct Gru {
           std::fill(hn_out, hn_out + p_.hidden, T(0));
         }
       }
-      void end() {}
+      void end(const T*, T*, const bool*) {}
       void finish() {}
       void fused(micro::Isa isa, const micro::Panel& w, int64_t t, const float* h, float* o) const {
         micro::gru_forward_step(
@@ -180,6 +180,7 @@ struct Gru {
           c[j] = total * z;
         }
       }
+      void end(int64_t, const bool*) {}
       const T* left(int64_t) const { return dgh_.data(); }
       T beta() const { return T(1); }
 

@@ -27,14 +27,18 @@
 //                          (T, B, G H) input projection (library path: returns null) or
 //                          undefined (chunked fused path, float32: returns the (T, B, G H)
 //                          buffer the chunks project into, or null for a reused one)
-//   forward<T>()           a Forward<T>: the pointers of one forward pass
+//   forward<T>()           a Forward<T>: the pointers of one forward pass (h, h0 and out are
+//                          pass.state wide: the units, or an output projection's P)
 //   Forward<T>             out, h0, w_hh and the cell's own pointers, with
 //     chunk(gates, offset, h, first)  the same pass over one chunk of steps (see run_forward)
 //     Rows                 one thread's rows: begin(s, t), product(t), row(t, i, h, out),
-//                          hold(t, i, h, out), end(), finish(), fused(isa, panel, t, h, out)
+//                          hold(t, i, h, out), end(h, out, keep) (after the rows: a per-step
+//                          product of the cell's own, e.g. the LSTM's output projection),
+//                          finish(), fused(isa, panel, t, h, out)
 //   Backward<T>            dh, w_hh and the cell's own pointers, with
 //     Rows                 one thread's rows: library path begin(t), go(t, i), row(t, i, carry),
-//                          hold(t, i), left(t), beta(); fused path describe(s, t) (a step of
+//                          hold(t, i), end(t, keep) (after the rows), left(t), beta(); fused
+//                          path describe(s, t) (a step of
 //                          microkernel.h's), first(isa, t, carry), step(isa, panel, s, t,
 //                          next, carry)
 // The rest of a cell's file is its entry points (checks, the final state, the weight gradients
@@ -55,6 +59,8 @@ struct Pass {
   bool reverse;
   const bool* mask;  // (T, B), or null
   bool zero;         // zero padding: outputs at masked steps are zero (only with a mask)
+  int64_t state;     // the width of h (and out): hidden, or P with an output projection
+  bool fusable;      // whether the fused steps may take the call (not with a projection)
 };
 
 // A tensor's data, or null when it is undefined (an absent buffer).
@@ -71,6 +77,11 @@ using micro::Isa;
 template <typename T>
 inline bool takes(const bool* mask) {
   return std::is_same_v<T, float> && mask == nullptr && micro::fused_isa() != Isa::Portable;
+}
+// ... and a pass the cell's fused steps cover (their panels are square: h as wide as the units)
+template <typename T>
+inline bool takes(const Pass& p) {
+  return p.fusable && takes<T>(p.mask);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -146,7 +157,7 @@ void forward(const micro::Panel& panel, const typename Cell::template Forward<fl
       float* o = at_step(f.out, t, p.batch, b0, p.hidden);
       cell.begin(s, t);
       cell.fused(isa, panel, t, h, o);
-      cell.end();
+      cell.end(h, o, nullptr);
       h = o;
     }
     cell.finish();
@@ -184,39 +195,39 @@ void backward(const typename Cell::template Backward<float>& b, const Pass& p) {
 template <class Cell, typename T>
 void forward_loop(const typename Cell::template Forward<T>& f, const Pass& p) {
   if constexpr (std::is_same_v<T, float>) {
-    if (fused::takes<T>(p.mask)) {
+    if (fused::takes<T>(p)) {
       return fused::forward<Cell>(Cell::forward_panel(micro::fused_isa(), f.w_hh, p.hidden), f, p);
     }
   }
-  const int64_t hidden = p.hidden, width = Cell::kGates * hidden;
+  const int64_t hidden = p.hidden, width = Cell::kGates * hidden, state = p.state;
   over_batch(p.batch, 2.0 * p.steps * p.batch * width * hidden, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0;
     typename Cell::template Forward<T>::Rows cell(f, p, b0, rows, false);
-    const T* h = f.h0 + b0 * hidden;
+    const T* h = f.h0 + b0 * state;
     T* previous = nullptr;       // the previous step's output rows, once h points at them
     const bool* held = nullptr;  // and that step's mask
-    const PackedRight<T> recurrent(Op::T, rows, width, hidden, f.w_hh, hidden);  // @ W_hh^T
+    const PackedRight<T> recurrent(Op::T, rows, width, state, f.w_hh, state);  // @ W_hh^T
     for (int64_t s = 0; s < p.steps; ++s) {
       const int64_t t = p.reverse ? p.steps - 1 - s : s;
       cell.begin(s, t);
-      recurrent.multiply(h, hidden, Cell::kAccumulate ? T(1) : T(0), cell.product(t), width);
-      T* o = at_step(f.out, t, p.batch, b0, hidden);  // (rows, H)
+      recurrent.multiply(h, state, Cell::kAccumulate ? T(1) : T(0), cell.product(t), width);
+      T* o = at_step(f.out, t, p.batch, b0, state);  // (rows, state)
       const bool* keep = p.mask == nullptr ? nullptr : p.mask + t * p.batch + b0;
       for (int64_t i = 0; i < rows; ++i) {
         if (keep != nullptr && !keep[i]) {
-          cell.hold(t, i, h + i * hidden, o + i * hidden);
+          cell.hold(t, i, h + i * state, o + i * state);
         } else {
-          cell.row(t, i, h + i * hidden, o + i * hidden);
+          cell.row(t, i, h + i * state, o + i * state);
         }
       }
-      cell.end();
+      cell.end(h, o, keep);
       if (keep != nullptr) {  // zero padding: the previous step's held rows have been read
-        if (p.zero && held != nullptr) zero_rows(previous, held, rows, hidden);
+        if (p.zero && held != nullptr) zero_rows(previous, held, rows, state);
         held = keep;
       }
       h = previous = o;
     }
-    if (p.zero && held != nullptr) zero_rows(previous, held, rows, hidden);
+    if (p.zero && held != nullptr) zero_rows(previous, held, rows, state);
     cell.finish();
   });
 }
@@ -227,35 +238,36 @@ void forward_loop(const typename Cell::template Forward<T>& f, const Pass& p) {
 template <class Cell, typename T>
 void backward_loop(const typename Cell::template Backward<T>& b, const Pass& p) {
   if constexpr (std::is_same_v<T, float>) {
-    if (fused::takes<T>(p.mask)) return fused::backward<Cell>(b, p);
+    if (fused::takes<T>(p)) return fused::backward<Cell>(b, p);
   }
-  const int64_t hidden = p.hidden, width = Cell::kGates * hidden;
+  const int64_t hidden = p.hidden, width = Cell::kGates * hidden, state = p.state;
   const std::vector<int64_t> sources = Cell::kHeldSources && p.zero
                                            ? held_sources(p.mask, p.steps, p.batch, p.reverse)
                                            : std::vector<int64_t>();
   over_batch(p.batch, 2.0 * p.steps * p.batch * width * hidden, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0;
     typename Cell::template Backward<T>::Rows cell(b, p, sources, b0, rows, false);
-    T* carry = b.dh + b0 * hidden;  // (rows, H): d loss / d h_t, carried back through time
-    const PackedRight<T> recurrent(Op::N, rows, hidden, width, b.w_hh, hidden);  // @ W_hh
+    T* carry = b.dh + b0 * state;  // (rows, state): d loss / d h_t, carried back through time
+    const PackedRight<T> recurrent(Op::N, rows, state, width, b.w_hh, state);  // @ W_hh
     for (int64_t s = 0; s < p.steps; ++s) {
       const int64_t t = p.reverse ? s : p.steps - 1 - s;
       cell.begin(t);
       const bool* keep = p.mask == nullptr ? nullptr : p.mask + t * p.batch + b0;
       for (int64_t i = 0; i < rows; ++i) {
-        T* c = carry + i * hidden;
+        T* c = carry + i * state;
         if (keep != nullptr && !keep[i]) {  // held: d h passes through, no gate gradient
           if (!p.zero) {
             const T* go = cell.go(t, i);
-            for (int64_t j = 0; j < hidden; ++j) c[j] += go[j];
+            for (int64_t j = 0; j < state; ++j) c[j] += go[j];
           }
           cell.hold(t, i);
           continue;
         }
         cell.row(t, i, c);
       }
+      cell.end(t, keep);
       // d h_{t-1} = (this step's left factor) W_hh, onto what the rows left in the carry
-      recurrent.multiply(cell.left(t), width, cell.beta(), carry, hidden);
+      recurrent.multiply(cell.left(t), width, cell.beta(), carry, state);
     }
   });
 }
@@ -269,7 +281,7 @@ void run_forward(Cell& cell, const Tensor& x, const Tensor& w_ih, const Tensor& 
                  const Tensor& b_hh, const Pass& p, bool train) {
   const Tensor bias2 = Cell::kHiddenBiasInProjection ? b_hh : Tensor();
   const int64_t chunk = chunk_steps(p.steps, p.batch, Cell::kGates * p.hidden);
-  if (chunk < p.steps && x.scalar_type() == at::kFloat && fused::takes<float>(p.mask)) {
+  if (chunk < p.steps && x.scalar_type() == at::kFloat && fused::takes<float>(p)) {
     float* into = cell.allocate(x, p, train, Tensor());
     const typename Cell::template Forward<float> whole = cell.template forward<float>();
     const micro::Panel panel = Cell::forward_panel(micro::fused_isa(), whole.w_hh, p.hidden);
@@ -292,11 +304,12 @@ void run_forward(Cell& cell, const Tensor& x, const Tensor& w_ih, const Tensor& 
   });
 }
 
-// The Pass of an operator call: x (T, B, D), the mask (T, B) contiguous or undefined.
+// The Pass of an operator call: x (T, B, D), the mask (T, B) contiguous or undefined; `state`
+// the width of h when an output projection makes it other than `hidden` (no fused steps then).
 inline Pass make_pass(const Tensor& x, int64_t hidden, const Tensor& mask, bool reverse,
-                      bool zero) {
+                      bool zero, int64_t state = -1) {
   return Pass{x.size(0), x.size(1), hidden, reverse, data_or_null<bool>(mask),
-              zero && mask.defined()};
+              zero && mask.defined(), state < 0 ? hidden : state, state < 0};
 }
 
 }  // namespace rnnkit

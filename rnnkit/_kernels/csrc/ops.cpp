@@ -41,11 +41,14 @@ Tensor wide(const Tensor& t, const Tensor& x) {
   return reduced(x) ? t.to(at::kFloat) : t;
 }
 
-// Zeros (B, H) for an absent initial state (the default of every module: no Python allocation
-// per call), in the dtype the loops run in.
-Tensor zero_state(const Tensor& x, const Tensor& w_hh) {
+// Zeros (B, width) for an absent initial state (the default of every module: no Python
+// allocation per call), in the dtype the loops run in. The first state is what w_hh multiplies
+// (B, w_hh's columns); a later one (the LSTM's c) is (B, H): w_hr's columns when the cell's
+// output is projected (w_hr (P, H)), else also w_hh's.
+Tensor zero_state(const Tensor& x, const Tensor& w_hh, const Tensor& w_hr, bool first) {
   const int64_t batch = x.dim() == 3 ? x.size(1) : 0;  // check_inputs reports a bad x
-  const int64_t hidden = w_hh.dim() == 2 ? w_hh.size(1) : 0;
+  const Tensor& by = first || !w_hr.defined() ? w_hh : w_hr;
+  const int64_t hidden = by.dim() == 2 ? by.size(1) : 0;
   Tensor zeros =
       at::empty({batch, hidden}, x.options().dtype(reduced(x) ? at::kFloat : x.scalar_type()));
   std::memset(zeros.data_ptr(), 0, zeros.nbytes());  // at::zeros: two more dispatches
@@ -55,19 +58,23 @@ Tensor zero_state(const Tensor& x, const Tensor& w_hh) {
 // Where an operator's tensors sit among its tensor arguments: read once from its schema.
 struct Layout {
   size_t x = 0, w_hh = 0;
+  std::optional<size_t> w_hr;  // the LSTM's output projection, where the schema has one
+  size_t first_state = 0;      // the first initial state (h0)
   std::vector<bool> state;  // per argument: an initial state (h0, c0), zeros when absent
 
   explicit Layout(const c10::FunctionSchema& schema) {
     const auto& arguments = schema.arguments();
     size_t tensors = 0;
-    bool found_x = false, found_w_hh = false;
+    bool found_x = false, found_w_hh = false, found_state = false;
     for (const auto& a : arguments) {
       const std::string& name = a.name();
       state.push_back(name.size() == 2 && name[1] == '0');
+      if (state.back() && !found_state) first_state = tensors, found_state = true;
       const auto kind = a.type()->kind();
       if (kind == c10::TypeKind::BoolType || kind == c10::TypeKind::ListType) continue;
       if (name == "x") x = tensors, found_x = true;
       if (name == "w_hh") w_hh = tensors, found_w_hh = true;
+      if (name == "w_hr") w_hr = tensors;
       ++tensors;
     }
     TORCH_CHECK(found_x && found_w_hh, "rnnkit: ", schema.name(), " has no x or w_hh");
@@ -106,7 +113,10 @@ struct Kernel final : c10::OperatorKernel {
     torch::jit::drop(*stack, count);
     const Tensor x = tensors[layout.x];  // the call's dtype, before widening
     for (Tensor& t : tensors) t = wide(t, x);
-    for (size_t i : absent) tensors[i] = zero_state(x, tensors[layout.w_hh]);
+    const Tensor w_hr = layout.w_hr ? tensors[*layout.w_hr] : Tensor();
+    for (size_t i : absent) {
+      tensors[i] = zero_state(x, tensors[layout.w_hh], w_hr, i == layout.first_state);
+    }
     Tensors outputs = backward ? backward_(tensors, flags, needs) : forward_(tensors, flags);
     for (Tensor& t : outputs) {
       stack->emplace_back(reduced(x) && t.defined() ? t.to(x.scalar_type()) : std::move(t));

@@ -228,19 +228,29 @@ void check_shape(const char* name, const char* role, const Tensor& t,
 
 void check_inputs(const char* name, int64_t gates, const Tensor& x,
                   std::initializer_list<Tensor> states, const Tensor& w_ih, const Tensor& w_hh,
-                  const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask) {
+                  const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask,
+                  const Tensor& w_hr) {
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, name,
               ": backend 'compiled' runs float32 and float64, got ", x.scalar_type());
   TORCH_CHECK(x.dim() == 3, name, ": x must be (T, B, D), got shape ", x.sizes());
   TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) % gates == 0, name, ": w_hh must be (",
-              gates, "*H, H), got shape ", w_hh.sizes());
+              gates, "*H, ", w_hr.defined() ? "P" : "H", "), got shape ", w_hh.sizes());
   const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(0) / gates;
-  check_shape(name, "w_hh", w_hh, {gates * hidden, hidden});
+  if (w_hr.defined()) {
+    TORCH_CHECK(w_hr.dim() == 2, name, ": w_hr must be (P, H), got shape ", w_hr.sizes());
+    check_shape(name, "w_hr", w_hr, {w_hr.size(0), hidden});
+  }
+  const int64_t width = w_hr.defined() ? w_hr.size(0) : hidden;  // what w_hh multiplies
+  check_shape(name, "w_hh", w_hh, {gates * hidden, width});
   check_shape(name, "w_ih", w_ih, {gates * hidden, x.size(2)});
-  for (const Tensor& s : states) check_shape(name, "the initial state", s, {batch, hidden});
+  bool first = true;
+  for (const Tensor& s : states) {
+    check_shape(name, "the initial state", s, {batch, first ? width : hidden});
+    first = false;
+  }
   if (b_ih.defined()) check_shape(name, "b_ih", b_ih, {gates * hidden});
   if (b_hh.defined()) check_shape(name, "b_hh", b_hh, {gates * hidden});
-  std::vector<Tensor> all{x, w_ih, w_hh, b_ih, b_hh};
+  std::vector<Tensor> all{x, w_ih, w_hh, b_ih, b_hh, w_hr};
   all.insert(all.end(), states.begin(), states.end());
   for (const Tensor& t : all) {
     if (!t.defined()) continue;
