@@ -10,6 +10,7 @@
 //   "library": every other call (float64, masks, other CPUs): the step's product on the BLAS
 //     (PackedRight), then the cell's epilogue row by row in a separate pass, masked rows held
 //     (and, with zero padding, zeroed once the next step has read them).
+// (The instruction "fused multiply-add" keeps its name in microkernel.h and vmath.h.)
 // Either way the batch is split into one chunk of rows per thread for the whole loop
 // (over_batch: no synchronisation per step), and the buffers and their layouts are the cell's
 // own, so either backward pass reads what either forward pass wrote.
@@ -38,9 +39,8 @@
 //   Backward<T>            dh, w_hh and the cell's own pointers, with
 //     Rows                 one thread's rows: library path begin(t), go(t, i), row(t, i, carry),
 //                          hold(t, i), end(t, keep) (after the rows), left(t), beta(); fused
-//                          path describe(s, t) (a step of
-//                          microkernel.h's), first(isa, t, carry), step(isa, panel, s, t,
-//                          next, carry)
+//                          path describe(s, t) (a step of microkernel.h's), first(isa, t, carry),
+//                          step(isa, panel, s, t, next, carry)
 // The rest of a cell's file is its entry points (checks, the final state, the weight gradients
 // from the loop's per-step gradients) and RNNKIT_CELL (cell.h).
 #pragma once
