@@ -17,7 +17,7 @@ What runs where::
     call                                            kernel
     ----------------------------------------------  ----------------------------------------
     CPU, float32/float64 (also under autocast),     rnnkit (see rnnkit._kernels for which of
-      dense or packed, every torch.nn argument        its kernels; proj_size steps the cell)
+      dense or packed, every torch.nn argument        its kernels; proj_size included)
     any other device (CUDA, meta, ...)              PyTorch's own (no kernel registered there)
     other dtypes, tensors of mixed dtype or device, PyTorch's own (its errors too)
       empty sizes, fake tensors, torch.func

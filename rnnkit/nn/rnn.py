@@ -395,7 +395,7 @@ class LSTM(_RecurrentBase):
         i_t, f_t, o_t = \sigma(\cdot), \quad g_t = \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) \\
         c_t = f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o_t \odot \tanh(c_t)
 
-    With ``proj_size > 0``, :math:`h_t = W_{hr}(o_t \odot \tanh(c_t))` (runs on the looped path).
+    With ``proj_size > 0``, :math:`h_t = W_{hr}(o_t \odot \tanh(c_t))`, inside the same kernels.
     ``hx`` and the returned state are ``(h, c)``. Arguments in ``torch.nn.LSTM``'s order:
     ``input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
     bidirectional=False, proj_size=0, device=None, dtype=None``; keyword-only ``backend``.
@@ -427,11 +427,6 @@ class LSTM(_RecurrentBase):
     ) -> None:
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, proj_size, device, dtype, backend)
-        if self.proj_size and self.backend not in ("auto", "loop"):
-            raise ValueError(
-                f"backend={self.backend!r} has no LSTM projection (proj_size > 0); "
-                "use backend='auto' or 'loop'"
-            )
 
     def _state_shapes(self, batch: int) -> list[tuple[int, ...]]:
         layers = self.num_layers * self._directions
@@ -465,21 +460,9 @@ def gru_layer(x: Tensor, state: tuple[Tensor | None, ...], weights: Weights,
 def lstm_layer(x: Tensor, state: tuple[Tensor | None, ...], weights: Weights,
                mask: Tensor | None, reverse: bool, *, backend: str = "auto",
                ) -> tuple[Tensor, State]:
-    """:data:`Layer` of the LSTM, with the projection ``weights[4]`` (``w_hr``) when present."""
-    args, w_hr = weights[:4], weights[4]
-    if w_hr is not None:
-        if not state:  # no hx: zeros, h of the projected size
-            batch = x.shape[1]
-            state = (x.new_zeros(batch, w_hr.shape[0]), x.new_zeros(batch, w_hr.shape[1]))
-        step = partial(_projected_lstm_step, weights=args, w_hr=w_hr)
-        out, final = _kernels.scan(step, x, state, mask, reverse)
-        return (out if mask is None else _kernels.zero_masked(out, mask)), final
+    """:data:`Layer` of the LSTM, with the output projection ``weights[4]`` (``w_hr``, torch.nn's
+    ``proj_size``) when present."""
     h0, c0 = state or (None, None)
-    out, h_n, c_n = _kernels.lstm(x, h0, c0, *args, mask=mask, reverse=reverse,
-                                  zero_padding=True, backend=backend)
+    out, h_n, c_n = _kernels.lstm(x, h0, c0, *weights[:4], w_hr=weights[4], mask=mask,
+                                  reverse=reverse, zero_padding=True, backend=backend)
     return out, (h_n, c_n)
-
-
-def _projected_lstm_step(x: Tensor, state: State, *, weights: tuple, w_hr: Tensor) -> State:
-    h, c = _kernels.lstm_cell(x, state[0], state[1], *weights)
-    return h @ w_hr.t(), c

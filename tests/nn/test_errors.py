@@ -155,7 +155,3 @@ def test_proj_size_rules() -> None:
             cls(3, 4, proj_size=2)
     with pytest.raises(ValueError, match="proj_size has to be smaller than hidden_size"):
         rnn.LSTM(3, 4, proj_size=4)
-    with pytest.raises(ValueError, match="backend='fused' has no LSTM projection"):
-        rnn.LSTM(3, 4, proj_size=2, backend="fused")
-    with pytest.raises(ValueError, match="backend='compiled' has no LSTM projection"):
-        rnn.LSTM(3, 4, proj_size=2, backend="compiled")
