@@ -1,9 +1,10 @@
 """The plain path: step a cell in a Python loop and let autograd differentiate it.
 
 This is the ground truth the compiled kernels and the composite implementation are tested
-against (``backend="loop"``), and the loop of the cells no operator covers (the LSTM variants
-of :mod:`rnnkit.nn.lstm_variants`). Keras-style layers over a user's cell step it in their own
-loop (:mod:`rnnkit.layers.rnn`).
+against (``backend="loop"``), and the time loop of the cells and cases that have no operator of
+their own (``rnnkit.nn``'s LSTM variants and scan cells, for instance). Keras-style layers over
+a user's cell run their own loop or capture the cell's step (:mod:`rnnkit.layers.rnn`,
+:mod:`rnnkit._kernels.capture`).
 """
 
 from __future__ import annotations

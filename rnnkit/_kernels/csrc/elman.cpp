@@ -1,139 +1,153 @@
 // Elman recurrence, compiled: h_t = act(x_t W_ih^T + b_ih + b_hh + h_{t-1} W_hh^T).
 //
-// Forward: the input projection of all steps is written straight into the output buffer
-// (T, B, H); each step then adds h_{t-1} W_hh^T onto its slice (one small matrix product) and
-// applies the activation in place. Backward: one loop back over time forms d pre_t for every
-// step (its elementwise part fused into one pass), and every weight gradient is one matrix
-// product after the loop.
+// The cell's traits for the time loop (loop.h) and its operator's entry points. Forward: the
+// input projection of all steps is written straight into the output buffer (T, B, H); each
+// step then adds h_{t-1} W_hh^T onto its slice (one small matrix product) and applies the
+// activation in place. Backward: one loop back over time forms d pre_t for every step, and
+// every weight gradient is one matrix product after the loop.
 #include "cell.h"
 #include "common.h"
-#include "fused_loops.h"
+#include "loop.h"
 
 namespace rnnkit {
 namespace {
 
-// Copy the previous state into the rows whose mask is False: those sequences hold their state.
-template <typename T>
-void hold_rows(T* state, const T* previous, const bool* keep, int64_t rows, int64_t width) {
-  for (int64_t i = 0; i < rows; ++i) {
-    if (!keep[i]) std::copy(previous + i * width, previous + (i + 1) * width, state + i * width);
-  }
-}
+// The Elman cell for loop.h. Its one "gate" is the pre-activation, formed in the output buffer
+// itself: out (T, B, H) holds the input projections (with both biases) on entry and the states
+// on return; the backward pass's per-step gradient is d pre_t (T, B, H). `relu` picks the
+// activation (else tanh); act' is read off the state h itself.
+struct Elman {
+  static constexpr int kGates = 1;
+  static constexpr const char* kName = "elman";
+  static constexpr bool kHiddenBiasInProjection = true;
+  static constexpr bool kAccumulate = true;
+  static constexpr bool kHeldSources = false;
 
-// out holds the input projections on entry and the states on return (zero at masked steps
-// with `zero`: see zero_rows in common.h).
-template <typename T>
-void forward_loop(T* out, const T* h0, const T* w_hh, const bool* mask, int64_t steps,
-                  int64_t batch, int64_t hidden, bool reverse, bool relu, bool zero) {
-  if constexpr (std::is_same_v<T, float>) {  // dense float32: the fused micro-kernel steps
-    if (fused::takes<T>(mask)) {
-      return fused::elman_forward(out, h0, w_hh, steps, batch, hidden, reverse, relu);
-    }
+  static micro::Panel forward_panel(micro::Isa isa, const float* w_hh, int64_t hidden) {
+    return micro::elman_forward_panel(isa, w_hh, hidden);
   }
-  const double flops = 2.0 * steps * batch * hidden * hidden;
-  over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
-    const int64_t rows = b1 - b0, n = rows * hidden;
-    const T* h = h0 + b0 * hidden;
-    T* previous = nullptr;       // the previous step's output rows, once h points at them
-    const bool* held = nullptr;  // and that step's mask
-    const PackedRight<T> recurrent(Op::T, rows, hidden, hidden, w_hh, hidden);  // @ W_hh^T
-    for (int64_t s = 0; s < steps; ++s) {
-      const int64_t t = reverse ? steps - 1 - s : s;
-      T* o = at_step(out, t, batch, b0, hidden);  // (rows, H)
-      recurrent.multiply(h, hidden, T(1), o, hidden);
-      if (relu) {
-        for (int64_t k = 0; k < n; ++k) o[k] = o[k] > T(0) ? o[k] : T(0);
-      } else {
-        for (int64_t k = 0; k < n; ++k) o[k] = tanh_(o[k]);
-      }
-      if (mask != nullptr) {
-        const bool* keep = mask + t * batch + b0;
-        hold_rows(o, h, keep, rows, hidden);
-        if (zero && held != nullptr) zero_rows(previous, held, rows, hidden);
-        held = keep;
-      }
-      h = previous = o;
-    }
-    if (zero && held != nullptr) zero_rows(previous, held, rows, hidden);
-  });
-}
 
-// dh enters as d h_n and leaves as d h0; d_pre (T, B, H) receives d pre_t of every step. With
-// `zero` the outputs at masked steps were constants: their gradients are not passed on.
-template <typename T>
-void backward_loop(const T* d_out, T* dh, const T* out, const T* w_hh, const bool* mask,
-                   T* d_pre, int64_t steps, int64_t batch, int64_t hidden, bool reverse,
-                   bool relu, bool zero) {
-  if constexpr (std::is_same_v<T, float>) {  // dense float32: the fused micro-kernel steps
-    if (fused::takes<T>(mask)) {
-      return fused::elman_backward(d_out, dh, out, w_hh, d_pre, steps, batch, hidden, reverse,
-                                   relu);
+  Tensor h0, w_hh;
+  bool relu;
+  Tensor out;
+
+  // the projections become the outputs: the chunks project straight into them
+  float* allocate(const Tensor& x, const Pass& p, bool, const Tensor& projected) {
+    if (projected.defined()) {
+      out = projected;
+      return nullptr;
     }
+    out = at::empty({p.steps, p.batch, p.hidden}, x.options());
+    return out.data_ptr<float>();
   }
-  const double flops = 2.0 * steps * batch * hidden * hidden;
-  over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
-    const int64_t rows = b1 - b0;
-    T* g = dh + b0 * hidden;  // (rows, H): d loss / d h_t, carried back through time
-    const PackedRight<T> recurrent(Op::N, rows, hidden, hidden, w_hh, hidden);  // @ W_hh
-    for (int64_t s = 0; s < steps; ++s) {
-      const int64_t t = reverse ? s : steps - 1 - s;
-      const bool* keep = mask == nullptr ? nullptr : mask + t * batch + b0;
-      for (int64_t i = 0; i < rows; ++i) {
-        const T* h = at_step(out, t, batch, b0 + i, hidden);
-        const T* go = at_step(d_out, t, batch, b0 + i, hidden);
-        T* dp = at_step(d_pre, t, batch, b0 + i, hidden);
-        T* gi = g + i * hidden;
-        if (keep != nullptr && !keep[i]) {  // held: no gradient into pre_t, d h passes through
-          if (!zero) {
-            for (int64_t k = 0; k < hidden; ++k) gi[k] += go[k];
-          }
-          std::fill(dp, dp + hidden, T(0));
-          continue;
+
+  template <typename T>
+  struct Forward {
+    T* out;
+    const T* h0;
+    const T* w_hh;
+    bool relu;
+
+    Forward chunk(T* gates, int64_t, const T* h, bool) const {
+      Forward c = *this;
+      c.out = gates;  // the chunk's steps of out, where it was projected
+      c.h0 = h;
+      return c;
+    }
+
+    class Rows {
+     public:
+      Rows(const Forward& f, const Pass& p, int64_t b0, int64_t rows, bool)
+          : f_(f), p_(p), b0_(b0), rows_(rows) {}
+      void begin(int64_t, int64_t) {}
+      T* product(int64_t t) const { return at_step(f_.out, t, p_.batch, b0_, p_.hidden); }
+      void row(int64_t, int64_t, const T*, T* o) const {  // o: pre on entry, h' on return
+        if (f_.relu) {
+          for (int64_t k = 0; k < p_.hidden; ++k) o[k] = o[k] > T(0) ? o[k] : T(0);
+        } else {
+          for (int64_t k = 0; k < p_.hidden; ++k) o[k] = tanh_(o[k]);
         }
-#pragma omp simd  // dp may be go itself (an output gradient the backward owns): same index
+      }
+      void hold(int64_t, int64_t, const T* h, T* o) const { std::copy(h, h + p_.hidden, o); }
+      void end(const T*, T*, const bool*) {}
+      void finish() {}
+      void fused(micro::Isa isa, const micro::Panel& w, int64_t, const float* h, float* o) const {
+        micro::elman_forward_step(isa, w, h, o, rows_, p_.hidden, f_.relu);
+      }
+
+     private:
+      const Forward& f_;
+      const Pass& p_;
+      int64_t b0_, rows_;
+    };
+  };
+
+  template <typename T>
+  Forward<T> forward() const {
+    return {out.data_ptr<T>(), h0.data_ptr<T>(), w_hh.data_ptr<T>(), relu};
+  }
+
+  // d_pre may be d_out itself (an output gradient the backward pass owns): each row is read
+  // before it is written.
+  template <typename T>
+  struct Backward {
+    const T* d_out;
+    T* dh;
+    const T* out;
+    const T* w_hh;
+    T* d_pre;
+    bool relu;
+
+    class Rows {
+     public:
+      Rows(const Backward& b, const Pass& p, const std::vector<int64_t>&, int64_t b0,
+           int64_t rows, bool)
+          : b_(b), p_(p), b0_(b0), rows_(rows), masked_(p.mask != nullptr) {}
+      void begin(int64_t) {}
+      const T* go(int64_t t, int64_t i) const {
+        return at_step(b_.d_out, t, p_.batch, b0_ + i, p_.hidden);
+      }
+      void hold(int64_t t, int64_t i) const {
+        T* dp = at_step(b_.d_pre, t, p_.batch, b0_ + i, p_.hidden);
+        std::fill(dp, dp + p_.hidden, T(0));
+      }
+      void row(int64_t t, int64_t i, T* g) const {  // g: d h_t in, what d h_{t-1} adds to out
+        const int64_t hidden = p_.hidden;
+        const T* h = at_step(b_.out, t, p_.batch, b0_ + i, hidden);
+        const T* go = this->go(t, i);
+        T* dp = at_step(b_.d_pre, t, p_.batch, b0_ + i, hidden);
+#pragma omp simd  // dp may be go itself: same index
         for (int64_t k = 0; k < hidden; ++k) {
-          const T slope = relu ? (h[k] > T(0) ? T(1) : T(0)) : T(1) - h[k] * h[k];
-          dp[k] = (gi[k] + go[k]) * slope;
+          const T slope = b_.relu ? (h[k] > T(0) ? T(1) : T(0)) : T(1) - h[k] * h[k];
+          dp[k] = (g[k] + go[k]) * slope;
         }
-        if (keep != nullptr) std::fill(gi, gi + hidden, T(0));  // replaced by dp W_hh below
+        if (masked_) std::fill(g, g + hidden, T(0));  // held rows keep theirs: added onto
       }
-      // d h_{t-1} = d pre_t W_hh (+ the held rows' carried gradient, whose dp is zero)
-      recurrent.multiply(at_step(d_pre, t, batch, b0, hidden), hidden,
-                         keep != nullptr ? T(1) : T(0), g, hidden);
-    }
-  });
-}
+      void end(int64_t, const bool*) {}
+      const T* left(int64_t t) const { return at_step(b_.d_pre, t, p_.batch, b0_, p_.hidden); }
+      T beta() const { return masked_ ? T(1) : T(0); }
 
-Tensor run_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                   const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask, bool reverse,
-                   bool relu, bool zero) {
-  const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(0);
-  const int64_t chunk = chunk_steps(steps, batch, hidden);
-  if (chunk < steps && x.scalar_type() == at::kFloat &&
-      fused::takes<float>(mask.defined() ? mask.data_ptr<bool>() : nullptr)) {
-    // the projections are the outputs' first value: each chunk's, right before its steps
-    Tensor out = at::empty({steps, batch, hidden}, x.options());
-    const micro::Panel panel =
-        micro::elman_forward_panel(micro::fused_isa(), w_hh.data_ptr<float>(), hidden);
-    float* o = out.data_ptr<float>();
-    const int64_t stride = batch * hidden;  // one step of out
-    fused::in_chunks(
-        x, w_ih, b_ih, b_hh, chunk, reverse,
-        [&](float* gates, int64_t t0, int64_t n, bool first) {
-          const float* h = first ? h0.data_ptr<float>() : o + (reverse ? t0 + n : t0 - 1) * stride;
-          fused::elman_forward(panel, gates, h, n, batch, hidden, reverse, relu);
-        },
-        o);
-    return out;
-  }
-  Tensor out = project_inputs(x, w_ih, b_ih, b_hh);  // (T, B, H)
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "elman_forward", [&] {
-    forward_loop(out.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
-                 mask.defined() ? mask.data_ptr<bool>() : nullptr, steps, batch, hidden,
-                 reverse, relu, zero);
-  });
-  return out;
-}
+      micro::ElmanBackStep describe(int64_t, int64_t t) const {
+        return {at_step(b_.out, t, p_.batch, b0_, p_.hidden),
+                at_step(b_.d_out, t, p_.batch, b0_, p_.hidden),
+                at_step(b_.d_pre, t, p_.batch, b0_, p_.hidden)};
+      }
+      void first(micro::Isa isa, int64_t t, float* carry) const {
+        micro::elman_backward_first(isa, describe(0, t), carry, rows_, p_.hidden, b_.relu);
+      }
+      void step(micro::Isa isa, const micro::Panel& w, int64_t, int64_t t,
+                const micro::ElmanBackStep* next, float* carry) const {
+        micro::elman_backward_step(isa, w, left(t), next, carry, rows_, p_.hidden, b_.relu);
+      }
+
+     private:
+      const Backward& b_;
+      const Pass& p_;
+      int64_t b0_, rows_;
+      bool masked_;
+    };
+  };
+};
 
 }  // namespace
 
@@ -146,9 +160,10 @@ std::tuple<Tensor, Tensor> elman_forward(const Tensor& x_in, const Tensor& h0_in
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous();
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor mask = contiguous_or_empty(mask_in);
-  zero = zero && mask.defined();
-  Tensor out = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, relu, zero);
-  return {out, last_state(out, h0, reverse, zero ? mask : Tensor())};
+  const Pass pass = make_pass(x, w_hh.size(0), mask, reverse, zero);
+  Elman cell{h0, w_hh, relu, Tensor()};
+  run_forward(cell, x, w_ih, b_ih, b_hh, pass, false);
+  return {cell.out, last_state(cell.out, h0, reverse, pass.zero ? mask : Tensor())};
 }
 
 std::array<Tensor, 6> elman_backward(const Tensor& grad_out, const Tensor& grad_h_n,
@@ -167,10 +182,10 @@ std::array<Tensor, 6> elman_backward(const Tensor& grad_out, const Tensor& grad_
   // each d pre_t is written over the d out_t it was formed from, when that buffer is ours
   Tensor d_pre = d_out.owned ? d_out.grad : at::empty_like(out);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "elman_backward", [&] {
-    backward_loop(d_out.grad.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
-                  out.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
-                  mask.defined() ? mask.data_ptr<bool>() : nullptr, d_pre.data_ptr<scalar_t>(),
-                  steps, batch, hidden, reverse, relu, zero);
+    backward_loop<Elman, scalar_t>(
+        {d_out.grad.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+         w_hh.data_ptr<scalar_t>(), d_pre.data_ptr<scalar_t>(), relu},
+        make_pass(x, hidden, mask, reverse, zero));
   });
   const Tensor flat = d_pre.view({steps * batch, hidden});
   std::array<Tensor, 6> grads;

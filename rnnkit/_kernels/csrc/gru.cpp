@@ -1,58 +1,79 @@
-// GRU recurrence (PyTorch's formulation), compiled.
+// GRU recurrence (PyTorch's formulation), compiled: the cell's traits for the time loop
+// (loop.h) and its operator's entry points.
 //
 // With gi = x W_ih^T + b_ih for all steps (one matrix product) and gh = h W_hh^T + b_hh:
 //     r = sigmoid(gi_r + gh_r);  z = sigmoid(gi_z + gh_z)
 //     n = tanh(gi_n + r * gh_n);  h' = n + z * (h - n)
 // Each step is one small matrix product and one pass over the B*H elements. The forward pass
 // overwrites gi in place with (r, z, n) and keeps gh_n, which is all the backward pass needs.
-// The backward pass's elementwise gate gradients are one fused pass per step.
+// The backward pass's elementwise gate gradients are one pass per step.
 #include "cell.h"
 #include "common.h"
-#include "fused_loops.h"
+#include "loop.h"
 
 namespace rnnkit {
 namespace {
 
-// gates (T, B, 3H) holds gi on entry and (r, z, n) on return; out (T, B, H) the states;
-// hn_all (T, B, H), when not null, receives gh_n of every step.
-template <typename T>
-void forward_loop(T* gates, T* out, T* hn_all, const T* h0, const T* w_hh, const T* b_hh,
-                  const bool* mask, int64_t steps, int64_t batch, int64_t hidden, bool reverse,
-                  bool zero) {
-  if constexpr (std::is_same_v<T, float>) {  // dense float32: the fused micro-kernel steps
-    if (fused::takes<T>(mask)) {
-      return fused::gru_forward(gates, out, hn_all, h0, w_hh, b_hh, steps, batch, hidden,
-                                reverse);
-    }
+// The GRU cell for loop.h. gates (T, B, 3H) holds gi on entry and (r, z, n) on return; each
+// step's gh = h W_hh^T is formed in a per-thread scratch (rows, 3H), its bias b_hh added in the
+// epilogue (the n part inside r * (...)); hn_all (T, B, H) keeps gh_n, null in inference. The
+// backward pass's per-step gradients: d_gi (T, B, 3H) and d_ghn (T, B, H) (the r and z parts of
+// d gh equal those of d gi); the left factor of each step's product is d gh (rows, 3H).
+struct Gru {
+  static constexpr int kGates = 3;
+  static constexpr const char* kName = "gru";
+  static constexpr bool kHiddenBiasInProjection = false;
+  static constexpr bool kAccumulate = false;
+  static constexpr bool kHeldSources = true;
+
+  static micro::Panel forward_panel(micro::Isa isa, const float* w_hh, int64_t hidden) {
+    return micro::gate_panel(isa, w_hh, 3, hidden);
   }
-  const int64_t width = 3 * hidden;
-  const double flops = 2.0 * steps * batch * width * hidden;
-  over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
-    const int64_t rows = b1 - b0;
-    std::vector<T> gh_buffer(rows * width);
-    T* gh = gh_buffer.data();  // (rows, 3H)
-    const T* h = h0 + b0 * hidden;
-    T* previous = nullptr;       // the previous step's output rows, once h points at them
-    const bool* held = nullptr;  // and that step's mask
-    const PackedRight<T> recurrent(Op::T, rows, width, hidden, w_hh, hidden);  // @ W_hh^T
-    for (int64_t s = 0; s < steps; ++s) {
-      const int64_t t = reverse ? steps - 1 - s : s;
-      recurrent.multiply(h, hidden, T(0), gh, width);
-      T* o = at_step(out, t, batch, b0, hidden);
-      for (int64_t i = 0; i < rows; ++i) {
-        T* g = at_step(gates, t, batch, b0 + i, width);
-        const T* a = gh + i * width;
-        const T* hp = h + i * hidden;
-        T* oi = o + i * hidden;
-        T* hn_out = hn_all == nullptr ? nullptr : at_step(hn_all, t, batch, b0 + i, hidden);
-        if (mask != nullptr && !mask[t * batch + b0 + i]) {
-          std::copy(hp, hp + hidden, oi);  // held
-          if (hn_out != nullptr) std::fill(hn_out, hn_out + hidden, T(0));
-          continue;
-        }
+
+  Tensor h0, w_hh, bias;  // bias: b_hh, or zeros
+  Tensor out, gates, hn_all;
+
+  // training keeps every step's gates and gh_n; the chunks project into the gates when kept
+  float* allocate(const Tensor& x, const Pass& p, bool train, const Tensor& projected) {
+    out = at::empty({p.steps, p.batch, p.hidden}, x.options());
+    gates = projected.defined() || !train
+                ? projected
+                : at::empty({p.steps, p.batch, 3 * p.hidden}, x.options());
+    if (train) hn_all = at::empty({p.steps, p.batch, p.hidden}, x.options());
+    return projected.defined() ? nullptr : data_or_null<float>(gates);
+  }
+
+  template <typename T>
+  struct Forward {
+    T* out;
+    const T* h0;
+    const T* w_hh;
+    T* gates;
+    T* hn_all;
+    const T* b_hh;
+
+    Forward chunk(T* chunk_gates, int64_t offset, const T* h, bool) const {
+      Forward c = *this;
+      c.out += offset;
+      c.gates = chunk_gates;
+      if (c.hn_all != nullptr) c.hn_all += offset;
+      c.h0 = h;
+      return c;
+    }
+
+    class Rows {
+     public:
+      Rows(const Forward& f, const Pass& p, int64_t b0, int64_t rows, bool fused)
+          : f_(f), p_(p), b0_(b0), rows_(rows), gh_(fused ? 0 : rows * 3 * p.hidden) {}
+      void begin(int64_t, int64_t) {}
+      T* product(int64_t) { return gh_.data(); }
+      void row(int64_t t, int64_t i, const T* hp, T* oi) {
+        const int64_t hidden = p_.hidden, width = 3 * hidden;
+        T* g = at_step(f_.gates, t, p_.batch, b0_ + i, width);
+        const T* a = gh_.data() + i * width;
+        const T* b_hh = f_.b_hh;
         // The gate slices of a row sit at offsets GCC cannot prove disjoint; without this the
-        // loop stays scalar (measured on the LSTM's loop of the same layout: half the speed of
-        // a small step).
+        // loop stays scalar.
 #pragma omp simd
         for (int64_t j = 0; j < hidden; ++j) {
           const T r = sigmoid(g[j] + a[j] + b_hh[j]);
@@ -64,66 +85,87 @@ void forward_loop(T* gates, T* out, T* hn_all, const T* h0, const T* w_hh, const
           g[2 * hidden + j] = n;
           oi[j] = n + z * (hp[j] - n);
         }
-        if (hn_out != nullptr) {
+        if (f_.hn_all != nullptr) {
+          T* hn_out = at_step(f_.hn_all, t, p_.batch, b0_ + i, hidden);
           for (int64_t j = 0; j < hidden; ++j) hn_out[j] = a[2 * hidden + j] + b_hh[2 * hidden + j];
         }
       }
-      if (mask != nullptr) {  // zero padding: the previous step's held rows have been read
-        if (zero && held != nullptr) zero_rows(previous, held, rows, hidden);
-        held = mask + t * batch + b0;
-      }
-      h = previous = o;
-    }
-    if (zero && held != nullptr) zero_rows(previous, held, rows, hidden);
-  });
-}
-
-// dh enters as d h_n and leaves as d h0. d_gi (T, B, 3H) receives the gradient of gi; d_ghn
-// (T, B, H) that of gh_n (the r and z parts of d gh equal those of d gi). With `zero` the
-// outputs at masked steps were constants (their gradients are not passed on) and a step after
-// masked ones finds its held previous state through held_sources.
-template <typename T>
-void backward_loop(const T* d_out, T* dh, const T* out, const T* h0, const T* gates,
-                   const T* hn_all, const T* w_hh, const bool* mask, T* d_gi, T* d_ghn,
-                   int64_t steps, int64_t batch, int64_t hidden, bool reverse, bool zero) {
-  if constexpr (std::is_same_v<T, float>) {  // dense float32: the fused micro-kernel steps
-    if (fused::takes<T>(mask)) {
-      return fused::gru_backward(d_out, dh, out, h0, gates, hn_all, w_hh, d_gi, d_ghn, steps,
-                                 batch, hidden, reverse);
-    }
-  }
-  const int64_t width = 3 * hidden;
-  const double flops = 2.0 * steps * batch * width * hidden;
-  const std::vector<int64_t> sources =
-      zero ? held_sources(mask, steps, batch, reverse) : std::vector<int64_t>();
-  over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
-    const int64_t rows = b1 - b0;
-    std::vector<T> dgh_buffer(rows * width);
-    T* dgh = dgh_buffer.data();  // (rows, 3H): d gh of this step, the left factor of d h
-    T* carry = dh + b0 * hidden;   // (rows, H)
-    const PackedRight<T> recurrent(Op::N, rows, hidden, width, w_hh, hidden);  // @ W_hh
-    for (int64_t s = 0; s < steps; ++s) {
-      const int64_t t = reverse ? s : steps - 1 - s;
-      const T* hp_rows = previous_state(out, h0, t, steps, batch, b0, hidden, reverse);
-      for (int64_t i = 0; i < rows; ++i) {
-        const T* g = at_step(gates, t, batch, b0 + i, width);
-        const T* hn = at_step(hn_all, t, batch, b0 + i, hidden);
-        const T* go = at_step(d_out, t, batch, b0 + i, hidden);
-        const T* hp = zero ? held_state(sources, out, h0, t, batch, b0 + i, hidden)
-                           : hp_rows + i * hidden;
-        T* dgi = at_step(d_gi, t, batch, b0 + i, width);
-        T* dn = at_step(d_ghn, t, batch, b0 + i, hidden);
-        T* dg = dgh + i * width;
-        T* c = carry + i * hidden;
-        if (mask != nullptr && !mask[t * batch + b0 + i]) {  // held: d h passes through
-          if (!zero) {
-            for (int64_t j = 0; j < hidden; ++j) c[j] += go[j];
-          }
-          std::fill(dgi, dgi + width, T(0));
-          std::fill(dg, dg + width, T(0));
-          std::fill(dn, dn + hidden, T(0));
-          continue;
+      void hold(int64_t t, int64_t i, const T* hp, T* oi) const {
+        std::copy(hp, hp + p_.hidden, oi);
+        if (f_.hn_all != nullptr) {
+          T* hn_out = at_step(f_.hn_all, t, p_.batch, b0_ + i, p_.hidden);
+          std::fill(hn_out, hn_out + p_.hidden, T(0));
         }
+      }
+      void end(const T*, T*, const bool*) {}
+      void finish() {}
+      void fused(micro::Isa isa, const micro::Panel& w, int64_t t, const float* h, float* o) const {
+        micro::gru_forward_step(
+            isa, w, h, f_.b_hh, at_step(f_.gates, t, p_.batch, b0_, 3 * p_.hidden), 3 * p_.hidden,
+            f_.hn_all == nullptr ? nullptr : at_step(f_.hn_all, t, p_.batch, b0_, p_.hidden), o,
+            rows_, p_.hidden);
+      }
+
+     private:
+      const Forward& f_;
+      const Pass& p_;
+      int64_t b0_, rows_;
+      std::vector<T> gh_;  // (rows, 3H): this step's h W_hh^T, library path only
+    };
+  };
+
+  template <typename T>
+  Forward<T> forward() const {
+    return {out.data_ptr<T>(), h0.data_ptr<T>(), w_hh.data_ptr<T>(), data_or_null<T>(gates),
+            data_or_null<T>(hn_all), bias.data_ptr<T>()};
+  }
+
+  // d_ghn may be d_out itself (an output gradient the backward pass owns): each row is read
+  // before it is written. With zero padding a step after masked ones finds its held previous
+  // state through held_sources.
+  template <typename T>
+  struct Backward {
+    const T* d_out;
+    T* dh;
+    const T* out;
+    const T* h0;
+    const T* w_hh;
+    const T* gates;
+    const T* hn_all;
+    T* d_gi;
+    T* d_ghn;
+
+    class Rows {
+     public:
+      Rows(const Backward& b, const Pass& p, const std::vector<int64_t>& sources, int64_t b0,
+           int64_t rows, bool fused)
+          : b_(b), p_(p), sources_(sources), b0_(b0), rows_(rows),
+            dgh_((fused ? 2 : 1) * rows * 3 * p.hidden) {}
+      void begin(int64_t t) {
+        hp_rows_ = previous_state(b_.out, b_.h0, t, p_.steps, p_.batch, b0_, p_.hidden, p_.reverse);
+      }
+      const T* go(int64_t t, int64_t i) const {
+        return at_step(b_.d_out, t, p_.batch, b0_ + i, p_.hidden);
+      }
+      void hold(int64_t t, int64_t i) {
+        const int64_t hidden = p_.hidden, width = 3 * hidden;
+        T* dgi = at_step(b_.d_gi, t, p_.batch, b0_ + i, width);
+        T* dg = dgh_.data() + i * width;
+        T* dn = at_step(b_.d_ghn, t, p_.batch, b0_ + i, hidden);
+        std::fill(dgi, dgi + width, T(0));
+        std::fill(dg, dg + width, T(0));
+        std::fill(dn, dn + hidden, T(0));
+      }
+      void row(int64_t t, int64_t i, T* c) {  // c: d h_t in, total z out
+        const int64_t hidden = p_.hidden, width = 3 * hidden;
+        const T* g = at_step(b_.gates, t, p_.batch, b0_ + i, width);
+        const T* hn = at_step(b_.hn_all, t, p_.batch, b0_ + i, hidden);
+        const T* go = this->go(t, i);
+        const T* hp = p_.zero ? held_state(sources_, b_.out, b_.h0, t, p_.batch, b0_ + i, hidden)
+                              : hp_rows_ + i * hidden;
+        T* dgi = at_step(b_.d_gi, t, p_.batch, b0_ + i, width);
+        T* dn = at_step(b_.d_ghn, t, p_.batch, b0_ + i, hidden);
+        T* dg = dgh_.data() + i * width;
 #pragma omp simd  // as in the forward pass
         for (int64_t j = 0; j < hidden; ++j) {
           const T r = g[j], z = g[hidden + j], n = g[2 * hidden + j];
@@ -138,59 +180,40 @@ void backward_loop(const T* d_out, T* dh, const T* out, const T* h0, const T* ga
           c[j] = total * z;
         }
       }
-      recurrent.multiply(dgh, width, T(1), carry, hidden);
-    }
-  });
-}
+      void end(int64_t, const bool*) {}
+      const T* left(int64_t) const { return dgh_.data(); }
+      T beta() const { return T(1); }
 
-struct Forward {
-  Tensor out, gates, hn_all;
+      // the fused steps alternate between two d gh buffers: step s's and the one before it
+      micro::GruBackStep describe(int64_t s, int64_t t) {
+        const int64_t hidden = p_.hidden, width = 3 * hidden;
+        return {at_step(b_.gates, t, p_.batch, b0_, width),
+                at_step(b_.hn_all, t, p_.batch, b0_, hidden),
+                previous_state(b_.out, b_.h0, t, p_.steps, p_.batch, b0_, hidden, p_.reverse),
+                at_step(b_.d_out, t, p_.batch, b0_, hidden),
+                at_step(b_.d_gi, t, p_.batch, b0_, width),
+                at_step(b_.d_ghn, t, p_.batch, b0_, hidden),
+                dgh_.data() + (s % 2) * rows_ * width};
+      }
+      void first(micro::Isa isa, int64_t t, float* carry) {
+        micro::gru_backward_first(isa, describe(0, t), carry, rows_, p_.hidden);
+      }
+      void step(micro::Isa isa, const micro::Panel& w, int64_t s, int64_t,
+                const micro::GruBackStep* next, float* carry) {
+        micro::gru_backward_step(isa, w, dgh_.data() + (s % 2) * rows_ * 3 * p_.hidden, next,
+                                 carry, rows_, p_.hidden);
+      }
+
+     private:
+      const Backward& b_;
+      const Pass& p_;
+      const std::vector<int64_t>& sources_;
+      int64_t b0_, rows_;
+      std::vector<T> dgh_;  // d gh of this step (library path), or of two steps (fused)
+      const T* hp_rows_ = nullptr;  // the rows' previous states, this step
+    };
+  };
 };
-
-Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                    const Tensor& b_ih, const Tensor& b_hh, const Tensor& mask, bool reverse,
-                    bool keep_for_backward, bool zero) {
-  const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(1);
-  Forward f;
-  f.out = at::empty({steps, batch, hidden}, x.options());
-  const Tensor bias = bias_or_zeros(b_hh, 3 * hidden, x);
-  const int64_t chunk = chunk_steps(steps, batch, 3 * hidden);
-  if (chunk < steps && x.scalar_type() == at::kFloat &&
-      fused::takes<float>(mask.defined() ? mask.data_ptr<bool>() : nullptr)) {
-    // training keeps every step's gates and gh_n, each chunk's projected into its own steps
-    if (keep_for_backward) {
-      f.gates = at::empty({steps, batch, 3 * hidden}, x.options());
-      f.hn_all = at::empty({steps, batch, hidden}, x.options());
-    }
-    const micro::Panel panel = micro::gate_panel(micro::fused_isa(), w_hh.data_ptr<float>(), 3,
-                                                 hidden);
-    float* out = f.out.data_ptr<float>();
-    float* hn_all = keep_for_backward ? f.hn_all.data_ptr<float>() : nullptr;
-    const int64_t stride = batch * hidden;  // one step of out
-    fused::in_chunks(
-        x, w_ih, b_ih, Tensor(), chunk, reverse,
-        [&](float* gates, int64_t t0, int64_t n, bool first) {
-          // a chunk starts from the state the previous one ended at
-          const float* h = first ? h0.data_ptr<float>()
-                                 : out + (reverse ? t0 + n : t0 - 1) * stride;
-          fused::gru_forward(panel, gates, out + t0 * stride,
-                             hn_all ? hn_all + t0 * stride : nullptr, h, bias.data_ptr<float>(),
-                             n, batch, hidden, reverse);
-        },
-        keep_for_backward ? f.gates.data_ptr<float>() : nullptr);
-    return f;
-  }
-  f.gates = project_inputs(x, w_ih, b_ih);  // (T, B, 3H)
-  if (keep_for_backward) f.hn_all = at::empty({steps, batch, hidden}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_forward", [&] {
-    forward_loop(f.gates.data_ptr<scalar_t>(), f.out.data_ptr<scalar_t>(),
-                 keep_for_backward ? f.hn_all.data_ptr<scalar_t>() : nullptr,
-                 h0.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(),
-                 mask.defined() ? mask.data_ptr<bool>() : nullptr, steps, batch, hidden,
-                 reverse, zero);
-  });
-  return f;
-}
 
 }  // namespace
 
@@ -206,11 +229,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_forward(const Tensor& x_in, const
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor b_ih = contiguous_or_empty(b_ih_in), b_hh = contiguous_or_empty(b_hh_in);
   const Tensor mask = contiguous_or_empty(mask_in);
-  zero = zero && mask.defined();
-  Forward f = run_forward(x, h0, w_ih, w_hh, b_ih, b_hh, mask, reverse, train, zero);
-  Tensor h_n = last_state(f.out, h0, reverse, zero ? mask : Tensor());
-  if (!train) return {f.out, h_n, unused(x), unused(x)};
-  return {f.out, h_n, f.gates, f.hn_all};
+  const Pass pass = make_pass(x, w_hh.size(1), mask, reverse, zero);
+  Gru cell{h0, w_hh, bias_or_zeros(b_hh, 3 * w_hh.size(1), x)};
+  run_forward(cell, x, w_ih, b_ih, b_hh, pass, train);
+  Tensor h_n = last_state(cell.out, h0, reverse, pass.zero ? mask : Tensor());
+  if (!train) return {cell.out, h_n, unused(x), unused(x)};
+  return {cell.out, h_n, cell.gates, cell.hn_all};
 }
 
 std::array<Tensor, 6> gru_backward(const Tensor& grad_out, const Tensor& grad_h_n,
@@ -231,11 +255,11 @@ std::array<Tensor, 6> gru_backward(const Tensor& grad_out, const Tensor& grad_h_
   // (T, B, H): each step's row is written over the d out_t it was formed from, when ours
   Tensor d_ghn = d_out.owned ? d_out.grad : at::empty_like(out);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_backward", [&] {
-    backward_loop(d_out.grad.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
-                  out.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), gates.data_ptr<scalar_t>(),
-                  hn_all.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
-                  mask.defined() ? mask.data_ptr<bool>() : nullptr, d_gi.data_ptr<scalar_t>(),
-                  d_ghn.data_ptr<scalar_t>(), steps, batch, hidden, reverse, zero);
+    backward_loop<Gru, scalar_t>(
+        {d_out.grad.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+         h0.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(), gates.data_ptr<scalar_t>(),
+         hn_all.data_ptr<scalar_t>(), d_gi.data_ptr<scalar_t>(), d_ghn.data_ptr<scalar_t>()},
+        make_pass(x, hidden, mask, reverse, zero));
   });
   const Tensor flat_gi = d_gi.view({steps * batch, 3 * hidden});
   std::array<Tensor, 6> grads;

@@ -1,353 +1,304 @@
-// LSTM recurrence (gates i, f, g, o), compiled.
+// LSTM recurrence (gates i, f, g, o), compiled: the cell's traits for the time loop (loop.h)
+// and its operator's entry points.
 //
 // With gx = x W_ih^T + b_ih + b_hh for all steps (one matrix product), per step:
 //     i, f, g, o = sigmoid, sigmoid, tanh, sigmoid of (gx + h W_hh^T)
 //     c' = f * c + i * g;  h' = o * tanh(c')
 // The projections are written into the gates buffer (T, B, 4H); each step adds h W_hh^T onto
 // its slice (one small matrix product) and replaces it by the activated gates in the same pass
-// that updates c and h. The backward pass's gate gradients are one fused pass per step.
+// that updates c and h. The backward pass's gate gradients are one pass per step.
 //
 // With an output projection w_hr (P, H) (torch.nn's proj_size): h' = (o * tanh(c')) W_hr^T,
-// one more small product per step; h, h0 and out are P wide, W_hh is (4H, P), c stays H wide.
-// Projected calls run the generic loops (the fused micro-kernel's panels are square: depth H).
+// one more small product per step (the rows' end-of-step hook); h, h0 and out are P wide, W_hh
+// is (4H, P), c stays H wide. Projected calls take the library path (the fused steps' panels
+// are square: depth H).
 #include "cell.h"
 #include "common.h"
-#include "fused_loops.h"
+#include "loop.h"
 
 namespace rnnkit {
 namespace {
 
-// One row's gates: a (4H) holds the pre-activations i, f, g, o on entry and the activated gates
-// on return; c' = f * c + i * g into cr, o * tanh(c') into m (h', or what W_hr projects).
-// The gate slices of a row sit at offsets GCC cannot prove disjoint; without the pragma the
-// loop stays scalar (measured: half the speed of a small LSTM step).
-template <typename T>
-inline void gates_forward(T* a, const T* cp, T* cr, T* m, int64_t hidden) {
+// The LSTM cell for loop.h. gates (T, B, 4H) holds the input projections (with both biases) on
+// entry, h W_hh^T added in place, and the activated gates on return; the cell state c is a
+// second state: c_all (T, B, H) keeps every step's in training, else it alternates between two
+// halves of a per-thread buffer (an update in place would alias its input, and the compiler's
+// alias check would then skip the vector loop); c_n (B, H) receives the last. The backward
+// pass's per-step gradient is d_gates (T, B, 4H), the left factor of each step's product; d c
+// is carried back in dc, and d_out is read with its own strides. With w_hr, m = o * tanh(c)
+// is what the projection multiplies: a per-thread buffer forward; backward, d_proj[t] (T, B, P)
+// receives each step's d h (0 where held) and m_all[t] (T, B, H) its m, for W_hr's gradient.
+struct Lstm {
+  static constexpr int kGates = 4;
+  static constexpr const char* kName = "lstm";
+  static constexpr bool kHiddenBiasInProjection = true;
+  static constexpr bool kAccumulate = true;
+  static constexpr bool kHeldSources = false;  // c_all holds c through masked steps
+
+  static micro::Panel forward_panel(micro::Isa isa, const float* w_hh, int64_t hidden) {
+    return micro::gate_panel(isa, w_hh, 4, hidden);
+  }
+
+  Tensor h0, c0, w_hh, w_hr;  // w_hr (P, H), or undefined
+  Tensor out, c_n, gates, c_all;
+
+  // training keeps every step's gates and c; the chunks project into the gates when kept
+  float* allocate(const Tensor& x, const Pass& p, bool train, const Tensor& projected) {
+    out = at::empty({p.steps, p.batch, p.state}, x.options());
+    c_n = at::empty({p.batch, p.hidden}, x.options());
+    gates = projected.defined() || !train
+                ? projected
+                : at::empty({p.steps, p.batch, 4 * p.hidden}, x.options());
+    if (train) c_all = at::empty({p.steps, p.batch, p.hidden}, x.options());
+    return projected.defined() ? nullptr : data_or_null<float>(gates);
+  }
+
+  template <typename T>
+  struct Forward {
+    T* out;
+    const T* h0;
+    const T* w_hh;
+    const T* c0;
+    T* gates;
+    T* c_all;
+    T* c_n;
+    const T* w_hr;  // or null
+
+    // c0 may be c_n itself (a chunk continuing the previous one): each thread reads its rows
+    // before it writes them
+    Forward chunk(T* chunk_gates, int64_t offset, const T* h, bool first) const {
+      Forward c = *this;
+      c.out += offset;
+      c.gates = chunk_gates;
+      if (c.c_all != nullptr) c.c_all += offset;
+      c.h0 = h;
+      if (!first) c.c0 = c_n;  // the last chunk's c
+      return c;
+    }
+
+    class Rows {
+     public:
+      Rows(const Forward& f, const Pass& p, int64_t b0, int64_t rows, bool)
+          : f_(f), p_(p), b0_(b0), rows_(rows),
+            c_buffer_(f.c_all == nullptr ? 2 * rows * p.hidden : 0),
+            c_(f.c0 + b0 * p.hidden) {
+        if (f.w_hr != nullptr) {
+          m_.resize(rows * p.hidden);
+          projection_ = std::make_unique<PackedRight<T>>(Op::T, rows, p.state, p.hidden, f.w_hr,
+                                                         p.hidden);  // @ W_hr^T
+        }
+      }
+      void begin(int64_t s, int64_t t) {
+        c_new_ = f_.c_all == nullptr ? c_buffer_.data() + (s % 2) * rows_ * p_.hidden
+                                     : at_step(f_.c_all, t, p_.batch, b0_, p_.hidden);
+      }
+      T* product(int64_t t) const { return at_step(f_.gates, t, p_.batch, b0_, 4 * p_.hidden); }
+      void row(int64_t t, int64_t i, const T*, T* h_out) {
+        const int64_t hidden = p_.hidden;
+        T* ar = at_step(f_.gates, t, p_.batch, b0_ + i, 4 * hidden);
+        const T* cp = c_ + i * hidden;
+        T* cr = c_new_ + i * hidden;
+        T* hr = projection_ == nullptr ? h_out : m_.data() + i * hidden;  // h', or m
+        // The gate slices of a row sit at offsets GCC cannot prove disjoint; without this the
+        // loop stays scalar (measured: half the speed of a small LSTM step).
 #pragma omp simd
-  for (int64_t j = 0; j < hidden; ++j) {
-    const T ig = sigmoid(a[j]);
-    const T fg = sigmoid(a[hidden + j]);
-    const T gg = tanh_(a[2 * hidden + j]);
-    const T og = sigmoid(a[3 * hidden + j]);
-    const T cj = fg * cp[j] + ig * gg;
-    a[j] = ig;
-    a[hidden + j] = fg;
-    a[2 * hidden + j] = gg;
-    a[3 * hidden + j] = og;
-    cr[j] = cj;
-    m[j] = og * tanh_(cj);
-  }
-}
+        for (int64_t j = 0; j < hidden; ++j) {
+          const T ig = sigmoid(ar[j]);
+          const T fg = sigmoid(ar[hidden + j]);
+          const T gg = tanh_(ar[2 * hidden + j]);
+          const T og = sigmoid(ar[3 * hidden + j]);
+          const T cj = fg * cp[j] + ig * gg;
+          ar[j] = ig;
+          ar[hidden + j] = fg;
+          ar[2 * hidden + j] = gg;
+          ar[3 * hidden + j] = og;
+          cr[j] = cj;
+          hr[j] = og * tanh_(cj);
+        }
+      }
+      void hold(int64_t, int64_t i, const T* hp, T* hr) const {
+        const T* cp = c_ + i * p_.hidden;
+        std::copy(cp, cp + p_.hidden, c_new_ + i * p_.hidden);
+        if (projection_ == nullptr) std::copy(hp, hp + p_.hidden, hr);  // else in end()
+      }
+      void end(const T* h, T* o, const bool* keep) {
+        c_ = c_new_;
+        if (projection_ == nullptr) return;
+        projection_->multiply(m_.data(), p_.hidden, T(0), o, p_.state);  // h' = m W_hr^T
+        if (keep == nullptr) return;
+        for (int64_t i = 0; i < rows_; ++i) {  // the held rows' h, over their product
+          if (!keep[i]) std::copy(h + i * p_.state, h + (i + 1) * p_.state, o + i * p_.state);
+        }
+      }
+      void finish() const { std::copy(c_, c_ + rows_ * p_.hidden, f_.c_n + b0_ * p_.hidden); }
+      void fused(micro::Isa isa, const micro::Panel& w, int64_t t, const float* h, float* o) const {
+        micro::lstm_forward_step(isa, w, h, c_, product(t), 4 * p_.hidden, o, c_new_, rows_,
+                                 p_.hidden);
+      }
 
-// The backward pass of one row's gates: g the activated gates (4H), ct = c', cp = c; total(j)
-// the gradient of o * tanh(c')_j; gc carries d c' in and d c out. da receives the gradients of
-// the pre-activations. With keep_m, m receives o * tanh(c') (for W_hr's gradient).
-template <bool keep_m, typename T, typename Total>
-inline void gates_backward(const T* g, const T* ct, const T* cp, T* da, T* gc, T* m,
-                           int64_t hidden, const Total& total) {
+     private:
+      const Forward& f_;
+      const Pass& p_;
+      int64_t b0_, rows_;
+      std::vector<T> c_buffer_;
+      const T* c_;          // (rows, H): the c this step starts from
+      T* c_new_ = nullptr;  // and the one it writes
+      std::vector<T> m_;    // (rows, H): o * tanh(c'), with a projection
+      std::unique_ptr<PackedRight<T>> projection_;  // W_hr^T, with a projection
+    };
+  };
+
+  template <typename T>
+  Forward<T> forward() const {
+    return {out.data_ptr<T>(), h0.data_ptr<T>(), w_hh.data_ptr<T>(), c0.data_ptr<T>(),
+            data_or_null<T>(gates), data_or_null<T>(c_all), c_n.data_ptr<T>(),
+            data_or_null<T>(w_hr)};
+  }
+
+  // dh, dc enter as d h_n, d c_n and leave as d h0, d c0.
+  template <typename T>
+  struct Backward {
+    StridedRows<T> d_out;
+    T* dh;
+    const T* w_hh;
+    T* dc;
+    const T* c_all;
+    const T* c0;
+    const T* gates;
+    T* d_gates;
+    const T* w_hr;  // or null; then d_proj, m_all too
+    T* d_proj;
+    T* m_all;
+
+    class Rows {
+     public:
+      Rows(const Backward& b, const Pass& p, const std::vector<int64_t>&, int64_t b0,
+           int64_t rows, bool fused)
+          : b_(b), p_(p), b0_(b0), rows_(rows), carry_c_(b.dc + b0 * p.hidden),
+            scratch_(fused ? 0 : p.state) {
+        if (b.w_hr != nullptr) {
+          dm_.resize(rows * p.hidden);
+          unprojection_ = std::make_unique<PackedRight<T>>(Op::N, rows, p.hidden, p.state,
+                                                           b.w_hr, p.hidden);  // @ W_hr
+        }
+      }
+      void begin(int64_t t) {
+        cp_rows_ = previous_state(b_.c_all, b_.c0, t, p_.steps, p_.batch, b0_, p_.hidden,
+                                  p_.reverse);
+      }
+      const T* go(int64_t t, int64_t i) {
+        return b_.d_out.row(t, b0_ + i, scratch_.data(), p_.state);
+      }
+      void hold(int64_t t, int64_t i) const {
+        if (unprojection_ != nullptr) {  // its gates' rows in end()
+          T* dpr = at_step(b_.d_proj, t, p_.batch, b0_ + i, p_.state);
+          std::fill(dpr, dpr + p_.state, T(0));
+          return;
+        }
+        T* dar = at_step(b_.d_gates, t, p_.batch, b0_ + i, 4 * p_.hidden);
+        std::fill(dar, dar + 4 * p_.hidden, T(0));
+      }
+      void row(int64_t t, int64_t i, T* gh) {  // gh: d h_t in, zero out (d h_{t-1} adds on)
+        if (unprojection_ != nullptr) {  // d h_t kept for end(): the gates wait for d m
+          const T* go = this->go(t, i);
+          T* dpr = at_step(b_.d_proj, t, p_.batch, b0_ + i, p_.state);
+          for (int64_t j = 0; j < p_.state; ++j) {
+            dpr[j] = gh[j] + go[j];
+            gh[j] = T(0);
+          }
+          return;
+        }
+        const int64_t hidden = p_.hidden, width = 4 * hidden;
+        const T* g = at_step(b_.gates, t, p_.batch, b0_ + i, width);
+        const T* ct = at_step(b_.c_all, t, p_.batch, b0_ + i, hidden);
+        const T* go = this->go(t, i);
+        const T* cp = cp_rows_ + i * hidden;
+        T* dar = at_step(b_.d_gates, t, p_.batch, b0_ + i, width);
+        T* gc = carry_c_ + i * hidden;
 #pragma omp simd  // as in the forward pass
-  for (int64_t j = 0; j < hidden; ++j) {
-    const T ig = g[j], fg = g[hidden + j], gg = g[2 * hidden + j], og = g[3 * hidden + j];
-    const T dm = total(j);
-    const T tc = tanh_(ct[j]);
-    const T dct = gc[j] + dm * og * (T(1) - tc * tc);
-    da[j] = dct * gg * ig * (T(1) - ig);
-    da[hidden + j] = dct * cp[j] * fg * (T(1) - fg);
-    da[2 * hidden + j] = dct * ig * (T(1) - gg * gg);
-    da[3 * hidden + j] = dm * tc * og * (T(1) - og);
-    gc[j] = dct * fg;
-    if constexpr (keep_m) m[j] = og * tc;
-  }
-}
-
-// gates (T, B, 4H): projections on entry, activated gates on return. out (T, B, H): states h.
-// c_all (T, B, H) receives c of every step when not null; else c lives in a per-thread buffer.
-// c_n (B, H) receives the final cell state.
-template <typename T>
-void forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0, const T* w_hh,
-                  const bool* mask, int64_t steps, int64_t batch, int64_t hidden, bool reverse,
-                  bool zero) {
-  if constexpr (std::is_same_v<T, float>) {  // dense float32: the fused micro-kernel steps
-    if (fused::takes<T>(mask)) {
-      return fused::lstm_forward(gates, out, c_all, c_n, h0, c0, w_hh, steps, batch, hidden,
-                                 reverse);
-    }
-  }
-  const int64_t width = 4 * hidden;
-  const double flops = 2.0 * steps * batch * width * hidden;
-  over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
-    const int64_t rows = b1 - b0;
-    // Without c_all, c alternates between two halves of a scratch buffer: an update in place
-    // would alias its input, and the compiler's alias check would then skip the vector loop.
-    std::vector<T> c_buffer(c_all == nullptr ? 2 * rows * hidden : 0);
-    const T* h = h0 + b0 * hidden;
-    const T* c = c0 + b0 * hidden;
-    T* previous = nullptr;       // the previous step's output rows, once h points at them
-    const bool* held = nullptr;  // and that step's mask
-    const PackedRight<T> recurrent(Op::T, rows, width, hidden, w_hh, hidden);  // @ W_hh^T
-    for (int64_t s = 0; s < steps; ++s) {
-      const int64_t t = reverse ? steps - 1 - s : s;
-      T* a = at_step(gates, t, batch, b0, width);  // (rows, 4H)
-      recurrent.multiply(h, hidden, T(1), a, width);
-      T* o = at_step(out, t, batch, b0, hidden);
-      T* c_new = c_all == nullptr ? c_buffer.data() + (s % 2) * rows * hidden
-                                  : at_step(c_all, t, batch, b0, hidden);
-      for (int64_t r = 0; r < rows; ++r) {
-        const T* cp = c + r * hidden;
-        const T* hp = h + r * hidden;
-        T* cr = c_new + r * hidden;
-        T* hr = o + r * hidden;
-        if (mask != nullptr && !mask[t * batch + b0 + r]) {  // held
-          std::copy(cp, cp + hidden, cr);
-          std::copy(hp, hp + hidden, hr);
-          continue;
-        }
-        gates_forward(a + r * width, cp, cr, hr, hidden);
-      }
-      if (mask != nullptr) {  // zero padding: the previous step's held rows have been read
-        if (zero && held != nullptr) zero_rows(previous, held, rows, hidden);
-        held = mask + t * batch + b0;
-      }
-      h = previous = o;
-      c = c_new;
-    }
-    if (zero && held != nullptr) zero_rows(previous, held, rows, hidden);
-    std::copy(c, c + rows * hidden, c_n + b0 * hidden);
-  });
-}
-
-// dh, dc enter as d h_n, d c_n and leave as d h0, d c0; d_gates (T, B, 4H) receives the
-// gradients of the pre-activation gates of every step. d_out is read with its own strides.
-template <typename T>
-void backward_loop(const StridedRows<T>& d_out, T* dh, T* dc, const T* c_all, const T* c0,
-                   const T* gates, const T* w_hh, const bool* mask, T* d_gates, int64_t steps,
-                   int64_t batch, int64_t hidden, bool reverse, bool zero) {
-  if constexpr (std::is_same_v<T, float>) {  // dense float32: the fused micro-kernel steps
-    if (fused::takes<T>(mask)) {
-      return fused::lstm_backward(d_out, dh, dc, c_all, c0, gates, w_hh, d_gates, steps, batch,
-                                  hidden, reverse);
-    }
-  }
-  const int64_t width = 4 * hidden;
-  const double flops = 2.0 * steps * batch * width * hidden;
-  over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
-    const int64_t rows = b1 - b0;
-    T* carry_h = dh + b0 * hidden;  // (rows, H)
-    T* carry_c = dc + b0 * hidden;
-    std::vector<T> scratch(hidden);  // a strided d_out row, gathered
-    const PackedRight<T> recurrent(Op::N, rows, hidden, width, w_hh, hidden);  // @ W_hh
-    for (int64_t s = 0; s < steps; ++s) {
-      const int64_t t = reverse ? s : steps - 1 - s;
-      const T* cp_rows = previous_state(c_all, c0, t, steps, batch, b0, hidden, reverse);
-      T* da = at_step(d_gates, t, batch, b0, width);
-      for (int64_t r = 0; r < rows; ++r) {
-        const T* g = at_step(gates, t, batch, b0 + r, width);
-        const T* ct = at_step(c_all, t, batch, b0 + r, hidden);
-        const T* go = d_out.row(t, b0 + r, scratch.data(), hidden);
-        const T* cp = cp_rows + r * hidden;
-        T* dar = da + r * width;
-        T* gh = carry_h + r * hidden;
-        T* gc = carry_c + r * hidden;
-        if (mask != nullptr && !mask[t * batch + b0 + r]) {  // held: gradients pass through
-          if (!zero) {  // with zero padding the output here was a constant
-            for (int64_t j = 0; j < hidden; ++j) gh[j] += go[j];
-          }
-          std::fill(dar, dar + width, T(0));
-          continue;
-        }
-        gates_backward<false>(g, ct, cp, dar, gc, static_cast<T*>(nullptr), hidden,
-                              [&](int64_t j) {
-                                const T total = gh[j] + go[j];
-                                gh[j] = T(0);
-                                return total;
-                              });
-      }
-      recurrent.multiply(da, width, T(1), carry_h, hidden);
-    }
-  });
-}
-
-// The projected forward pass (w_hr (P, H)): as forward_loop, with h (P wide) = m W_hr^T after
-// each step's gates, m = o * tanh(c) (rows, H) in a per-thread buffer. out (T, B, P), h0 (B, P),
-// w_hh (4H, P).
-template <typename T>
-void projected_forward_loop(T* gates, T* out, T* c_all, T* c_n, const T* h0, const T* c0,
-                            const T* w_hh, const T* w_hr, const bool* mask, int64_t steps,
-                            int64_t batch, int64_t hidden, int64_t proj, bool reverse,
-                            bool zero) {
-  const int64_t width = 4 * hidden;
-  const double flops = 2.0 * steps * batch * (width + proj) * hidden;
-  over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
-    const int64_t rows = b1 - b0;
-    std::vector<T> c_buffer(c_all == nullptr ? 2 * rows * hidden : 0);  // as in forward_loop
-    std::vector<T> m(rows * hidden);
-    const T* h = h0 + b0 * proj;
-    const T* c = c0 + b0 * hidden;
-    T* previous = nullptr;
-    const bool* held = nullptr;
-    const PackedRight<T> recurrent(Op::T, rows, width, proj, w_hh, proj);    // @ W_hh^T
-    const PackedRight<T> projection(Op::T, rows, proj, hidden, w_hr, hidden);  // @ W_hr^T
-    for (int64_t s = 0; s < steps; ++s) {
-      const int64_t t = reverse ? steps - 1 - s : s;
-      T* a = at_step(gates, t, batch, b0, width);  // (rows, 4H)
-      recurrent.multiply(h, proj, T(1), a, width);
-      T* o = at_step(out, t, batch, b0, proj);
-      T* c_new = c_all == nullptr ? c_buffer.data() + (s % 2) * rows * hidden
-                                  : at_step(c_all, t, batch, b0, hidden);
-      const bool* keep = mask == nullptr ? nullptr : mask + t * batch + b0;
-      for (int64_t r = 0; r < rows; ++r) {
-        const T* cp = c + r * hidden;
-        T* cr = c_new + r * hidden;
-        if (keep != nullptr && !keep[r]) {  // held (h below, after the product)
-          std::copy(cp, cp + hidden, cr);
-          continue;
-        }
-        gates_forward(a + r * width, cp, cr, m.data() + r * hidden, hidden);
-      }
-      projection.multiply(m.data(), hidden, T(0), o, proj);  // (rows, P)
-      if (keep != nullptr) {
-        for (int64_t r = 0; r < rows; ++r) {
-          if (!keep[r]) std::copy(h + r * proj, h + (r + 1) * proj, o + r * proj);
-        }
-        if (zero && held != nullptr) zero_rows(previous, held, rows, proj);
-        held = keep;
-      }
-      h = previous = o;
-      c = c_new;
-    }
-    if (zero && held != nullptr) zero_rows(previous, held, rows, proj);
-    std::copy(c, c + rows * hidden, c_n + b0 * hidden);
-  });
-}
-
-// The projected backward pass: dh (B, P) and dc (B, H) enter as d h_n, d c_n and leave as
-// d h0, d c0. Per step, d_proj[t] (rows, P) receives the gradient of the step's h (0 where
-// held), m_all[t] (rows, H) its m = o * tanh(c), so that d W_hr = sum_t d_proj[t]^T m_all[t]
-// is one product afterwards; d m = d_proj[t] W_hr enters the gates' backward pass.
-template <typename T>
-void projected_backward_loop(const StridedRows<T>& d_out, T* dh, T* dc, const T* c_all,
-                             const T* c0, const T* gates, const T* w_hh, const T* w_hr,
-                             const bool* mask, T* d_gates, T* d_proj, T* m_all, int64_t steps,
-                             int64_t batch, int64_t hidden, int64_t proj, bool reverse,
-                             bool zero) {
-  const int64_t width = 4 * hidden;
-  const double flops = 2.0 * steps * batch * (width + proj) * hidden;
-  over_batch(batch, flops, [&](int64_t b0, int64_t b1) {
-    const int64_t rows = b1 - b0;
-    T* carry_h = dh + b0 * proj;  // (rows, P)
-    T* carry_c = dc + b0 * hidden;
-    std::vector<T> scratch(proj);  // a strided d_out row, gathered
-    std::vector<T> dm(rows * hidden);
-    const PackedRight<T> recurrent(Op::N, rows, proj, width, w_hh, proj);       // @ W_hh
-    const PackedRight<T> unprojection(Op::N, rows, hidden, proj, w_hr, hidden);  // @ W_hr
-    for (int64_t s = 0; s < steps; ++s) {
-      const int64_t t = reverse ? s : steps - 1 - s;
-      const bool* keep = mask == nullptr ? nullptr : mask + t * batch + b0;
-      T* dp = at_step(d_proj, t, batch, b0, proj);
-      for (int64_t r = 0; r < rows; ++r) {
-        const T* go = d_out.row(t, b0 + r, scratch.data(), proj);
-        T* gh = carry_h + r * proj;
-        T* dpr = dp + r * proj;
-        if (keep != nullptr && !keep[r]) {  // held: gradients pass through
-          if (!zero) {  // with zero padding the output here was a constant
-            for (int64_t j = 0; j < proj; ++j) gh[j] += go[j];
-          }
-          std::fill(dpr, dpr + proj, T(0));
-          continue;
-        }
-        for (int64_t j = 0; j < proj; ++j) {
-          dpr[j] = gh[j] + go[j];
+        for (int64_t j = 0; j < hidden; ++j) {
+          const T ig = g[j], fg = g[hidden + j], gg = g[2 * hidden + j], og = g[3 * hidden + j];
+          const T total = gh[j] + go[j];
+          const T tc = tanh_(ct[j]);
+          const T dct = gc[j] + total * og * (T(1) - tc * tc);
+          dar[j] = dct * gg * ig * (T(1) - ig);
+          dar[hidden + j] = dct * cp[j] * fg * (T(1) - fg);
+          dar[2 * hidden + j] = dct * ig * (T(1) - gg * gg);
+          dar[3 * hidden + j] = total * tc * og * (T(1) - og);
+          gc[j] = dct * fg;
           gh[j] = T(0);
         }
       }
-      unprojection.multiply(dp, proj, T(0), dm.data(), hidden);  // (rows, H)
-      const T* cp_rows = previous_state(c_all, c0, t, steps, batch, b0, hidden, reverse);
-      T* da = at_step(d_gates, t, batch, b0, width);
-      T* mt = at_step(m_all, t, batch, b0, hidden);
-      for (int64_t r = 0; r < rows; ++r) {
-        T* dar = da + r * width;
-        T* mr = mt + r * hidden;
-        if (keep != nullptr && !keep[r]) {
-          std::fill(dar, dar + width, T(0));
-          std::fill(mr, mr + hidden, T(0));
-          continue;
+      // with a projection: d m = d h_t W_hr, then the gates' gradients from it
+      void end(int64_t t, const bool* keep) {
+        if (unprojection_ == nullptr) return;
+        const int64_t hidden = p_.hidden, width = 4 * hidden;
+        unprojection_->multiply(at_step(b_.d_proj, t, p_.batch, b0_, p_.state), p_.state, T(0),
+                                dm_.data(), hidden);  // (rows, H)
+        for (int64_t i = 0; i < rows_; ++i) {
+          T* dar = at_step(b_.d_gates, t, p_.batch, b0_ + i, width);
+          T* mr = at_step(b_.m_all, t, p_.batch, b0_ + i, hidden);
+          if (keep != nullptr && !keep[i]) {
+            std::fill(dar, dar + width, T(0));
+            std::fill(mr, mr + hidden, T(0));
+            continue;
+          }
+          const T* g = at_step(b_.gates, t, p_.batch, b0_ + i, width);
+          const T* ct = at_step(b_.c_all, t, p_.batch, b0_ + i, hidden);
+          const T* cp = cp_rows_ + i * hidden;
+          const T* dmr = dm_.data() + i * hidden;
+          T* gc = carry_c_ + i * hidden;
+#pragma omp simd  // as in the forward pass
+          for (int64_t j = 0; j < hidden; ++j) {
+            const T ig = g[j], fg = g[hidden + j], gg = g[2 * hidden + j], og = g[3 * hidden + j];
+            const T dm = dmr[j];
+            const T tc = tanh_(ct[j]);
+            const T dct = gc[j] + dm * og * (T(1) - tc * tc);
+            dar[j] = dct * gg * ig * (T(1) - ig);
+            dar[hidden + j] = dct * cp[j] * fg * (T(1) - fg);
+            dar[2 * hidden + j] = dct * ig * (T(1) - gg * gg);
+            dar[3 * hidden + j] = dm * tc * og * (T(1) - og);
+            gc[j] = dct * fg;
+            mr[j] = og * tc;
+          }
         }
-        const T* dmr = dm.data() + r * hidden;
-        gates_backward<true>(at_step(gates, t, batch, b0 + r, width),
-                             at_step(c_all, t, batch, b0 + r, hidden), cp_rows + r * hidden,
-                             dar, carry_c + r * hidden, mr, hidden,
-                             [&](int64_t j) { return dmr[j]; });
       }
-      recurrent.multiply(da, width, T(1), carry_h, proj);
-    }
-  });
-}
+      const T* left(int64_t t) const {
+        return at_step(b_.d_gates, t, p_.batch, b0_, 4 * p_.hidden);
+      }
+      T beta() const { return T(1); }
 
-struct Forward {
-  Tensor out, gates, c_all, c_n;
+      micro::LstmBackStep describe(int64_t, int64_t t) const {
+        const int64_t hidden = p_.hidden, width = 4 * hidden;
+        const StridedRows<T>& d_out = b_.d_out;
+        return {at_step(b_.gates, t, p_.batch, b0_, width),
+                at_step(b_.c_all, t, p_.batch, b0_, hidden),
+                previous_state(b_.c_all, b_.c0, t, p_.steps, p_.batch, b0_, hidden, p_.reverse),
+                d_out.data + t * d_out.step_stride + b0_ * d_out.batch_stride,
+                d_out.batch_stride,
+                d_out.stride,
+                at_step(b_.d_gates, t, p_.batch, b0_, width)};
+      }
+      void first(micro::Isa isa, int64_t t, float* carry) const {
+        micro::lstm_backward_first(isa, describe(0, t), carry, carry_c_, rows_, p_.hidden);
+      }
+      void step(micro::Isa isa, const micro::Panel& w, int64_t, int64_t t,
+                const micro::LstmBackStep* next, float* carry) const {
+        micro::lstm_backward_step(isa, w, left(t), next, carry, carry_c_, rows_, p_.hidden);
+      }
+
+     private:
+      const Backward& b_;
+      const Pass& p_;
+      int64_t b0_, rows_;
+      T* carry_c_;              // (rows, H): d c, carried back through time
+      std::vector<T> scratch_;  // a strided d_out row, gathered (library path)
+      const T* cp_rows_ = nullptr;  // the rows' previous c, this step
+      std::vector<T> dm_;       // (rows, H): d m of this step, with a projection
+      std::unique_ptr<PackedRight<T>> unprojection_;  // W_hr, with a projection
+    };
+  };
 };
-
-Forward run_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
-                    const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh,
-                    const Tensor& w_hr, const Tensor& mask, bool reverse, bool keep_for_backward,
-                    bool zero) {
-  const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(0) / 4;
-  const int64_t proj = w_hh.size(1);  // the width of h: P with w_hr, else H
-  Forward f;
-  f.out = at::empty({steps, batch, proj}, x.options());
-  f.c_n = at::empty({batch, hidden}, x.options());
-  if (w_hr.defined()) {
-    f.gates = project_inputs(x, w_ih, b_ih, b_hh);  // (T, B, 4H)
-    if (keep_for_backward) f.c_all = at::empty({steps, batch, hidden}, x.options());
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_projected_forward", [&] {
-      projected_forward_loop(
-          f.gates.data_ptr<scalar_t>(), f.out.data_ptr<scalar_t>(),
-          keep_for_backward ? f.c_all.data_ptr<scalar_t>() : nullptr, f.c_n.data_ptr<scalar_t>(),
-          h0.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
-          w_hr.data_ptr<scalar_t>(), mask.defined() ? mask.data_ptr<bool>() : nullptr, steps,
-          batch, hidden, proj, reverse, zero);
-    });
-    return f;
-  }
-  const int64_t chunk = chunk_steps(steps, batch, 4 * hidden);
-  if (chunk < steps && x.scalar_type() == at::kFloat &&
-      fused::takes<float>(mask.defined() ? mask.data_ptr<bool>() : nullptr)) {
-    // training keeps every step's gates and c, each chunk's projected into its own steps
-    if (keep_for_backward) {
-      f.gates = at::empty({steps, batch, 4 * hidden}, x.options());
-      f.c_all = at::empty({steps, batch, hidden}, x.options());
-    }
-    const micro::Panel panel = micro::gate_panel(micro::fused_isa(), w_hh.data_ptr<float>(), 4,
-                                                 hidden);
-    float* out = f.out.data_ptr<float>();
-    float* c_n = f.c_n.data_ptr<float>();
-    float* c_all = keep_for_backward ? f.c_all.data_ptr<float>() : nullptr;
-    const int64_t stride = batch * hidden;  // one step of out
-    fused::in_chunks(
-        x, w_ih, b_ih, b_hh, chunk, reverse,
-        [&](float* gates, int64_t t0, int64_t n, bool first) {
-          // a chunk starts from the state the previous one ended at
-          const int64_t before = (reverse ? t0 + n : t0 - 1) * stride;
-          const float* h = first ? h0.data_ptr<float>() : out + before;
-          const float* c = first ? c0.data_ptr<float>() : c_n;  // the last chunk's c
-          fused::lstm_forward(panel, gates, out + t0 * stride,
-                              c_all ? c_all + t0 * stride : nullptr, c_n, h, c, n, batch,
-                              hidden, reverse);
-        },
-        keep_for_backward ? f.gates.data_ptr<float>() : nullptr);
-    return f;
-  }
-  f.gates = project_inputs(x, w_ih, b_ih, b_hh);  // (T, B, 4H)
-  if (keep_for_backward) f.c_all = at::empty({steps, batch, hidden}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward", [&] {
-    forward_loop(f.gates.data_ptr<scalar_t>(), f.out.data_ptr<scalar_t>(),
-                 keep_for_backward ? f.c_all.data_ptr<scalar_t>() : nullptr,
-                 f.c_n.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(),
-                 w_hh.data_ptr<scalar_t>(), mask.defined() ? mask.data_ptr<bool>() : nullptr,
-                 steps, batch, hidden, reverse, zero);
-  });
-  return f;
-}
 
 }  // namespace
 
@@ -360,11 +311,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor w_hr = contiguous_or_empty(w_hr_in);
   const Tensor mask = contiguous_or_empty(mask_in);
-  zero = zero && mask.defined();
-  Forward f = run_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, reverse, train, zero);
-  Tensor h_n = last_state(f.out, h0, reverse, zero ? mask : Tensor());
-  if (!train) return {f.out, h_n, f.c_n, unused(x), unused(x)};
-  return {f.out, h_n, f.c_n, f.gates, f.c_all};
+  const int64_t hidden = w_hh.size(0) / 4;
+  const Pass pass = make_pass(x, hidden, mask, reverse, zero,
+                              w_hr.defined() ? w_hh.size(1) : -1);
+  Lstm cell{h0, c0, w_hh, w_hr};
+  run_forward(cell, x, w_ih, b_ih, b_hh, pass, train);
+  Tensor h_n = last_state(cell.out, h0, reverse, pass.zero ? mask : Tensor());
+  if (!train) return {cell.out, h_n, cell.c_n, unused(x), unused(x)};
+  return {cell.out, h_n, cell.c_n, cell.gates, cell.c_all};
 }
 
 std::array<Tensor, 8> lstm_backward(const Tensor& grad_out, const Tensor& grad_h_n,
@@ -381,7 +335,7 @@ std::array<Tensor, 8> lstm_backward(const Tensor& grad_out, const Tensor& grad_h
   const Tensor mask = contiguous_or_empty(mask_in);
   zero = zero && mask.defined();
   const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
-  const int64_t hidden = w_hh.size(0) / 4, proj = w_hh.size(1);
+  const int64_t hidden = w_hh.size(0) / 4, proj = w_hh.size(1);  // proj: the width of h
   Tensor dh = grad_h_n.contiguous().clone();
   Tensor dc = grad_c_n.contiguous().clone();
   Tensor d_gates = at::empty_like(gates);  // (T, B, 4H)
@@ -391,20 +345,12 @@ std::array<Tensor, 8> lstm_backward(const Tensor& grad_out, const Tensor& grad_h
     m_all = at::empty({steps, batch, hidden}, x.options());
   }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_backward", [&] {
-    const bool* held = mask.defined() ? mask.data_ptr<bool>() : nullptr;
-    if (w_hr.defined()) {
-      projected_backward_loop(
-          StridedRows<scalar_t>(grad_out), dh.data_ptr<scalar_t>(), dc.data_ptr<scalar_t>(),
-          c_all.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(), gates.data_ptr<scalar_t>(),
-          w_hh.data_ptr<scalar_t>(), w_hr.data_ptr<scalar_t>(), held,
-          d_gates.data_ptr<scalar_t>(), d_proj.data_ptr<scalar_t>(), m_all.data_ptr<scalar_t>(),
-          steps, batch, hidden, proj, reverse, zero);
-      return;
-    }
-    backward_loop(StridedRows<scalar_t>(grad_out), dh.data_ptr<scalar_t>(),
-                  dc.data_ptr<scalar_t>(), c_all.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(),
-                  gates.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(), held,
-                  d_gates.data_ptr<scalar_t>(), steps, batch, hidden, reverse, zero);
+    backward_loop<Lstm, scalar_t>(
+        {StridedRows<scalar_t>(grad_out), dh.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
+         dc.data_ptr<scalar_t>(), c_all.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(),
+         gates.data_ptr<scalar_t>(), d_gates.data_ptr<scalar_t>(), data_or_null<scalar_t>(w_hr),
+         data_or_null<scalar_t>(d_proj), data_or_null<scalar_t>(m_all)},
+        make_pass(x, hidden, mask, reverse, zero, w_hr.defined() ? proj : -1));
   });
   const Tensor flat = d_gates.view({steps * batch, 4 * hidden});
   std::array<Tensor, 8> grads;

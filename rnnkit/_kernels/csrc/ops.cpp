@@ -1,9 +1,10 @@
 // The CPU kernels of the rnnkit operators. The schemas (derived from each cell's description,
-// rnnkit/_kernels/_cell_spec.py), the autograd formulas, the fake kernels and the composite
-// implementation for every other device live in rnnkit/_kernels/_ops.py; this file only binds
-// the plain functions of elman.cpp, gru.cpp and lstm.cpp to them. The backward passes take the
-// biases (the composite backward recomputes the forward pass with them) and ignore them. No
-// pybind11: the library is loaded with torch.ops.load_library.
+// rnnkit/_kernels/_cell_spec.py), the autograd formulas and the fake kernels are registered in
+// rnnkit/_kernels/_ops.py; each cell's C++ file registers its own two entry points through the
+// boxed kernels this file defines (RNNKIT_CELL, cell.h), and this file registers the helper
+// operators prefix_mask and zero_masked_. The backward passes take the biases (the composite
+// backward recomputes the forward pass with them) and ignore them. No pybind11: the library is
+// loaded with torch.ops.load_library.
 //
 // One boxed kernel serves every cell's forward and backward operator: every operator has the
 // same shape (see _cell_spec.py), so the kernel reads its arguments off the stack in schema

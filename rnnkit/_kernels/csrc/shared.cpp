@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "common.h"
-#include "fused_loops.h"
+#include "loop.h"
 
 namespace rnnkit {
 

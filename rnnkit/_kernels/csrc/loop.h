@@ -1,0 +1,315 @@
+// The time loop of every compiled cell, written once and templated on the cell's traits (the
+// pattern of ATen's RNN.cpp cell structs and FlashRNN's per-cell headers): the cell files
+// (elman.cpp, gru.cpp, lstm.cpp) say what one step of one row does, this file walks the steps,
+// the batch rows and the threads.
+//
+// Two paths run a pass:
+//   "fused": the micro-kernel step (microkernel.h), whose product's output tile goes through
+//     the cell's epilogue while still in registers. The word means that and nothing else here.
+//     It takes dense float32 calls on a CPU with AVX2 or AVX-512 (fused::takes).
+//   "library": every other call (float64, masks, other CPUs): the step's product on the BLAS
+//     (PackedRight), then the cell's epilogue row by row in a separate pass, masked rows held
+//     (and, with zero padding, zeroed once the next step has read them).
+// (The instruction "fused multiply-add" keeps its name in microkernel.h and vmath.h.)
+// Either way the batch is split into one chunk of rows per thread for the whole loop
+// (over_batch: no synchronisation per step), and the buffers and their layouts are the cell's
+// own, so either backward pass reads what either forward pass wrote.
+//
+// A cell's traits (struct Cell) supply:
+//   kGates, kName          G (the step's product is (rows, G H)), the name for the dispatch
+//   kHiddenBiasInProjection  whether b_hh is added to the input projection (else the cell's
+//                          epilogue adds it: the GRU's sits inside r * (h W_hn^T + b_hn))
+//   kAccumulate            whether h W_hh^T is added onto the step's projections in place
+//                          (Forward::Rows::product points there), or written over a scratch
+//   kHeldSources           whether the backward pass, with zero padding, reads the held state a
+//                          step after masked ones started from (fills Backward::Rows' sources)
+//   forward_panel(isa, w_hh, hidden)  W_hh packed for the fused forward step
+//   allocate(x, pass, train, projected)  the outputs and saved buffers; `projected` is the
+//                          (T, B, G H) input projection (library path: returns null) or
+//                          undefined (chunked fused path, float32: returns the (T, B, G H)
+//                          buffer the chunks project into, or null for a reused one)
+//   forward<T>()           a Forward<T>: the pointers of one forward pass (h, h0 and out are
+//                          pass.state wide: the units, or an output projection's P)
+//   Forward<T>             out, h0, w_hh and the cell's own pointers, with
+//     chunk(gates, offset, h, first)  the same pass over one chunk of steps (see run_forward)
+//     Rows                 one thread's rows: begin(s, t), product(t), row(t, i, h, out),
+//                          hold(t, i, h, out), end(h, out, keep) (after the rows: a per-step
+//                          product of the cell's own, e.g. the LSTM's output projection),
+//                          finish(), fused(isa, panel, t, h, out)
+//   Backward<T>            dh, w_hh and the cell's own pointers, with
+//     Rows                 one thread's rows: library path begin(t), go(t, i), row(t, i, carry),
+//                          hold(t, i), end(t, keep) (after the rows), left(t), beta(); fused
+//                          path describe(s, t) (a step of microkernel.h's), first(isa, t, carry),
+//                          step(isa, panel, s, t, next, carry)
+// The rest of a cell's file is its entry points (checks, the final state, the weight gradients
+// from the loop's per-step gradients) and RNNKIT_CELL (cell.h).
+#pragma once
+
+#include "common.h"
+#include "microkernel.h"
+
+#include <memory>
+#include <type_traits>
+
+namespace rnnkit {
+
+// What every pass shares: the sizes, the direction and the mask.
+struct Pass {
+  int64_t steps, batch, hidden;
+  bool reverse;
+  const bool* mask;  // (T, B), or null
+  bool zero;         // zero padding: outputs at masked steps are zero (only with a mask)
+  int64_t state;     // the width of h (and out): hidden, or P with an output projection
+  bool fusable;      // whether the fused steps may take the call (not with a projection)
+};
+
+// A tensor's data, or null when it is undefined (an absent buffer).
+template <typename T>
+inline T* data_or_null(const Tensor& t) {
+  return t.defined() ? t.data_ptr<T>() : nullptr;
+}
+
+namespace fused {
+
+using micro::Isa;
+
+// Whether the fused steps take a call: float32 on a CPU with AVX2 or AVX-512, no mask.
+template <typename T>
+inline bool takes(const bool* mask) {
+  return std::is_same_v<T, float> && mask == nullptr && micro::fused_isa() != Isa::Portable;
+}
+// ... and a pass the cell's fused steps cover (their panels are square: h as wide as the units)
+template <typename T>
+inline bool takes(const Pass& p) {
+  return p.fusable && takes<T>(p.mask);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The input projection x W_ih^T + bias (+ bias2) of float32 rows. With AVX-512 on the
+// micro-kernel, W_ih packed once: the library product (MKL) ran about 200 GFLOP/s on these
+// shapes on the AVX-512 machine, and the bench's GRU/LSTM medium, long and large inference
+// 1.2-1.5x faster on the micro-kernel's. With AVX2 the library's: the AVX2 micro-kernel's
+// 2-row blocks made the same rows 0.88-0.97x as fast (RNNKIT_ISA=avx2 on that machine).
+class Projection {
+ public:
+  Projection(const Tensor& w, const Tensor& bias, const Tensor& bias2)
+      : isa_(micro::fused_isa()), cols_(w.size(0)), depth_(w.size(1)), w_(w), bias_(bias),
+        bias2_(bias2) {
+    if (isa_ == Isa::Avx512) {
+      panel_.reset(new micro::Panel(
+          micro::transposed_panel(isa_, w.data_ptr<float>(), cols_, depth_)));
+      row_ = summed_bias(bias, bias2, cols_);
+    }
+  }
+
+  // out (rows, cols) = x (rows, depth) @ W^T + bias, the rows split across the threads
+  void operator()(const float* x, int64_t rows, float* out) const {
+    if (panel_ == nullptr) {
+      return library_projection(out, x, rows, depth_, w_, bias_, bias2_);
+    }
+    over_batch(rows, 2.0 * rows * depth_ * cols_, [&](int64_t r0, int64_t r1) {
+      micro::product(isa_, *panel_, x + r0 * depth_, depth_, depth_, r1 - r0,
+                     row_.empty() ? nullptr : row_.data(), out + r0 * cols_, cols_, cols_);
+    });
+  }
+
+ private:
+  Isa isa_;
+  int64_t cols_, depth_;
+  Tensor w_, bias_, bias2_;
+  std::unique_ptr<micro::Panel> panel_;  // AVX-512 only
+  std::vector<float> row_;               // bias + bias2, for the micro-kernel's epilogue
+};
+
+// A dense float32 pass in chunks of steps: each chunk's input projections are formed right
+// before run(gates, t0, n, first) steps through them, so they are still in cache. By default
+// into one (chunk, B, G) buffer that every chunk reuses (inference: no (T, B, G) buffer is
+// allocated, and page-faulted, at all); with `into`, into that (T, B, G) buffer's own steps
+// (training, whose backward pass reads them; the Elman cell, whose projections become its
+// outputs). Chunks go in processing order (from the end with reverse).
+template <typename Run>
+void in_chunks(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& bias2,
+               int64_t chunk, bool reverse, const Run& run, float* into = nullptr) {
+  const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
+  const int64_t step_size = batch * w.size(0);
+  const Projection project(w, bias, bias2);
+  Tensor buffer = into == nullptr ? at::empty({chunk, batch, w.size(0)}, x.options()) : Tensor();
+  for (int64_t done = 0; done < steps; done += chunk) {
+    const int64_t n = std::min(chunk, steps - done);
+    const int64_t t0 = reverse ? steps - done - n : done;
+    float* gates = into == nullptr ? buffer.data_ptr<float>() : into + t0 * step_size;
+    project(x.data_ptr<float>() + t0 * batch * features, n * batch, gates);
+    run(gates, t0, n, done == 0);
+  }
+}
+
+// The forward pass on the fused steps; `panel` is W_hh packed by Cell::forward_panel.
+template <class Cell>
+void forward(const micro::Panel& panel, const typename Cell::template Forward<float>& f,
+             const Pass& p) {
+  const Isa isa = micro::fused_isa();
+  const int64_t width = Cell::kGates * p.hidden;
+  over_batch(p.batch, 2.0 * p.steps * p.batch * width * p.hidden, [&](int64_t b0, int64_t b1) {
+    typename Cell::template Forward<float>::Rows cell(f, p, b0, b1 - b0, true);
+    const float* h = f.h0 + b0 * p.hidden;
+    for (int64_t s = 0; s < p.steps; ++s) {
+      const int64_t t = p.reverse ? p.steps - 1 - s : s;
+      float* o = at_step(f.out, t, p.batch, b0, p.hidden);
+      cell.begin(s, t);
+      cell.fused(isa, panel, t, h, o);
+      cell.end(h, o, nullptr);
+      h = o;
+    }
+    cell.finish();
+  });
+}
+
+// The backward pass on the fused steps: each step's product d h_{t-1} = d pre_t W_hh is
+// followed in registers by the next step back's gate gradients (the first step's are formed
+// on their own).
+template <class Cell>
+void backward(const typename Cell::template Backward<float>& b, const Pass& p) {
+  if (p.steps == 0) return;
+  const Isa isa = micro::fused_isa();
+  const int64_t width = Cell::kGates * p.hidden;
+  const micro::Panel panel = micro::backward_panel(isa, b.w_hh, Cell::kGates, p.hidden);
+  const std::vector<int64_t> no_sources;
+  over_batch(p.batch, 2.0 * p.steps * p.batch * width * p.hidden, [&](int64_t b0, int64_t b1) {
+    typename Cell::template Backward<float>::Rows cell(b, p, no_sources, b0, b1 - b0, true);
+    auto order = [&](int64_t s) { return p.reverse ? s : p.steps - 1 - s; };  // processing order
+    float* carry = b.dh + b0 * p.hidden;
+    cell.first(isa, order(0), carry);
+    for (int64_t s = 0; s < p.steps; ++s) {
+      const bool last = s + 1 == p.steps;
+      const int64_t after = last ? s : s + 1;
+      const auto next = cell.describe(after, order(after));
+      cell.step(isa, panel, s, order(s), last ? nullptr : &next, carry);
+    }
+  });
+}
+
+}  // namespace fused
+
+// ---------------------------------------------------------------------------------------------
+// The forward pass over `f`: the fused steps when they take the call, else the library path.
+template <class Cell, typename T>
+void forward_loop(const typename Cell::template Forward<T>& f, const Pass& p) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (fused::takes<T>(p)) {
+      return fused::forward<Cell>(Cell::forward_panel(micro::fused_isa(), f.w_hh, p.hidden), f, p);
+    }
+  }
+  const int64_t hidden = p.hidden, width = Cell::kGates * hidden, state = p.state;
+  over_batch(p.batch, 2.0 * p.steps * p.batch * width * hidden, [&](int64_t b0, int64_t b1) {
+    const int64_t rows = b1 - b0;
+    typename Cell::template Forward<T>::Rows cell(f, p, b0, rows, false);
+    const T* h = f.h0 + b0 * state;
+    T* previous = nullptr;       // the previous step's output rows, once h points at them
+    const bool* held = nullptr;  // and that step's mask
+    const PackedRight<T> recurrent(Op::T, rows, width, state, f.w_hh, state);  // @ W_hh^T
+    for (int64_t s = 0; s < p.steps; ++s) {
+      const int64_t t = p.reverse ? p.steps - 1 - s : s;
+      cell.begin(s, t);
+      recurrent.multiply(h, state, Cell::kAccumulate ? T(1) : T(0), cell.product(t), width);
+      T* o = at_step(f.out, t, p.batch, b0, state);  // (rows, state)
+      const bool* keep = p.mask == nullptr ? nullptr : p.mask + t * p.batch + b0;
+      for (int64_t i = 0; i < rows; ++i) {
+        if (keep != nullptr && !keep[i]) {
+          cell.hold(t, i, h + i * state, o + i * state);
+        } else {
+          cell.row(t, i, h + i * state, o + i * state);
+        }
+      }
+      cell.end(h, o, keep);
+      if (keep != nullptr) {  // zero padding: the previous step's held rows have been read
+        if (p.zero && held != nullptr) zero_rows(previous, held, rows, state);
+        held = keep;
+      }
+      h = previous = o;
+    }
+    if (p.zero && held != nullptr) zero_rows(previous, held, rows, state);
+    cell.finish();
+  });
+}
+
+// The backward pass: b.dh enters as d h_n and leaves as d h0 (and a cell's other carried
+// gradients likewise); the cell's Rows write every step's gate gradients. With zero padding the
+// outputs at masked steps were constants: their gradients are not passed on.
+template <class Cell, typename T>
+void backward_loop(const typename Cell::template Backward<T>& b, const Pass& p) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (fused::takes<T>(p)) return fused::backward<Cell>(b, p);
+  }
+  const int64_t hidden = p.hidden, width = Cell::kGates * hidden, state = p.state;
+  const std::vector<int64_t> sources = Cell::kHeldSources && p.zero
+                                           ? held_sources(p.mask, p.steps, p.batch, p.reverse)
+                                           : std::vector<int64_t>();
+  over_batch(p.batch, 2.0 * p.steps * p.batch * width * hidden, [&](int64_t b0, int64_t b1) {
+    const int64_t rows = b1 - b0;
+    typename Cell::template Backward<T>::Rows cell(b, p, sources, b0, rows, false);
+    T* carry = b.dh + b0 * state;  // (rows, state): d loss / d h_t, carried back through time
+    const PackedRight<T> recurrent(Op::N, rows, state, width, b.w_hh, state);  // @ W_hh
+    for (int64_t s = 0; s < p.steps; ++s) {
+      const int64_t t = p.reverse ? s : p.steps - 1 - s;
+      cell.begin(t);
+      const bool* keep = p.mask == nullptr ? nullptr : p.mask + t * p.batch + b0;
+      for (int64_t i = 0; i < rows; ++i) {
+        T* c = carry + i * state;
+        if (keep != nullptr && !keep[i]) {  // held: d h passes through, no gate gradient
+          if (!p.zero) {
+            const T* go = cell.go(t, i);
+            for (int64_t j = 0; j < state; ++j) c[j] += go[j];
+          }
+          cell.hold(t, i);
+          continue;
+        }
+        cell.row(t, i, c);
+      }
+      cell.end(t, keep);
+      // d h_{t-1} = (this step's left factor) W_hh, onto what the rows left in the carry
+      recurrent.multiply(cell.left(t), width, cell.beta(), carry, state);
+    }
+  });
+}
+
+// The forward pass of `cell` from the operator's inputs: `cell.allocate` makes its outputs and
+// saved buffers, then either the dense float32 pass in chunks of steps (each chunk's input
+// projections formed right before its fused steps, see in_chunks), or the whole sequence's
+// projections first and forward_loop over them.
+template <class Cell>
+void run_forward(Cell& cell, const Tensor& x, const Tensor& w_ih, const Tensor& b_ih,
+                 const Tensor& b_hh, const Pass& p, bool train) {
+  const Tensor bias2 = Cell::kHiddenBiasInProjection ? b_hh : Tensor();
+  const int64_t chunk = chunk_steps(p.steps, p.batch, Cell::kGates * p.hidden);
+  if (chunk < p.steps && x.scalar_type() == at::kFloat && fused::takes<float>(p)) {
+    float* into = cell.allocate(x, p, train, Tensor());
+    const typename Cell::template Forward<float> whole = cell.template forward<float>();
+    const micro::Panel panel = Cell::forward_panel(micro::fused_isa(), whole.w_hh, p.hidden);
+    const int64_t stride = p.batch * p.hidden;  // one step of out
+    fused::in_chunks(
+        x, w_ih, b_ih, bias2, chunk, p.reverse,
+        [&](float* gates, int64_t t0, int64_t n, bool first) {
+          Pass part = p;
+          part.steps = n;
+          // a chunk starts from the state the previous one ended at
+          const float* h = first ? whole.h0 : whole.out + (p.reverse ? t0 + n : t0 - 1) * stride;
+          fused::forward<Cell>(panel, whole.chunk(gates, t0 * stride, h, first), part);
+        },
+        into);
+    return;
+  }
+  cell.allocate(x, p, train, project_inputs(x, w_ih, b_ih, bias2));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), Cell::kName, [&] {
+    forward_loop<Cell, scalar_t>(cell.template forward<scalar_t>(), p);
+  });
+}
+
+// The Pass of an operator call: x (T, B, D), the mask (T, B) contiguous or undefined; `state`
+// the width of h when an output projection makes it other than `hidden` (no fused steps then).
+inline Pass make_pass(const Tensor& x, int64_t hidden, const Tensor& mask, bool reverse,
+                      bool zero, int64_t state = -1) {
+  return Pass{x.size(0), x.size(1), hidden, reverse, data_or_null<bool>(mask),
+              zero && mask.defined(), state < 0 ? hidden : state, state < 0};
+}
+
+}  // namespace rnnkit
