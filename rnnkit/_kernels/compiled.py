@@ -56,7 +56,7 @@ _HEADERS = tuple(sorted(p.name for p in _CSRC.glob("*.h")))
 # bench/build_time.py --files on the 2-core Intel Xeon under a load average of 20: 73 s, the
 # files one at a time 59 s (autograd.cpp 15 s; 72 s before the header cuts); the wall time is
 # that over the free cores
-_BUILD_TIME = "60-75 CPU-seconds: about 35 s on two free cores, minutes on a busy machine"
+_BUILD_TIME = "about 70 CPU-seconds: under a minute on two free cores, minutes on a busy machine"
 
 
 class ExtensionUnavailable(RuntimeError):

@@ -5,8 +5,8 @@ The compiled loops split the batch into one block per torch thread and run the b
     min(torch.get_num_threads(), CPUs in the affinity mask, ceil(cgroup CPU quota),
         CPUs left free by other processes' runnable threads)
 
-threads, at least one (the machine sampled at most every 100 ms; ``RNNKIT_LOAD_AWARE=0`` turns
-the load sampling off). The blocks, and so the numbers, do not depend on the decision.
+threads, at least one (the machine sampled at most every 100 ms; the load term only with
+``RNNKIT_LOAD_AWARE=1``, see ``csrc/threads.h`` for why it is opt-in). The blocks, and so the numbers, do not depend on the decision.
 """
 
 from __future__ import annotations

@@ -111,7 +111,8 @@ def test_cgroup_v1_quota(tmp_path: Path) -> None:
     assert quota("3:cpuacct:/docker/abc\n", str(tmp_path)) == 0.0  # not the cpu controller
 
 
-def test_live_report_follows_torch_and_affinity() -> None:
+def test_live_report_follows_torch_and_affinity(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNNKIT_LOAD_AWARE", "1")  # the load term on, so the sample is read
     report = thread_policy()
     assert tuple(report) == FIELDS
     assert report["torch_threads"] == torch.get_num_threads()
@@ -128,11 +129,13 @@ def test_live_report_follows_torch_and_affinity() -> None:
 
 
 def test_load_sampling_switch(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RNNKIT_LOAD_AWARE", "0")
-    report = thread_policy()
+    monkeypatch.delenv("RNNKIT_LOAD_AWARE", raising=False)
+    report = thread_policy()  # off unless asked for
     assert not report["load_aware"] and report["running"] == -1
     assert report["threads"] == min(report["torch_threads"], report["affinity_cpus"])
-    monkeypatch.delenv("RNNKIT_LOAD_AWARE")
+    monkeypatch.setenv("RNNKIT_LOAD_AWARE", "0")
+    assert not thread_policy()["load_aware"]
+    monkeypatch.setenv("RNNKIT_LOAD_AWARE", "1")
     assert thread_policy()["load_aware"]
 
 

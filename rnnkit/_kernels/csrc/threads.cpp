@@ -170,7 +170,7 @@ int64_t running_in_this_process() {
 
 bool load_aware_setting() {
   const char* value = std::getenv("RNNKIT_LOAD_AWARE");
-  return value == nullptr || std::strcmp(value, "0") != 0;
+  return value != nullptr && std::strcmp(value, "1") == 0;
 }
 
 }  // namespace

@@ -22,8 +22,13 @@
 // threads the policy grants take the blocks in turn, and with one thread they run one after
 // the other on the calling thread.
 //
-// RNNKIT_LOAD_AWARE=0 (read at each sample) turns the load sampling off: the loops then use
-// torch's thread count within the affinity mask and the quota. The operator
+// The load term is opt-in: RNNKIT_LOAD_AWARE=1 (read at each sample) turns it on; without it the
+// loops use torch's thread count within the affinity mask and the quota. Measured on that
+// machine (bench --contention, quiet 2-thread time as the base, two runs each), one thread when
+// the machine looks busy helped training beside two multi-threaded torch processes (LSTM small
+// 8.2-9.3x its quiet time against 13.5-17x, long 3.4-3.8x against 4.1-5.7x) but lost inference
+// there (1.9-9.5x against 1.1-1.3x) and lost beside two busy loops (small training 3.7-4.2x
+// against 2.5-2.7x: one thread gets a third of the cores where two get half). The operator
 // rnnkit::thread_policy() reports a fresh sample and the decision (rnnkit._kernels.threads).
 #pragma once
 
@@ -43,7 +48,7 @@ struct Machine {
   double quota_cpus = 0;      // the cgroup's CPU bandwidth quota in CPUs (quota / period)
   int64_t running = -1;       // runnable threads on the machine, this process's included
   int64_t running_ours = -1;  // this process's runnable threads
-  bool load_aware = true;     // RNNKIT_LOAD_AWARE is not "0"
+  bool load_aware = false;    // RNNKIT_LOAD_AWARE is "1"
 };
 
 // The number of threads for a loop (>= 1): the formula above. Pure.
