@@ -56,6 +56,8 @@ def files(root: Path) -> list[tuple[str, float]]:
     costs = []
     with tempfile.TemporaryDirectory() as scratch:
         for obj, source in re.findall(r"^build (\S+\.o): compile (\S+)$", ninja, re.MULTILINE):
+            if not Path(source).exists():  # a unit written in the build's folder before its rename
+                source = str(folder / Path(source).name)
             command = rule.group(1).replace("$in", source).replace("$out", f"{scratch}/{obj}")
             command = re.sub(r"\$(\w+)", lambda m: variables.get(m.group(1), ""), command)
             costs.append((Path(source).name, _cpu_of(shlex.split(command))))

@@ -465,3 +465,24 @@ def test_build_progress_does_not_say_done_when_the_build_did_not_finish(tmp_path
     compiled._Progress(tmp_path, stream, ["a.cpp"]).stop(outcome)
     assert stream.getvalue().splitlines()[-1].endswith(f"] {outcome}")
     assert "done" not in stream.getvalue()
+
+
+def test_the_build_compiles_every_source_once_in_two_units(tmp_path) -> None:
+    """Each csrc/*.cpp is included by exactly one generated unit, by absolute path: the
+    dispatcher's glue (torch's dispatcher and autograd headers) in the first unit, everything
+    else in the second; a build of one file has one unit."""
+    from pathlib import Path
+
+    sources = [compiled._CSRC / name for name in compiled._SOURCES]
+    units = compiled._units(sources, tmp_path)
+    assert [u.name for u in units] == ["dispatch.cpp", "kernels.cpp"]
+    included = {u.name: re.findall(r'^#include "(.*)"$', u.read_text(), re.MULTILINE)
+                for u in units}
+    paths = [Path(p) for members in included.values() for p in members]
+    assert all(p.is_absolute() and p.is_file() for p in paths)
+    assert sorted(p.name for p in paths) == sorted(compiled._SOURCES)  # each exactly once
+    assert {Path(p).name for p in included["dispatch.cpp"]} == set(compiled._DISPATCH)
+    single = tmp_path / "single"
+    single.mkdir()
+    (only,) = compiled._units([tmp_path / "standin.cpp"], single)
+    assert only.name == "kernels.cpp"
