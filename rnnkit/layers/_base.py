@@ -383,11 +383,14 @@ class Layer(torch.nn.Module):
     def _call_arguments(self) -> tuple[str, ...]:
         """The parameter names of this class's ``call`` (read once per class)."""
         cls = type(self)
-        names = cls.__dict__.get("_call_argument_names")
+        # a trace reads the code object: dynamo cannot read a class's __dict__ once it has
+        # changed, and must not record the class's change
+        compiling = torch.compiler.is_compiling()
+        names = None if compiling else cls.__dict__.get("_call_argument_names")
         if names is None:
             code = cls.call.__code__
             names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
-            if not torch.compiler.is_compiling():  # a trace must not record the class's change
+            if not compiling:
                 cls._call_argument_names = names  # this class only: a subclass may override call
         return names
 

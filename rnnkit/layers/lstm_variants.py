@@ -195,6 +195,9 @@ class _VariantLayer(KerasRNN):
     def _fast_path_blocker(self, training: bool) -> str | None:
         return None  # every configuration the cell accepts runs the composite sequence
 
+    def _kernel_default_states(self, inputs: Tensor) -> list[Tensor | None]:
+        return self._default_states(inputs)  # the composite sequence takes the zeros as tensors
+
     def _fused_states(self, x: Tensor, states: States,
                       mask: Tensor | None) -> tuple[Tensor, States]:
         kind = self.cell.kind
