@@ -49,17 +49,16 @@ _SOURCES = tuple(sorted(p.name for p in _CSRC.glob("*.cpp")))
 # sources: the dispatcher's glue (torch's dispatcher and autograd headers) and everything else
 # (the cells, loop.h and the micro-kernels). A unit parses torch's headers, and instantiates
 # the templates its files share, once instead of once per file: measured with
-# bench/build_time.py on the 2-core Intel Xeon, 29 CPU-seconds for the two units against 62 for
-# the nine files one at a time, and about half the wall time. So names at file scope (anonymous
+# bench/build_time.py on the 2-core Intel Xeon, 30 CPU-seconds for the two units against 62 for
+# the nine files one at a time, and 18 s wall against 50-54. So names at file scope (anonymous
 # namespaces included) must be unique across the files of a group. The dispatcher's unit, the
 # costlier, starts first: the last to start bounds the wall time.
 _DISPATCH = ("autograd.cpp", "fma_limit.cpp", "ops.cpp", "threads.cpp")
 _HEADERS = tuple(sorted(p.name for p in _CSRC.glob("*.h")))
-# what a first build costs with GCC 12 (user + system, every file and the link), measured with
-# bench/build_time.py --files on the 2-core Intel Xeon under a load average of 20: 73 s, the
-# files one at a time 59 s (autograd.cpp 15 s; 72 s before the header cuts); the wall time is
-# that over the free cores
-_BUILD_TIME = "about 70 CPU-seconds: under a minute on two free cores, minutes on a busy machine"
+# what a first build costs with GCC 12 (user + system, both units and the link), measured with
+# bench/build_time.py on the 2-core Intel Xeon at a load average of 1.2: 32 CPU-seconds, 18 s
+# wall
+_BUILD_TIME = "about 30 CPU-seconds: under 20 s on two free cores, a minute or more on a busy machine"
 
 
 class ExtensionUnavailable(RuntimeError):
