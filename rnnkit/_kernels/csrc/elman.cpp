@@ -192,12 +192,32 @@ std::array<Tensor, 6> elman_backward(const Tensor& grad_out, const Tensor& grad_
   grads.fill(unused(x));
   if (output_mask[0]) grads[0] = matmul(flat, Op::N, w_ih, Op::N).view({steps, batch, features});
   if (output_mask[1]) grads[1] = dh;
-  if (output_mask[2]) grads[2] = matmul(flat, Op::T, x.view({steps * batch, features}), Op::N);
+  // the weight and bias gradients in one pass over d_pre where weight_grads runs
+  Tensor dw_ih, dw_hh, db;
+  if (x.scalar_type() == at::kFloat && !zero &&
+      (output_mask[2] || output_mask[3] || output_mask[4] || output_mask[5])) {
+    dw_ih = output_mask[2] ? at::empty({hidden, features}, x.options()) : Tensor();
+    dw_hh = output_mask[3] ? at::empty({hidden, hidden}, x.options()) : Tensor();
+    db = output_mask[4] || output_mask[5] ? at::empty({hidden}, x.options()) : Tensor();
+    if (!weight_grads(d_pre.data_ptr<float>(), hidden, hidden, steps, batch,
+                      x.data_ptr<float>(), features, data_or_null<float>(dw_ih),
+                      out.data_ptr<float>(), h0.data_ptr<float>(), hidden, reverse, hidden,
+                      data_or_null<float>(dw_hh), data_or_null<float>(db))) {
+      dw_ih = dw_hh = db = Tensor();
+    }
+  }
+  if (output_mask[2]) {
+    grads[2] = dw_ih.defined() ? dw_ih
+                               : matmul(flat, Op::T, x.view({steps * batch, features}), Op::N);
+  }
   if (output_mask[3]) {
-    grads[3] = recurrent_weight_grad(d_pre, 0, hidden, out, h0, reverse, zero ? mask : Tensor());
+    grads[3] = dw_hh.defined()
+                   ? dw_hh
+                   : recurrent_weight_grad(d_pre, 0, hidden, out, h0, reverse,
+                                           zero ? mask : Tensor());
   }
   if (output_mask[4] || output_mask[5]) {
-    const Tensor db = threads::sum_rows(flat);
+    if (!db.defined()) db = threads::sum_rows(flat);
     if (output_mask[4]) grads[4] = db;
     if (output_mask[5]) grads[5] = output_mask[4] ? db.clone() : db;
   }

@@ -268,16 +268,47 @@ std::array<Tensor, 6> gru_backward(const Tensor& grad_out, const Tensor& grad_h_
     grads[0] = matmul(flat_gi, Op::N, w_ih, Op::N).view({steps, batch, features});
   }
   if (output_mask[1]) grads[1] = dh;
-  if (output_mask[2]) grads[2] = matmul(flat_gi, Op::T, x.view({steps * batch, features}), Op::N);
+  // The weight and bias gradients in two passes where weight_grads runs: over d_gi (W_ih's,
+  // the r and z rows of W_hh's, b_ih's) and over d_ghn (the n rows of W_hh's and b_hh's).
+  Tensor dw_ih, dw_hh, db_i, db_n;
+  if (x.scalar_type() == at::kFloat && !zero &&
+      (output_mask[2] || output_mask[3] || output_mask[4] || output_mask[5])) {
+    dw_ih = output_mask[2] ? at::empty({3 * hidden, features}, x.options()) : Tensor();
+    dw_hh = output_mask[3] ? at::empty({3 * hidden, hidden}, x.options()) : Tensor();
+    db_i = output_mask[4] || output_mask[5] ? at::empty({3 * hidden}, x.options()) : Tensor();
+    db_n = output_mask[5] ? at::empty({hidden}, x.options()) : Tensor();
+    float* dw_hh_n = output_mask[3] ? dw_hh.data_ptr<float>() + 2 * hidden * hidden : nullptr;
+    const bool ran =
+        weight_grads(d_gi.data_ptr<float>(), 3 * hidden, 3 * hidden, steps, batch,
+                     x.data_ptr<float>(), features, data_or_null<float>(dw_ih),
+                     out.data_ptr<float>(), h0.data_ptr<float>(), hidden, reverse, 2 * hidden,
+                     data_or_null<float>(dw_hh), data_or_null<float>(db_i)) &&
+        (!(output_mask[3] || output_mask[5]) ||
+         weight_grads(d_ghn.data_ptr<float>(), hidden, hidden, steps, batch, nullptr, features,
+                      nullptr, out.data_ptr<float>(), h0.data_ptr<float>(), hidden, reverse,
+                      hidden, dw_hh_n, data_or_null<float>(db_n)));
+    if (!ran) dw_ih = dw_hh = db_i = db_n = Tensor();
+  }
+  if (output_mask[2]) {
+    grads[2] = dw_ih.defined()
+                   ? dw_ih
+                   : matmul(flat_gi, Op::T, x.view({steps * batch, features}), Op::N);
+  }
   if (output_mask[3]) {
     const Tensor zero_mask = zero ? mask : Tensor();
-    grads[3] = at::cat({recurrent_weight_grad(d_gi, 0, 2 * hidden, out, h0, reverse, zero_mask),
-                        recurrent_weight_grad(d_ghn, 0, hidden, out, h0, reverse, zero_mask)});
+    grads[3] = dw_hh.defined()
+                   ? dw_hh
+                   : at::cat({recurrent_weight_grad(d_gi, 0, 2 * hidden, out, h0, reverse,
+                                                    zero_mask),
+                              recurrent_weight_grad(d_ghn, 0, hidden, out, h0, reverse,
+                                                    zero_mask)});
   }
-  if (output_mask[4]) grads[4] = threads::sum_rows(flat_gi);
+  if (output_mask[4]) grads[4] = db_i.defined() ? db_i : threads::sum_rows(flat_gi);
   if (output_mask[5]) {
-    grads[5] = at::cat({threads::sum_rows(flat_gi.narrow(1, 0, 2 * hidden)),
-                        threads::sum_rows(d_ghn.view({steps * batch, hidden}))});
+    grads[5] = db_n.defined()
+                   ? at::cat({db_i.narrow(0, 0, 2 * hidden), db_n})
+                   : at::cat({threads::sum_rows(flat_gi.narrow(1, 0, 2 * hidden)),
+                              threads::sum_rows(d_ghn.view({steps * batch, hidden}))});
   }
   return grads;
 }

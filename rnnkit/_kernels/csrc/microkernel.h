@@ -224,6 +224,19 @@ inline void product_tn(Isa isa, const float* a, int64_t lda, const float* b, int
   }
 }
 
+// out (rows, cols, row stride ldo) += a^T @ b, a (depth, rows) and b (depth, cols) read in
+// place with row strides lda and ldb (no copy of either), cols of any width: the weight
+// gradients' sums over steps and rows, d^T x and d^T h (weight_grads in shared.cpp).
+inline void gradient_product(Isa isa, const float* a, int64_t lda, const float* b, int64_t ldb,
+                             int64_t depth, int64_t rows, float* out, int64_t ldo,
+                             int64_t cols) {
+  if (isa == Isa::Avx512) {
+    avx512::gradient_product(a, lda, b, ldb, depth, rows, out, ldo, cols);
+  } else {
+    avx2::gradient_product(a, lda, b, ldb, depth, rows, out, ldo, cols);
+  }
+}
+
 // One LSTM step for `rows` rows: gates (rows, 4H, row stride ld) holds x W_ih^T + b on entry
 // and the activated (i, f, g, o) on return; h, c (rows, H) the previous state; h_out, c_out
 // (rows, H) receive the new one (not overlapping h or c).

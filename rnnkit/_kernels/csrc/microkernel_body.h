@@ -57,6 +57,7 @@
 
   inline V load_strided(const float* p, int64_t stride, int n) {
     if (stride == 1) return load_n(p, n);
+    if (stride == 0) return set1(*p);  // a broadcast gradient (out.sum()'s): one value
     float tmp[kLanes] = {};
     for (int l = 0; l < n; ++l) tmp[l] = p[l * stride];
     return load(tmp);
@@ -425,5 +426,86 @@
       over_rows<kRows4, 4>(rows, d_pre_now, hidden, w.group(g), hidden, [&](int64_t r0) {
         return ElmanBackward{next, dh + r0 * hidden, r0, hidden, j0, relu};
       });
+    }
+  }
+
+  // ---- weight gradients: out (rows, cols) += a^T @ b, a (depth, rows) and b (depth, cols)
+  // read in place with row strides lda and ldb, cols of any width (the last vector of the last
+  // group masked). b's rows are the vectors (C per group), a's the broadcasts ----
+  constexpr int gradient_rows(int c) {  // R for C vectors: R C accumulators + C weights + 1
+    return std::min(12, ((kLanes == 16 ? 32 : 16) - c - 1) / c);
+  }
+
+  template <int R, int C>
+  inline void gradient_panel(const float* a, int64_t lda, const float* b, int64_t ldb,
+                             int64_t depth, int last, float* out, int64_t ldo) {
+    V acc[R][C];
+    #pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+      #pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) acc[r][c] = zero();
+    }
+    for (int64_t k = 0; k < depth; ++k, a += lda, b += ldb) {
+      V w[C];
+      #pragma GCC unroll 4
+      for (int c = 0; c + 1 < C; ++c) w[c] = load(b + c * kLanes);
+      w[C - 1] = load_n(b + (C - 1) * kLanes, last);
+      #pragma GCC unroll 12
+      for (int r = 0; r < R; ++r) {
+        const V x = set1(a[r]);
+        #pragma GCC unroll 4
+        for (int c = 0; c < C; ++c) acc[r][c] = fma(x, w[c], acc[r][c]);
+      }
+    }
+    #pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+      #pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) {
+        const int n = c + 1 < C ? kLanes : last;
+        float* o = out + r * ldo + c * kLanes;
+        store_n(o, add(acc[r][c], load_n(o, n)), n);
+      }
+    }
+  }
+
+  // a block of n rows (1 <= n <= R) as gradient_panel<n, C>
+  template <int R, int C>
+  inline void gradient_block(int64_t n, const float* a, int64_t lda, const float* b,
+                             int64_t ldb, int64_t depth, int last, float* out, int64_t ldo) {
+    if constexpr (R > 1) {
+      if (n < R) return gradient_block<R - 1, C>(n, a, lda, b, ldb, depth, last, out, ldo);
+    }
+    gradient_panel<R, C>(a, lda, b, ldb, depth, last, out, ldo);
+  }
+
+  // every row block of one group of C vectors (equal blocks, as over_rows)
+  template <int C>
+  inline void gradient_group(int64_t rows, const float* a, int64_t lda, const float* b,
+                             int64_t ldb, int64_t depth, int last, float* out, int64_t ldo) {
+    constexpr int R = gradient_rows(C);
+    const int64_t blocks = (rows + R - 1) / R;
+    int64_t r0 = 0;
+    for (int64_t i = 0; i < blocks; ++i) {
+      const int64_t r1 = rows * (i + 1) / blocks;
+      gradient_block<R, C>(r1 - r0, a + r0, lda, b, ldb, depth, last, out + r0 * ldo, ldo);
+      r0 = r1;
+    }
+  }
+
+  inline void gradient_product(const float* a, int64_t lda, const float* b, int64_t ldb,
+                               int64_t depth, int64_t rows, float* out, int64_t ldo,
+                               int64_t cols) {
+    for (int64_t j0 = 0; j0 < cols; j0 += 4 * kLanes) {
+      const int64_t width = std::min<int64_t>(4 * kLanes, cols - j0);
+      const int vectors = static_cast<int>((width + kLanes - 1) / kLanes);
+      const int last = static_cast<int>(width - (vectors - 1) * kLanes);
+      const float* bj = b + j0;
+      float* oj = out + j0;
+      switch (vectors) {
+        case 4: gradient_group<4>(rows, a, lda, bj, ldb, depth, last, oj, ldo); break;
+        case 3: gradient_group<3>(rows, a, lda, bj, ldb, depth, last, oj, ldo); break;
+        case 2: gradient_group<2>(rows, a, lda, bj, ldb, depth, last, oj, ldo); break;
+        default: gradient_group<1>(rows, a, lda, bj, ldb, depth, last, oj, ldo); break;
+      }
     }
   }
