@@ -103,7 +103,8 @@ bool fits_int(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t
 bool micro_gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   const double flops = 2.0 * m * n * k;
-  if (micro::fused_isa() != micro::Isa::Avx512 || at::in_parallel_region() || flops < 4e6 ||
+  if (micro::fused_isa() != micro::Isa::Avx512 || at::in_parallel_region() || threads::in_block() ||
+      flops < 4e6 ||
       alpha != 1.0f || (beta != 0.0f && beta != 1.0f) || op_b != Op::N) {
     return false;
   }
