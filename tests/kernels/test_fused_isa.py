@@ -1,8 +1,9 @@
 """The compiled kernels' fused micro-kernel steps (csrc/microkernel.h) on every instruction set
-this CPU runs: in a fresh process per ISA (RNNKIT_ISA is read once), dense float32 values and
+this CPU runs: in a fresh process per ISA (RNNKIT_ISA is read once), float32 values and
 gradients of the three cells against the autograd loop, at sizes that leave partial vector
 tiles and row blocks (H = 1, 10, 37, 100; B = 1, 7, 13), both directions, with and without
-biases, with a broadcast output gradient (out.sum()) and a dense one. Float32: rtol/atol 2e-5
+biases, with a broadcast output gradient (out.sum()) and a dense one; and masked (lengths from
+0 to T, and holes), held and zero-padded. Float32: rtol/atol 2e-5
 (1e-4 on gradients of the 12-step sequences, which accumulate through time)."""
 
 from __future__ import annotations
@@ -24,42 +25,53 @@ from rnnkit import _kernels as K
 torch.manual_seed(0)
 worst = {"values": 0.0, "grads": 0.0}
 cases = [(3, 1, 2, 1), (5, 7, 3, 10), (4, 13, 5, 37), (12, 7, 4, 100)]
+def check(cell, gates, steps, batch, features, hidden, reverse, bias, broadcast, mask, zero):
+    g = torch.Generator().manual_seed(steps * 100 + hidden)
+    def r(*shape, s=1.0):
+        return ((torch.rand(*shape, generator=g) * 2 - 1) * s).requires_grad_()
+    x = r(steps, batch, features)
+    states = [r(batch, hidden) for _ in range(2 if cell == "lstm" else 1)]
+    s = hidden ** -0.5
+    w_ih, w_hh = r(gates * hidden, features, s=s), r(gates * hidden, hidden, s=s)
+    b_ih = r(gates * hidden) if bias else None
+    b_hh = r(gates * hidden) if bias else None
+    leaves = [t for t in (x, *states, w_ih, w_hh, b_ih, b_hh) if t is not None]
+    weight = torch.randn(steps, batch, hidden, generator=g)
+    kw = dict(mask=mask, reverse=reverse, zero_padding=zero)
+    def run(backend):
+        if cell == "lstm":
+            o = K.lstm(x, *states, w_ih, w_hh, b_ih, b_hh, backend=backend, **kw)
+        elif cell == "gru":
+            o = K.gru(x, *states, w_ih, w_hh, b_ih, b_hh, backend=backend, **kw)
+        else:
+            o = K.rnn(x, *states, w_ih, w_hh, b_ih, b_hh, nonlinearity=cell[4:],
+                      backend=backend, **kw)
+        loss = o[0].sum() if broadcast else (o[0] * weight).sum()
+        loss = loss + sum((f * (i + 2)).sum() for i, f in enumerate(o[1:]))
+        return o, torch.autograd.grad(loss, leaves)
+    fast, slow = run("compiled"), run("loop")
+    for a, b in zip(fast[0], slow[0]):
+        worst["values"] = max(worst["values"], ((a - b).abs() / (b.abs() + 1)).max().item())
+    for a, b in zip(fast[1], slow[1]):
+        worst["grads"] = max(worst["grads"], ((a - b).abs() / (b.abs() + 1)).max().item())
 for cell, gates in (("lstm", 4), ("gru", 3), ("rnn_tanh", 1), ("rnn_relu", 1)):
     for steps, batch, features, hidden in cases:
+        shape = (cell, gates, steps, batch, features, hidden)
         for reverse in (False, True):
             for bias in (True, False):
                 for broadcast in (True, False):
-                    g = torch.Generator().manual_seed(steps * 100 + hidden)
-                    def r(*shape, s=1.0):
-                        return ((torch.rand(*shape, generator=g) * 2 - 1) * s).requires_grad_()
-                    x = r(steps, batch, features)
-                    states = [r(batch, hidden) for _ in range(2 if cell == "lstm" else 1)]
-                    s = hidden ** -0.5
-                    w_ih, w_hh = r(gates * hidden, features, s=s), r(gates * hidden, hidden, s=s)
-                    b_ih = r(gates * hidden) if bias else None
-                    b_hh = r(gates * hidden) if bias else None
-                    leaves = [t for t in (x, *states, w_ih, w_hh, b_ih, b_hh) if t is not None]
-                    weight = torch.randn(steps, batch, hidden, generator=g)
-                    def run(backend):
-                        if cell == "lstm":
-                            o = K.lstm(x, *states, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
-                                       backend=backend)
-                        elif cell == "gru":
-                            o = K.gru(x, *states, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
-                                      backend=backend)
-                        else:
-                            o = K.rnn(x, *states, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
-                                        nonlinearity=cell[4:], backend=backend)
-                        loss = o[0].sum() if broadcast else (o[0] * weight).sum()
-                        loss = loss + sum((f * (i + 2)).sum() for i, f in enumerate(o[1:]))
-                        return o, torch.autograd.grad(loss, leaves)
-                    fast, slow = run("compiled"), run("loop")
-                    for a, b in zip(fast[0], slow[0]):
-                        worst["values"] = max(worst["values"],
-                                              ((a - b).abs() / (b.abs() + 1)).max().item())
-                    for a, b in zip(fast[1], slow[1]):
-                        worst["grads"] = max(worst["grads"],
-                                             ((a - b).abs() / (b.abs() + 1)).max().item())
+                    check(*shape, reverse, bias, broadcast, None, False)
+        # masked: lengths from 0 to T, and holes; held and zero padding
+        g = torch.Generator().manual_seed(batch)
+        lengths = torch.randint(0, steps + 1, (batch,), generator=g)
+        lengths[::3] = steps
+        lengths[1::3] = 0
+        masks = [torch.arange(steps).unsqueeze(1) < lengths.unsqueeze(0),
+                 torch.rand(steps, batch, generator=g) > 0.4]
+        for mask in masks:
+            for reverse in (False, True):
+                for zero in (False, True):
+                    check(*shape, reverse, True, zero, mask, zero)
 print(json.dumps(worst))
 """
 

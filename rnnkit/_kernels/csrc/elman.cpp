@@ -153,7 +153,7 @@ struct Elman {
       micro::ElmanBackStep describe(int64_t, int64_t t) const {
         return {at_step(b_.out, t, p_.batch, b0_, p_.hidden),
                 at_step(b_.d_out, t, p_.batch, b0_, p_.hidden),
-                at_step(b_.d_pre, t, p_.batch, b0_, p_.hidden)};
+                at_step(b_.d_pre, t, p_.batch, b0_, p_.hidden), p_.keep(t, b0_), p_.zero};
       }
       void first(micro::Isa isa, int64_t t, float* carry) const {
         micro::elman_backward_first(isa, describe(0, t), carry, rows_, p_.hidden, b_.relu);

@@ -223,11 +223,32 @@ struct Gru {
         const int64_t hidden = p_.hidden, width = 3 * hidden;
         return {at_step(b_.gates, t, p_.batch, b0_, width),
                 at_step(b_.hn_all, t, p_.batch, b0_, hidden),
-                previous_state(b_.out, b_.h0, t, p_.steps, p_.batch, b0_, hidden, p_.reverse),
+                h_prev(t),
                 at_step(b_.d_out, t, p_.batch, b0_, hidden),
                 at_step(b_.d_gi, t, p_.batch, b0_, width),
                 at_step(b_.d_ghn, t, p_.batch, b0_, hidden),
-                dgh_.data() + (s % 2) * rows_ * width};
+                dgh_.data() + (s % 2) * rows_ * width,
+                p_.keep(t, b0_),
+                p_.zero};
+      }
+      // the rows' previous states at step t: the previous step's outputs, or with zero padding,
+      // where a row kept at t was zeroed there, every row's held state gathered (valid until
+      // the next call; the rows held at t are not read)
+      const T* h_prev(int64_t t) {
+        const int64_t hidden = p_.hidden;
+        const T* above =
+            previous_state(b_.out, b_.h0, t, p_.steps, p_.batch, b0_, hidden, p_.reverse);
+        if (!p_.zero) return above;
+        const bool* keep = p_.keep(t, b0_);
+        auto held = [&](int64_t i) {
+          return held_state(sources_, b_.out, b_.h0, t, p_.batch, b0_ + i, hidden);
+        };
+        int64_t i = 0;
+        while (i < rows_ && (!keep[i] || held(i) == above + i * hidden)) ++i;
+        if (i == rows_) return above;
+        hp_.resize(rows_ * hidden);
+        for (i = 0; i < rows_; ++i) std::copy(held(i), held(i) + hidden, hp_.data() + i * hidden);
+        return hp_.data();
       }
       void first(micro::Isa isa, int64_t t, float* carry) {
         micro::gru_backward_first(isa, describe(0, t), carry, rows_, p_.hidden);
@@ -245,6 +266,7 @@ struct Gru {
       int64_t b0_, rows_;
       std::vector<T> dgh_;  // d gh of this step (library path), or of two steps (fused)
       const T* hp_rows_ = nullptr;  // the rows' previous states, this step
+      std::vector<T> hp_;  // (rows, H): held previous states, gathered (fused, zero padding)
     };
   };
 };

@@ -6,12 +6,16 @@
 // Two paths run a pass:
 //   "fused": the micro-kernel step (microkernel.h), whose product's output tile goes through
 //     the cell's epilogue while still in registers. The word means that and nothing else here.
-//     It takes dense float32 calls on a CPU with AVX2 or AVX-512 (fused::takes). Where the
-//     inputs are narrow (fused::stacks) the step is "stacked": its product runs over
+//     It takes float32 calls on a CPU with AVX2 or AVX-512 (fused::takes), masked or not: the
+//     step runs on every row and the rows the mask holds then get the held state back
+//     (Rows::hold); backward, the kernels' epilogues pass those rows' d h on in the carry.
+//     Where the inputs are narrow (fused::stacks) the step is "stacked": its product runs over
 //     (x_t, h) @ [W_ih, W_hh]^T, so the input projection happens inside it too.
-//   "library": every other call (float64, masks, other CPUs): the step's product on the BLAS
-//     (PackedRight), then the cell's epilogue row by row in a separate pass, masked rows held
-//     (and, with zero padding, zeroed once the next step has read them).
+//   "library": every other call (float64, other CPUs, an LSTM output projection): the step's
+//     product on the BLAS (PackedRight), then the cell's epilogue row by row in a separate
+//     pass, masked rows held.
+// Either way, with zero padding a held row's output is zeroed once the next step has read it
+// (Padding).
 // (The instruction "fused multiply-add" keeps its name in microkernel.h and vmath.h.)
 // Either way the batch is split into one chunk of rows per thread for the whole loop
 // (over_batch: no synchronisation per step), and the buffers and their layouts are the cell's
@@ -45,8 +49,8 @@
 //   Backward<T>            dh, w_hh and the cell's own pointers, with
 //     Rows                 one thread's rows: library path begin(t), go(t, i), row(t, i, carry),
 //                          hold(t, i), end(t, keep) (after the rows), left(t), beta(); fused
-//                          path describe(s, t) (a step of microkernel.h's), first(isa, t, carry),
-//                          step(isa, panel, s, t, next, carry)
+//                          path describe(s, t) (a step of microkernel.h's, with the step's
+//                          mask rows), first(isa, t, carry), step(isa, panel, s, t, next, carry)
 // The rest of a cell's file is its entry points (checks, the final state, the weight gradients
 // from the loop's per-step gradients) and RNNKIT_CELL (cell.h).
 #pragma once
@@ -67,7 +71,44 @@ struct Pass {
   bool zero;         // zero padding: outputs at masked steps are zero (only with a mask)
   int64_t state;     // the width of h (and out): hidden, or P with an output projection
   bool fusable;      // whether the fused steps may take the call (not with a projection)
+
+  // the mask's flags of step t from row b0 on, or null without a mask
+  const bool* keep(int64_t t, int64_t b0) const {
+    return mask == nullptr ? nullptr : mask + t * batch + b0;
+  }
 };
+
+// Zero padding in a forward pass over one thread's rows: a step's held rows keep the state
+// in their output rows until the next step has read it (as its h), then are zeroed.
+template <typename T>
+class Padding {
+ public:
+  Padding(const Pass& p, int64_t rows) : zero_(p.zero), rows_(rows), width_(p.state) {}
+  // after a step wrote its outputs o (its rows' mask: keep)
+  void after(T* o, const bool* keep) {
+    if (!zero_) return;
+    if (held_ != nullptr) zero_rows(previous_, held_, rows_, width_);
+    previous_ = o;
+    held_ = keep;
+  }
+  // after the last step
+  void finish() const {
+    if (zero_ && held_ != nullptr) zero_rows(previous_, held_, rows_, width_);
+  }
+
+ private:
+  bool zero_;
+  int64_t rows_, width_;
+  T* previous_ = nullptr;       // the previous step's output rows
+  const bool* held_ = nullptr;  // and that step's mask
+};
+
+// The held states a zero-padded backward pass reads (Cell::kHeldSources), else none.
+template <class Cell>
+std::vector<int64_t> held_sources_of(const Pass& p) {
+  if (!Cell::kHeldSources || !p.zero) return {};
+  return held_sources(p.mask, p.steps, p.batch, p.reverse);
+}
 
 // A tensor's data, or null when it is undefined (an absent buffer).
 template <typename T>
@@ -79,15 +120,15 @@ namespace fused {
 
 using micro::Isa;
 
-// Whether the fused steps take a call: float32 on a CPU with AVX2 or AVX-512, no mask.
+// Whether the fused steps take a call: float32 on a CPU with AVX2 or AVX-512.
 template <typename T>
-inline bool takes(const bool* mask) {
-  return std::is_same_v<T, float> && mask == nullptr && micro::fused_isa() != Isa::Portable;
+inline bool takes() {
+  return std::is_same_v<T, float> && micro::fused_isa() != Isa::Portable;
 }
 // ... and a pass the cell's fused steps cover (their panels are square: h as wide as the units)
 template <typename T>
 inline bool takes(const Pass& p) {
-  return p.fusable && takes<T>(p.mask);
+  return p.fusable && takes<T>();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -149,23 +190,34 @@ void in_chunks(const Tensor& x, const Tensor& w, const Tensor& bias, const Tenso
   }
 }
 
-// The forward pass on the fused steps; `panel` is W_hh packed by Cell::forward_panel.
+// The forward pass on the fused steps; `panel` is W_hh packed by Cell::forward_panel. Each
+// step runs on every row; the rows the mask holds then get their state back. With `more`
+// (a chunk that another continues) the last step's held rows are left to that chunk's caller
+// to zero, once the next chunk has read them.
 template <class Cell>
 void forward(const micro::Panel& panel, const typename Cell::template Forward<float>& f,
-             const Pass& p) {
+             const Pass& p, bool more = false) {
   const Isa isa = micro::fused_isa();
   const int64_t width = Cell::kGates * p.hidden;
   over_batch(p.batch, 2.0 * p.steps * p.batch * width * p.hidden, [&](int64_t b0, int64_t b1) {
-    typename Cell::template Forward<float>::Rows cell(f, p, b0, b1 - b0, true);
+    const int64_t rows = b1 - b0;
+    typename Cell::template Forward<float>::Rows cell(f, p, b0, rows, true);
+    Padding<float> padding(p, rows);
     const float* h = f.h0 + b0 * p.hidden;
     for (int64_t s = 0; s < p.steps; ++s) {
       const int64_t t = p.reverse ? p.steps - 1 - s : s;
       float* o = at_step(f.out, t, p.batch, b0, p.hidden);
+      const bool* keep = p.keep(t, b0);
       cell.begin(s, t);
       cell.fused(isa, panel, t, h, o);
-      cell.end(h, o, nullptr);
+      for (int64_t i = 0; keep != nullptr && i < rows; ++i) {
+        if (!keep[i]) cell.hold(t, i, h + i * p.hidden, o + i * p.hidden);
+      }
+      cell.end(h, o, keep);
+      padding.after(o, keep);
       h = o;
     }
+    if (!more) padding.finish();
     cell.finish();
   });
 }
@@ -222,9 +274,9 @@ void backward(const typename Cell::template Backward<float>& b, const Pass& p) {
   const Isa isa = micro::fused_isa();
   const int64_t width = Cell::kGates * p.hidden;
   const micro::Panel panel = micro::backward_panel(isa, b.w_hh, Cell::kGates, p.hidden);
-  const std::vector<int64_t> no_sources;
+  const std::vector<int64_t> sources = held_sources_of<Cell>(p);
   over_batch(p.batch, 2.0 * p.steps * p.batch * width * p.hidden, [&](int64_t b0, int64_t b1) {
-    typename Cell::template Backward<float>::Rows cell(b, p, no_sources, b0, b1 - b0, true);
+    typename Cell::template Backward<float>::Rows cell(b, p, sources, b0, b1 - b0, true);
     auto order = [&](int64_t s) { return p.reverse ? s : p.steps - 1 - s; };  // processing order
     float* carry = b.dh + b0 * p.hidden;
     cell.first(isa, order(0), carry);
@@ -252,16 +304,15 @@ void forward_loop(const typename Cell::template Forward<T>& f, const Pass& p) {
   over_batch(p.batch, 2.0 * p.steps * p.batch * width * hidden, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0;
     typename Cell::template Forward<T>::Rows cell(f, p, b0, rows, false);
+    Padding<T> padding(p, rows);
     const T* h = f.h0 + b0 * state;
-    T* previous = nullptr;       // the previous step's output rows, once h points at them
-    const bool* held = nullptr;  // and that step's mask
     const PackedRight<T> recurrent(Op::T, rows, width, state, f.w_hh, state);  // @ W_hh^T
     for (int64_t s = 0; s < p.steps; ++s) {
       const int64_t t = p.reverse ? p.steps - 1 - s : s;
       cell.begin(s, t);
       recurrent.multiply(h, state, Cell::kAccumulate ? T(1) : T(0), cell.product(t), width);
       T* o = at_step(f.out, t, p.batch, b0, state);  // (rows, state)
-      const bool* keep = p.mask == nullptr ? nullptr : p.mask + t * p.batch + b0;
+      const bool* keep = p.keep(t, b0);
       for (int64_t i = 0; i < rows; ++i) {
         if (keep != nullptr && !keep[i]) {
           cell.hold(t, i, h + i * state, o + i * state);
@@ -270,13 +321,10 @@ void forward_loop(const typename Cell::template Forward<T>& f, const Pass& p) {
         }
       }
       cell.end(h, o, keep);
-      if (keep != nullptr) {  // zero padding: the previous step's held rows have been read
-        if (p.zero && held != nullptr) zero_rows(previous, held, rows, state);
-        held = keep;
-      }
-      h = previous = o;
+      padding.after(o, keep);
+      h = o;
     }
-    if (p.zero && held != nullptr) zero_rows(previous, held, rows, state);
+    padding.finish();
     cell.finish();
   });
 }
@@ -290,9 +338,7 @@ void backward_loop(const typename Cell::template Backward<T>& b, const Pass& p) 
     if (fused::takes<T>(p)) return fused::backward<Cell>(b, p);
   }
   const int64_t hidden = p.hidden, width = Cell::kGates * hidden, state = p.state;
-  const std::vector<int64_t> sources = Cell::kHeldSources && p.zero
-                                           ? held_sources(p.mask, p.steps, p.batch, p.reverse)
-                                           : std::vector<int64_t>();
+  const std::vector<int64_t> sources = held_sources_of<Cell>(p);
   over_batch(p.batch, 2.0 * p.steps * p.batch * width * hidden, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0;
     typename Cell::template Backward<T>::Rows cell(b, p, sources, b0, rows, false);
@@ -301,7 +347,7 @@ void backward_loop(const typename Cell::template Backward<T>& b, const Pass& p) 
     for (int64_t s = 0; s < p.steps; ++s) {
       const int64_t t = p.reverse ? s : p.steps - 1 - s;
       cell.begin(t);
-      const bool* keep = p.mask == nullptr ? nullptr : p.mask + t * p.batch + b0;
+      const bool* keep = p.keep(t, b0);
       for (int64_t i = 0; i < rows; ++i) {
         T* c = carry + i * state;
         if (keep != nullptr && !keep[i]) {  // held: d h passes through, no gate gradient
@@ -322,10 +368,10 @@ void backward_loop(const typename Cell::template Backward<T>& b, const Pass& p) 
 }
 
 // The forward pass of `cell` from the operator's inputs: `cell.allocate` makes its outputs and
-// saved buffers, then the dense float32 pass on stacked steps (each step's input projection
-// inside its product, fused::stacks), or in chunks of steps (each chunk's input projections
-// formed right before its fused steps, see in_chunks), or the whole sequence's projections
-// first and forward_loop over them.
+// saved buffers, then the float32 pass on stacked steps (each step's input projection inside
+// its product, fused::stacks), or in chunks of steps (each chunk's input projections formed
+// right before its fused steps, see in_chunks), or the whole sequence's projections first and
+// forward_loop over them.
 template <class Cell>
 void run_forward(Cell& cell, const Tensor& x, const Tensor& w_ih, const Tensor& b_ih,
                  const Tensor& b_hh, const Pass& p, bool train) {
@@ -347,9 +393,16 @@ void run_forward(Cell& cell, const Tensor& x, const Tensor& w_ih, const Tensor& 
         [&](float* gates, int64_t t0, int64_t n, bool first) {
           Pass part = p;
           part.steps = n;
+          part.mask = p.keep(t0, 0);
           // a chunk starts from the state the previous one ended at
-          const float* h = first ? whole.h0 : whole.out + (p.reverse ? t0 + n : t0 - 1) * stride;
-          fused::forward<Cell>(panel, whole.chunk(gates, t0 * stride, h, first), part);
+          const int64_t before = p.reverse ? t0 + n : t0 - 1;
+          const bool more = p.reverse ? t0 > 0 : t0 + n < p.steps;
+          const float* h = first ? whole.h0 : whole.out + before * stride;
+          fused::forward<Cell>(panel, whole.chunk(gates, t0 * stride, h, first), part, more);
+          // zero padding: the held rows of the step before the chunk have been read now
+          if (p.zero && !first) {
+            zero_rows(whole.out + before * stride, p.keep(before, 0), p.batch, p.hidden);
+          }
         },
         into);
     return;

@@ -301,7 +301,9 @@ struct Lstm {
                 d_out.data + t * d_out.step_stride + b0_ * d_out.batch_stride,
                 d_out.batch_stride,
                 d_out.stride,
-                at_step(b_.d_gates, t, p_.batch, b0_, width)};
+                at_step(b_.d_gates, t, p_.batch, b0_, width),
+                p_.keep(t, b0_),
+                p_.zero};
       }
       void first(micro::Isa isa, int64_t t, float* carry) const {
         micro::lstm_backward_first(isa, describe(0, t), carry, carry_c_, rows_, p_.hidden);

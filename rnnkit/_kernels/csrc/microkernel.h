@@ -29,8 +29,8 @@
 //
 // Instruction sets. Each one has its own namespace compiled for it (#pragma GCC target), so a
 // build on any x86-64 machine carries both; callers pick one at run time with fused_isa() and
-// never call into a namespace the CPU lacks. Everywhere else (float64, other CPUs, masked
-// calls) the cells use their library-product path.
+// never call into a namespace the CPU lacks. Everywhere else (float64, other CPUs) the cells
+// use their library-product path.
 #pragma once
 
 #include <algorithm>
@@ -178,9 +178,17 @@ inline Panel elman_forward_panel(Isa isa, const float* w, int64_t hidden) {
                     [=](int64_t k, int64_t j) { return w[j * hidden + k]; });
 }
 
+// The carry of a step back, for all three cells: the part of d h_t not in this step's product
+// (d h_n for the first step; the GRU's z term; in masked passes what held steps passed on). A
+// step's product is added to it, a kept row's gate gradients are formed from the sum and the
+// carry left as the cell says (the GRU's total z, else zero); a row held at that step (keep
+// false) gets zero gate gradients and passes the sum on in the carry, with its output
+// gradient unless zero padding made that output a constant.
+
 // One step back of the LSTM, for the `rows` rows of this thread. `now` is step t (the one
 // whose dA_t is known), `next` the step processed after it (t - 1 forward), or null when t is
-// the last: then d h_{t-1} = dA_t W_hh is written to dh (rows, H), which is d h0.
+// the last: then d h_{t-1} = dA_t W_hh plus the carry is written to the carry (rows, H), which
+// is d h0.
 struct LstmBackStep {
   const float* gates;  // (rows, 4H) activated i, f, g, o
   const float* c;      // (rows, H) c of this step
@@ -189,6 +197,8 @@ struct LstmBackStep {
   int64_t go_rows;     // row stride of go
   int64_t go_stride;   // element stride of go (1, or 0 for a broadcast gradient)
   float* d_gates;      // (rows, 4H) receives dA of this step
+  const bool* keep = nullptr;  // masked passes: (rows) false where the row was held at this step
+  bool zero = false;           // zero padding: a held row's output gradient is not passed on
 };
 
 // One step back of the GRU: as LstmBackStep, with d gh (rows, 3H) the left factor of this
@@ -201,6 +211,8 @@ struct GruBackStep {
   float* d_gi;          // (rows, 3H)
   float* d_ghn;         // (rows, H)
   float* dgh;           // (rows, 3H)
+  const bool* keep = nullptr;  // as LstmBackStep's
+  bool zero = false;
 };
 
 // One step back of the Elman RNN: d pre = (d h + go) act'(h), act' from h itself.
@@ -208,6 +220,8 @@ struct ElmanBackStep {
   const float* h;   // (rows, H) this step's state
   const float* go;  // (rows, H) output gradient (may be d_pre itself: read first)
   float* d_pre;     // (rows, H)
+  const bool* keep = nullptr;  // as LstmBackStep's
+  bool zero = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -308,9 +322,9 @@ inline void lstm_forward_stacked(Isa isa, const Panel& w, const Panel& bias, con
   avx512::lstm_forward_stacked(w, bias, x, features, h, c, gates, ld, h_out, c_out, rows, hidden);
 }
 
-// The first step back of an LSTM: s.d_gates from d h (dh, the incoming d h_n) and d c (dc,
-// updated in place to d c of the step before).
-inline void lstm_backward_first(Isa isa, const LstmBackStep& s, const float* dh, float* dc,
+// The first step back of an LSTM: s.d_gates from the carry (dh, the incoming d h_n; left as
+// the carry says) and d c (dc, updated in place to d c of the step before).
+inline void lstm_backward_first(Isa isa, const LstmBackStep& s, float* dh, float* dc,
                                 int64_t rows, int64_t hidden) {
   if (isa == Isa::Avx512) {
     avx512::lstm_backward_first(s, dh, dc, rows, hidden);
@@ -321,7 +335,7 @@ inline void lstm_backward_first(Isa isa, const LstmBackStep& s, const float* dh,
 
 // Every later step back: from dA_t (d_gates_now, (rows, 4H)), d h_{t-1} = dA_t W_hh (w packed
 // by backward_panel(isa, w_hh, 4, H)) and, when next is given, that step's dA (next->d_gates) with dc
-// updated; when next is null, d h0 into dh (rows, H).
+// updated; when next is null, d h0 into dh (rows, H). dh is the carry.
 inline void lstm_backward_step(Isa isa, const Panel& w, const float* d_gates_now,
                                const LstmBackStep* next, float* dh, float* dc, int64_t rows,
                                int64_t hidden) {
@@ -396,7 +410,8 @@ inline void elman_forward_stacked(Isa isa, const Panel& w, const Panel& bias, co
   avx512::elman_forward_stacked(w, bias, x, features, h, out, rows, hidden, relu);
 }
 
-inline void elman_backward_first(Isa isa, const ElmanBackStep& s, const float* dh,
+// The first step back of an Elman RNN: s.d_pre from the carry (dh, the incoming d h_n).
+inline void elman_backward_first(Isa isa, const ElmanBackStep& s, float* dh,
                                  int64_t rows, int64_t hidden, bool relu) {
   if (isa == Isa::Avx512) {
     avx512::elman_backward_first(s, dh, rows, hidden, relu);
@@ -405,7 +420,8 @@ inline void elman_backward_first(Isa isa, const ElmanBackStep& s, const float* d
   }
 }
 
-// d h_{t-1} = d pre_t W_hh, then next's d pre, or without next d h0 into dh.
+// d h_{t-1} = d pre_t W_hh plus the carry (dh), then next's d pre, or without next d h0 into
+// dh.
 inline void elman_backward_step(Isa isa, const Panel& w, const float* d_pre_now,
                                 const ElmanBackStep* next, float* dh, int64_t rows,
                                 int64_t hidden, bool relu) {

@@ -283,14 +283,29 @@
     return add(dh, load_strided(s.go + r * s.go_rows + j0 * s.go_stride, s.go_stride, n));
   }
 
+  // row r, units j0..j0+n of step s with d h = acc + carry (see LstmBackStep): dA and d c, the
+  // carry cleared; a row held at s passes d h on in the carry
+  inline void lstm_carried(const LstmBackStep& s, int64_t r, int64_t hidden, int64_t j0, int n,
+                           V acc, float* carry, float* dc) {
+    const V dh = add(acc, load_n(carry, n));
+    if (s.keep != nullptr && !s.keep[r]) {
+      store_n(carry, s.zero ? dh : lstm_total(s, r, j0, n, dh), n);
+      float* d = s.d_gates + r * 4 * hidden + j0;
+      #pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) store_n(d + q * hidden, zero(), n);
+      return;
+    }
+    store_n(carry, zero(), n);
+    lstm_gate_grad(s, r, hidden, j0, n, lstm_total(s, r, j0, n, dh), dc);
+  }
+
   // the first step back: dA from the carried d h (dh) and d c (dc), elementwise
-  inline void lstm_backward_first(const LstmBackStep& s, const float* dh, float* dc,
-                                  int64_t rows, int64_t hidden) {
+  inline void lstm_backward_first(const LstmBackStep& s, float* dh, float* dc, int64_t rows,
+                                  int64_t hidden) {
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t j0 = 0; j0 < hidden; j0 += kLanes) {
         const int n = static_cast<int>(std::min<int64_t>(kLanes, hidden - j0));
-        const V total = lstm_total(s, r, j0, n, load_n(dh + r * hidden + j0, n));
-        lstm_gate_grad(s, r, hidden, j0, n, total, dc + r * hidden + j0);
+        lstm_carried(s, r, hidden, j0, n, zero(), dh + r * hidden + j0, dc + r * hidden + j0);
       }
     }
   }
@@ -298,7 +313,7 @@
   // ---- LSTM backward: acc = d h_{t-1} of 4 unit tiles of R rows ----
   struct LstmBackward {
     const LstmBackStep* next; /* null: store d h0 */
-    float *dh, *dc;           /* this block's rows */
+    float *dh, *dc;           /* this block's rows; dh: the carry */
     int64_t r0, hidden, j0;
     template <int R>
     void apply(V (&acc)[R][4]) const {
@@ -309,11 +324,14 @@
           const int64_t j = j0 + c * kLanes;
           if (j >= hidden) break;
           const int n = static_cast<int>(std::min<int64_t>(kLanes, hidden - j));
+          float* carry = dh + r * hidden + j;
           if (next == nullptr) {
-            store_n(dh + r * hidden + j, acc[r][c], n);
-          } else {
+            store_n(carry, add(acc[r][c], load_n(carry, n)), n);
+          } else if (next->keep == nullptr) {  // dense: the first step left the carry zero
             const V total = lstm_total(*next, r0 + r, j, n, acc[r][c]);
             lstm_gate_grad(*next, r0 + r, hidden, j, n, total, dc + r * hidden + j);
+          } else {
+            lstm_carried(*next, r0 + r, hidden, j, n, acc[r][c], carry, dc + r * hidden + j);
           }
         }
       }
@@ -441,14 +459,33 @@
     store_n(carry, mul(total, z), n);
   }
 
+  // row r, units j0..j0+n of step s from d h (the product plus the carry; see LstmBackStep);
+  // a row held at s passes d h on in the carry
+  inline void gru_carried(const GruBackStep& s, int64_t r, int64_t hidden, int64_t j0, int n,
+                          V dh, float* carry) {
+    const V go = load_n(s.go + r * hidden + j0, n);  // before d_ghn (may be go) is written
+    if (s.keep != nullptr && !s.keep[r]) {
+      store_n(carry, s.zero ? dh : add(dh, go), n);
+      float* dgi = s.d_gi + r * 3 * hidden + j0;
+      float* dgh = s.dgh + r * 3 * hidden + j0;
+      #pragma GCC unroll 3
+      for (int q = 0; q < 3; ++q) {
+        store_n(dgi + q * hidden, zero(), n);
+        store_n(dgh + q * hidden, zero(), n);
+      }
+      store_n(s.d_ghn + r * hidden + j0, zero(), n);
+      return;
+    }
+    gru_gate_grad(s, r, hidden, j0, n, add(dh, go), carry);
+  }
+
   inline void gru_backward_first(const GruBackStep& s, float* carry, int64_t rows,
                                  int64_t hidden) {
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t j0 = 0; j0 < hidden; j0 += kLanes) {
         const int n = static_cast<int>(std::min<int64_t>(kLanes, hidden - j0));
         float* c = carry + r * hidden + j0;
-        const V total = add(load_n(c, n), load_n(s.go + r * hidden + j0, n));
-        gru_gate_grad(s, r, hidden, j0, n, total, c);
+        gru_carried(s, r, hidden, j0, n, load_n(c, n), c);
       }
     }
   }
@@ -472,8 +509,7 @@
           if (next == nullptr) {
             store_n(cr, dh, n);
           } else {
-            const V total = add(dh, load_n(next->go + (r0 + r) * hidden + j, n));
-            gru_gate_grad(*next, r0 + r, hidden, j, n, total, cr);
+            gru_carried(*next, r0 + r, hidden, j, n, dh, cr);
           }
         }
       }
@@ -538,14 +574,28 @@
     }
   }
 
-  inline void elman_backward_first(const ElmanBackStep& s, const float* dh, int64_t rows,
+  // row r, units j0..j0+n of step s with d h = acc + carry (see LstmBackStep): d pre, the
+  // carry cleared; a row held at s passes d h on in the carry
+  inline void elman_carried(const ElmanBackStep& s, int64_t r, int64_t hidden, int64_t j0, int n,
+                            V acc, float* carry, bool relu) {
+    const int64_t o = r * hidden + j0;
+    const V dh = add(acc, load_n(carry, n));
+    const V go = load_n(s.go + o, n);  // before d_pre (may be go) is written
+    if (s.keep != nullptr && !s.keep[r]) {
+      store_n(carry, s.zero ? dh : add(dh, go), n);
+      store_n(s.d_pre + o, zero(), n);
+      return;
+    }
+    store_n(carry, zero(), n);
+    store_n(s.d_pre + o, mul(add(dh, go), slope(load_n(s.h + o, n), relu)), n);
+  }
+
+  inline void elman_backward_first(const ElmanBackStep& s, float* dh, int64_t rows,
                                    int64_t hidden, bool relu) {
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t j0 = 0; j0 < hidden; j0 += kLanes) {
         const int n = static_cast<int>(std::min<int64_t>(kLanes, hidden - j0));
-        const int64_t o = r * hidden + j0;
-        const V total = add(load_n(dh + o, n), load_n(s.go + o, n));
-        store_n(s.d_pre + o, mul(total, slope(load_n(s.h + o, n), relu)), n);
+        elman_carried(s, r, hidden, j0, n, zero(), dh + r * hidden + j0, relu);
       }
     }
   }
@@ -564,12 +614,15 @@
           const int64_t j = j0 + c * kLanes;
           if (j >= hidden) break;
           const int n = static_cast<int>(std::min<int64_t>(kLanes, hidden - j));
+          float* carry = dh + r * hidden + j;
           if (next == nullptr) {
-            store_n(dh + r * hidden + j, acc[r][c], n);
-          } else {
+            store_n(carry, add(acc[r][c], load_n(carry, n)), n);
+          } else if (next->keep == nullptr) {  // dense: the first step left the carry zero
             const int64_t o = (r0 + r) * hidden + j;
             const V total = add(acc[r][c], load_n(next->go + o, n));
             store_n(next->d_pre + o, mul(total, slope(load_n(next->h + o, n), relu)), n);
+          } else {
+            elman_carried(*next, r0 + r, hidden, j, n, acc[r][c], carry, relu);
           }
         }
       }

@@ -59,7 +59,7 @@ Tensor project_inputs(const Tensor& x, const Tensor& w, const Tensor& bias,
                       const Tensor& bias2) {
   const int64_t rows = x.size(0) * x.size(1), features = x.size(2), width = w.size(0);
   Tensor out = at::empty({x.size(0), x.size(1), width}, x.options());
-  if (x.scalar_type() == at::kFloat && fused::takes<float>(nullptr)) {
+  if (x.scalar_type() == at::kFloat && fused::takes<float>()) {
     fused::Projection(w, bias, bias2)(x.data_ptr<float>(), rows, out.data_ptr<float>());
     return out;
   }
