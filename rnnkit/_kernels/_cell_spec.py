@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 from .cells import rnn_equation, rnn_step, gru_equation, gru_step, lstm_equation, lstm_step
+from .lstm_variants import peephole_lstm_gates
 
 __all__ = ["CELLS", "CellSpec", "by_keras_class", "by_torch_mode", "spec"]
 
@@ -146,6 +147,15 @@ def _lstm_step(gi: Tensor, state: State, w_hh: Tensor, b_hh: Tensor | None,
     return (h, c), (gates,)
 
 
+def _peephole_lstm_step(gi: Tensor, state: State, w_hh: Tensor, b_hh: Tensor | None,
+                        w_ci: Tensor | None = None, w_cf: Tensor | None = None,
+                        w_co: Tensor | None = None) -> tuple[State, tuple[Tensor, ...]]:
+    zero = gi.new_zeros(())  # an absent peephole
+    peepholes = (zero if w is None else w for w in (w_ci, w_cf, w_co))
+    h, c, *activated = peephole_lstm_gates(gi, state[0], state[1], w_hh, b_hh, *peepholes)
+    return (h, c), (torch.cat(activated, dim=-1),)
+
+
 RNN = CellSpec(
     name="rnn", torch_gates=("h",), keras_gates=("h",), states=("h",), saved=(),
     flags=("relu",), activations=("tanh",), equation=rnn_equation, step=_rnn_step,
@@ -166,7 +176,16 @@ LSTM = CellSpec(
     nn_class="LSTM", keras_class="LSTM", torch_modes=("LSTM",), onnx_op="LSTM",
     onnx_gates=("i", "o", "f", "g"), weights=("w_hr",))
 
-CELLS: dict[str, CellSpec] = {c.name: c for c in (RNN, GRU, LSTM)}
+# Gers & Schmidhuber's peephole LSTM (rnnkit._kernels.lstm_variants): the LSTM's gates and
+# buffers, and its diagonal peepholes w_ci, w_cf, w_co (H,) as the cell's own weights (absent:
+# zero, the plain LSTM). ONNX's LSTM has peepholes, but rnnkit exports the cell as a Scan.
+PEEPHOLE_LSTM = CellSpec(
+    name="peephole_lstm", torch_gates=("i", "f", "g", "o"), keras_gates=("i", "f", "g", "o"),
+    states=("h", "c"), saved=(("gates", 4), ("c_all", 1)), flags=(),
+    activations=("tanh", "sigmoid"), equation=peephole_lstm_gates, step=_peephole_lstm_step,
+    nn_class="PeepholeLSTM", keras_class="PeepholeLSTM", weights=("w_ci", "w_cf", "w_co"))
+
+CELLS: dict[str, CellSpec] = {c.name: c for c in (RNN, GRU, LSTM, PEEPHOLE_LSTM)}
 
 
 def spec(name: str) -> CellSpec:

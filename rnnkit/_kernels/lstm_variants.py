@@ -1,7 +1,9 @@
-"""Two LSTM variants and the layer-normalised GRU as composite PyTorch steps (no C++ loop
-yet), in torch.nn's layout: LSTM ``w_ih`` (4H, D), ``w_hh`` (4H, H), gate blocks ``i, f, g, o``;
-GRU ``w_ih`` (3H, D), ``w_hh`` (3H, H), gate blocks ``r, z, n``; ``gi = x W_ih^T`` is formed
-for all steps at once by the caller.
+"""Two LSTM variants and the layer-normalised GRU as PyTorch steps, in torch.nn's layout: LSTM
+``w_ih`` (4H, D), ``w_hh`` (4H, H), gate blocks ``i, f, g, o``; GRU ``w_ih`` (3H, D), ``w_hh``
+(3H, H), gate blocks ``r, z, n``; ``gi = x W_ih^T`` is formed for all steps at once by the
+caller. The peephole LSTM also has an operator with a C++ loop (``rnnkit::peephole_lstm``, its
+cell in :mod:`._cell_spec`, ``csrc/peephole.cpp``), which :func:`variant_sequence` runs; the
+layer-normalised cells run the composite sequence.
 
 Peephole LSTM (Gers & Schmidhuber 2000, "Recurrent nets that time and count"; placed as
 TensorFlow's ``LSTMCell(use_peepholes=True)``, diagonal peephole weights ``p_i, p_f, p_o``
@@ -55,21 +57,32 @@ from torch import Tensor
 from .loop import scan
 
 __all__ = ["LN_EPS", "VARIANTS", "Variant", "gate_layer_norm", "layer_norm_gru_step",
-           "layer_norm_lstm_step", "parameter_shapes", "peephole_lstm_step", "variant_sequence"]
+           "layer_norm_lstm_step", "parameter_shapes", "peephole_lstm_gates", "peephole_lstm_step",
+           "variant_sequence"]
 
 LN_EPS = 1e-5
+
+
+def peephole_lstm_gates(gi: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b: Tensor | None,
+                        p_i: Tensor, p_f: Tensor, p_o: Tensor
+                        ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One peephole step from gi = x W_ih^T (B, 4H); returns (h', c', and the activated gates
+    i, f, g, o (B, H) each, which the compiled backward pass keeps)."""
+    gates = gi + F.linear(h, w_hh, b)  # (B, 4H)
+    i, f, g, o = gates.chunk(4, dim=-1)
+    i = torch.sigmoid(i + p_i * c)
+    f = torch.sigmoid(f + p_f * c)
+    g = torch.tanh(g)
+    c_new = f * c + i * g
+    o = torch.sigmoid(o + p_o * c_new)
+    return o * torch.tanh(c_new), c_new, i, f, g, o
 
 
 def peephole_lstm_step(gi: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b: Tensor | None,
                        p_i: Tensor, p_f: Tensor, p_o: Tensor) -> tuple[Tensor, Tensor]:
     """One peephole step from gi = x W_ih^T (B, 4H); returns (h', c')."""
-    gates = gi + F.linear(h, w_hh, b)  # (B, 4H)
-    i, f, g, o = gates.chunk(4, dim=-1)
-    i = torch.sigmoid(i + p_i * c)
-    f = torch.sigmoid(f + p_f * c)
-    c_new = f * c + i * torch.tanh(g)
-    o = torch.sigmoid(o + p_o * c_new)
-    return o * torch.tanh(c_new), c_new
+    h_new, c_new, _, _, _, _ = peephole_lstm_gates(gi, h, c, w_hh, b, p_i, p_f, p_o)
+    return h_new, c_new
 
 
 def layer_norm_lstm_step(ni: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b: Tensor | None,
@@ -123,6 +136,9 @@ class Variant:
     extra: Callable[[int], dict[str, tuple[int, float]]]  # H -> name: (size, initial value)
     input_side: Callable[[Tensor, dict[str, Any]], Tensor]  # (..., D) -> (..., gates * H)
     step: Callable[[Tensor, tuple[Tensor, ...], dict[str, Any]], tuple[Tensor, ...]]
+    # a variant with an operator (its cell in rnnkit._kernels._cell_spec, with a C++ loop):
+    # the parameters passed as the operator's own weights; None: the composite sequence
+    operator_weights: tuple[str, ...] | None = None
 
 
 def _peephole_step(gi: Tensor, s: tuple[Tensor, ...], p: dict[str, Any]) -> tuple[Tensor, ...]:
@@ -159,7 +175,8 @@ def _layer_norm_gru_step(gi: Tensor, s: tuple[Tensor, ...],
 VARIANTS = {
     "peephole_lstm": Variant(
         4, 2, lambda H: {"weight_ci": (H, 0.0), "weight_cf": (H, 0.0), "weight_co": (H, 0.0)},
-        lambda x, p: F.linear(x, p["weight_ih"], p["bias_ih"]), _peephole_step),
+        lambda x, p: F.linear(x, p["weight_ih"], p["bias_ih"]), _peephole_step,
+        operator_weights=("weight_ci", "weight_cf", "weight_co")),
     "layer_norm_lstm": Variant(
         4, 2, lambda H: {"ln_ih_weight": (4 * H, 1.0), "ln_ih_bias": (4 * H, 0.0),
                          "ln_hh_weight": (4 * H, 1.0), "ln_hh_bias": (4 * H, 0.0),
@@ -186,9 +203,18 @@ def parameter_shapes(kind: Variant, D: int, H: int,
 def variant_sequence(kind: str, x: Tensor, p: dict[str, Any], state: tuple[Tensor, ...],
                      mask: Tensor | None = None, reverse: bool = False
                      ) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """The variant ``kind`` (a key of :data:`VARIANTS`) over x (T, B, D) time-major: the input
-    side once for all steps, then the step in the autograd loop. mask (T, B): held state where
-    False. Returns (the first state after every step in time order (T, B, H), final states)."""
+    """The variant ``kind`` (a key of :data:`VARIANTS`) over x (T, B, D) time-major: its
+    operator where it has one (the peephole LSTM's C++ loop), else the input side once for all
+    steps, then the step in the autograd loop. mask (T, B): held state where False. Returns
+    (the first state after every step in time order (T, B, H), final states)."""
     variant = VARIANTS[kind]
+    if variant.operator_weights is not None:  # the operator rnnkit::<kind>
+        # imported here: the package imports this module first (through _cell_spec)
+        from . import _recurrence
+
+        out, *final = _recurrence(kind, "auto", x, state, p["weight_ih"], p["weight_hh"],
+                                  p["bias_ih"], p["bias_hh"], mask, reverse, False,
+                                  weights=tuple(p[n] for n in variant.operator_weights))
+        return out, tuple(final)
     gi = variant.input_side(x, p)  # (T, B, G*H)
     return scan(lambda g, s: variant.step(g, s, p), gi, state, mask, reverse=reverse)
