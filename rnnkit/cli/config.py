@@ -22,7 +22,7 @@ TASKS = ("forecast", "classify", "text", "translate")
 # the cells' names, as rnnkit._kernels._cell_spec.CELLS holds them (not imported here: it needs
 # torch, which the command's start and --help do without; tests/kernels/test_cell_spec.py holds
 # the two equal)
-CELLS = ("rnn", "gru", "lstm", "peephole_lstm")
+CELLS = ("rnn", "gru", "lstm", "peephole_lstm", "layer_norm_lstm", "layer_norm_gru")
 FORMAT = "rnnkit-run"
 VERSION = 1
 

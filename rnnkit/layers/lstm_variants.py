@@ -14,9 +14,10 @@ and, for the LSTM, ``state_norm_gamma``/``state_norm_beta`` (U,).
 
 The layers take ``RNN``'s arguments (``return_sequences``, ``return_state``, ``go_backwards``,
 ``stateful``, masks, e.g. from ``Embedding(mask_zero=True)``) with Keras' mask semantics; the
-whole sequence runs :func:`rnnkit._kernels.lstm_variants.variant_sequence` (the peephole
-LSTM's C++ loop; the layer-normalised cells' composite sequence, the input side once for all
-steps, then the step), ``backend="loop"`` steps the cell instead (the same numbers). The
+whole sequence runs :func:`rnnkit._kernels.lstm_variants.variant_sequence` (the peephole and
+layer-normalised LSTMs' C++ loops; the layer-normalised GRU's composite sequence, the input side
+once for all steps, then the step), ``backend="loop"`` steps the cell instead (the same
+numbers). The
 activations are fixed (tanh and sigmoid, as in the papers) and there is no dropout: other
 values raise an error.
 
