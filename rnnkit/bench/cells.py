@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.json is not None:
         from .._io import atomic_write
 
-        atomic_write(args.json, json.dumps({"rows": rows}, indent=2))
+        atomic_write(args.json, json.dumps({"rows": rows}, indent=2).encode())
     return rows
 
 
