@@ -206,7 +206,8 @@ WORKLOADS: dict[str, Workload] = {
 }
 
 
-def run(library: str, seed: int, quick: bool) -> tuple[dict[str, float], np.ndarray]:
+def run(library: str, seed: int, quick: bool,
+        profile: bool = True) -> tuple[dict[str, float], np.ndarray]:
     seed_everything(seed)  # the data too: darts' noise series draws from numpy's global state
     fit, predict = WORKLOADS[library](quick)
     seed_everything(seed)
@@ -214,6 +215,8 @@ def run(library: str, seed: int, quick: bool) -> tuple[dict[str, float], np.ndar
     model = fit()
     result = {"fit_s": time.perf_counter() - start}
     predictions = predict(model)
+    if not profile:
+        return result, predictions
 
     seed_everything(seed)
     marker = RecurrenceMarker()
@@ -233,16 +236,25 @@ def main(argv: list[str] | None = None) -> None:
                         help="a few training steps: checks the pipeline, measures nothing")
     parser.add_argument("--out", required=True, help="JSON file for the timings")
     parser.add_argument("--predictions", required=True, help=".npy file for the predictions")
+    parser.add_argument("--no-mkldnn", action="store_true",
+                        help="torch.backends.mkldnn off: torch.nn on PyTorch's native CPU kernel "
+                             "instead of oneDNN's, to measure torch's own rounding spread")
+    parser.add_argument("--no-profile", action="store_true",
+                        help="skip the profiled second fit (no recurrence time; the profile of "
+                             "torch's native LSTM over a long fit can take >10 GB)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.no_mkldnn:
+        torch.backends.mkldnn.enabled = False
     out, predictions_file = os.path.abspath(args.out), os.path.abspath(args.predictions)
     # Lightning and the libraries write their logs and checkpoints under the working folder
     os.chdir(tempfile.mkdtemp(prefix=f"rnnkit-clients-{args.library}-"))
-    result, predictions = run(args.library, args.seed, args.quick)
+    result, predictions = run(args.library, args.seed, args.quick, not args.no_profile)
     rnnkit = sys.modules.get("rnnkit")  # imported by RNNKIT_ACCELERATE's entry point, if set
     result.update(library=args.library, threads=torch.get_num_threads(), quick=args.quick,
-                  accelerated=rnnkit is not None and rnnkit.is_accelerated())
+                  accelerated=rnnkit is not None and rnnkit.is_accelerated(),
+                  mkldnn=torch.backends.mkldnn.enabled)
     np.save(predictions_file, predictions)
     with open(out, "w") as handle:
         json.dump(result, handle, indent=1)

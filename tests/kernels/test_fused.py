@@ -155,6 +155,54 @@ def test_chunked_passes_equal_the_whole_sequence_pass(cell: str, reverse: bool) 
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("shape", [(12, 32, 32, 64), (6, 13, 1, 128), (5, 7, 40, 37)])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_stacked_steps_match_torch_nn(cell: str, shape: tuple[int, int, int, int],
+                                      reverse: bool) -> None:
+    """With AVX-512, dense float32 passes whose inputs are no wider than the state, and whose
+    stacked panel ((D + H) x G H floats) is at most 512 KiB, form each step's input projection
+    inside its micro-kernel product (loop.h's fused::stacked): here the bench's small size
+    (D=32, H=64) and a one-feature input (neuralforecast's first layer: D=1, H=128); D=40 > H=37
+    is projected apart, beside them (and every shape, on other CPUs). Values in inference and in training (which also keeps the activated
+    gates, and the GRU's gh_n, for the backward pass) must equal torch.nn's; gradients the
+    composite pass's."""
+    gates = CELLS[cell][0]
+    steps, batch, features, hidden = shape
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(steps, batch, features, generator=g)
+    w_ih = torch.randn(gates * hidden, features, generator=g) * features ** -0.5
+    w_hh = torch.randn(gates * hidden, hidden, generator=g) * hidden ** -0.5
+    b_ih, b_hh = (torch.randn(gates * hidden, generator=g) * 0.3 for _ in range(2))
+    states = [torch.randn(batch, hidden, generator=g) for _ in range(2 if cell == "lstm" else 1)]
+    fn = CELLS[cell][1]
+    kind = {"tanh": "RNN", "relu": "RNN"}.get(cell, cell.upper())
+    extra = {"nonlinearity": cell} if kind == "RNN" else {}
+    reference = getattr(torch.nn, kind)(features, hidden, **extra)
+    weights = (w_ih, w_hh, b_ih, b_hh)
+    with torch.no_grad():
+        for name, value in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"),
+                               weights):
+            getattr(reference, name).copy_(value)
+        hx = tuple(s.unsqueeze(0) for s in states)
+        out, finals = reference(x.flip(0) if reverse else x, hx if cell == "lstm" else hx[0])
+    finals = finals if cell == "lstm" else (finals,)
+    expected = [out.flip(0) if reverse else out, *(f[0] for f in finals)]
+    with torch.no_grad():
+        inference = fn(x, *states, *weights, reverse=reverse, backend="compiled")
+    leaves = [w.clone().requires_grad_() for w in (x, *states, *weights)]
+    training = fn(*leaves, reverse=reverse, backend="compiled")
+    for a, b, c in zip(inference, training, expected):
+        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(b.detach(), c, rtol=1e-5, atol=1e-5)
+    found = torch.autograd.grad(_loss(training), leaves)
+    composite = [w.clone().requires_grad_() for w in (x, *states, *weights)]
+    wanted = torch.autograd.grad(_loss(fn(*composite, reverse=reverse, backend="fused")),
+                                 composite)
+    for a, b in zip(found, wanted):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
 def test_large_backward_products_match_the_composite_with_masks_and_no_biases(cell: str) -> None:
     """At batch 64 and hidden 128 the backward pass's products (d gates @ W_ih and the weight

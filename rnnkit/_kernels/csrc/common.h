@@ -238,6 +238,23 @@ Tensor recurrent_weight_grad(const Tensor& d, int64_t ld_offset, int64_t gates_w
                              const Tensor& states, const Tensor& h0, bool reverse,
                              const Tensor& zero_mask = Tensor());
 
+// The weight and bias gradients of a dense float32 pass from its per-step gate gradients d
+// (T, B, n) (row stride ld: a column block of a wider buffer is allowed), in one pass over d
+// in blocks of rows, each block read from memory once for all of
+//     dw_ih (n, D)         = sum_t d_t^T x_t            (x (T, B, D) contiguous)
+//     dw_hh (hh_cols, S)   = sum_t d_t^T h_{t-1}        over d's first hh_cols columns
+//     db (n)               = the sum of d's rows
+// (each null when not asked for); h_{t-1} is states (T, B, S) shifted one step, h0 (B, S) for
+// the first processed step. The columns of d are split across the threads (over_batch), so an
+// output element is summed by one thread, in the same order whatever the thread count.
+// Returns false, writing nothing, where it does not run (no AVX-512: the micro-kernel's
+// products are the reason for it); the callers then use matmul, recurrent_weight_grad and
+// threads::sum_rows, as they do for float64 and zero-padded masked passes.
+bool weight_grads(const float* d, int64_t ld, int64_t n, int64_t steps, int64_t batch,
+                  const float* x, int64_t features, float* dw_ih, const float* states,
+                  const float* h0, int64_t state, bool reverse, int64_t hh_cols, float* dw_hh,
+                  float* db);
+
 // The state step t started from: h0 for the first processed step, else the neighbouring state.
 template <typename T>
 inline const T* previous_state(const T* states, const T* h0, int64_t t, int64_t steps,

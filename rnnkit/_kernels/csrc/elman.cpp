@@ -3,7 +3,8 @@
 // The cell's traits for the time loop (loop.h) and its operator's entry points. Forward: the
 // input projection of all steps is written straight into the output buffer (T, B, H); each
 // step then adds h_{t-1} W_hh^T onto its slice (one small matrix product) and applies the
-// activation in place. Backward: one loop back over time forms d pre_t for every step, and
+// activation in place (dense float32 passes with narrow inputs: stacked steps, loop.h, the
+// projection inside each step's product). Backward: one loop back over time forms d pre_t for every step, and
 // every weight gradient is one matrix product after the loop.
 #include "cell.h"
 #include "common.h"
@@ -26,6 +27,18 @@ struct Elman {
   static micro::Panel forward_panel(micro::Isa isa, const float* w_hh, int64_t hidden) {
     return micro::elman_forward_panel(isa, w_hh, hidden);
   }
+  // stacked steps (loop.h's fused::stacked): the bias b_ih + b_hh
+  static constexpr bool kStacked = true;
+  static micro::Panel stacked_panel(micro::Isa isa, const float* w_ih, int64_t features,
+                                    const float* w_hh, int64_t hidden) {
+    return micro::stacked_unit_panel(isa, w_ih, features, w_hh, hidden);
+  }
+  static micro::Panel stacked_bias(micro::Isa isa, const Tensor& b_ih, const Tensor& b_hh,
+                                   int64_t hidden) {
+    std::vector<float> row = summed_bias(b_ih, b_hh, hidden);
+    row.resize(hidden, 0.0f);  // no bias: zeros
+    return micro::stacked_unit_bias(isa, row, hidden);
+  }
 
   Tensor h0, w_hh;
   bool relu;
@@ -47,6 +60,10 @@ struct Elman {
     const T* h0;
     const T* w_hh;
     bool relu;
+    // stacked steps (float32, loop.h's fused::stacked): x (T, B, features), the bias panel
+    const T* x = nullptr;
+    int64_t features = 0;
+    const micro::Panel* bias = nullptr;
 
     Forward chunk(T* gates, int64_t, const T* h, bool) const {
       Forward c = *this;
@@ -71,7 +88,13 @@ struct Elman {
       void hold(int64_t, int64_t, const T* h, T* o) const { std::copy(h, h + p_.hidden, o); }
       void end(const T*, T*, const bool*) {}
       void finish() {}
-      void fused(micro::Isa isa, const micro::Panel& w, int64_t, const float* h, float* o) const {
+      void fused(micro::Isa isa, const micro::Panel& w, int64_t t, const float* h, float* o) const {
+        if (f_.x != nullptr) {
+          micro::elman_forward_stacked(isa, w, *f_.bias,
+                                       at_step(f_.x, t, p_.batch, b0_, f_.features), f_.features,
+                                       h, o, rows_, p_.hidden, f_.relu);
+          return;
+        }
         micro::elman_forward_step(isa, w, h, o, rows_, p_.hidden, f_.relu);
       }
 
@@ -192,12 +215,32 @@ std::array<Tensor, 6> elman_backward(const Tensor& grad_out, const Tensor& grad_
   grads.fill(unused(x));
   if (output_mask[0]) grads[0] = matmul(flat, Op::N, w_ih, Op::N).view({steps, batch, features});
   if (output_mask[1]) grads[1] = dh;
-  if (output_mask[2]) grads[2] = matmul(flat, Op::T, x.view({steps * batch, features}), Op::N);
+  // the weight and bias gradients in one pass over d_pre where weight_grads runs
+  Tensor dw_ih, dw_hh, db;
+  if (x.scalar_type() == at::kFloat && !zero &&
+      (output_mask[2] || output_mask[3] || output_mask[4] || output_mask[5])) {
+    dw_ih = output_mask[2] ? at::empty({hidden, features}, x.options()) : Tensor();
+    dw_hh = output_mask[3] ? at::empty({hidden, hidden}, x.options()) : Tensor();
+    db = output_mask[4] || output_mask[5] ? at::empty({hidden}, x.options()) : Tensor();
+    if (!weight_grads(d_pre.data_ptr<float>(), hidden, hidden, steps, batch,
+                      x.data_ptr<float>(), features, data_or_null<float>(dw_ih),
+                      out.data_ptr<float>(), h0.data_ptr<float>(), hidden, reverse, hidden,
+                      data_or_null<float>(dw_hh), data_or_null<float>(db))) {
+      dw_ih = dw_hh = db = Tensor();
+    }
+  }
+  if (output_mask[2]) {
+    grads[2] = dw_ih.defined() ? dw_ih
+                               : matmul(flat, Op::T, x.view({steps * batch, features}), Op::N);
+  }
   if (output_mask[3]) {
-    grads[3] = recurrent_weight_grad(d_pre, 0, hidden, out, h0, reverse, zero ? mask : Tensor());
+    grads[3] = dw_hh.defined()
+                   ? dw_hh
+                   : recurrent_weight_grad(d_pre, 0, hidden, out, h0, reverse,
+                                           zero ? mask : Tensor());
   }
   if (output_mask[4] || output_mask[5]) {
-    const Tensor db = threads::sum_rows(flat);
+    if (!db.defined()) db = threads::sum_rows(flat);
     if (output_mask[4]) grads[4] = db;
     if (output_mask[5]) grads[5] = output_mask[4] ? db.clone() : db;
   }

@@ -6,7 +6,9 @@
 //     n = tanh(gi_n + r * gh_n);  h' = n + z * (h - n)
 // Each step is one small matrix product and one pass over the B*H elements. The forward pass
 // overwrites gi in place with (r, z, n) and keeps gh_n, which is all the backward pass needs.
-// The backward pass's elementwise gate gradients are one pass per step.
+// The backward pass's elementwise gate gradients are one pass per step. Dense float32 passes
+// with narrow inputs run stacked steps instead (loop.h): gi inside each step's product, the
+// gates buffer written only in training.
 #include "cell.h"
 #include "common.h"
 #include "loop.h"
@@ -28,6 +30,26 @@ struct Gru {
 
   static micro::Panel forward_panel(micro::Isa isa, const float* w_hh, int64_t hidden) {
     return micro::gate_panel(isa, w_hh, 3, hidden);
+  }
+  // stacked steps (loop.h's fused::stacked): bias blocks r, z (b_ih + b_hh), n's x part (b_in)
+  // and h part (b_hn)
+  static constexpr bool kStacked = true;
+  static micro::Panel stacked_panel(micro::Isa isa, const float* w_ih, int64_t features,
+                                    const float* w_hh, int64_t hidden) {
+    return micro::stacked_gate_panel(isa, w_ih, features, w_hh, 3, hidden);
+  }
+  static micro::Panel stacked_bias(micro::Isa isa, const Tensor& b_ih, const Tensor& b_hh,
+                                   int64_t hidden) {
+    std::vector<float> row(4 * hidden, 0.0f);
+    for (const Tensor* b : {&b_ih, &b_hh}) {
+      if (!b->defined()) continue;
+      const Tensor v = b->contiguous();
+      const float* p = v.data_ptr<float>();
+      for (int64_t j = 0; j < 2 * hidden; ++j) row[j] += p[j];
+      float* n = row.data() + (b == &b_ih ? 2 : 3) * hidden;
+      for (int64_t j = 0; j < hidden; ++j) n[j] = p[2 * hidden + j];
+    }
+    return micro::stacked_gate_bias(isa, row, 4, hidden);
   }
 
   Tensor h0, w_hh, bias;  // bias: b_hh, or zeros
@@ -51,6 +73,10 @@ struct Gru {
     T* gates;
     T* hn_all;
     const T* b_hh;
+    // stacked steps (float32, loop.h's fused::stacked): x (T, B, features), the bias panel
+    const T* x = nullptr;
+    int64_t features = 0;
+    const micro::Panel* bias = nullptr;
 
     Forward chunk(T* chunk_gates, int64_t offset, const T* h, bool) const {
       Forward c = *this;
@@ -100,9 +126,17 @@ struct Gru {
       void end(const T*, T*, const bool*) {}
       void finish() {}
       void fused(micro::Isa isa, const micro::Panel& w, int64_t t, const float* h, float* o) const {
+        float* hn = f_.hn_all == nullptr ? nullptr : at_step(f_.hn_all, t, p_.batch, b0_, p_.hidden);
+        if (f_.x != nullptr) {  // stacked: the gates are kept only in training
+          micro::gru_forward_stacked(
+              isa, w, *f_.bias, at_step(f_.x, t, p_.batch, b0_, f_.features), f_.features, h,
+              f_.gates == nullptr ? nullptr : at_step(f_.gates, t, p_.batch, b0_, 3 * p_.hidden),
+              3 * p_.hidden, hn, o, rows_, p_.hidden);
+          return;
+        }
         micro::gru_forward_step(
             isa, w, h, f_.b_hh, at_step(f_.gates, t, p_.batch, b0_, 3 * p_.hidden), 3 * p_.hidden,
-            f_.hn_all == nullptr ? nullptr : at_step(f_.hn_all, t, p_.batch, b0_, p_.hidden), o,
+            hn, o,
             rows_, p_.hidden);
       }
 
@@ -268,16 +302,47 @@ std::array<Tensor, 6> gru_backward(const Tensor& grad_out, const Tensor& grad_h_
     grads[0] = matmul(flat_gi, Op::N, w_ih, Op::N).view({steps, batch, features});
   }
   if (output_mask[1]) grads[1] = dh;
-  if (output_mask[2]) grads[2] = matmul(flat_gi, Op::T, x.view({steps * batch, features}), Op::N);
+  // The weight and bias gradients in two passes where weight_grads runs: over d_gi (W_ih's,
+  // the r and z rows of W_hh's, b_ih's) and over d_ghn (the n rows of W_hh's and b_hh's).
+  Tensor dw_ih, dw_hh, db_i, db_n;
+  if (x.scalar_type() == at::kFloat && !zero &&
+      (output_mask[2] || output_mask[3] || output_mask[4] || output_mask[5])) {
+    dw_ih = output_mask[2] ? at::empty({3 * hidden, features}, x.options()) : Tensor();
+    dw_hh = output_mask[3] ? at::empty({3 * hidden, hidden}, x.options()) : Tensor();
+    db_i = output_mask[4] || output_mask[5] ? at::empty({3 * hidden}, x.options()) : Tensor();
+    db_n = output_mask[5] ? at::empty({hidden}, x.options()) : Tensor();
+    float* dw_hh_n = output_mask[3] ? dw_hh.data_ptr<float>() + 2 * hidden * hidden : nullptr;
+    const bool ran =
+        weight_grads(d_gi.data_ptr<float>(), 3 * hidden, 3 * hidden, steps, batch,
+                     x.data_ptr<float>(), features, data_or_null<float>(dw_ih),
+                     out.data_ptr<float>(), h0.data_ptr<float>(), hidden, reverse, 2 * hidden,
+                     data_or_null<float>(dw_hh), data_or_null<float>(db_i)) &&
+        (!(output_mask[3] || output_mask[5]) ||
+         weight_grads(d_ghn.data_ptr<float>(), hidden, hidden, steps, batch, nullptr, features,
+                      nullptr, out.data_ptr<float>(), h0.data_ptr<float>(), hidden, reverse,
+                      hidden, dw_hh_n, data_or_null<float>(db_n)));
+    if (!ran) dw_ih = dw_hh = db_i = db_n = Tensor();
+  }
+  if (output_mask[2]) {
+    grads[2] = dw_ih.defined()
+                   ? dw_ih
+                   : matmul(flat_gi, Op::T, x.view({steps * batch, features}), Op::N);
+  }
   if (output_mask[3]) {
     const Tensor zero_mask = zero ? mask : Tensor();
-    grads[3] = at::cat({recurrent_weight_grad(d_gi, 0, 2 * hidden, out, h0, reverse, zero_mask),
-                        recurrent_weight_grad(d_ghn, 0, hidden, out, h0, reverse, zero_mask)});
+    grads[3] = dw_hh.defined()
+                   ? dw_hh
+                   : at::cat({recurrent_weight_grad(d_gi, 0, 2 * hidden, out, h0, reverse,
+                                                    zero_mask),
+                              recurrent_weight_grad(d_ghn, 0, hidden, out, h0, reverse,
+                                                    zero_mask)});
   }
-  if (output_mask[4]) grads[4] = threads::sum_rows(flat_gi);
+  if (output_mask[4]) grads[4] = db_i.defined() ? db_i : threads::sum_rows(flat_gi);
   if (output_mask[5]) {
-    grads[5] = at::cat({threads::sum_rows(flat_gi.narrow(1, 0, 2 * hidden)),
-                        threads::sum_rows(d_ghn.view({steps * batch, hidden}))});
+    grads[5] = db_n.defined()
+                   ? at::cat({db_i.narrow(0, 0, 2 * hidden), db_n})
+                   : at::cat({threads::sum_rows(flat_gi.narrow(1, 0, 2 * hidden)),
+                              threads::sum_rows(d_ghn.view({steps * batch, hidden}))});
   }
   return grads;
 }

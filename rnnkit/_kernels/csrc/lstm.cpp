@@ -6,7 +6,9 @@
 //     c' = f * c + i * g;  h' = o * tanh(c')
 // The projections are written into the gates buffer (T, B, 4H); each step adds h W_hh^T onto
 // its slice (one small matrix product) and replaces it by the activated gates in the same pass
-// that updates c and h. The backward pass's gate gradients are one pass per step.
+// that updates c and h. The backward pass's gate gradients are one pass per step. Dense
+// float32 passes with narrow inputs run stacked steps instead (loop.h): the projection inside
+// each step's product, the gates buffer written (activated) only in training.
 //
 // With an output projection w_hr (P, H) (torch.nn's proj_size): h' = (o * tanh(c')) W_hr^T,
 // one more small product per step (the rows' end-of-step hook); h, h0 and out are P wide, W_hh
@@ -38,6 +40,18 @@ struct Lstm {
   static micro::Panel forward_panel(micro::Isa isa, const float* w_hh, int64_t hidden) {
     return micro::gate_panel(isa, w_hh, 4, hidden);
   }
+  // stacked steps (loop.h's fused::stacked): the 4 gates' biases, b_ih + b_hh
+  static constexpr bool kStacked = true;
+  static micro::Panel stacked_panel(micro::Isa isa, const float* w_ih, int64_t features,
+                                    const float* w_hh, int64_t hidden) {
+    return micro::stacked_gate_panel(isa, w_ih, features, w_hh, 4, hidden);
+  }
+  static micro::Panel stacked_bias(micro::Isa isa, const Tensor& b_ih, const Tensor& b_hh,
+                                   int64_t hidden) {
+    std::vector<float> row = summed_bias(b_ih, b_hh, 4 * hidden);
+    row.resize(4 * hidden, 0.0f);  // no bias: zeros
+    return micro::stacked_gate_bias(isa, row, 4, hidden);
+  }
 
   Tensor h0, c0, w_hh, w_hr;  // w_hr (P, H), or undefined
   Tensor out, c_n, gates, c_all;
@@ -63,6 +77,10 @@ struct Lstm {
     T* c_all;
     T* c_n;
     const T* w_hr;  // or null
+    // stacked steps (float32, loop.h's fused::stacked): x (T, B, features), the bias panel
+    const T* x = nullptr;
+    int64_t features = 0;
+    const micro::Panel* bias = nullptr;
 
     // c0 may be c_n itself (a chunk continuing the previous one): each thread reads its rows
     // before it writes them
@@ -132,6 +150,12 @@ struct Lstm {
       }
       void finish() const { std::copy(c_, c_ + rows_ * p_.hidden, f_.c_n + b0_ * p_.hidden); }
       void fused(micro::Isa isa, const micro::Panel& w, int64_t t, const float* h, float* o) const {
+        if (f_.x != nullptr) {  // stacked: the gates are kept only in training
+          micro::lstm_forward_stacked(isa, w, *f_.bias, at_step(f_.x, t, p_.batch, b0_, f_.features),
+                                      f_.features, h, c_, f_.gates == nullptr ? nullptr : product(t),
+                                      4 * p_.hidden, o, c_new_, rows_, p_.hidden);
+          return;
+        }
         micro::lstm_forward_step(isa, w, h, c_, product(t), 4 * p_.hidden, o, c_new_, rows_,
                                  p_.hidden);
       }
@@ -358,13 +382,31 @@ std::array<Tensor, 8> lstm_backward(const Tensor& grad_out, const Tensor& grad_h
   if (output_mask[0]) grads[0] = matmul(flat, Op::N, w_ih, Op::N).view({steps, batch, features});
   if (output_mask[1]) grads[1] = dh;
   if (output_mask[2]) grads[2] = dc;
-  if (output_mask[3]) grads[3] = matmul(flat, Op::T, x.view({steps * batch, features}), Op::N);
+  // the weight and bias gradients in one pass over d_gates where weight_grads runs
+  Tensor dw_ih, dw_hh, db;
+  if (x.scalar_type() == at::kFloat && !zero &&
+      (output_mask[3] || output_mask[4] || output_mask[5] || output_mask[6])) {
+    dw_ih = output_mask[3] ? at::empty({4 * hidden, features}, x.options()) : Tensor();
+    dw_hh = output_mask[4] ? at::empty({4 * hidden, proj}, x.options()) : Tensor();
+    db = output_mask[5] || output_mask[6] ? at::empty({4 * hidden}, x.options()) : Tensor();
+    if (!weight_grads(d_gates.data_ptr<float>(), 4 * hidden, 4 * hidden, steps, batch,
+                      x.data_ptr<float>(), features, data_or_null<float>(dw_ih),
+                      out.data_ptr<float>(), h0.data_ptr<float>(), proj, reverse, 4 * hidden,
+                      data_or_null<float>(dw_hh), data_or_null<float>(db))) {
+      dw_ih = dw_hh = db = Tensor();
+    }
+  }
+  if (output_mask[3]) {
+    grads[3] = dw_ih.defined() ? dw_ih
+                               : matmul(flat, Op::T, x.view({steps * batch, features}), Op::N);
+  }
   if (output_mask[4]) {
-    grads[4] = recurrent_weight_grad(d_gates, 0, 4 * hidden, out, h0, reverse,
-                                     zero ? mask : Tensor());
+    grads[4] = dw_hh.defined() ? dw_hh
+                               : recurrent_weight_grad(d_gates, 0, 4 * hidden, out, h0, reverse,
+                                                       zero ? mask : Tensor());
   }
   if (output_mask[5] || output_mask[6]) {
-    const Tensor db = threads::sum_rows(flat);
+    if (!db.defined()) db = threads::sum_rows(flat);
     if (output_mask[5]) grads[5] = db;
     if (output_mask[6]) grads[6] = output_mask[5] ? db.clone() : db;
   }

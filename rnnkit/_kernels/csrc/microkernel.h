@@ -19,6 +19,14 @@
 //     forms dA_{t-1} of those units (the next step back), so the product of every step is
 //     followed by no separate pass over its gates.
 //
+// Stacked steps. With AVX-512, where the inputs are narrow (loop.h's fused::stacks), a forward
+// step's product runs over (x_t, h) @ [W_ih, W_hh]^T: the panel holds W_ih^T's D rows over
+// W_hh^T's H rows (stacked_gate_panel, stacked_unit_panel), the accumulators start at the
+// biases, and the epilogue gets the whole pre-activation: no input projection is written to a
+// buffer and read back, and no projection pass runs beside the steps. The GRU keeps n's x and h parts in two
+// accumulators (n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn))): C = 3 columns a depth, A = 4
+// accumulators.
+//
 // Instruction sets. Each one has its own namespace compiled for it (#pragma GCC target), so a
 // build on any x86-64 machine carries both; callers pick one at run time with fused_isa() and
 // never call into a namespace the CPU lacks. Everywhere else (float64, other CPUs, masked
@@ -104,6 +112,33 @@ inline Panel gate_panel(Isa isa, const float* w, int gates, int64_t hidden) {
                },
                [=](int64_t k, int64_t j) { return w[j * hidden + k]; });
 }
+// A stacked panel: W_ih (gates H, D) over W_hh (gates H, H) as one right factor of depth
+// D + H, (x_t, h) @ [W_ih, W_hh]^T, grouped as gate_panel (group = one tile of units, c = the
+// gate): the stacked steps' input projection inside their product.
+inline Panel stacked_gate_panel(Isa isa, const float* w_ih, int64_t features, const float* w_hh,
+                                int gates, int64_t hidden) {
+  const int l = lanes(isa);
+  return Panel(l, gates, features + hidden, (hidden + l - 1) / l,
+               [=](int64_t g, int c, int lane) {
+                 const int64_t j = g * l + lane;
+                 return j < hidden ? c * hidden + j : -1;
+               },
+               [=](int64_t k, int64_t j) {
+                 return k < features ? w_ih[j * features + k] : w_hh[j * hidden + k - features];
+               });
+}
+// The biases of a stacked gate step (LSTM, GRU), `blocks` (A) vectors a tile of units: block q,
+// unit j is bias[q H + j] (a panel of depth 1, one group per tile of units).
+inline Panel stacked_gate_bias(Isa isa, const std::vector<float>& bias, int blocks,
+                               int64_t hidden) {
+  const int l = lanes(isa);
+  return Panel(l, blocks, 1, (hidden + l - 1) / l,
+               [=](int64_t g, int c, int lane) {
+                 const int64_t j = g * l + lane;
+                 return j < hidden ? c * hidden + j : -1;
+               },
+               [&](int64_t, int64_t j) { return bias[j]; });
+}
 // A right factor of H unit columns and `depth` rows, value(k, j), packed in groups of 4 tiles of
 // units (C = 4): the backward steps (d h_{t-1} = d pre_t W, depth gates H) and the Elman
 // forward step (h W^T, depth H).
@@ -116,6 +151,17 @@ Panel unit_panel(Isa isa, int64_t depth, int64_t hidden, const Value& value) {
                  return j < hidden ? j : -1;
                },
                value);
+}
+// The Elman cell's stacked panel, W_ih (H, D) over W_hh (H, H) grouped as unit_panel, and its
+// bias (H) likewise (depth 1).
+inline Panel stacked_unit_panel(Isa isa, const float* w_ih, int64_t features, const float* w_hh,
+                                int64_t hidden) {
+  return unit_panel(isa, features + hidden, hidden, [=](int64_t k, int64_t j) {
+    return k < features ? w_ih[j * features + k] : w_hh[j * hidden + k - features];
+  });
+}
+inline Panel stacked_unit_bias(Isa isa, const std::vector<float>& bias, int64_t hidden) {
+  return unit_panel(isa, 1, hidden, [&](int64_t, int64_t j) { return bias[j]; });
 }
 // W (N, depth) for the product a (rows, depth) @ W^T: the input projection x W_ih^T.
 inline Panel transposed_panel(Isa isa, const float* w, int64_t n, int64_t depth) {
@@ -224,6 +270,19 @@ inline void product_tn(Isa isa, const float* a, int64_t lda, const float* b, int
   }
 }
 
+// out (rows, cols, row stride ldo) += a^T @ b, a (depth, rows) and b (depth, cols) read in
+// place with row strides lda and ldb (no copy of either), cols of any width: the weight
+// gradients' sums over steps and rows, d^T x and d^T h (weight_grads in shared.cpp).
+inline void gradient_product(Isa isa, const float* a, int64_t lda, const float* b, int64_t ldb,
+                             int64_t depth, int64_t rows, float* out, int64_t ldo,
+                             int64_t cols) {
+  if (isa == Isa::Avx512) {
+    avx512::gradient_product(a, lda, b, ldb, depth, rows, out, ldo, cols);
+  } else {
+    avx2::gradient_product(a, lda, b, ldb, depth, rows, out, ldo, cols);
+  }
+}
+
 // One LSTM step for `rows` rows: gates (rows, 4H, row stride ld) holds x W_ih^T + b on entry
 // and the activated (i, f, g, o) on return; h, c (rows, H) the previous state; h_out, c_out
 // (rows, H) receive the new one (not overlapping h or c).
@@ -235,6 +294,18 @@ inline void lstm_forward_step(Isa isa, const Panel& w, const float* h, const flo
   } else {
     avx2::lstm_forward_step(w, h, c, gates, ld, h_out, c_out, rows, hidden);
   }
+}
+
+// The stacked LSTM step (lstm_forward_step with the input projection in the product): w and
+// bias packed by stacked_gate_panel(isa, w_ih, features, w_hh, 4, H) and stacked_gate_bias(isa,
+// b, 4, H) (b = b_ih + b_hh); x (rows, features) the step's inputs; gates (rows, 4H, stride ld)
+// receives the activated gates, or is null.
+inline void lstm_forward_stacked(Isa isa, const Panel& w, const Panel& bias, const float* x,
+                                 int64_t features, const float* h, const float* c,
+                                 float* gates, int64_t ld, float* h_out, float* c_out,
+                                 int64_t rows, int64_t hidden) {
+  (void)isa;  // AVX-512 only (loop.h's fused::stacks)
+  avx512::lstm_forward_stacked(w, bias, x, features, h, c, gates, ld, h_out, c_out, rows, hidden);
 }
 
 // The first step back of an LSTM: s.d_gates from d h (dh, the incoming d h_n) and d c (dc,
@@ -273,6 +344,16 @@ inline void gru_forward_step(Isa isa, const Panel& w, const float* h, const floa
   }
 }
 
+// The stacked GRU step (gru_forward_step with the input projection in the product): w packed by
+// stacked_gate_panel(isa, w_ih, features, w_hh, 3, H), bias by stacked_gate_bias(isa, b, 4, H) with
+// b = (b_ir + b_hr, b_iz + b_hz, b_in, b_hn); gates (null: not kept) receives (r, z, n).
+inline void gru_forward_stacked(Isa isa, const Panel& w, const Panel& bias, const float* x,
+                                int64_t features, const float* h, float* gates, int64_t ld,
+                                float* hn_out, float* h_out, int64_t rows, int64_t hidden) {
+  (void)isa;  // AVX-512 only (loop.h's fused::stacks)
+  avx512::gru_forward_stacked(w, bias, x, features, h, gates, ld, hn_out, h_out, rows, hidden);
+}
+
 // The first step back of a GRU: s's gradients from carry (d h_n on entry; total z on return).
 inline void gru_backward_first(Isa isa, const GruBackStep& s, float* carry, int64_t rows,
                                int64_t hidden) {
@@ -304,6 +385,15 @@ inline void elman_forward_step(Isa isa, const Panel& w, const float* h, float* o
   } else {
     avx2::elman_forward_step(w, h, out, rows, hidden, relu);
   }
+}
+
+// The stacked Elman step: w, bias packed by stacked_unit_panel and stacked_unit_bias (b_ih +
+// b_hh), x (rows, features) the step's inputs, out (rows, H) receives the state.
+inline void elman_forward_stacked(Isa isa, const Panel& w, const Panel& bias, const float* x,
+                                  int64_t features, const float* h, float* out, int64_t rows,
+                                  int64_t hidden, bool relu) {
+  (void)isa;  // AVX-512 only (loop.h's fused::stacks)
+  avx512::elman_forward_stacked(w, bias, x, features, h, out, rows, hidden, relu);
 }
 
 inline void elman_backward_first(Isa isa, const ElmanBackStep& s, const float* dh,

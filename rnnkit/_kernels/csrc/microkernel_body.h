@@ -55,8 +55,82 @@
     }
   }
 
+  // ---- stacked steps: the input projection inside the step's product. A stacked panel
+  // group holds, k by k, first the D rows of W_ih^T, then the H rows of W_hh^T (microkernel.h's
+  // stacked_gate_panel), so bias + x_t W_ih^T + h W_hh^T is one product over depth D + H whose
+  // left factor is each row's x_t, then its h: no projection buffer is written or read. ----
+
+  // acc[r][c] += sum_k a[r][k] b[k][c] for the C columns of one segment of a stacked group, the
+  // last of them (c = C - 1) into acc[r][Last] (the GRU's n gate: x and h parts apart)
+  template <int R, int C, int A, int Last>
+  inline void accumulate(V (&acc)[R][A], const float* a, int64_t lda, const float* b,
+                         int64_t depth) {
+    for (int64_t k = 0; k < depth; ++k, b += C * kLanes) {
+      V w[C];
+      #pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) w[c] = load(b + c * kLanes);
+      #pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const V x = set1(a[r * lda + k]);
+        #pragma GCC unroll 4
+        for (int c = 0; c < C; ++c) {
+          V& out = acc[r][c == C - 1 ? Last : c];
+          out = fma(x, w[c], out);
+        }
+      }
+    }
+  }
+
+  // acc (R rows, A vectors) = bias (A vectors) + x (R rows, dx) @ the group's first dx depths
+  // + h (R rows, dh) @ the rest, each depth C vectors; then the epilogue
+  template <int R, int C, int A, int LastX, int LastH, typename Epilogue>
+  inline void stacked(const float* x, int64_t ldx, int64_t dx, const float* h, int64_t ldh,
+                      int64_t dh, const float* b, const float* bias, const Epilogue& epilogue) {
+    V acc[R][A];
+    #pragma GCC unroll 4
+    for (int c = 0; c < A; ++c) {
+      const V v = load(bias + c * kLanes);
+      #pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[r][c] = v;
+    }
+    accumulate<R, C, A, LastX>(acc, x, ldx, b, dx);
+    accumulate<R, C, A, LastH>(acc, h, ldh, b + dx * C * kLanes, dh);
+    epilogue.template apply<R>(acc);
+  }
+
+  // the block of n rows (1 <= n <= R) as stacked<n>
+  template <int R, int C, int A, int LastX, int LastH, typename Epilogue>
+  inline void stacked_block(int64_t n, const float* x, int64_t ldx, int64_t dx, const float* h,
+                            int64_t ldh, int64_t dh, const float* b, const float* bias,
+                            const Epilogue& epilogue) {
+    if constexpr (R > 1) {
+      if (n < R) {
+        return stacked_block<R - 1, C, A, LastX, LastH>(n, x, ldx, dx, h, ldh, dh, b, bias,
+                                                         epilogue);
+      }
+    }
+    stacked<R, C, A, LastX, LastH>(x, ldx, dx, h, ldh, dh, b, bias, epilogue);
+  }
+
+  // every row block of `rows` rows against stacked group b (bias: its A bias vectors), in
+  // equal blocks as over_rows; make(r0) is the block's epilogue
+  template <int R, int C, int A, int LastX, int LastH, typename Make>
+  inline void stacked_rows(int64_t rows, const float* x, int64_t ldx, int64_t dx,
+                           const float* h, int64_t ldh, int64_t dh, const float* b,
+                           const float* bias, const Make& make) {
+    const int64_t blocks = (rows + R - 1) / R;
+    int64_t r0 = 0;
+    for (int64_t i = 0; i < blocks; ++i) {
+      const int64_t r1 = rows * (i + 1) / blocks;
+      stacked_block<R, C, A, LastX, LastH>(r1 - r0, x + r0 * ldx, ldx, dx, h + r0 * ldh, ldh,
+                                           dh, b, bias, make(r0));
+      r0 = r1;
+    }
+  }
+
   inline V load_strided(const float* p, int64_t stride, int n) {
     if (stride == 1) return load_n(p, n);
+    if (stride == 0) return set1(*p);  // a broadcast gradient (out.sum()'s): one value
     float tmp[kLanes] = {};
     for (int l = 0; l < n; ++l) tmp[l] = p[l * stride];
     return load(tmp);
@@ -120,25 +194,34 @@
   }
 
   // ---- LSTM forward: acc = the 4 gates of units j0..j0+n of R rows ----
+  // (stacked: acc holds the whole pre-activation, and gates, null or not, is only written)
   struct LstmForward {
     const float *c;
-    float *gates, *h_out, *c_out;
+    float *gates, *h_out, *c_out;  // gates: null when not kept (stacked only)
     int64_t ld, hidden, j0;
     int n;
+    bool stacked;
     template <int R>
     void apply(V (&acc)[R][4]) const {
       #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        float* g = gates + r * ld + j0;
-        const V i = sigmoid(add(acc[r][0], load_n(g, n)));
-        const V f = sigmoid(add(acc[r][1], load_n(g + hidden, n)));
-        const V gg = tanh(add(acc[r][2], load_n(g + 2 * hidden, n)));
-        const V o = sigmoid(add(acc[r][3], load_n(g + 3 * hidden, n)));
+        float* g = gates == nullptr ? nullptr : gates + r * ld + j0;
+        V a[4] = {acc[r][0], acc[r][1], acc[r][2], acc[r][3]};
+        if (!stacked) {
+          #pragma GCC unroll 4
+          for (int q = 0; q < 4; ++q) a[q] = add(a[q], load_n(g + q * hidden, n));
+        }
+        const V i = sigmoid(a[0]);
+        const V f = sigmoid(a[1]);
+        const V gg = tanh(a[2]);
+        const V o = sigmoid(a[3]);
         const V cn = fma(f, load_n(c + r * hidden + j0, n), mul(i, gg));
-        store_n(g, i, n);
-        store_n(g + hidden, f, n);
-        store_n(g + 2 * hidden, gg, n);
-        store_n(g + 3 * hidden, o, n);
+        if (gates != nullptr) {
+          store_n(g, i, n);
+          store_n(g + hidden, f, n);
+          store_n(g + 2 * hidden, gg, n);
+          store_n(g + 3 * hidden, o, n);
+        }
         store_n(c_out + r * hidden + j0, cn, n);
         store_n(h_out + r * hidden + j0, mul(o, tanh(cn)), n);
       }
@@ -153,8 +236,28 @@
       const int n = static_cast<int>(std::min<int64_t>(kLanes, hidden - j0));
       over_rows<kRows4, 4>(rows, h, hidden, w.group(g), hidden, [&](int64_t r0) {
         return LstmForward{c + r0 * hidden, gates + r0 * ld, h_out + r0 * hidden,
-                           c_out + r0 * hidden, ld, hidden, j0, n};
+                           c_out + r0 * hidden, ld, hidden, j0, n, false};
       });
+    }
+  }
+
+  // the stacked step: x (rows, features) this step's inputs, bias the stacked panel's biases
+  // (A = 4 vectors a group), gates (rows, 4H, row stride ld) receives the activated gates or
+  // is null
+  inline void lstm_forward_stacked(const Panel& w, const Panel& bias, const float* x,
+                                   int64_t features, const float* h, const float* c,
+                                   float* gates, int64_t ld, float* h_out, float* c_out,
+                                   int64_t rows, int64_t hidden) {
+    for (int64_t g = 0; g < w.groups(); ++g) {
+      const int64_t j0 = g * kLanes;
+      const int n = static_cast<int>(std::min<int64_t>(kLanes, hidden - j0));
+      stacked_rows<kRows4, 4, 4, 3, 3>(
+          rows, x, features, features, h, hidden, hidden, w.group(g), bias.group(g),
+          [&](int64_t r0) {
+            return LstmForward{c + r0 * hidden, gates == nullptr ? nullptr : gates + r0 * ld,
+                               h_out + r0 * hidden, c_out + r0 * hidden, ld, hidden, j0, n,
+                               true};
+          });
     }
   }
 
@@ -258,6 +361,49 @@
     }
   };
 
+  // ---- GRU stacked: acc = (r, z, n_x, n_h) of one unit tile, biases included: r and z of
+  // x and h together, n's x part (+ b_in) and h part (+ b_hn) apart. gates null: not kept ----
+  struct GruStacked {
+    const float* h;
+    float *gates, *hn_out, *h_out;
+    int64_t ld, hidden, j0;
+    int n;
+    template <int R>
+    void apply(V (&acc)[R][4]) const {
+      #pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const V rr = sigmoid(acc[r][0]);
+        const V z = sigmoid(acc[r][1]);
+        const V nn = tanh(fma(rr, acc[r][3], acc[r][2]));
+        if (gates != nullptr) {
+          float* g = gates + r * ld + j0;
+          store_n(g, rr, n);
+          store_n(g + hidden, z, n);
+          store_n(g + 2 * hidden, nn, n);
+        }
+        if (hn_out != nullptr) store_n(hn_out + r * hidden + j0, acc[r][3], n);
+        const V hp = load_n(h + r * hidden + j0, n);
+        store_n(h_out + r * hidden + j0, fma(z, sub(hp, nn), nn), n);
+      }
+    }
+  };
+
+  inline void gru_forward_stacked(const Panel& w, const Panel& bias, const float* x,
+                                  int64_t features, const float* h, float* gates, int64_t ld,
+                                  float* hn_out, float* h_out, int64_t rows, int64_t hidden) {
+    for (int64_t g = 0; g < w.groups(); ++g) {
+      const int64_t j0 = g * kLanes;
+      const int n = static_cast<int>(std::min<int64_t>(kLanes, hidden - j0));
+      stacked_rows<kRows4, 3, 4, 2, 3>(
+          rows, x, features, features, h, hidden, hidden, w.group(g), bias.group(g),
+          [&](int64_t r0) {
+            return GruStacked{h + r0 * hidden, gates == nullptr ? nullptr : gates + r0 * ld,
+                              hn_out == nullptr ? nullptr : hn_out + r0 * hidden,
+                              h_out + r0 * hidden, ld, hidden, j0, n};
+          });
+    }
+  }
+
   inline void gru_forward_step(const Panel& w, const float* h, const float* b_hh, float* gates,
                                int64_t ld, float* hn_out, float* h_out, int64_t rows,
                                int64_t hidden) {
@@ -349,10 +495,10 @@
   inline V slope(V h, bool relu) {
     return relu ? positive(h) : fnma(h, h, set1(1.0f));
   }
-  struct ElmanForward {
+  struct ElmanForward {  // stacked: acc holds the whole pre-activation, out is only written
     float* out;
     int64_t hidden, j0;
-    bool relu;
+    bool relu, stacked;
     template <int R>
     void apply(V (&acc)[R][4]) const {
       #pragma GCC unroll 8
@@ -363,7 +509,7 @@
           if (j >= hidden) break;
           const int n = static_cast<int>(std::min<int64_t>(kLanes, hidden - j));
           float* o = out + r * hidden + j;
-          store_n(o, activate(add(acc[r][c], load_n(o, n)), relu), n);
+          store_n(o, activate(stacked ? acc[r][c] : add(acc[r][c], load_n(o, n)), relu), n);
         }
       }
     }
@@ -374,8 +520,21 @@
     for (int64_t g = 0; g < w.groups(); ++g) {
       const int64_t j0 = g * 4 * kLanes;
       over_rows<kRows4, 4>(rows, h, hidden, w.group(g), hidden, [&](int64_t r0) {
-        return ElmanForward{out + r0 * hidden, hidden, j0, relu};
+        return ElmanForward{out + r0 * hidden, hidden, j0, relu, false};
       });
+    }
+  }
+
+  inline void elman_forward_stacked(const Panel& w, const Panel& bias, const float* x,
+                                    int64_t features, const float* h, float* out, int64_t rows,
+                                    int64_t hidden, bool relu) {
+    for (int64_t g = 0; g < w.groups(); ++g) {
+      const int64_t j0 = g * 4 * kLanes;
+      stacked_rows<kRows4, 4, 4, 3, 3>(rows, x, features, features, h, hidden, hidden,
+                                       w.group(g), bias.group(g), [&](int64_t r0) {
+                                         return ElmanForward{out + r0 * hidden, hidden, j0, relu,
+                                                             true};
+                                       });
     }
   }
 
@@ -425,5 +584,86 @@
       over_rows<kRows4, 4>(rows, d_pre_now, hidden, w.group(g), hidden, [&](int64_t r0) {
         return ElmanBackward{next, dh + r0 * hidden, r0, hidden, j0, relu};
       });
+    }
+  }
+
+  // ---- weight gradients: out (rows, cols) += a^T @ b, a (depth, rows) and b (depth, cols)
+  // read in place with row strides lda and ldb, cols of any width (the last vector of the last
+  // group masked). b's rows are the vectors (C per group), a's the broadcasts ----
+  constexpr int gradient_rows(int c) {  // R for C vectors: R C accumulators + C weights + 1
+    return std::min(12, ((kLanes == 16 ? 32 : 16) - c - 1) / c);
+  }
+
+  template <int R, int C>
+  inline void gradient_panel(const float* a, int64_t lda, const float* b, int64_t ldb,
+                             int64_t depth, int last, float* out, int64_t ldo) {
+    V acc[R][C];
+    #pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+      #pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) acc[r][c] = zero();
+    }
+    for (int64_t k = 0; k < depth; ++k, a += lda, b += ldb) {
+      V w[C];
+      #pragma GCC unroll 4
+      for (int c = 0; c + 1 < C; ++c) w[c] = load(b + c * kLanes);
+      w[C - 1] = load_n(b + (C - 1) * kLanes, last);
+      #pragma GCC unroll 12
+      for (int r = 0; r < R; ++r) {
+        const V x = set1(a[r]);
+        #pragma GCC unroll 4
+        for (int c = 0; c < C; ++c) acc[r][c] = fma(x, w[c], acc[r][c]);
+      }
+    }
+    #pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+      #pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) {
+        const int n = c + 1 < C ? kLanes : last;
+        float* o = out + r * ldo + c * kLanes;
+        store_n(o, add(acc[r][c], load_n(o, n)), n);
+      }
+    }
+  }
+
+  // a block of n rows (1 <= n <= R) as gradient_panel<n, C>
+  template <int R, int C>
+  inline void gradient_block(int64_t n, const float* a, int64_t lda, const float* b,
+                             int64_t ldb, int64_t depth, int last, float* out, int64_t ldo) {
+    if constexpr (R > 1) {
+      if (n < R) return gradient_block<R - 1, C>(n, a, lda, b, ldb, depth, last, out, ldo);
+    }
+    gradient_panel<R, C>(a, lda, b, ldb, depth, last, out, ldo);
+  }
+
+  // every row block of one group of C vectors (equal blocks, as over_rows)
+  template <int C>
+  inline void gradient_group(int64_t rows, const float* a, int64_t lda, const float* b,
+                             int64_t ldb, int64_t depth, int last, float* out, int64_t ldo) {
+    constexpr int R = gradient_rows(C);
+    const int64_t blocks = (rows + R - 1) / R;
+    int64_t r0 = 0;
+    for (int64_t i = 0; i < blocks; ++i) {
+      const int64_t r1 = rows * (i + 1) / blocks;
+      gradient_block<R, C>(r1 - r0, a + r0, lda, b, ldb, depth, last, out + r0 * ldo, ldo);
+      r0 = r1;
+    }
+  }
+
+  inline void gradient_product(const float* a, int64_t lda, const float* b, int64_t ldb,
+                               int64_t depth, int64_t rows, float* out, int64_t ldo,
+                               int64_t cols) {
+    for (int64_t j0 = 0; j0 < cols; j0 += 4 * kLanes) {
+      const int64_t width = std::min<int64_t>(4 * kLanes, cols - j0);
+      const int vectors = static_cast<int>((width + kLanes - 1) / kLanes);
+      const int last = static_cast<int>(width - (vectors - 1) * kLanes);
+      const float* bj = b + j0;
+      float* oj = out + j0;
+      switch (vectors) {
+        case 4: gradient_group<4>(rows, a, lda, bj, ldb, depth, last, oj, ldo); break;
+        case 3: gradient_group<3>(rows, a, lda, bj, ldb, depth, last, oj, ldo); break;
+        case 2: gradient_group<2>(rows, a, lda, bj, ldb, depth, last, oj, ldo); break;
+        default: gradient_group<1>(rows, a, lda, bj, ldb, depth, last, oj, ldo); break;
+      }
     }
   }
