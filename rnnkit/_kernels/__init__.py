@@ -130,7 +130,7 @@ def _recurrence(name: str, backend: str, x: Tensor, states: tuple[Tensor | None,
         return outputs[:1 + len(states)]
 
     def step(x_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        gi = torch.nn.functional.linear(x_t, w_ih, b_ih)
+        gi = cell.input_side(x_t, w_ih, b_ih, own)
         return cell.step(gi, state, w_hh, b_hh, *own, *flags)[0]
 
     out, finals = scan(step, x, _composite.initial_states(cell, states, x, w_hh), mask, reverse)

@@ -36,14 +36,17 @@ are the same gates in another order (Keras' GRU ``z, r, h`` is ``z, r, n`` here,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .cells import rnn_equation, rnn_step, gru_equation, gru_step, lstm_equation, lstm_step
+from .lstm_variants import (LN_EPS, gate_layer_norm, layer_norm_gru_step, layer_norm_lstm_gates,
+                            peephole_lstm_gates)
 
 __all__ = ["CELLS", "CellSpec", "by_keras_class", "by_torch_mode", "spec"]
 
@@ -78,6 +81,17 @@ class CellSpec:
     # the cell's own optional weights after b_hh (differentiable; None: absent), each a
     # keyword of the step (the LSTM's output projection w_hr (P, H): h = W_hr (o * tanh(c)))
     weights: tuple[str, ...] = ()
+    # the input side of every step at once: (x (..., D), w_ih, b_ih, *weights) -> (..., G*H);
+    # None: x W_ih^T + b_ih (the layer-normalised cells normalise it first)
+    project: Callable[..., Tensor] | None = None
+
+    def input_side(self, x: Tensor, w_ih: Tensor, b_ih: Tensor | None,
+                   weights: Sequence[Tensor | None]) -> Tensor:
+        """What the steps read of x (T, B, D) (or one step's (B, D)): :attr:`project`, or
+        x W_ih^T + b_ih."""
+        if self.project is None:
+            return F.linear(x, w_ih, b_ih)
+        return self.project(x, w_ih, b_ih, *weights)
 
     @property
     def gates(self) -> int:
@@ -146,6 +160,55 @@ def _lstm_step(gi: Tensor, state: State, w_hh: Tensor, b_hh: Tensor | None,
     return (h, c), (gates,)
 
 
+def _peephole_lstm_step(gi: Tensor, state: State, w_hh: Tensor, b_hh: Tensor | None,
+                        w_ci: Tensor | None = None, w_cf: Tensor | None = None,
+                        w_co: Tensor | None = None) -> tuple[State, tuple[Tensor, ...]]:
+    zero = gi.new_zeros(())  # an absent peephole
+    peepholes = (zero if w is None else w for w in (w_ci, w_cf, w_co))
+    h, c, *activated = peephole_lstm_gates(gi, state[0], state[1], w_hh, b_hh, *peepholes)
+    return (h, c), (torch.cat(activated, dim=-1),)
+
+
+def _layer_norm_lstm_input(x: Tensor, w_ih: Tensor, b_ih: Tensor | None,
+                           ln_ih_weight: Tensor | None, ln_ih_bias: Tensor | None,
+                           *rest: Tensor | None) -> Tensor:
+    ni = F.layer_norm(F.linear(x, w_ih), (w_ih.shape[0],), ln_ih_weight, ln_ih_bias, eps=LN_EPS)
+    return ni if b_ih is None else ni + b_ih
+
+
+def _layer_norm_lstm_step(gi: Tensor, state: State, w_hh: Tensor, b_hh: Tensor | None,
+                          ln_ih_weight: Tensor | None = None, ln_ih_bias: Tensor | None = None,
+                          ln_hh_weight: Tensor | None = None, ln_hh_bias: Tensor | None = None,
+                          ln_c_weight: Tensor | None = None, ln_c_bias: Tensor | None = None
+                          ) -> tuple[State, tuple[Tensor, ...]]:
+    h, c, *activated, hw = layer_norm_lstm_gates(
+        gi, state[0], state[1], w_hh, b_hh, (ln_hh_weight, ln_hh_bias),  # type: ignore[arg-type]
+        (ln_c_weight, ln_c_bias))  # type: ignore[arg-type]
+    return (h, c), (torch.cat(activated, dim=-1), hw)
+
+
+def _gains(weight: Tensor | None, bias: Tensor | None, like: Tensor) -> tuple[Tensor, Tensor]:
+    """A grouped norm's gains and shifts, ones and zeros where absent."""
+    width = like.shape[0]
+    return (like.new_ones(width) if weight is None else weight,
+            like.new_zeros(width) if bias is None else bias)
+
+
+def _layer_norm_gru_input(x: Tensor, w_ih: Tensor, b_ih: Tensor | None,
+                          ln_ih_weight: Tensor | None, ln_ih_bias: Tensor | None,
+                          *rest: Tensor | None) -> Tensor:
+    ni = gate_layer_norm(F.linear(x, w_ih), *_gains(ln_ih_weight, ln_ih_bias, w_ih))
+    return ni if b_ih is None else ni + b_ih
+
+
+def _layer_norm_gru_step(gi: Tensor, state: State, w_hh: Tensor, b_hh: Tensor | None,
+                         ln_ih_weight: Tensor | None = None, ln_ih_bias: Tensor | None = None,
+                         ln_hh_weight: Tensor | None = None, ln_hh_bias: Tensor | None = None
+                         ) -> tuple[State, tuple[Tensor, ...]]:
+    return (layer_norm_gru_step(gi, state[0], w_hh, b_hh,
+                                _gains(ln_hh_weight, ln_hh_bias, w_hh)),), ()
+
+
 RNN = CellSpec(
     name="rnn", torch_gates=("h",), keras_gates=("h",), states=("h",), saved=(),
     flags=("relu",), activations=("tanh",), equation=rnn_equation, step=_rnn_step,
@@ -166,7 +229,37 @@ LSTM = CellSpec(
     nn_class="LSTM", keras_class="LSTM", torch_modes=("LSTM",), onnx_op="LSTM",
     onnx_gates=("i", "o", "f", "g"), weights=("w_hr",))
 
-CELLS: dict[str, CellSpec] = {c.name: c for c in (RNN, GRU, LSTM)}
+# Gers & Schmidhuber's peephole LSTM (rnnkit._kernels.lstm_variants): the LSTM's gates and
+# buffers, and its diagonal peepholes w_ci, w_cf, w_co (H,) as the cell's own weights (absent:
+# zero, the plain LSTM). ONNX's LSTM has peepholes, but rnnkit exports the cell as a Scan.
+PEEPHOLE_LSTM = CellSpec(
+    name="peephole_lstm", torch_gates=("i", "f", "g", "o"), keras_gates=("i", "f", "g", "o"),
+    states=("h", "c"), saved=(("gates", 4), ("c_all", 1)), flags=(),
+    activations=("tanh", "sigmoid"), equation=peephole_lstm_gates, step=_peephole_lstm_step,
+    nn_class="PeepholeLSTM", keras_class="PeepholeLSTM", weights=("w_ci", "w_cf", "w_co"))
+
+# Ba et al.'s layer-normalised LSTM and GRU (rnnkit._kernels.lstm_variants), their gains and
+# shifts the cells' own weights (absent: ones and zeros), the input projection normalised
+# before b_ih is added (project). The LSTM has a C++ loop (csrc/layer_norm_lstm.cpp; its
+# backward pass reads the activated gates, each step's h W_hh^T and c); the GRU is
+# composite-only.
+LAYER_NORM_LSTM = CellSpec(
+    name="layer_norm_lstm", torch_gates=("i", "f", "g", "o"), keras_gates=("i", "f", "g", "o"),
+    states=("h", "c"), saved=(("gates", 4), ("hw_all", 4), ("c_all", 1)), flags=(),
+    activations=("tanh", "sigmoid"), equation=layer_norm_lstm_gates,
+    step=_layer_norm_lstm_step, nn_class="LayerNormLSTM", keras_class="LayerNormLSTM",
+    weights=("ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias", "ln_c_weight",
+             "ln_c_bias"), project=_layer_norm_lstm_input)
+LAYER_NORM_GRU = CellSpec(
+    name="layer_norm_gru", torch_gates=("r", "z", "n"), keras_gates=("z", "r", "n"),
+    states=("h",), saved=(), flags=(), activations=("tanh", "sigmoid"),
+    equation=layer_norm_gru_step, step=_layer_norm_gru_step, nn_class="LayerNormGRU",
+    keras_class="LayerNormGRU", compiled=False,
+    weights=("ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias"),
+    project=_layer_norm_gru_input)
+
+CELLS: dict[str, CellSpec] = {c.name: c for c in (RNN, GRU, LSTM, PEEPHOLE_LSTM,
+                                                  LAYER_NORM_LSTM, LAYER_NORM_GRU)}
 
 
 def spec(name: str) -> CellSpec:

@@ -65,6 +65,7 @@ def emit(cell: str, x: Tensor, states: tuple[Tensor | None, ...], w_ih: Tensor, 
          *flags: bool) -> tuple[Tensor, ...]:
     """The ONNX node of one direction for the dynamo exporter: (states (T, B, H), *finals).
     ``weights``: the cell's own optional ones (an LSTM projection raises)."""
+    op = _operator(cell)  # raises for a cell without one
     _refuse_projection(any(w is not None for w in weights))
     _refuse_held_mask(mask, zero_padding)
     steps, batch, hidden = x.shape[0], x.shape[1], w_hh.shape[1]
@@ -82,7 +83,7 @@ def emit(cell: str, x: Tensor, states: tuple[Tensor | None, ...], w_ih: Tensor, 
     inputs = [x, *weights, bias, lengths, *(None if s is None else s.unsqueeze(0) for s in states)]
     shapes = [[steps, 1, batch, hidden]] + [[1, batch, hidden]] * len(states)
     results = torch.onnx.ops.symbolic_multi_out(
-        f"::{_operator(cell)}", inputs, attrs, dtypes=[x.dtype] * len(shapes), shapes=shapes,
+        f"::{op}", inputs, attrs, dtypes=[x.dtype] * len(shapes), shapes=shapes,
         version=OPSET)
     return (results[0].squeeze(1), *(r.squeeze(0) for r in results[1:]))
 
@@ -99,6 +100,7 @@ def register_legacy_symbolics() -> None:
     def node(g: Any, cell: str, x: Any, states: list[Any], w_ih: Any, w_hh: Any, b_ih: Any,
              b_hh: Any, weights: tuple[Any, ...], mask: Any, reverse: Any, zero_padding: Any,
              flags: tuple[bool, ...]) -> tuple[Any, ...]:
+        op = _operator(cell)  # raises for a cell without one
         _refuse_projection(not all(symbolic_helper._is_none(w) for w in weights))
         reverse = symbolic_helper._maybe_get_const(reverse, "b")
         zero_padding = symbolic_helper._maybe_get_const(zero_padding, "b")
@@ -139,7 +141,7 @@ def register_legacy_symbolics() -> None:
                                  "direction_s": "reverse" if reverse else "forward"}
         for key, value in CELLS[cell].onnx_attributes(*flags).items():  # the types' suffixes
             attrs[key + ("_s" if isinstance(value, list) else "_i")] = value
-        outputs = g.op(_operator(cell), *inputs, outputs=1 + len(states), **attrs)
+        outputs = g.op(op, *inputs, outputs=1 + len(states), **attrs)
         axis = g.op("Constant", value_t=torch.tensor([1]))
         first = g.op("Constant", value_t=torch.tensor([0]))
         out = g.op("Squeeze", outputs[0], axis)

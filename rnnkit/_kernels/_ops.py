@@ -123,11 +123,9 @@ def _filled(grads: Sequence[Tensor | None], like: Tensor) -> tuple[Tensor, ...]:
     return tuple(like.new_empty(0) if g is None else g for g in grads)
 
 
-def _check_fake(name: str, x: Tensor, w_hh: Tensor, gates: int,
-                weights: Sequence[Tensor | None]) -> None:
+def _check_fake(name: str, x: Tensor, w_hh: Tensor, gates: int, w_hr: Tensor | None) -> None:
     torch._check(x.dim() == 3, lambda: f"rnnkit.{name}: x must be (T, B, D), got {x.shape}")
-    w_hr = weights[0] if weights else None  # the LSTM's projection (P, H)
-    if w_hr is None:
+    if w_hr is None:  # w_hr: the LSTM's projection (P, H)
         torch._check(w_hh.dim() == 2 and w_hh.shape[0] == gates * w_hh.shape[1],
                      lambda: f"rnnkit.{name}: w_hh must be ({gates}*H, H), got {w_hh.shape}")
         return
@@ -143,7 +141,8 @@ def _register_fakes(cell: _Cell, on_first_use: Callable[[], None]) -> None:
     def forward(*args: Any) -> tuple[Tensor, ...]:
         on_first_use()
         x, w_hh, train = args[0], args[2 + states], args[n + 3]
-        _check_fake(spec.name, x, w_hh, spec.gates, args[5 + states:n])
+        own = dict(zip(spec.weights, args[5 + states:n]))
+        _check_fake(spec.name, x, w_hh, spec.gates, own.get("w_hr"))
         t, b, h = x.shape[0], x.shape[1], w_hh.shape[0] // spec.gates
         saved = tuple(x.new_empty(t, b, width * h) if train else x.new_empty(0)
                       for _, width in spec.saved)

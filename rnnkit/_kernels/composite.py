@@ -66,11 +66,6 @@ def _run(step: Callable[[Tensor, State], tuple[State, tuple[Tensor, ...]]], gi: 
     return stacked, state, [torch.stack(b) for b in saved]
 
 
-def _project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
-    """All steps' input projections in one matrix product: (T, B, D) -> (T, B, G*H)."""
-    return torch.nn.functional.linear(x, w_ih, b_ih)
-
-
 def _placeholder(x: Tensor) -> Tensor:
     return x.new_empty(0)
 
@@ -102,7 +97,9 @@ def forward(cell: CellSpec) -> Callable[..., tuple[Tensor, ...]]:
         widths = tuple(w * hidden for _, w in cell.saved[:len(cell.saved) - count + 1]) \
             if train else ()
         initial = initial_states(cell, states, x, w_hh)
-        per_step, finals, extras = _run(step, _project(x, w_ih, b_ih), initial, mask, reverse,
+        # all steps' input projections in one matrix product: (T, B, D) -> (T, B, G*H)
+        gi = cell.input_side(x, w_ih, b_ih, weights)
+        per_step, finals, extras = _run(step, gi, initial, mask, reverse,
                                         zero_padding, widths, keep_states=bool(train))
         if not train:
             return (per_step[0], *finals, *(_placeholder(x) for _ in cell.saved))

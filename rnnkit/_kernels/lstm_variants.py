@@ -1,7 +1,10 @@
-"""Two LSTM variants and the layer-normalised GRU as composite PyTorch steps (no C++ loop
-yet), in torch.nn's layout: LSTM ``w_ih`` (4H, D), ``w_hh`` (4H, H), gate blocks ``i, f, g, o``;
-GRU ``w_ih`` (3H, D), ``w_hh`` (3H, H), gate blocks ``r, z, n``; ``gi = x W_ih^T`` is formed
-for all steps at once by the caller.
+"""Two LSTM variants and the layer-normalised GRU as PyTorch steps, in torch.nn's layout: LSTM
+``w_ih`` (4H, D), ``w_hh`` (4H, H), gate blocks ``i, f, g, o``; GRU ``w_ih`` (3H, D), ``w_hh``
+(3H, H), gate blocks ``r, z, n``; ``gi = x W_ih^T`` is formed for all steps at once by the
+caller. The peephole and layer-normalised LSTMs also have operators with a C++ loop
+(``rnnkit::peephole_lstm``, ``rnnkit::layer_norm_lstm``, their cells in :mod:`._cell_spec`,
+``csrc/peephole.cpp``, ``csrc/layer_norm_lstm.cpp``), which :func:`variant_sequence` runs; the
+layer-normalised GRU runs the composite sequence (its operator is composite-only).
 
 Peephole LSTM (Gers & Schmidhuber 2000, "Recurrent nets that time and count"; placed as
 TensorFlow's ``LSTMCell(use_peepholes=True)``, diagonal peephole weights ``p_i, p_f, p_o``
@@ -55,35 +58,59 @@ from torch import Tensor
 from .loop import scan
 
 __all__ = ["LN_EPS", "VARIANTS", "Variant", "gate_layer_norm", "layer_norm_gru_step",
-           "layer_norm_lstm_step", "parameter_shapes", "peephole_lstm_step", "variant_sequence"]
+           "layer_norm_lstm_gates", "layer_norm_lstm_step", "parameter_shapes",
+           "peephole_lstm_gates", "peephole_lstm_step", "variant_sequence"]
 
 LN_EPS = 1e-5
+
+
+def peephole_lstm_gates(gi: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b: Tensor | None,
+                        p_i: Tensor, p_f: Tensor, p_o: Tensor
+                        ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One peephole step from gi = x W_ih^T (B, 4H); returns (h', c', and the activated gates
+    i, f, g, o (B, H) each, which the compiled backward pass keeps)."""
+    gates = gi + F.linear(h, w_hh, b)  # (B, 4H)
+    i, f, g, o = gates.chunk(4, dim=-1)
+    i = torch.sigmoid(i + p_i * c)
+    f = torch.sigmoid(f + p_f * c)
+    g = torch.tanh(g)
+    c_new = f * c + i * g
+    o = torch.sigmoid(o + p_o * c_new)
+    return o * torch.tanh(c_new), c_new, i, f, g, o
 
 
 def peephole_lstm_step(gi: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b: Tensor | None,
                        p_i: Tensor, p_f: Tensor, p_o: Tensor) -> tuple[Tensor, Tensor]:
     """One peephole step from gi = x W_ih^T (B, 4H); returns (h', c')."""
-    gates = gi + F.linear(h, w_hh, b)  # (B, 4H)
+    h_new, c_new, _, _, _, _ = peephole_lstm_gates(gi, h, c, w_hh, b, p_i, p_f, p_o)
+    return h_new, c_new
+
+
+def layer_norm_lstm_gates(ni: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b: Tensor | None,
+                          ln_h: tuple[Tensor, Tensor], ln_c: tuple[Tensor, Tensor],
+                          eps: float = LN_EPS
+                          ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One layer-normalised step from ni = LN(x W_ih^T; a_x, b_x) (B, 4H); returns (h', c',
+    the activated gates i, f, g, o (B, H) each and h W_hh^T (B, 4H), which the compiled
+    backward pass keeps). (``eps`` an argument: TorchScript, which the bench scripts this
+    with, reads no globals.)"""
+    H = c.shape[-1]
+    hw = F.linear(h, w_hh)
+    gates = ni + F.layer_norm(hw, (4 * H,), ln_h[0], ln_h[1], eps=eps)
+    if b is not None:
+        gates = gates + b
     i, f, g, o = gates.chunk(4, dim=-1)
-    i = torch.sigmoid(i + p_i * c)
-    f = torch.sigmoid(f + p_f * c)
-    c_new = f * c + i * torch.tanh(g)
-    o = torch.sigmoid(o + p_o * c_new)
-    return o * torch.tanh(c_new), c_new
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    c_new = f * c + i * g
+    h_new = o * torch.tanh(F.layer_norm(c_new, (H,), ln_c[0], ln_c[1], eps=eps))
+    return h_new, c_new, i, f, g, o, hw
 
 
 def layer_norm_lstm_step(ni: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b: Tensor | None,
                          ln_h: tuple[Tensor, Tensor], ln_c: tuple[Tensor, Tensor],
                          eps: float = LN_EPS) -> tuple[Tensor, Tensor]:
-    """One layer-normalised step from ni = LN(x W_ih^T; a_x, b_x) (B, 4H); returns (h', c').
-    (``eps`` an argument: TorchScript, which the bench scripts this with, reads no globals.)"""
-    H = c.shape[-1]
-    gates = ni + F.layer_norm(F.linear(h, w_hh), (4 * H,), ln_h[0], ln_h[1], eps=eps)
-    if b is not None:
-        gates = gates + b
-    i, f, g, o = gates.chunk(4, dim=-1)
-    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    h_new = torch.sigmoid(o) * torch.tanh(F.layer_norm(c_new, (H,), ln_c[0], ln_c[1], eps=eps))
+    """One layer-normalised step from ni = LN(x W_ih^T; a_x, b_x) (B, 4H); returns (h', c')."""
+    h_new, c_new, _, _, _, _, _ = layer_norm_lstm_gates(ni, h, c, w_hh, b, ln_h, ln_c, eps)
     return h_new, c_new
 
 
@@ -123,6 +150,10 @@ class Variant:
     extra: Callable[[int], dict[str, tuple[int, float]]]  # H -> name: (size, initial value)
     input_side: Callable[[Tensor, dict[str, Any]], Tensor]  # (..., D) -> (..., gates * H)
     step: Callable[[Tensor, tuple[Tensor, ...], dict[str, Any]], tuple[Tensor, ...]]
+    # a variant whose operator has a C++ loop (its cell in rnnkit._kernels._cell_spec): the
+    # parameters passed as the operator's own weights; None: the composite sequence (a
+    # composite-only operator would run the forward pass again in its backward)
+    operator_weights: tuple[str, ...] | None = None
 
 
 def _peephole_step(gi: Tensor, s: tuple[Tensor, ...], p: dict[str, Any]) -> tuple[Tensor, ...]:
@@ -159,12 +190,15 @@ def _layer_norm_gru_step(gi: Tensor, s: tuple[Tensor, ...],
 VARIANTS = {
     "peephole_lstm": Variant(
         4, 2, lambda H: {"weight_ci": (H, 0.0), "weight_cf": (H, 0.0), "weight_co": (H, 0.0)},
-        lambda x, p: F.linear(x, p["weight_ih"], p["bias_ih"]), _peephole_step),
+        lambda x, p: F.linear(x, p["weight_ih"], p["bias_ih"]), _peephole_step,
+        operator_weights=("weight_ci", "weight_cf", "weight_co")),
     "layer_norm_lstm": Variant(
         4, 2, lambda H: {"ln_ih_weight": (4 * H, 1.0), "ln_ih_bias": (4 * H, 0.0),
                          "ln_hh_weight": (4 * H, 1.0), "ln_hh_bias": (4 * H, 0.0),
                          "ln_c_weight": (H, 1.0), "ln_c_bias": (H, 0.0)},
-        _layer_norm_lstm_input, _layer_norm_lstm_step),
+        _layer_norm_lstm_input, _layer_norm_lstm_step,
+        operator_weights=("ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias",
+                          "ln_c_weight", "ln_c_bias")),
     "layer_norm_gru": Variant(
         3, 1, lambda H: {"ln_ih_weight": (3 * H, 1.0), "ln_ih_bias": (3 * H, 0.0),
                          "ln_hh_weight": (3 * H, 1.0), "ln_hh_bias": (3 * H, 0.0)},
@@ -186,9 +220,18 @@ def parameter_shapes(kind: Variant, D: int, H: int,
 def variant_sequence(kind: str, x: Tensor, p: dict[str, Any], state: tuple[Tensor, ...],
                      mask: Tensor | None = None, reverse: bool = False
                      ) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """The variant ``kind`` (a key of :data:`VARIANTS`) over x (T, B, D) time-major: the input
-    side once for all steps, then the step in the autograd loop. mask (T, B): held state where
-    False. Returns (the first state after every step in time order (T, B, H), final states)."""
+    """The variant ``kind`` (a key of :data:`VARIANTS`) over x (T, B, D) time-major: its
+    operator where it has a C++ loop (:attr:`Variant.operator_weights`), else the input side
+    once for all steps, then the step in the autograd loop. mask (T, B): held state where False. Returns
+    (the first state after every step in time order (T, B, H), final states)."""
     variant = VARIANTS[kind]
+    if variant.operator_weights is not None:  # the operator rnnkit::<kind>
+        # imported here: the package imports this module first (through _cell_spec)
+        from . import _recurrence
+
+        out, *final = _recurrence(kind, "auto", x, state, p["weight_ih"], p["weight_hh"],
+                                  p["bias_ih"], p["bias_hh"], mask, reverse, False,
+                                  weights=tuple(p[n] for n in variant.operator_weights))
+        return out, tuple(final)
     gi = variant.input_side(x, p)  # (T, B, G*H)
     return scan(lambda g, s: variant.step(g, s, p), gi, state, mask, reverse=reverse)

@@ -1,8 +1,8 @@
 """``python -m rnnkit.bench.cells``: the cells beyond torch.nn's against the best plain-PyTorch
 implementation of the same cell, in one process, interleaved (ratios; above 1: rnnkit faster).
 
-- ``PeepholeLSTM`` and ``LayerNormLSTM`` (``rnnkit.nn``, composite: the input side once for all
-  steps, the step in the autograd loop) against the same step (the functions of
+- ``PeepholeLSTM`` and ``LayerNormLSTM`` (``rnnkit.nn``: their operators' C++ loops,
+  csrc/peephole.cpp and csrc/layer_norm_lstm.cpp) against the same step (the functions of
   :mod:`rnnkit._kernels.lstm_variants`, so the cell is the same to the last operation) run by
   plain PyTorch two ways, its input side also hoisted out of the loop: the whole loop in
   ``torch.jit.script``, and the step under ``torch.compile`` in a Python loop (compiling is
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.json is not None:
         from .._io import atomic_write
 
-        atomic_write(args.json, json.dumps({"rows": rows}, indent=2))
+        atomic_write(args.json, json.dumps({"rows": rows}, indent=2).encode())
     return rows
 
 

@@ -32,6 +32,7 @@ import typer
 from typer.core import TyperGroup
 
 from ._common import guarded
+from .config import CELLS
 
 __all__ = ["app", "main"]
 
@@ -77,10 +78,8 @@ class TaskName(str, Enum):
     translate = "translate"
 
 
-class Cell(str, Enum):
-    rnn = "rnn"
-    gru = "gru"
-    lstm = "lstm"
+# --cell's choices: the cells' names (config.CELLS)
+Cell = Enum("Cell", {name: name for name in CELLS}, type=str)  # type: ignore[misc]
 
 
 _DATA = "Data"

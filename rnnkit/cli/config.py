@@ -19,7 +19,10 @@ from .fields import check_int, read_fields
 __all__ = ["CELLS", "TASKS", "RunConfig", "file_digest"]
 
 TASKS = ("forecast", "classify", "text", "translate")
-CELLS = ("rnn", "gru", "lstm")  # the cells' names (rnnkit._kernels._cell_spec; not imported: torch)
+# the cells' names, as rnnkit._kernels._cell_spec.CELLS holds them (not imported here: it needs
+# torch, which the command's start and --help do without; tests/kernels/test_cell_spec.py holds
+# the two equal)
+CELLS = ("rnn", "gru", "lstm", "peephole_lstm", "layer_norm_lstm", "layer_norm_gru")
 FORMAT = "rnnkit-run"
 VERSION = 1
 

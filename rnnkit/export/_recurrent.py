@@ -63,7 +63,8 @@ class Direction:
 
     def standard_op_ok(self) -> bool:
         """Whether the ONNX RNN/GRU/LSTM operator computes this direction exactly."""
-        return self.kind in CELLS and all(a in _activations.RNN_OP_ACTIVATIONS for a in self.activations())
+        return (self.kind in CELLS and CELLS[self.kind].onnx_op is not None
+                and all(a in _activations.RNN_OP_ACTIVATIONS for a in self.activations()))
 
 
 def _blocks(array: np.ndarray, kind: str, axis: int) -> np.ndarray:

@@ -14,9 +14,12 @@ and, for the LSTM, ``state_norm_gamma``/``state_norm_beta`` (U,).
 
 The layers take ``RNN``'s arguments (``return_sequences``, ``return_state``, ``go_backwards``,
 ``stateful``, masks, e.g. from ``Embedding(mask_zero=True)``) with Keras' mask semantics; the
-whole sequence runs the composite path (the input side once for all steps, then the step),
-``backend="loop"`` steps the cell instead (the same numbers). The activations are fixed (tanh
-and sigmoid, as in the papers) and there is no dropout: other values raise an error.
+whole sequence runs :func:`rnnkit._kernels.lstm_variants.variant_sequence` (the peephole and
+layer-normalised LSTMs' C++ loops; the layer-normalised GRU's composite sequence, the input side
+once for all steps, then the step), ``backend="loop"`` steps the cell instead (the same
+numbers). The
+activations are fixed (tanh and sigmoid, as in the papers) and there is no dropout: other
+values raise an error.
 
 Example::
 
@@ -193,10 +196,10 @@ class _VariantLayer(KerasRNN):
                          backend=backend, **layer_options)
 
     def _fast_path_blocker(self, training: bool) -> str | None:
-        return None  # every configuration the cell accepts runs the composite sequence
+        return None  # every configuration the cell accepts runs variant_sequence
 
     def _kernel_default_states(self, inputs: Tensor) -> list[Tensor | None]:
-        return self._default_states(inputs)  # the composite sequence takes the zeros as tensors
+        return self._default_states(inputs)  # variant_sequence takes the zeros as tensors
 
     def _fused_states(self, x: Tensor, states: States,
                       mask: Tensor | None) -> tuple[Tensor, States]:

@@ -2,9 +2,10 @@ r"""Peephole and layer-normalised LSTMs and the layer-normalised GRU in ``torch.
 :class:`PeepholeLSTM`, :class:`LayerNormLSTM`, :class:`LayerNormGRU` (sequences) and
 :class:`PeepholeLSTMCell`, :class:`LayerNormLSTMCell`, :class:`LayerNormGRUCell` (one step).
 The equations and the published formulations they follow are in
-:mod:`rnnkit._kernels.lstm_variants`. Composite: the input side runs once for all steps, the
-recurrent step in the autograd loop (:func:`rnnkit._kernels.lstm_variants.variant_sequence`);
-no C++ loop yet.
+:mod:`rnnkit._kernels.lstm_variants`. The sequences run
+:func:`rnnkit._kernels.lstm_variants.variant_sequence`: the peephole and layer-normalised
+LSTMs their operators' C++ loops, the layer-normalised GRU the composite sequence (the input
+side once for all steps, the recurrent step in the autograd loop; no C++ loop yet).
 
 Parameters are ``torch.nn.LSTM``'s (``weight_ih_l0`` (4H, H_in), ``weight_hh_l0`` (4H, H),
 ``bias_ih_l0``, ``bias_hh_l0``, gates ``i, f, g, o``; ``_reverse`` for the backward

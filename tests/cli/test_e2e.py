@@ -197,6 +197,32 @@ def test_classify_from_npy_files(tmp_path: Path) -> None:
     assert len(rows) == 6
 
 
+@pytest.mark.parametrize("cell", ["peephole_lstm", "layer_norm_lstm", "layer_norm_gru"])
+def test_the_new_cells_train_save_and_predict(tmp_path: Path, cell: str) -> None:
+    """--cell takes every cell of rnnkit._kernels._cell_spec: the model holds that cell's
+    Keras-style layer, is saved and loaded, and predicts."""
+    from rnnkit._kernels._cell_spec import spec
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 6, 2)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", (x[:, :, 0].sum(axis=1) > 0).astype(np.int64))
+    out = tmp_path / "run"
+    code, _, stderr = train("--task", "classify", "--npy", tmp_path / "x.npy", "--labels",
+                            tmp_path / "y.npy", "--cell", cell, "--units", 4, "--epochs", 1,
+                            "--bidirectional", "--out", out)
+    assert code == 0, stderr
+    assert json.loads((out / "run.json").read_text())["cell"] == cell
+    model = load_model(out / "model.rnnkit")
+    kinds = {type(layer).__name__ for layer in model.layers}
+    kinds |= {type(getattr(layer, "forward_layer", None)).__name__ for layer in model.layers}
+    assert spec(cell).keras_class in kinds
+    np.save(tmp_path / "new.npy", x[:3])
+    code, stdout, stderr = rnnkit("predict", out, "--npy", tmp_path / "new.npy")
+    assert code == 0, stderr
+    assert len(list(csv.reader(io.StringIO(stdout)))) == 4
+
+
 def test_classify_built_in_digits(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
     out = tmp_path / "digits"

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rnnkit.cli import app
-from rnnkit.cli.tasks.translate import beam_decode, greedy_decode, match_scores
+from rnnkit.cli.tasks.translate import (beam_decode, build_translator, greedy_decode,
+                                        match_scores)
 from rnnkit.data import date_pairs
 from rnnkit.models import load_model
 
@@ -106,6 +107,20 @@ def test_date_corpus_is_seeded_and_multilingual():
         assert len(iso) == 10 and iso[4] == iso[7] == "-" and source
     with pytest.raises(ValueError, match="positive integer"):
         date_pairs(0)
+
+
+@pytest.mark.parametrize("cell", ["gru", "peephole_lstm", "layer_norm_lstm", "layer_norm_gru"])
+def test_every_gated_cell_builds_a_translator_that_decodes(cell):
+    """The encoder's states (one for the GRUs, h and c for the LSTMs, from the cell's
+    description) start the decoder, and greedy decoding steps it with them."""
+    from rnnkit._kernels._cell_spec import spec
+
+    preprocessing = {"source_chars": list("abc"), "target_chars": list("xyz"),
+                     "target_length": 4}
+    model = build_translator(preprocessing, cell, 5, 3, attention=True)
+    assert type(model.get_layer("decoder")).__name__ == spec(cell).keras_class
+    decoded = greedy_decode(model, preprocessing, ["abc", "ca"])
+    assert len(decoded) == 2 and all(len(d) <= 4 and set(d) <= set("xyz") for d in decoded)
 
 
 def test_match_scores():

@@ -3,6 +3,8 @@ torch.nn's cells, Keras' gate orders, ONNX's, and the operators derived from the
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -24,15 +26,17 @@ def test_gate_orders_are_torch_keras_and_onnx_layouts() -> None:
 def test_rows_round_trip_between_layouts(name: str) -> None:
     cell, hidden = S.CELLS[name], 3
     w = torch.arange(cell.gates * hidden * 2.0).view(cell.gates * hidden, 2)
-    for a, b in (("torch", "keras"), ("torch", "onnx"), ("keras", "onnx")):
+    layouts = ("torch", "keras", "onnx") if cell.onnx_gates else ("torch", "keras")
+    for a, b in itertools.combinations(layouts, 2):
         there = w[cell.rows(a, b, hidden)]
         assert torch.equal(there[cell.rows(b, a, hidden)], w)
 
 
-@pytest.mark.parametrize("name", list(S.CELLS))
+@pytest.mark.parametrize("name", [n for n, c in S.CELLS.items() if c.torch_modes])
 def test_step_is_torch_nns_cell(name: str) -> None:
     """The description's step (what the composite implementation runs) gives torch.nn's cell's
-    values in float64."""
+    values in float64 (for the cells torch.nn has; the peephole LSTM's against the NumPy
+    reference: tests/kernels/test_peephole.py)."""
     cell = S.CELLS[name]
     torch.manual_seed(0)
     module = getattr(torch.nn, cell.nn_class + "Cell")(4, 5, dtype=torch.float64)
@@ -65,6 +69,10 @@ def test_names_and_lookups() -> None:
         S.spec("elman")
     with pytest.raises(ValueError, match="no rnnkit cell"):
         S.by_keras_class("ConvLSTM2D")
+    assert S.by_keras_class("PeepholeLSTMCell") is S.CELLS["peephole_lstm"]
+    assert S.CELLS["peephole_lstm"].torch_mode() is None  # torch.nn has no peephole LSTM
+    with pytest.raises(ValueError, match="no onnx layout"):
+        S.CELLS["peephole_lstm"].permutation("torch", "onnx")
 
 
 def test_library_loading_skips_composite_only_cells(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,6 +53,9 @@
 //                          mask rows), first(isa, t, carry), step(isa, panel, s, t, next, carry)
 // The rest of a cell's file is its entry points (checks, the final state, the weight gradients
 // from the loop's per-step gradients) and RNNKIT_CELL (cell.h).
+// A cell without fused steps (the library path only, e.g. a per-row reduction in its step)
+// declares kFused = false and leaves out forward_panel, Rows::fused and the fused backward's
+// describe/first/step; its calls take the library path whatever their dtype.
 #pragma once
 
 #include "common.h"
@@ -115,6 +118,12 @@ template <typename T>
 inline T* data_or_null(const Tensor& t) {
   return t.defined() ? t.data_ptr<T>() : nullptr;
 }
+
+// Whether Cell has fused steps: kFused where it says, else true.
+template <class Cell, typename = void>
+struct has_fused : std::true_type {};
+template <class Cell>
+struct has_fused<Cell, std::void_t<decltype(Cell::kFused)>> : std::bool_constant<Cell::kFused> {};
 
 namespace fused {
 
@@ -295,7 +304,7 @@ void backward(const typename Cell::template Backward<float>& b, const Pass& p) {
 // The forward pass over `f`: the fused steps when they take the call, else the library path.
 template <class Cell, typename T>
 void forward_loop(const typename Cell::template Forward<T>& f, const Pass& p) {
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<T, float> && has_fused<Cell>::value) {
     if (fused::takes<T>(p)) {
       return fused::forward<Cell>(Cell::forward_panel(micro::fused_isa(), f.w_hh, p.hidden), f, p);
     }
@@ -334,7 +343,7 @@ void forward_loop(const typename Cell::template Forward<T>& f, const Pass& p) {
 // outputs at masked steps were constants: their gradients are not passed on.
 template <class Cell, typename T>
 void backward_loop(const typename Cell::template Backward<T>& b, const Pass& p) {
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<T, float> && has_fused<Cell>::value) {
     if (fused::takes<T>(p)) return fused::backward<Cell>(b, p);
   }
   const int64_t hidden = p.hidden, width = Cell::kGates * hidden, state = p.state;

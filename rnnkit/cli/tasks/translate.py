@@ -8,8 +8,8 @@ of the public sentence-pair files), or the built-in corpus generated at run time
 
 Model (functional, character level; ``0`` is padding, ``1`` start, ``2`` end of a target)::
 
-    source ids -> Embedding(mask_zero) -> LSTM/GRU(return_sequences, return_state) -> states
-    <start> + target -> Embedding -> LSTM/GRU(initial_state=states) -> [Attention] -> Dense
+    source ids -> Embedding(mask_zero) -> LSTM/GRU/...(return_sequences, return_state) -> states
+    <start> + target -> Embedding -> LSTM/GRU/...(initial_state=states) -> [Attention] -> Dense
 
 trained with teacher forcing (sparse cross-entropy on logits, masked past each target's end).
 ``--attention`` adds Luong attention over the encoder's outputs (the padded source steps get no
@@ -149,8 +149,8 @@ class TranslateTask(Task):
                 raise ValueError(f"{option} is not used by --task translate (it reads --tsv "
                                  "FILE or generates dates)")
         if config.cell == "rnn":
-            raise ValueError("--task translate uses --cell lstm or gru (a SimpleRNN encoder "
-                             "forgets the start of the source)")
+            raise ValueError("--task translate uses a gated cell, e.g. --cell lstm or gru (a "
+                             "SimpleRNN encoder forgets the start of the source)")
         if config.layers != 1 or config.bidirectional:
             raise ValueError("--task translate has one encoder and one decoder layer: --layers "
                              "and --bidirectional are not used")
@@ -258,10 +258,12 @@ def build_translator(preprocessing: dict[str, Any], cell: str, units: int, embed
                      attention: bool) -> Any:
     """The functional encoder-decoder of the module docstring."""
     from ... import layers
+    from ..._kernels._cell_spec import spec
     from ...layers import Input
     from ...models import Model
 
-    recurrent = {"gru": layers.GRU, "lstm": layers.LSTM}[cell]
+    recurrent = getattr(layers, spec(cell).keras_class)
+    one_state = len(spec(cell).states) == 1
     source_vocab = len(preprocessing["source_chars"]) + 1
     target_vocab = len(preprocessing["target_chars"]) + 3
     source = Input(shape=(None,), dtype="int64", name="source")
@@ -273,7 +275,7 @@ def build_translator(preprocessing: dict[str, Any], cell: str, units: int, embed
     target_embedded = layers.Embedding(target_vocab, embedding_dim, mask_zero=True,
                                        name="target_embedding")(target)
     decoded = recurrent(units, return_sequences=True, name="decoder")(
-        target_embedded, initial_state=states if cell == "lstm" else states[0])
+        target_embedded, initial_state=states[0] if one_state else states)
     if attention:
         context = layers.Attention(name="attention")([decoded, encoded])
         decoded = layers.Concatenate(name="with_context")([decoded, context])
