@@ -122,24 +122,41 @@ class PackedRight {
 // Run f(begin, end) over [0, batch) in blocks, one per torch thread, when the work is big
 // enough to pay for waking a second thread, else in one call on this thread. The blocks depend
 // only on torch's thread count, so a row's arithmetic is the same however many threads run
-// them: threads.h's policy (fewer threads within the affinity mask and the cgroup quota)
-// decides that, and the threads take the blocks from a shared counter (threads::in_blocks),
-// so a thread that starts late finds its block done by another and nobody waits for it. No
-// synchronisation per step.
+// them: threads.h's policy (fewer threads on a busy machine, within the affinity mask and the
+// cgroup quota) decides that, and the threads take the blocks in turn, so a thread that starts
+// late finds its block done by another. No synchronisation per step.
 template <typename F>
 void over_batch(int64_t batch, double flops, const F& f) {
   constexpr double kParallelFlops = 2e6;  // below this, a thread wake-up costs more than it saves
   const int64_t split = at::get_num_threads();
-  if (split <= 1 || batch < 2 || flops < kParallelFlops || at::in_parallel_region() ||
-      threads::in_block()) {
+  if (split <= 1 || batch < 2 || flops < kParallelFlops || at::in_parallel_region()) {
     f(int64_t{0}, batch);
     return;
   }
-  const int64_t grain = (batch + std::min(split, batch) - 1) / std::min(split, batch);
-  const int64_t blocks = (batch + grain - 1) / grain;
-  threads::in_blocks(blocks, std::min(blocks, threads::threads_now()), [&](int64_t block) {
-    f(block * grain, std::min(batch, (block + 1) * grain));
-  });
+  const int64_t blocks = std::min(split, batch);
+  const int64_t grain = (batch + blocks - 1) / blocks;
+  const int64_t threads = std::min(blocks, threads::threads_now());
+  if (threads <= 1) {
+    const threads::AsTeamThread as_team_thread;
+    for (int64_t b0 = 0; b0 < batch; b0 += grain) f(b0, std::min(batch, b0 + grain));
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  std::atomic_flag failed = ATOMIC_FLAG_INIT;
+  std::exception_ptr error;  // the first exception of a block, rethrown here (as at::parallel_for)
+#pragma omp parallel num_threads(threads)
+  {
+    for (int64_t block = next++; block < blocks; block = next++) {
+      const int64_t b0 = block * grain;
+      if (b0 >= batch) continue;
+      try {
+        f(b0, std::min(batch, b0 + grain));
+      } catch (...) {
+        if (!failed.test_and_set()) error = std::current_exception();
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 // Pointer to row `row` of time step `t` in a (T, B, width) contiguous buffer.

@@ -103,8 +103,7 @@ bool fits_int(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t
 bool micro_gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   const double flops = 2.0 * m * n * k;
-  if (micro::fused_isa() != micro::Isa::Avx512 || at::in_parallel_region() || threads::in_block() ||
-      flops < 4e6 ||
+  if (micro::fused_isa() != micro::Isa::Avx512 || at::in_parallel_region() || flops < 4e6 ||
       alpha != 1.0f || (beta != 0.0f && beta != 1.0f) || op_b != Op::N) {
     return false;
   }
@@ -141,35 +140,25 @@ bool micro_gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, 
 
 // The BLAS's product (or ATen's where the BLAS lacks the symbol): what gemm() runs when the
 // micro-kernel does not take the call, and what the per-step products of PackedRight fall
-// back to (a step's product must not pack its right factor again on every step). A product
-// big enough for two threads runs as blocks of C's rows on over_batch (threads::in_blocks),
-// each block one BLAS call on its thread alone, rather than on MKL's OpenMP threads: an OpenMP
-// region waits at its start and end for every team thread, however late the scheduler runs
-// it (threads.h). The blocks depend on torch's thread count only.
-template <typename T, typename Blas>
-void library_gemm(Blas blas, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, T alpha,
-                  const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
-  over_batch(m, 2.0 * m * n * k, [&](int64_t r0, int64_t r1) {
-    const T* rows = op_a == Op::N ? a + r0 * lda : a + r0;  // op(A)'s rows r0..r1
-    if (blas != nullptr && fits_int(r1 - r0, n, k, lda, ldb, ldc)) {
-      gemm_blas(blas, op_a, op_b, r1 - r0, n, k, alpha, rows, lda, b, ldb, beta, c + r0 * ldc,
-                ldc);
-    } else {
-      gemm_aten(op_a, op_b, r1 - r0, n, k, alpha, rows, lda, b, ldb, beta, c + r0 * ldc, ldc);
-    }
-  });
-}
-
+// back to (a step's product must not pack its right factor again on every step).
 void library_gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
                   const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                   int64_t ldc) {
-  library_gemm(sgemm_, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (sgemm_ != nullptr && fits_int(m, n, k, lda, ldb, ldc)) {
+    gemm_blas(sgemm_, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  } else {
+    gemm_aten(op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
 }
 
 void library_gemm(Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, double alpha,
                   const double* a, int64_t lda, const double* b, int64_t ldb, double beta,
                   double* c, int64_t ldc) {
-  library_gemm(dgemm_, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (dgemm_ != nullptr && fits_int(m, n, k, lda, ldb, ldc)) {
+    gemm_blas(dgemm_, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  } else {
+    gemm_aten(op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
 }
 
 }  // namespace

@@ -27,21 +27,24 @@ std::vector<T> bias_row(const Tensor& bias_in, const Tensor& bias2_in, int64_t n
   return row;
 }
 
-// out (rows, width) = x (rows, features) @ w^T + bias + bias2 with the library product: each
-// thread's block of rows starts as the bias row, written by that thread right before its
-// product (the first touch of a fresh buffer's pages is a good part of its cost).
+// out (rows, width) = x (rows, features) @ w^T + bias + bias2 with the library product: every
+// row starts as the bias row, written by both threads (the first touch of a fresh buffer's
+// pages is a good part of its cost).
 template <typename T>
 void library_product(T* out, const T* x, int64_t rows, int64_t features, const Tensor& w,
                      const Tensor& bias, const Tensor& bias2) {
   const int64_t width = w.size(0);
   const std::vector<T> row = bias_row<T>(bias, bias2, width);
-  over_batch(rows, 2.0 * rows * width * features, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1 && !row.empty(); ++r) {
-      std::copy(row.begin(), row.end(), out + r * width);
-    }
-    gemm(Op::N, Op::T, r1 - r0, width, features, T(1), x + r0 * features, features,
-         w.data_ptr<T>(), features, row.empty() ? T(0) : T(1), out + r0 * width, width);
-  });
+  if (!row.empty()) {
+    at::parallel_for(0, rows, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(width, 1)),
+                     [&](int64_t r0, int64_t r1) {
+                       for (int64_t r = r0; r < r1; ++r) {
+                         std::copy(row.begin(), row.end(), out + r * width);
+                       }
+                     });
+  }
+  gemm(Op::N, Op::T, rows, width, features, T(1), x, features, w.data_ptr<T>(), features,
+       row.empty() ? T(0) : T(1), out, width);
 }
 
 }  // namespace

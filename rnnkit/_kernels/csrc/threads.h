@@ -73,34 +73,10 @@ Machine sample();
 // 100 ms.
 int64_t threads_now();
 
-// Runs block(i) once for every i in [0, blocks), on the calling thread and up to threads - 1 of
-// rnnkit's own worker threads, and returns when every block has run; rethrows the first
-// exception a block threw. The blocks are handed out one at a time from a shared counter, and
-// the caller takes them too: a worker that starts late (the scheduler gave its core to a
-// neighbour) finds the blocks taken and does nothing, and nobody waits for it. The caller waits
-// only for blocks a worker has begun. Measured on the 2-core Intel machine beside other
-// processes: an OpenMP region (libgomp, torch's) waits at its start for every team thread to
-// be back from the previous region and at its end for every team thread to arrive, even with
-// no block left for them; those two waits were 92-98% of the time an LSTM training call
-// spent in its parallel regions, quiet or contended (the machine busy with other builds).
-// Within a block, torch's operations and MKL's products run on that thread alone
-// (AsTeamThread), and a nested call (from inside a block) runs its blocks on its own thread.
-// One call at a time uses the workers; a call from another thread meanwhile runs its blocks on
-// its own thread. Idle workers, and a caller waiting for a begun block, spin for up to 50 us
-// (kSpinMicroseconds, threads.cpp) before they sleep, so that the several parallel parts of
-// one call find the workers awake.
-template <typename F>
-void in_blocks(int64_t blocks, int64_t threads, const F& block);
-
-// Whether this thread is running a block of in_blocks (a worker, or the caller meanwhile).
-bool in_block();
-
 // While alive, this thread's torch operations and MKL products run on this thread alone, as
 // in a team thread (so a block's arithmetic, and its speed, are those of a thread of the team):
 // the OpenMP thread count of this thread (torch's parallel_for reads it; other threads keep
-// theirs) and MKL's of this thread are set to one, and restored after. A thread's first torch
-// call that asks for the thread count resets both to torch's (once per thread): that happens
-// here first, or a block's MKL products would run on several threads, with other bits.
+// theirs) and MKL's of this thread are set to one, and restored after.
 class AsTeamThread {
  public:
   AsTeamThread();
@@ -113,22 +89,10 @@ class AsTeamThread {
   int previous_mkl_ = 0;
 };
 
-// The type-erased in_blocks: call(context, i) for each block.
-void run_blocks(int64_t blocks, int64_t threads, void (*call)(const void*, int64_t),
-                const void* context);
-
-template <typename F>
-void in_blocks(int64_t blocks, int64_t threads, const F& block) {
-  run_blocks(blocks, threads,
-             [](const void* context, int64_t i) { (*static_cast<const F*>(context))(i); },
-             &block);
-}
-
-// flat (rows, n).sum(0) (the bias gradients: a sum over every step and row), in blocks of
-// columns on in_blocks: torch's reduction is an OpenMP region of its own, which on a busy
-// machine stalled as the loops did (7-9% of an LSTM training call, quiet or beside other
-// processes). Each column is summed in double, in parts of 1024 rows, so its bits depend on
-// its values only, not on the threads or the blocks. float32 or float64, any row stride.
+// flat (rows, n).sum(0) (the bias gradients: a sum over every step and row), on the calling
+// thread alone when the policy grants one thread: torch's reduction is a parallel region of its
+// own, which on a busy machine stalled as the loops did (58% of an LSTM training step beside
+// other processes). Torch sums each column on one thread, so the bits do not depend on it.
 at::Tensor sum_rows(const at::Tensor& flat);
 
 }  // namespace threads
