@@ -311,6 +311,14 @@ Tensor peephole_grad(const Tensor& d_gates, int64_t block, const Tensor& c_all, 
 
 }  // namespace
 
+// The pass of a call: its masked calls take the library path, whose per-row steps hold and
+// carry masked rows (peephole_body.h's fused steps read no mask rows).
+Pass peephole_pass(const Tensor& x, int64_t hidden, const Tensor& mask, bool reverse, bool zero) {
+  Pass pass = make_pass(x, hidden, mask, reverse, zero);
+  pass.fusable = pass.fusable && pass.mask == nullptr;
+  return pass;
+}
+
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> peephole_lstm_forward(
     const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in, const Tensor& w_ih_in,
     const Tensor& w_hh_in, const Tensor& b_ih, const Tensor& b_hh, const Tensor& p_i,
@@ -321,7 +329,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> peephole_lstm_forward(
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor mask = contiguous_or_empty(mask_in);
   const int64_t hidden = w_hh.size(0) / 4;
-  const Pass pass = make_pass(x, hidden, mask, reverse, zero);
+  const Pass pass = peephole_pass(x, hidden, mask, reverse, zero);
   PeepholeLstm cell{h0, c0, w_hh, peepholes(p_i, p_f, p_o, hidden, x)};
   run_forward(cell, x, w_ih, b_ih, b_hh, pass, train);
   Tensor h_n = last_state(cell.out, h0, reverse, pass.zero ? mask : Tensor());
@@ -350,7 +358,7 @@ std::array<Tensor, 10> peephole_lstm_backward(
         {StridedRows<scalar_t>(grad_out), dh.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
          dc.data_ptr<scalar_t>(), c_all.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(),
          gates.data_ptr<scalar_t>(), d_gates.data_ptr<scalar_t>(), peep.data_ptr<scalar_t>()},
-        make_pass(x, hidden, mask, reverse, zero));
+        peephole_pass(x, hidden, mask, reverse, zero));
   });
   const Tensor flat = d_gates.view({steps * batch, 4 * hidden});
   std::array<Tensor, 10> grads;
