@@ -108,6 +108,29 @@ def test_unknown_backend_and_nonlinearity_are_rejected() -> None:
         K.rnn(*args, nonlinearity="sigmoid")
 
 
+def _dense_case(cell: str, shape: tuple[int, int, int, int], seed: int, ih_scale: float,
+                bias_scale: float):
+    """Random float32 inputs of one dense call (x, states, weights), the kernel function, and a
+    torch.nn module of the same cell holding the same weights."""
+    gates = CELLS[cell][0]
+    steps, batch, features, hidden = shape
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(steps, batch, features, generator=g)
+    w_ih = torch.randn(gates * hidden, features, generator=g) * ih_scale
+    w_hh = torch.randn(gates * hidden, hidden, generator=g) * hidden ** -0.5
+    b_ih, b_hh = (torch.randn(gates * hidden, generator=g) * bias_scale for _ in range(2))
+    states = [torch.randn(batch, hidden, generator=g) for _ in range(2 if cell == "lstm" else 1)]
+    kind = {"tanh": "RNN", "relu": "RNN"}.get(cell, cell.upper())
+    extra = {"nonlinearity": cell} if kind == "RNN" else {}
+    reference = getattr(torch.nn, kind)(features, hidden, **extra)
+    weights = (w_ih, w_hh, b_ih, b_hh)
+    with torch.no_grad():
+        for name, value in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"),
+                               weights):
+            getattr(reference, name).copy_(value)
+    return x, states, weights, CELLS[cell][1], reference
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_chunked_passes_equal_the_whole_sequence_pass(cell: str, reverse: bool) -> None:
@@ -118,28 +141,13 @@ def test_chunked_passes_equal_the_whole_sequence_pass(cell: str, reverse: bool) 
     previous one ended at; inference into one reused buffer, training into the buffers its
     backward pass reads. Values must equal the composite pass over the whole sequence and
     torch.nn's, with given and with absent (zero) initial states; gradients the composite's."""
-    gates = CELLS[cell][0]
-    steps, batch, features, hidden = (40 if gates == 1 else 10), 64, 8, 256
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(steps, batch, features, generator=g)
-    w_ih = torch.randn(gates * hidden, features, generator=g) * 0.3
-    w_hh = torch.randn(gates * hidden, hidden, generator=g) * hidden ** -0.5
-    b_ih, b_hh = (torch.randn(gates * hidden, generator=g) * 0.1 for _ in range(2))
-    states = [torch.randn(batch, hidden, generator=g) for _ in range(2 if cell == "lstm" else 1)]
-    fn = CELLS[cell][1]
-    kind = {"tanh": "RNN", "relu": "RNN"}.get(cell, cell.upper())
-    extra = {"nonlinearity": cell} if kind == "RNN" else {}
-    reference = getattr(torch.nn, kind)(features, hidden, **extra)
-    weights = (w_ih, w_hh, b_ih, b_hh)
-    with torch.no_grad():
-        for name, value in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"),
-                               weights):
-            getattr(reference, name).copy_(value)
+    shape = ((40 if CELLS[cell][0] == 1 else 10), 64, 8, 256)
+    x, states, weights, fn, reference = _dense_case(cell, shape, 3, 0.3, 0.1)
     for given in (states, [None] * len(states)):
         with torch.no_grad():
             chunked = fn(x, *given, *weights, reverse=reverse, backend="compiled")
             whole = fn(x, *given, *weights, reverse=reverse, backend="fused")
-            hx = tuple((torch.zeros(batch, hidden) if s is None else s).unsqueeze(0)
+            hx = tuple((torch.zeros_like(states[0]) if s is None else s).unsqueeze(0)
                        for s in given)
             out, finals = reference(x.flip(0) if reverse else x,
                                     hx if cell == "lstm" else hx[0])
@@ -167,23 +175,8 @@ def test_stacked_steps_match_torch_nn(cell: str, shape: tuple[int, int, int, int
     is projected apart, beside them (and every shape, on other CPUs). Values in inference and in training (which also keeps the activated
     gates, and the GRU's gh_n, for the backward pass) must equal torch.nn's; gradients the
     composite pass's."""
-    gates = CELLS[cell][0]
-    steps, batch, features, hidden = shape
-    g = torch.Generator().manual_seed(11)
-    x = torch.randn(steps, batch, features, generator=g)
-    w_ih = torch.randn(gates * hidden, features, generator=g) * features ** -0.5
-    w_hh = torch.randn(gates * hidden, hidden, generator=g) * hidden ** -0.5
-    b_ih, b_hh = (torch.randn(gates * hidden, generator=g) * 0.3 for _ in range(2))
-    states = [torch.randn(batch, hidden, generator=g) for _ in range(2 if cell == "lstm" else 1)]
-    fn = CELLS[cell][1]
-    kind = {"tanh": "RNN", "relu": "RNN"}.get(cell, cell.upper())
-    extra = {"nonlinearity": cell} if kind == "RNN" else {}
-    reference = getattr(torch.nn, kind)(features, hidden, **extra)
-    weights = (w_ih, w_hh, b_ih, b_hh)
+    x, states, weights, fn, reference = _dense_case(cell, shape, 11, shape[2] ** -0.5, 0.3)
     with torch.no_grad():
-        for name, value in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"),
-                               weights):
-            getattr(reference, name).copy_(value)
         hx = tuple(s.unsqueeze(0) for s in states)
         out, finals = reference(x.flip(0) if reverse else x, hx if cell == "lstm" else hx[0])
     finals = finals if cell == "lstm" else (finals,)
